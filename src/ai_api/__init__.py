@@ -1,0 +1,37 @@
+"""ai-api: one chat API over many LLM providers, spending their free tiers wisely.
+
+The names below are the plug-in API: what a new provider module needs.
+"""
+
+from .app import create_app
+from .config import Settings
+from .errors import (
+    GatewayError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamProtocol,
+    UpstreamStatus,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from .providers import OpenAICompatible, Provider, ProviderSpec
+from .schemas import ChatRequest, Chunk, Message, Usage
+
+__all__ = [
+    "ChatRequest",
+    "Chunk",
+    "GatewayError",
+    "InvalidRequest",
+    "Message",
+    "OpenAICompatible",
+    "Provider",
+    "ProviderSpec",
+    "Settings",
+    "UpstreamError",
+    "UpstreamProtocol",
+    "UpstreamStatus",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "Usage",
+    "create_app",
+]

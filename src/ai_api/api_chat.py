@@ -1,0 +1,121 @@
+"""`POST /chat`: the original bun-ai-api contract, made proper.
+
+Events: `data: {"content": "..."}` per text delta, then `event: done` with provider, model,
+finish reason and usage; or `event: error` if the provider fails once the stream has begun.
+`?format=text` streams the bare text, as the original server did; a failure then aborts the
+connection so the client sees an incomplete transfer, never a truncated answer that looks whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+from aiohttp import web
+
+from .errors import InvalidRequest, PayloadTooLarge, UpstreamError
+from .routing import Deployment
+from .schemas import Chunk, decode_chat_body
+from .sse import encode_data, encode_event
+from .state import GATEWAY
+
+log = logging.getLogger("ai_api.chat")
+
+_FORMATS = {"sse": "text/event-stream", "text": "text/plain; charset=utf-8"}
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, or `PayloadTooLarge` past the configured limit."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(
+            f"The request body is over the limit of {request.app[GATEWAY].settings.max_body_bytes}"
+            " bytes (AI_API_MAX_BODY_BYTES)."
+        ) from exc
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    """Stream one answer from the next provider in turn."""
+    gateway = request.app[GATEWAY]
+    fmt = request.query.get("format", "sse")
+    if fmt not in _FORMATS:
+        raise InvalidRequest(
+            f"Unknown format {fmt!r}; use 'sse' (default) or 'text'.", param="format"
+        )
+    body = decode_chat_body(await read_body(request))
+    deployment = gateway.router.next()
+    chunks = deployment.provider.stream(deployment.request(body.messages))
+    async with aclosing(chunks):
+        # Nothing is sent until the provider has produced its first chunk, so an upstream
+        # failure before that is still a clean HTTP error.
+        try:
+            first = await anext(chunks, None)
+        except UpstreamError as exc:
+            log.warning("%s failed before the first byte: %s", deployment.name, exc.message)
+            raise
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": _FORMATS[fmt],
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                "X-AI-API-Provider": deployment.name,
+                "X-AI-API-Model": deployment.model,
+            }
+        )
+        await response.prepare(request)
+        try:
+            if fmt == "text":
+                await _write_text(response, first, chunks)
+            else:
+                await _write_events(response, first, chunks, deployment, gateway.settings.demo)
+        except UpstreamError as exc:
+            log.warning("%s failed mid-stream: %s", deployment.name, exc.message)
+            if fmt == "text" and request.transport is not None:
+                request.transport.abort()
+                return response
+            await response.write(encode_event("error", exc.body()))
+        except ConnectionResetError:
+            log.info("client went away; upstream request to %s cancelled", deployment.name)
+            return response
+        await response.write_eof()
+        return response
+
+
+async def _write_events(
+    response: web.StreamResponse,
+    first: Chunk | None,
+    chunks: AsyncGenerator[Chunk, None],
+    deployment: Deployment,
+    demo: bool,
+) -> None:
+    finish_reason = None
+    usage = None
+    chunk = first
+    while chunk is not None:
+        if chunk.content:
+            await response.write(encode_data({"content": chunk.content}))
+        finish_reason = chunk.finish_reason or finish_reason
+        usage = chunk.usage or usage
+        chunk = await anext(chunks, None)
+    done: dict[str, Any] = {
+        "provider": deployment.name,
+        "model": deployment.model,
+        "finish_reason": finish_reason,
+        "usage": usage,
+    }
+    if demo:
+        done["demo"] = True
+    await response.write(encode_event("done", done))
+
+
+async def _write_text(
+    response: web.StreamResponse, first: Chunk | None, chunks: AsyncGenerator[Chunk, None]
+) -> None:
+    chunk = first
+    while chunk is not None:
+        if chunk.content:
+            await response.write(chunk.content.encode())
+        chunk = await anext(chunks, None)

@@ -1,0 +1,111 @@
+"""`create_app(settings)`: routes, one error handler, and the lifespan of shared resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from .api_chat import chat
+from .config import Settings
+from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from .providers import OpenAICompatible
+from .routing import Deployment, RoundRobin
+from .state import GATEWAY, Gateway
+
+log = logging.getLogger("ai_api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The gateway as an aiohttp application; providers connect when it starts."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors_as_json])
+    app[GATEWAY] = Gateway(settings=settings, router=RoundRobin(()))
+    app.cleanup_ctx.append(_lifespan)
+    app.router.add_post("/chat", chat)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def _lifespan(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    settings = gateway.settings
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        auto_decompress=True,
+        trust_env=False,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=settings.connect_timeout, sock_read=settings.read_timeout
+    )
+    gateway.router = RoundRobin(
+        [
+            Deployment(
+                provider=OpenAICompatible(
+                    p.spec,
+                    api_key=p.api_key.reveal(),
+                    base_url=p.base_url,
+                    session=session,
+                    timeout=timeout,
+                ),
+                model=p.model,
+                max_tokens=p.max_tokens,
+            )
+            for p in settings.providers
+        ]
+    )
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+async def health(request: web.Request) -> web.Response:
+    """`GET /health`: 200 and the active providers."""
+    gateway = request.app[GATEWAY]
+    return web.json_response(
+        {
+            "status": "ok",
+            "demo": gateway.settings.demo,
+            "providers": [{"name": d.name, "model": d.model} for d in gateway.router.deployments],
+        }
+    )
+
+
+def error_response(error: GatewayError) -> web.Response:
+    """The JSON error body and status for `error`."""
+    return web.json_response(error.body(), status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(request, exc))
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(GatewayError("Internal error; the server log has details."))
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GatewayError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return MethodNotAllowed(
+            f"{request.method} is not allowed on {request.path}; use {allowed}.",
+            headers={"Allow": allowed},
+        )
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound(f"No such endpoint: {request.method} {request.path}.")
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge("The request body is over the configured limit.")
+    error = GatewayError(exc.reason)
+    error.status = exc.status
+    return error

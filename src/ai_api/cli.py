@@ -1,0 +1,84 @@
+"""The `ai-api` command: `ai-api serve [--host H] [--port P] [--reload] [--demo]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import ConfigError, Settings, load_settings, read_environment
+from .providers import PRESETS
+
+NO_PROVIDERS = """\
+ai-api: no provider is configured.
+Set at least one API key, in the environment or in a .env file (see .env.example):
+{variables}
+or try the gateway with built-in fake providers: ai-api serve --demo"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ai-api` console script and of `python -m ai_api`."""
+    args = _parser().parse_args(argv)
+    try:
+        env = read_environment(os.environ, Path(args.env_file))
+        settings = load_settings(env).with_overrides(
+            host=args.host, port=args.port, demo=args.demo or None
+        )
+    except ConfigError as exc:
+        print(f"ai-api: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    if not settings.providers and not settings.demo:
+        variables = "\n".join(f"  {spec.key_env}  ({spec.label})" for spec in PRESETS)
+        print(NO_PROVIDERS.format(variables=variables), file=sys.stderr)
+        return 2
+    if args.reload:
+        from .reload import run_with_reload
+
+        child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--reload"]
+        watch = [Path(__file__).parent, Path(args.env_file)]
+        return run_with_reload(child, watch)
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    from .server import serve
+
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"ai-api: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai-api", description="One chat API over many LLM providers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP gateway")
+    serve.add_argument("--host", help="address to bind (HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind, 0 for any (PORT; default 3000)")
+    serve.add_argument(
+        "--reload", action="store_true", help="restart when the code or .env changes (development)"
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="serve answers from built-in fake providers"
+    )
+    serve.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    return parser
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

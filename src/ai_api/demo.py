@@ -1,0 +1,40 @@
+"""Demo mode: fake Groq and Cerebras upstreams in this process, with providers pointed at them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from .config import ProviderSettings, Secret, Settings
+from .fakes import FakeUpstream
+from .providers import PRESETS
+
+# A readable pace for a person watching the stream: about 40 tokens a second.
+DEMO_TOKEN_DELAY = 0.025
+DEMO_ANSWER_TOKENS = 60
+
+
+@asynccontextmanager
+async def demo_upstreams(settings: Settings) -> AsyncIterator[Settings]:
+    """Start one fake per preset; yield `settings` with every provider pointed at its fake."""
+    async with AsyncExitStack() as stack:
+        providers = []
+        for spec in PRESETS:
+            key = f"demo-{spec.name}-key"
+            fake = FakeUpstream(
+                spec.name,
+                api_key=key,
+                token_delay=DEMO_TOKEN_DELAY,
+                answer_tokens=DEMO_ANSWER_TOKENS,
+            )
+            await stack.enter_async_context(fake)
+            providers.append(
+                ProviderSettings(
+                    spec=spec,
+                    api_key=Secret(key),
+                    base_url=fake.base_url,
+                    model=spec.default_model,
+                    max_tokens=spec.default_max_tokens,
+                )
+            )
+        yield settings.with_overrides(providers=tuple(providers), demo=True)

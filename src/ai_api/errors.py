@@ -1,0 +1,161 @@
+"""Every error the gateway answers with, in one tree.
+
+    GatewayError                     any failure that reaches a client
+    ├── InvalidRequest       400     the client's request is wrong
+    │   └── PayloadTooLarge  413     the body is over the configured limit
+    ├── NotFound             404     unknown path
+    ├── MethodNotAllowed     405     known path, wrong method
+    ├── NoProviders          503     nothing is configured to answer
+    └── UpstreamError        502     a provider failed; `provider` names it
+        ├── UpstreamStatus   4xx/5xx the provider answered an HTTP error (mapped, see below)
+        ├── UpstreamTimeout  504     no answer in time
+        ├── UpstreamUnreachable 502  connection refused, reset or cut mid-stream
+        └── UpstreamProtocol 502     the provider spoke nonsense or ended a stream early
+
+Each error knows its HTTP status and its OpenAI-style `type` and `code`, and renders the body
+`{"error": {"message", "type", "code", "param"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of all errors answered to clients."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.headers: dict[str, str] = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body a client receives."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.code,
+                "param": self.param,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    """The request cannot be served as sent."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The body is larger than the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(GatewayError):
+    """No route at this path."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    """The path exists but not with this method."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class NoProviders(GatewayError):
+    """No provider is configured or none can take the request."""
+
+    status = 503
+    type = "server_error"
+    code = "no_providers"
+
+
+class UpstreamError(GatewayError):
+    """A provider failed; `provider` is its name."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, provider: str, message: str, **kwargs: Any) -> None:
+        super().__init__(f"{provider}: {message}", **kwargs)
+        self.provider = provider
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not answer (or went silent) within the timeout."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The connection failed, or was cut before the answer was complete."""
+
+    code = "upstream_unreachable"
+
+
+class UpstreamProtocol(UpstreamError):
+    """The provider sent something that is not its documented wire format."""
+
+    code = "upstream_protocol_error"
+
+
+# Upstream HTTP status -> (status the client sees, OpenAI error type). The client sees the
+# provider's verdict when it is about the request itself (400, 413, 422) or about load (429,
+# 503); a provider rejecting the gateway's own key or configuration is the gateway's fault (502).
+_UPSTREAM_STATUS: dict[int, tuple[int, str]] = {
+    400: (400, "invalid_request_error"),
+    413: (413, "invalid_request_error"),
+    422: (400, "invalid_request_error"),
+    429: (429, "rate_limit_error"),
+    503: (503, "upstream_error"),
+    408: (504, "upstream_error"),
+    504: (504, "upstream_error"),
+}
+
+
+class UpstreamStatus(UpstreamError):
+    """The provider answered with an HTTP error status (or an in-stream error payload)."""
+
+    def __init__(
+        self,
+        provider: str,
+        upstream_status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            provider,
+            f"HTTP {upstream_status}: {message}",
+            code=code or f"upstream_http_{upstream_status}",
+            headers=headers,
+        )
+        self.upstream_status = upstream_status
+        self.status, self.type = _UPSTREAM_STATUS.get(upstream_status, (502, "upstream_error"))

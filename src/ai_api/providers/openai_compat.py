@@ -1,0 +1,187 @@
+"""One adapter for every OpenAI-compatible provider, plus the pure translations it uses.
+
+Provider differences live in data (`ProviderSpec`) or are tolerated here in one place:
+usage at the top level (OpenAI, Cerebras) or in `x_groq.usage` (Groq); error bodies nested
+under `error` (Groq, OpenAI) or at the top level (Cerebras); in-stream errors as an `error`
+payload (with `status_code` on Cerebras) or as `x_groq.error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from ..errors import (
+    UpstreamError,
+    UpstreamProtocol,
+    UpstreamStatus,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from ..schemas import ChatRequest, Chunk, Usage
+from ..sse import iter_sse_data
+from .presets import ProviderSpec
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _XGroq(msgspec.Struct):
+    usage: Usage | None = None
+    error: str | None = None
+
+
+class _StreamEvent(msgspec.Struct):
+    choices: list[_Choice] = []
+    usage: Usage | None = None
+    x_groq: _XGroq | None = None
+    error: Any = None
+    status_code: int | None = None
+
+
+_event_decoder = msgspec.json.Decoder(_StreamEvent)
+_encode = msgspec.json.encode
+
+
+def request_body(request: ChatRequest) -> bytes:
+    """The upstream JSON body for a streamed chat completion."""
+    return _encode(
+        {
+            "model": request.model,
+            "messages": request.messages,
+            "max_completion_tokens": request.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+
+
+def parse_event(provider: str, data: bytes) -> Chunk:
+    """One upstream SSE payload as a chunk; raises for error payloads and malformed JSON."""
+    try:
+        event = _event_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocol(provider, f"sent a malformed stream event: {exc}") from exc
+    if event.error:
+        raise _stream_error(provider, event.error, event.status_code)
+    usage = event.usage
+    if event.x_groq is not None:
+        if event.x_groq.error:
+            raise UpstreamStatus(provider, 500, f"stream stopped: {event.x_groq.error}")
+        usage = usage or event.x_groq.usage
+    content = ""
+    finish_reason = None
+    for choice in event.choices:
+        if choice.delta is not None and choice.delta.content:
+            content += choice.delta.content
+        finish_reason = choice.finish_reason or finish_reason
+    return Chunk(content=content, finish_reason=finish_reason, usage=usage)
+
+
+def _stream_error(provider: str, error: Any, status_code: int | None) -> UpstreamStatus:
+    message, code = _message_and_code(error if isinstance(error, dict) else {"message": error})
+    return UpstreamStatus(provider, status_code or 500, f"failed mid-stream: {message}", code=code)
+
+
+def status_error(
+    provider: str, status: int, body: bytes, headers: Mapping[str, str]
+) -> UpstreamStatus:
+    """The gateway error for an upstream HTTP error response, whatever its body's shape."""
+    try:
+        parsed: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        parsed = {"message": body[:200].decode("utf-8", "replace").strip() or "no body"}
+    if isinstance(parsed, list) and parsed:  # Gemini sometimes wraps the body in a list
+        parsed = parsed[0]
+    if isinstance(parsed, dict):
+        inner = parsed.get("error", parsed)
+        error = inner if isinstance(inner, dict) else {"message": inner}
+    else:
+        error = {"message": str(parsed)}
+    message, code = _message_and_code(error)
+    passed = {k: v for k in ("retry-after",) if (v := headers.get(k)) is not None}
+    return UpstreamStatus(provider, status, message, code=code, headers=passed)
+
+
+def _message_and_code(error: Mapping[str, Any]) -> tuple[str, str | None]:
+    message = str(error.get("message") or "no message")
+    code = error.get("code") or error.get("type")
+    return message, str(code) if code is not None else None
+
+
+class OpenAICompatible:
+    """A provider speaking the OpenAI chat-completions wire format over one shared HTTP pool."""
+
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        *,
+        api_key: str,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        timeout: aiohttp.ClientTimeout,
+    ) -> None:
+        self.spec = spec
+        self._url = base_url.rstrip("/") + spec.chat_path
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+        self._key = api_key
+        self._session = session
+        self._timeout = timeout
+
+    @property
+    def name(self) -> str:
+        """The preset's name (`groq`, `cerebras`, ...)."""
+        return self.spec.name
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
+        """Stream the answer; every failure surfaces as an `UpstreamError`."""
+        try:
+            async for chunk in self._stream(request):
+                yield chunk
+        except UpstreamError as exc:
+            exc.message = self._redact(exc.message)
+            raise
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamUnreachable(self.name, "the connection was cut mid-answer") from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise UpstreamTimeout(self.name, "no data within the read timeout") from exc
+        except aiohttp.ClientConnectionError as exc:
+            reason = self._redact(str(exc)) or type(exc).__name__
+            raise UpstreamUnreachable(self.name, f"connection failed: {reason}") from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeout(self.name, "timed out") from exc
+
+    async def _stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
+        async with self._session.post(
+            self._url, data=request_body(request), headers=self._headers, timeout=self._timeout
+        ) as response:
+            if response.status >= 400:
+                raise status_error(
+                    self.name, response.status, await response.read(), response.headers
+                )
+            finished = False
+            async for data in iter_sse_data(response.content):
+                if data.startswith(b"[DONE]"):
+                    return
+                chunk = parse_event(self.name, data)
+                finished = finished or chunk.finish_reason is not None
+                if chunk.content or chunk.finish_reason or chunk.usage:
+                    yield chunk
+            if not finished:
+                raise UpstreamProtocol(self.name, "the stream ended before the answer was complete")
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "[redacted]") if self._key else text

@@ -1,0 +1,64 @@
+"""Development mode: run the server in a child process and restart it when code or `.env` changes.
+
+The original's `bun run dev`. Polling twice a second keeps this free of dependencies; it runs
+only under `--reload`, never in the served process.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+log = logging.getLogger("ai_api.reload")
+
+
+def snapshot(paths: Iterable[Path]) -> dict[Path, float]:
+    """Modification times of the watched files (`*.py` under directories, files as given)."""
+    times: dict[Path, float] = {}
+    for path in paths:
+        files = path.rglob("*.py") if path.is_dir() else [path]
+        for file in files:
+            try:
+                times[file] = file.stat().st_mtime
+            except FileNotFoundError:
+                continue
+    return times
+
+
+def run_with_reload(child_args: Sequence[str], watch: Sequence[Path], interval: float = 0.5) -> int:
+    """Run `python -m ai_api <child_args>`; restart it on every change under `watch`."""
+    seen = snapshot(watch)
+    while True:
+        child = subprocess.Popen([sys.executable, "-m", "ai_api", *child_args])
+        try:
+            while True:
+                time.sleep(interval)
+                now = snapshot(watch)
+                if now != seen:
+                    changed = sorted(
+                        str(p)
+                        for p in now.keys() ^ seen.keys()
+                        | {p for p in now.keys() & seen.keys() if now[p] != seen[p]}
+                    )
+                    log.info("change in %s: restarting", ", ".join(changed) or "watched files")
+                    seen = now
+                    break
+                # A child that exits (say, on a syntax error) waits here for the next change.
+        except KeyboardInterrupt:
+            _stop(child)
+            return 0
+        _stop(child)
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
