@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiohttp import web
 
@@ -17,8 +17,9 @@ from .demo import demo_upstreams
 log = logging.getLogger("ai_api")
 
 
-async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; `on_ready` receives the URL once the socket is bound."""
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[str]:
+    """Serve in the background of the current event loop; yield the URL it listens on."""
     async with AsyncExitStack() as stack:
         if settings.demo:
             settings = await stack.enter_async_context(demo_upstreams(settings))
@@ -36,8 +37,12 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
             log.info("provider %s: model %s at %s", p.name, p.model, p.base_url)
         log.info("round-robin over: %s", ", ".join(p.name for p in settings.providers))
         log.info("listening on %s (POST /chat, GET /health)", url)
-        if on_ready is not None:
-            on_ready(url)
+        yield url
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    async with running(settings):
         await _until_signalled()
 
 

@@ -1,0 +1,79 @@
+"""Shared fixtures: fake upstreams on loopback and a gateway served over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ai_api.config import ProviderSettings, Secret, Settings
+from ai_api.fakes import FakeUpstream
+from ai_api.providers import PRESETS
+from ai_api.server import running
+
+KEYS = {"groq": "gsk_test_key_0123456789", "cerebras": "csk-test-key-0123456789"}
+
+
+@pytest.fixture
+async def groq() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.0) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def cerebras() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream("cerebras", api_key=KEYS["cerebras"], token_delay=0.0) as fake:
+        yield fake
+
+
+def settings_for(*fakes: FakeUpstream, **overrides: Any) -> Settings:
+    """Settings with one provider per fake, in the order given, on a free port."""
+    specs = {spec.name: spec for spec in PRESETS}
+    providers = tuple(
+        ProviderSettings(
+            spec=specs[fake.flavor.name],
+            api_key=Secret(KEYS[fake.flavor.name]),
+            base_url=fake.base_url,
+            model=specs[fake.flavor.name].default_model,
+            max_tokens=specs[fake.flavor.name].default_max_tokens,
+        )
+        for fake in fakes
+    )
+    return Settings(providers=providers, port=0).with_overrides(**overrides)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+@pytest.fixture
+async def gateway(groq: FakeUpstream, cerebras: FakeUpstream) -> AsyncIterator[str]:
+    """A gateway over both fakes, Groq first; yields its base URL."""
+    async with running(settings_for(groq, cerebras)) as url:
+        yield url
+
+
+def parse_events(text: str) -> list[tuple[str, Any]]:
+    """(event name, decoded data) for each SSE event; unnamed events are `message`."""
+    events = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        name, data = "message", []
+        for line in block.split("\n"):
+            field, _, value = line.partition(": ")
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+        events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+def content_of(events: list[tuple[str, Any]]) -> str:
+    return "".join(data["content"] for name, data in events if name == "message")

@@ -1,0 +1,286 @@
+"""`POST /chat` end to end: real HTTP from a client, through the gateway, to fake upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ai_api.fakes import FakeUpstream, Fault
+from ai_api.server import running
+
+from .conftest import KEYS, content_of, parse_events, settings_for
+
+HELLO = {"messages": [{"role": "user", "content": "Hola, ¿cómo estás?"}]}
+
+
+async def direct_answer(client: aiohttp.ClientSession, fake: FakeUpstream, body: dict) -> Any:
+    """What the fake itself answers (non-streaming) to the same messages."""
+    model = {"groq": "openai/gpt-oss-120b", "cerebras": "gpt-oss-120b"}[fake.flavor.name]
+    async with client.post(
+        fake.base_url + fake.flavor.chat_path,
+        json={**body, "model": model, "stream": False},
+        headers={"Authorization": f"Bearer {KEYS[fake.flavor.name]}"},
+    ) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def test_streams_content_events_then_done(gateway, groq, client):
+    async with client.post(gateway + "/chat", json=HELLO) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["X-AI-API-Provider"] == "groq"
+        assert response.headers["X-AI-API-Model"] == "openai/gpt-oss-120b"
+        events = parse_events(await response.text())
+    expected = await direct_answer(client, groq, HELLO)
+    assert content_of(events) == expected["choices"][0]["message"]["content"]
+    assert all(set(data) == {"content"} for name, data in events[:-1])
+    name, done = events[-1]
+    assert name == "done"
+    assert done["provider"] == "groq"
+    assert done["model"] == "openai/gpt-oss-120b"
+    assert done["finish_reason"] == "stop"
+    usage = expected["usage"]
+    assert done["usage"] == {k: usage[k] for k in ("prompt_tokens", "completion_tokens",
+                                                    "total_tokens")}
+    assert "demo" not in done
+    sent = groq.requests[-1].body
+    assert sent["model"] == "openai/gpt-oss-120b"
+    assert sent["max_completion_tokens"] == 4096
+    assert sent["messages"] == HELLO["messages"]
+
+
+async def test_cerebras_usage_from_its_final_chunk(groq, cerebras, client):
+    async with running(settings_for(cerebras)) as url, client.post(url + "/chat", json=HELLO) as r:
+        events = parse_events(await r.text())
+    expected = await direct_answer(client, cerebras, HELLO)
+    assert content_of(events) == expected["choices"][0]["message"]["content"]
+    assert events[-1][1]["usage"]["completion_tokens"] == expected["usage"]["completion_tokens"]
+    assert events[-1][1]["provider"] == "cerebras"
+
+
+async def test_round_robin_alternates_groq_then_cerebras(gateway, groq, cerebras, client):
+    order = []
+    for _ in range(5):
+        async with client.post(gateway + "/chat", json=HELLO) as response:
+            await response.read()
+            order.append(response.headers["X-AI-API-Provider"])
+    assert order == ["groq", "cerebras", "groq", "cerebras", "groq"]
+    assert (len(groq.requests), len(cerebras.requests)) == (3, 2)
+
+
+async def test_round_robin_is_exact_under_concurrency(gateway, groq, cerebras, client):
+    async def one() -> str:
+        async with client.post(gateway + "/chat", json=HELLO) as response:
+            events = parse_events(await response.text())
+            assert events[-1][0] == "done"
+            return response.headers["X-AI-API-Provider"]
+
+    providers = await asyncio.gather(*(one() for _ in range(40)))
+    assert providers.count("groq") == providers.count("cerebras") == 20
+    assert len(groq.requests) == len(cerebras.requests) == 20
+
+
+async def test_text_format_streams_bare_text(gateway, groq, client):
+    async with client.post(gateway + "/chat?format=text", json=HELLO) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+        text = await response.text()
+    expected = await direct_answer(client, groq, HELLO)
+    assert text == expected["choices"][0]["message"]["content"]
+
+
+async def test_health_lists_active_providers(gateway, client):
+    async with client.get(gateway + "/health") as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "status": "ok",
+            "demo": False,
+            "providers": [
+                {"name": "groq", "model": "openai/gpt-oss-120b"},
+                {"name": "cerebras", "model": "gpt-oss-120b"},
+            ],
+        }
+
+
+def assert_error_shape(body: dict, status_type: str) -> dict:
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "code", "param"}
+    assert body["error"]["type"] == status_type
+    assert body["error"]["message"]
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "fragment"),
+    [
+        (b"{oops", 400, "not valid JSON"),
+        (b"", 400, "empty"),
+        (b"{}", 400, "messages"),
+        (b'{"messages": []}', 400, "at least one message"),
+        (b'{"messages": [{"role": "robot", "content": "x"}]}', 400, "role"),
+        (b'{"messages": [{"role": "user", "content": ["x"]}]}', 400, "content"),
+        (b'{"messages": [{"role": "user", "content": "' + b"x" * 3000 + b'"}]}', 413, "limit"),
+    ],
+)
+async def test_bad_input_is_a_clear_4xx_and_the_server_stays_healthy(
+    groq, client, data, status, fragment
+):
+    async with running(settings_for(groq, max_body_bytes=2048)) as url:
+        async with client.post(
+            url + "/chat", data=data, headers={"Content-Type": "application/json"}
+        ) as response:
+            assert response.status == status
+            error = assert_error_shape(await response.json(), "invalid_request_error")
+            assert fragment in error["message"]
+        async with client.post(url + "/chat", json=HELLO) as response:
+            assert response.status == 200
+            assert parse_events(await response.text())[-1][0] == "done"
+    assert len(groq.requests) == 1  # bad requests never reached the provider
+
+
+async def test_wrong_method_unknown_path_and_unknown_format(gateway, client):
+    async with client.get(gateway + "/chat") as response:
+        assert response.status == 405
+        assert "POST" in response.headers["Allow"]
+        assert assert_error_shape(await response.json(), "invalid_request_error")["code"] == (
+            "method_not_allowed"
+        )
+    async with client.post(gateway + "/nope", json=HELLO) as response:
+        assert response.status == 404
+        assert "/nope" in assert_error_shape(await response.json(), "invalid_request_error")[
+            "message"
+        ]
+    async with client.post(gateway + "/chat?format=xml", json=HELLO) as response:
+        assert response.status == 400
+        assert assert_error_shape(await response.json(), "invalid_request_error")["param"] == (
+            "format"
+        )
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "fragment"),
+    [
+        (Fault(status=500), 502, None, "HTTP 500"),
+        (Fault(status=503, retry_after=40), 503, None, "HTTP 503"),
+        (Fault(status=429, retry_after=7), 429, "rate_limit_exceeded", "HTTP 429"),
+        (Fault(status=429), 429, "rate_limit_exceeded", "HTTP 429"),
+        (Fault(status=401), 502, "invalid_api_key", "Invalid API Key"),
+        (Fault(status=400, code="context_length_exceeded"), 400, "context_length_exceeded", ""),
+        (Fault(drop=True), 502, "upstream_unreachable", "connection"),
+    ],
+)
+async def test_upstream_error_before_first_byte_is_an_http_error(
+    gateway, groq, client, fault, status, code, fragment
+):
+    groq.add_fault(fault)
+    async with client.post(gateway + "/chat", json=HELLO) as response:
+        assert response.status == status
+        body = await response.json()
+        error = body["error"]
+        assert set(error) == {"message", "type", "code", "param"}
+        assert error["message"].startswith("groq: ")
+        assert fragment in error["message"]
+        if code:
+            assert error["code"] == code
+        if fault.retry_after is not None:
+            assert response.headers["Retry-After"] == str(fault.retry_after).removesuffix(".0")
+        else:
+            assert "Retry-After" not in response.headers
+
+
+async def test_unreachable_upstream_and_slow_headers(groq, client):
+    async with FakeUpstream("groq", api_key=KEYS["groq"]) as doomed:
+        dead_url = doomed.base_url
+    settings = settings_for(groq, read_timeout=0.2)
+    dead = settings.providers[0].__class__(
+        spec=settings.providers[0].spec,
+        api_key=settings.providers[0].api_key,
+        base_url=dead_url,
+        model="openai/gpt-oss-120b",
+        max_tokens=10,
+    )
+    async with running(settings.with_overrides(providers=(dead,))) as url:
+        async with client.post(url + "/chat", json=HELLO) as response:
+            assert response.status == 502
+            error = (await response.json())["error"]
+            assert error["code"] == "upstream_unreachable"
+            assert error["message"].startswith("groq: connection failed")
+    groq.add_fault(Fault(headers_delay=2))
+    async with running(settings) as url, client.post(url + "/chat", json=HELLO) as response:
+        assert response.status == 504
+        assert (await response.json())["error"]["code"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (Fault(cut_after=3), "upstream_unreachable"),
+        (Fault(error_after=3), None),
+        (Fault(malformed_after=3), "upstream_protocol_error"),
+        (Fault(stall_after=3), "upstream_timeout"),
+    ],
+)
+async def test_failure_after_first_byte_ends_with_an_error_event(groq, client, fault, code):
+    groq.add_fault(fault)
+    async with running(settings_for(groq, read_timeout=0.3)) as url:
+        async with client.post(url + "/chat", json=HELLO) as response:
+            assert response.status == 200
+            events = parse_events(await response.text())
+    names = [name for name, _ in events]
+    assert names[:3] == ["message"] * 3
+    assert names[-1] == "error"
+    assert "done" not in names
+    error = events[-1][1]["error"]
+    assert error["message"].startswith("groq: ")
+    if code:
+        assert error["code"] == code
+
+
+async def test_missing_done_after_a_finished_answer_still_completes(gateway, groq, client):
+    groq.add_fault(Fault(no_done=True))
+    async with client.post(gateway + "/chat", json=HELLO) as response:
+        events = parse_events(await response.text())
+    assert events[-1][0] == "done"
+    assert events[-1][1]["finish_reason"] == "stop"
+
+
+async def test_text_format_failure_aborts_instead_of_looking_complete(gateway, groq, client):
+    groq.add_fault(Fault(error_after=2))
+    async with client.post(gateway + "/chat?format=text", json=HELLO) as response:
+        assert response.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+
+
+async def test_client_disconnect_cancels_the_upstream_request(groq, client):
+    slow = FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.05, answer_tokens=400)
+    async with slow, running(settings_for(slow)) as url:
+        response = await client.post(url + "/chat", json=HELLO)
+        await response.content.readuntil(b"\n\n")
+        response.close()
+        seen = slow.requests[0]
+        await asyncio.wait_for(seen.finished.wait(), timeout=5)
+        assert seen.disconnected
+
+
+async def test_no_key_ever_reaches_a_log_or_a_response(groq, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    key = KEYS["groq"]
+    groq.add_fault(Fault(status=401, message=f"Invalid API Key {key}"))
+    async with running(settings_for(groq)) as url:
+        async with client.post(url + "/chat", json=HELLO) as response:
+            text = await response.text()
+            assert response.status == 502
+        async with client.get(url + "/health") as response:
+            text += await response.text()
+    assert key not in text
+    assert "[redacted]" in text
+    assert key not in caplog.text
+    assert json.loads(text.split("}}")[0] + "}}")["error"]["code"] == "invalid_api_key"

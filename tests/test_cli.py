@@ -1,0 +1,120 @@
+"""The `ai-api` command as a user runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ai_api.cli import main
+from ai_api.config import Settings
+from ai_api.server import running
+
+from .conftest import content_of, parse_events
+
+HELLO = {"messages": [{"role": "user", "content": "hola"}]}
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+
+
+def test_no_provider_exits_non_zero_and_says_what_to_set(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("GROQ_API_KEY", "CEREBRAS_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "GROQ_API_KEY" in err
+    assert "CEREBRAS_API_KEY" in err
+    assert "--demo" in err
+
+
+def test_bad_setting_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PORT", "abc")
+    assert main(["serve", "--demo"]) == 2
+    assert "PORT='abc'" in capsys.readouterr().err
+
+
+@asynccontextmanager
+async def ai_api(*args: str, cwd: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`python -m ai_api serve ...` in a child process; yields it and the URL it logged."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ai_api", "serve", "--port", "0", *args,
+        cwd=cwd, env=CLEAN_ENV, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = await asyncio.wait_for(next_url(process), timeout=20)
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.wait(), timeout=20)
+
+
+async def next_url(process: asyncio.subprocess.Process) -> str:
+    assert process.stderr is not None
+    log = ""
+    while True:
+        line = (await process.stderr.readline()).decode()
+        if not line:
+            raise AssertionError(f"exited before listening:\n{log}")
+        log += line
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return match.group(1)
+
+
+async def test_demo_mode_serves_real_streams_and_says_it_is_a_demo(tmp_path):
+    async with ai_api("--demo", cwd=tmp_path) as (process, url), aiohttp.ClientSession() as s:
+        async with s.post(url + "/chat", json=HELLO) as response:
+            assert response.status == 200
+            events = parse_events(await response.text())
+        async with s.get(url + "/health") as response:
+            assert (await response.json())["demo"] is True
+    assert process.returncode == 0
+    assert len(content_of(events)) > 100
+    assert events[-1][0] == "done"
+    assert events[-1][1]["demo"] is True
+    assert events[-1][1]["usage"]["completion_tokens"] > 0
+
+
+async def test_demo_in_process_alternates_over_both_fakes():
+    async with running(Settings(port=0, demo=True)) as url, aiohttp.ClientSession() as s:
+        seen = []
+        for _ in range(2):
+            async with s.post(url + "/chat?format=text", json=HELLO) as response:
+                assert response.status == 200
+                assert "fake" in (await response.text()).lower()
+                seen.append(response.headers["X-AI-API-Provider"])
+    assert seen == ["groq", "cerebras"]
+
+
+async def test_reload_restarts_when_dotenv_changes(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GROQ_API_KEY=k\nGROQ_BASE_URL=http://127.0.0.1:9\nGROQ_MODEL=model-a\n")
+    async with ai_api("--reload", cwd=tmp_path) as (process, url):
+        async with aiohttp.ClientSession() as s, s.get(url + "/health") as response:
+            assert (await response.json())["providers"][0]["model"] == "model-a"
+        dotenv.write_text(dotenv.read_text().replace("model-a", "model-b"))
+        stat = dotenv.stat()
+        os.utime(dotenv, (stat.st_atime, stat.st_mtime + 5))
+        url = await asyncio.wait_for(next_url(process), timeout=20)
+        async with aiohttp.ClientSession() as s, s.get(url + "/health") as response:
+            assert (await response.json())["providers"][0]["model"] == "model-b"
+
+
+@pytest.mark.parametrize("entry", [["-m", "ai_api"], ["-c", "from ai_api.cli import main; main()"]])
+async def test_help_runs(entry):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *entry, "serve", "--help", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    assert b"--demo" in out

@@ -1,0 +1,203 @@
+"""Pure translations of the OpenAI-compatible adapter, on payloads shaped like real traffic."""
+
+import json
+
+import pytest
+
+from ai_api.errors import UpstreamProtocol, UpstreamStatus
+from ai_api.providers.openai_compat import parse_event, request_body, status_error
+from ai_api.schemas import ChatRequest, Chunk, Message, Usage
+
+
+def test_request_body_asks_for_a_capped_stream_with_usage():
+    request = ChatRequest((Message("user", "hola"),), model="openai/gpt-oss-120b", max_tokens=64)
+    assert json.loads(request_body(request)) == {
+        "model": "openai/gpt-oss-120b",
+        "messages": [{"role": "user", "content": "hola"}],
+        "max_completion_tokens": 64,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+GROQ_FIRST = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion.chunk",
+    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+    "x_groq": {"id": "req_1"},
+}
+GROQ_FINISH = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion.chunk",
+    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    "x_groq": {
+        "id": "req_1",
+        "usage": {
+            "queue_time": 0.01,
+            "prompt_tokens": 18,
+            "completion_tokens": 5,
+            "total_tokens": 23,
+            "total_time": 0.1,
+        },
+    },
+}
+CEREBRAS_FINAL = {
+    "id": "chatcmpl-2",
+    "object": "chat.completion.chunk",
+    "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+    "usage": {
+        "prompt_tokens": 7,
+        "completion_tokens": 3,
+        "total_tokens": 10,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    },
+    "time_info": {"queue_time": 0.0001, "total_time": 0.02, "created": 1.7e9},
+}
+USAGE_ONLY = {
+    "id": "c",
+    "choices": [],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "chunk"),
+    [
+        (GROQ_FIRST, Chunk()),
+        ({"choices": [{"index": 0, "delta": {"content": " hi"}}]}, Chunk(content=" hi")),
+        (GROQ_FINISH, Chunk(finish_reason="stop", usage=Usage(18, 5, 23))),
+        (CEREBRAS_FINAL, Chunk(finish_reason="length", usage=Usage(7, 3, 10))),
+        (USAGE_ONLY, Chunk(usage=Usage(1, 2, 3))),
+    ],
+)
+def test_parse_event(payload, chunk):
+    assert parse_event("p", json.dumps(payload).encode()) == chunk
+
+
+def test_in_stream_error_payloads_raise_with_the_providers_reason():
+    groq = {"error": {"message": "over capacity", "type": "internal_server_error"}}
+    with pytest.raises(UpstreamStatus) as info:
+        parse_event("groq", json.dumps(groq).encode())
+    assert info.value.status == 502
+    assert "over capacity" in info.value.message
+    assert info.value.message.startswith("groq: ")
+
+    cerebras = {
+        "error": {
+            "message": "Tokens per minute limit exceeded",
+            "type": "too_many_tokens_error",
+            "code": "token_quota_exceeded",
+        },
+        "status_code": 429,
+    }
+    with pytest.raises(UpstreamStatus) as info:
+        parse_event("cerebras", json.dumps(cerebras).encode())
+    assert info.value.status == 429
+    assert info.value.code == "token_quota_exceeded"
+
+    x_groq = {"choices": [], "x_groq": {"id": "r", "error": "stopped early"}}
+    with pytest.raises(UpstreamStatus, match="stopped early"):
+        parse_event("groq", json.dumps(x_groq).encode())
+
+
+def test_malformed_event_is_a_protocol_error():
+    with pytest.raises(UpstreamProtocol, match="malformed"):
+        parse_event("groq", b'{"choices": [')
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "client_status", "code", "fragment"),
+    [
+        (
+            401,
+            {
+                "error": {
+                    "message": "Invalid API Key",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+            502,
+            "invalid_api_key",
+            "Invalid API Key",
+        ),
+        (
+            401,
+            {
+                "message": "Wrong API Key",
+                "type": "invalid_request_error",
+                "param": "api_key",
+                "code": "wrong_api_key",
+            },
+            502,
+            "wrong_api_key",
+            "Wrong API Key",
+        ),
+        (
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached",
+                    "type": "tokens",
+                    "code": "rate_limit_exceeded",
+                }
+            },
+            429,
+            "rate_limit_exceeded",
+            "Rate limit",
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "The model `x` has been decommissioned",
+                    "code": "model_decommissioned",
+                }
+            },
+            400,
+            "model_decommissioned",
+            "decom",
+        ),
+        (
+            404,
+            {
+                "message": "Model x does not exist",
+                "type": "not_found_error",
+                "code": "model_not_found",
+            },
+            502,
+            "model_not_found",
+            "does not exist",
+        ),
+        (
+            429,
+            [
+                {
+                    "error": {
+                        "code": 429,
+                        "message": "You exceeded your current quota",
+                        "status": "RESOURCE_EXHAUSTED",
+                    }
+                }
+            ],
+            429,
+            "429",
+            "exceeded",
+        ),
+        (503, "<html>busy</html>", 503, "upstream_http_503", "busy"),
+        (
+            500,
+            {"error": {"message": "boom", "type": "internal_server_error"}},
+            502,
+            "internal_server_error",
+            "boom",
+        ),
+    ],
+)
+def test_status_error_reads_every_body_shape(status, body, client_status, code, fragment):
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    error = status_error("p", status, raw, {"retry-after": "7"})
+    assert (error.status, error.code) == (client_status, code)
+    assert fragment in error.message
+    assert f"HTTP {status}" in error.message
+    assert error.headers == {"retry-after": "7"}

@@ -1,0 +1,44 @@
+"""Decoding and validating `/chat` bodies."""
+
+import pytest
+
+from ai_api.errors import InvalidRequest
+from ai_api.schemas import Message, decode_chat_body
+
+
+def test_valid_body_decodes_to_typed_messages():
+    body = decode_chat_body(
+        b'{"messages": [{"role": "system", "content": "be brief"},'
+        b' {"role": "user", "content": "hola"}], "extra": 1}'
+    )
+    assert body.messages == (Message("system", "be brief"), Message("user", "hola"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment", "param"),
+    [
+        (b"", "empty", None),
+        (b"{not json", "not valid JSON", None),
+        (b"[]", "Expected `object`", None),
+        (b"{}", "missing required field `messages`", None),
+        (b'{"messages": []}', "at least one message", "messages"),
+        (b'{"messages": "hi"}', "Expected `array`", "messages"),
+        (
+            b'{"messages": [{"role": "bot", "content": "x"}]}',
+            "Invalid enum value",
+            "messages[0].role",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": 3}]}',
+            "Expected `str`",
+            "messages[0].content",
+        ),
+        (b'{"messages": [{"role": "user"}]}', "missing required field `content`", "messages[0]"),
+    ],
+)
+def test_bad_bodies_say_what_is_wrong(raw, fragment, param):
+    with pytest.raises(InvalidRequest) as info:
+        decode_chat_body(raw)
+    assert fragment in info.value.message
+    assert info.value.status == 400
+    assert info.value.param == param
