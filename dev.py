@@ -28,7 +28,7 @@ LOCKS = {
 
 def ensure_venv(purpose: str) -> None:
     """Create `.venv` and install what `purpose` needs, unless that was already done."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
         sys.exit("ai-api needs Python 3.11 or newer.")
     locks = LOCKS[purpose]
     digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in locks)).hexdigest()[:16]

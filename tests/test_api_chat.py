@@ -47,10 +47,11 @@ async def test_streams_content_events_then_done(gateway, groq, client):
     assert done["model"] == "openai/gpt-oss-120b"
     assert done["finish_reason"] == "stop"
     usage = expected["usage"]
-    assert done["usage"] == {k: usage[k] for k in ("prompt_tokens", "completion_tokens",
-                                                    "total_tokens")}
+    assert done["usage"] == {
+        k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
     assert "demo" not in done
-    sent = groq.requests[-1].body
+    sent = groq.requests[0].body
     assert sent["model"] == "openai/gpt-oss-120b"
     assert sent["max_completion_tokens"] == 4096
     assert sent["messages"] == HELLO["messages"]
@@ -154,9 +155,9 @@ async def test_wrong_method_unknown_path_and_unknown_format(gateway, client):
         )
     async with client.post(gateway + "/nope", json=HELLO) as response:
         assert response.status == 404
-        assert "/nope" in assert_error_shape(await response.json(), "invalid_request_error")[
-            "message"
-        ]
+        assert (
+            "/nope" in assert_error_shape(await response.json(), "invalid_request_error")["message"]
+        )
     async with client.post(gateway + "/chat?format=xml", json=HELLO) as response:
         assert response.status == 400
         assert assert_error_shape(await response.json(), "invalid_request_error")["param"] == (
@@ -206,12 +207,12 @@ async def test_unreachable_upstream_and_slow_headers(groq, client):
         model="openai/gpt-oss-120b",
         max_tokens=10,
     )
-    async with running(settings.with_overrides(providers=(dead,))) as url:
-        async with client.post(url + "/chat", json=HELLO) as response:
-            assert response.status == 502
-            error = (await response.json())["error"]
-            assert error["code"] == "upstream_unreachable"
-            assert error["message"].startswith("groq: connection failed")
+    dead_settings = settings.with_overrides(providers=(dead,))
+    async with running(dead_settings) as url, client.post(url + "/chat", json=HELLO) as response:
+        assert response.status == 502
+        error = (await response.json())["error"]
+        assert error["code"] == "upstream_unreachable"
+        assert error["message"].startswith("groq: connection failed")
     groq.add_fault(Fault(headers_delay=2))
     async with running(settings) as url, client.post(url + "/chat", json=HELLO) as response:
         assert response.status == 504
@@ -229,10 +230,10 @@ async def test_unreachable_upstream_and_slow_headers(groq, client):
 )
 async def test_failure_after_first_byte_ends_with_an_error_event(groq, client, fault, code):
     groq.add_fault(fault)
-    async with running(settings_for(groq, read_timeout=0.3)) as url:
-        async with client.post(url + "/chat", json=HELLO) as response:
-            assert response.status == 200
-            events = parse_events(await response.text())
+    settings = settings_for(groq, read_timeout=0.3)
+    async with running(settings) as url, client.post(url + "/chat", json=HELLO) as response:
+        assert response.status == 200
+        events = parse_events(await response.text())
     names = [name for name, _ in events]
     assert names[:3] == ["message"] * 3
     assert names[-1] == "error"
@@ -260,7 +261,10 @@ async def test_text_format_failure_aborts_instead_of_looking_complete(gateway, g
 
 
 async def test_client_disconnect_cancels_the_upstream_request(groq, client):
-    slow = FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.05, answer_tokens=400)
+    # The upstream goes silent after two tokens: only cancellation, not a failed write to the
+    # departed client, can end the upstream request before the read timeout.
+    slow = FakeUpstream("groq", api_key=KEYS["groq"])
+    slow.add_fault(Fault(stall_after=2))
     async with slow, running(settings_for(slow)) as url:
         response = await client.post(url + "/chat", json=HELLO)
         await response.content.readuntil(b"\n\n")

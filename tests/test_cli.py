@@ -46,8 +46,16 @@ def test_bad_setting_exits_2(tmp_path, monkeypatch, capsys):
 async def ai_api(*args: str, cwd: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """`python -m ai_api serve ...` in a child process; yields it and the URL it logged."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ai_api", "serve", "--port", "0", *args,
-        cwd=cwd, env=CLEAN_ENV, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "ai_api",
+        "serve",
+        "--port",
+        "0",
+        *args,
+        cwd=cwd,
+        env=CLEAN_ENV,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         url = await asyncio.wait_for(next_url(process), timeout=20)

@@ -1,0 +1,46 @@
+"""The fake's answer: deterministic, readable text made from the request, and token estimates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+SNIPPET_CHARS = 60
+FILLER = "This answer comes from a fake upstream, word by word, so tests can check every token."
+_FILLER_WORDS = tuple(FILLER.split())
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's `content`: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (p.get("text") for p in content if isinstance(p, dict))
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def last_user_text(messages: Sequence[Any]) -> str:
+    """The text of the last `user` message ('' when there is none)."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def answer_tokens(label: str, model: str, messages: Sequence[Any], count: int) -> list[str]:
+    """The first `count` tokens of the answer; each token is a word with its leading space.
+
+    The answer greets, quotes the start of the last user message, then cycles through `FILLER`.
+    """
+    said = " ".join(last_user_text(messages)[:SNIPPET_CHARS].split())
+    words = f"Hello from the fake {label} (model {model}). You said: {said}.".split()
+    while len(words) < count:
+        words.extend(_FILLER_WORDS[: count - len(words)])
+    return [w if i == 0 else " " + w for i, w in enumerate(words[:count])]
+
+
+def prompt_tokens(messages: Sequence[Any]) -> int:
+    """A cheap prompt-size estimate: 4 characters a token, plus 4 tokens of overhead a message."""
+    chars = sum(len(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    return chars // 4 + 4 * len(messages)

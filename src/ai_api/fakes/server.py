@@ -1,0 +1,301 @@
+"""`FakeUpstream`: a real aiohttp server on loopback speaking one provider's wire format.
+
+It answers chat completions (streaming or not), lists its models, checks the API key, reports
+rate-limit headers that drain as requests arrive, and misbehaves on demand through `Fault`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from .answer import answer_tokens, prompt_tokens
+from .flavors import FLAVORS, Flavor
+from .limits import RateBook
+from .stream import ChatPlan, Exchange, Fault, write_completion, write_stream
+from .wire import ErrorSpec, Reply
+
+__all__ = ["FakeUpstream", "Fault", "SeenRequest"]
+
+log = logging.getLogger(__name__)
+
+_NO_FAULT = Fault()
+_JSON = "application/json"
+_MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class SeenRequest:
+    """One chat request as the fake saw it, and how it ended."""
+
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+    started: float
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    disconnected: bool = False
+    status: int = 0
+
+
+class FakeUpstream:
+    """A fake Groq or Cerebras on 127.0.0.1; `base_url` is the server root, as the SDKs want.
+
+    `api_key=None` accepts any bearer token. With `enforce_limits` the fake answers 429 once its
+    request or token allowance runs dry. `record_requests=False` keeps `requests` empty (for
+    long benchmark runs).
+    """
+
+    def __init__(
+        self,
+        flavor: str | Flavor,
+        *,
+        api_key: str | None = None,
+        token_delay: float = 0.0,
+        answer_tokens: int = 20,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        record_requests: bool = True,
+        enforce_limits: bool = False,
+    ) -> None:
+        self.flavor = FLAVORS[flavor] if isinstance(flavor, str) else flavor
+        self.api_key = api_key
+        self.token_delay = token_delay
+        self.answer_tokens = answer_tokens
+        self.host = host
+        self.record_requests = record_requests
+        self.enforce_limits = enforce_limits
+        self.default_fault: Fault | None = None
+        self.requests: list[SeenRequest] = []
+        self.hits: Counter[str] = Counter()
+        self.limits = RateBook(self.flavor.requests_limit, self.flavor.tokens_limit, clock)
+        self._clock = clock
+        self._port = port
+        self._faults: deque[Fault] = deque()
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+        self._rng = random.Random()
+        self._fingerprint = f"fp_{self._rng.getrandbits(40):010x}"
+        self._created = int(time.time())
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            raise RuntimeError("FakeUpstream has no port before start()")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def add_fault(self, fault: Fault, times: int = 1) -> None:
+        """Apply `fault` to the next `times` chat requests, after faults already queued."""
+        self._faults.extend([fault] * times)
+
+    async def start(self) -> None:
+        """Bind and serve; a no-op when already serving. A restart keeps the same port."""
+        if self._runner is not None:
+            return
+        app = web.Application(client_max_size=_MAX_BODY)
+        app.router.add_post(self.flavor.chat_path, self._chat)
+        app.router.add_get(self.flavor.models_path, self._models)
+        if self.flavor.warm_path:
+            app.router.add_get(self.flavor.warm_path, self._warm)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = runner.addresses[0][1]
+        self._stopping = asyncio.Event()
+        self._runner = runner
+        log.debug("fake %s listening on %s", self.flavor.name, self.base_url)
+
+    async def stop(self) -> None:
+        """Stop serving; stalled and paused responses are cut at once."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._stopping.set()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> FakeUpstream:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _headers(self, request_id: str) -> dict[str, str]:
+        headers = {"x-request-id": request_id, **self.flavor.wire.STATIC_HEADERS}
+        headers.update(self.flavor.rate_headers(self.limits.snapshot()))
+        return headers
+
+    def _request_id(self) -> str:
+        return f"req_{self._rng.getrandbits(104):026x}"
+
+    def _json(
+        self, status: int, body: object, request_id: str, extra: Mapping[str, str] | None = None
+    ) -> web.Response:
+        headers = self._headers(request_id)
+        headers["Content-Type"] = _JSON
+        if extra:
+            headers.update(extra)
+        return web.Response(status=status, body=msgspec.json.encode(body), headers=headers)
+
+    def _error(self, spec: ErrorSpec, retry_after: float | None = None) -> web.Response:
+        extra = {"retry-after": f"{retry_after:g}"} if retry_after is not None else None
+        return self._json(spec.status, self.flavor.error_body(spec), self._request_id(), extra)
+
+    def _authorized(self, request: web.Request) -> bool:
+        value = request.headers.get("Authorization", "")
+        if self.api_key is None:
+            return value.startswith("Bearer ") and len(value) > len("Bearer ")
+        return value == f"Bearer {self.api_key}"
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.hits[f"GET {request.path}"] += 1
+        if not self._authorized(request):
+            return self._error(self.flavor.error(401))
+        data = [self.flavor.wire.model_entry(m, self._created) for m in self.flavor.models]
+        return self._json(200, {"object": "list", "data": data}, self._request_id())
+
+    async def _warm(self, request: web.Request) -> web.Response:
+        self.hits[f"GET {request.path}"] += 1
+        return web.Response(text="OK", headers=self._headers(self._request_id()))
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        self.hits[f"{request.method} {request.path}"] += 1
+        spec = self.flavor.error(code="unknown_url", method=request.method, path=request.path)
+        return self._error(spec)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.hits[f"POST {request.path}"] += 1
+        seen = SeenRequest(body={}, headers=request.headers, started=self._clock())
+        if self.record_requests:
+            self.requests.append(seen)
+        fault = self._faults.popleft() if self._faults else (self.default_fault or _NO_FAULT)
+        exchange = Exchange(request, fault, self._stopping, self.token_delay)
+        response: web.StreamResponse | None = None
+        try:
+            response = await self._answer(exchange, seen)
+            return response
+        except asyncio.CancelledError:
+            seen.disconnected = not self._stopping.is_set()
+            raise
+        except ConnectionResetError:
+            seen.disconnected = not self._stopping.is_set()
+            response = exchange.response or web.StreamResponse()
+            return response
+        finally:
+            answered = exchange.response or response
+            seen.status = 0 if exchange.dropped or answered is None else answered.status
+            seen.finished.set()
+
+    async def _answer(self, exchange: Exchange, seen: SeenRequest) -> web.StreamResponse:
+        fault = exchange.fault
+        if fault.drop:
+            return exchange.drop()
+        if fault.headers_delay > 0 and await exchange.pause(fault.headers_delay):
+            return exchange.drop()
+        if not self._authorized(exchange.request):
+            return self._error(self.flavor.error(401))
+        try:
+            body = msgspec.json.decode(await exchange.request.read())
+        except msgspec.DecodeError:
+            return self._error(_invalid("We could not parse the JSON body of your request."))
+        if not isinstance(body, dict):
+            return self._error(_invalid("The request body must be a JSON object."))
+        seen.body = body
+        problem = self._check(body)
+        if problem is not None:
+            return self._error(problem)
+        model = body["model"]
+        if fault.status is not None:
+            spec = self.flavor.error(
+                fault.status,
+                code=fault.code,
+                message=fault.message,
+                retry_after=fault.retry_after,
+                model=model,
+            )
+            return self._error(spec, fault.retry_after)
+        plan = self._plan(body)
+        cost = plan.prompt_tokens + len(plan.tokens)
+        if self.enforce_limits:
+            wait = self.limits.shortfall(cost)
+            if wait > 0:
+                retry = float(int(wait) + 1)
+                spec = self.flavor.error(429, retry_after=retry, model=model, requested=cost)
+                return self._error(spec, retry)
+        self.limits.charge(cost)
+        reply = self._reply(model)
+        headers = self._headers(reply.request_id)
+        if plan.stream:
+            return await write_stream(exchange, self.flavor, reply, plan, headers)
+        return await write_completion(exchange, self.flavor, reply, plan, headers)
+
+    def _check(self, body: dict[str, Any]) -> ErrorSpec | None:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _invalid("`model` is required and must be a string.", "model")
+        if model in self.flavor.withdrawn:
+            return self.flavor.error(code=self.flavor.withdrawn[model], model=model)
+        if model not in self.flavor.models:
+            return self.flavor.error(404, code="model_not_found", model=model)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _invalid("`messages` must be a non-empty array.", "messages")
+        return None
+
+    def _plan(self, body: dict[str, Any]) -> ChatPlan:
+        count = self.answer_tokens
+        cap = body.get("max_completion_tokens")
+        if cap is None:
+            cap = body.get("max_tokens")
+        finish = "stop"
+        if isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap < count:
+            count, finish = cap, "length"
+        options = body.get("stream_options")
+        messages = body["messages"]
+        return ChatPlan(
+            tokens=answer_tokens(self.flavor.label, body["model"], messages, count),
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens(messages),
+            stream=body.get("stream") is True,
+            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        )
+
+    def _reply(self, model: str) -> Reply:
+        bits = f"{self._rng.getrandbits(128):032x}"
+        return Reply(
+            completion_id=f"chatcmpl-{bits[:8]}-{bits[8:12]}-{bits[12:16]}-{bits[16:20]}-{bits[20:]}",
+            request_id=self._request_id(),
+            created=int(time.time()),
+            model=model,
+            fingerprint=self._fingerprint,
+            seed=self._rng.getrandbits(31),
+        )
+
+
+def _invalid(message: str, param: str | None = None) -> ErrorSpec:
+    return ErrorSpec(400, "invalid_request_error", None, param, message)
