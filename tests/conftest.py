@@ -9,10 +9,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ai_api.config import ProviderSettings, Secret, Settings
+from ai_api.config import Settings, preset_settings
 from ai_api.fakes import FakeUpstream
 from ai_api.providers import PRESETS
 from ai_api.server import running
+
+PRESETS_BY_NAME = {spec.name: spec for spec in PRESETS}
 
 KEYS = {"groq": "gsk_test_key_0123456789", "cerebras": "csk-test-key-0123456789"}
 
@@ -31,16 +33,10 @@ async def cerebras() -> AsyncIterator[FakeUpstream]:
 
 def settings_for(*fakes: FakeUpstream, **overrides: Any) -> Settings:
     """Settings with one provider per fake, in the order given, on a free port."""
-    specs = {spec.name: spec for spec in PRESETS}
     providers = tuple(
-        ProviderSettings(
-            spec=specs[fake.flavor.name],
-            api_key=Secret(KEYS[fake.flavor.name]),
-            base_url=fake.base_url,
-            model=specs[fake.flavor.name].default_model,
-            max_tokens=specs[fake.flavor.name].default_max_tokens,
-        )
+        preset_settings(spec, {str(spec.key_env): KEYS[spec.name]}, base_url=fake.base_url)
         for fake in fakes
+        if (spec := PRESETS_BY_NAME[fake.flavor.name])
     )
     return Settings(providers=providers, port=0).with_overrides(**overrides)
 

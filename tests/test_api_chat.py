@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -178,10 +179,11 @@ async def test_wrong_method_unknown_path_and_unknown_format(gateway, client):
     ],
 )
 async def test_upstream_error_before_first_byte_is_an_http_error(
-    gateway, groq, client, fault, status, code, fragment
+    groq, client, fault, status, code, fragment
 ):
     groq.add_fault(fault)
-    async with client.post(gateway + "/chat", json=HELLO) as response:
+    solo = running(settings_for(groq))
+    async with solo as url, client.post(url + "/chat", json=HELLO) as response:
         assert response.status == status
         body = await response.json()
         error = body["error"]
@@ -200,13 +202,7 @@ async def test_unreachable_upstream_and_slow_headers(groq, client):
     async with FakeUpstream("groq", api_key=KEYS["groq"]) as doomed:
         dead_url = doomed.base_url
     settings = settings_for(groq, read_timeout=0.2)
-    dead = settings.providers[0].__class__(
-        spec=settings.providers[0].spec,
-        api_key=settings.providers[0].api_key,
-        base_url=dead_url,
-        model="openai/gpt-oss-120b",
-        max_tokens=10,
-    )
+    dead = dataclasses.replace(settings.providers[0], base_url=dead_url)
     dead_settings = settings.with_overrides(providers=(dead,))
     async with running(dead_settings) as url, client.post(url + "/chat", json=HELLO) as response:
         assert response.status == 502
@@ -244,6 +240,19 @@ async def test_failure_after_first_byte_ends_with_an_error_event(groq, client, f
         assert error["code"] == code
 
 
+async def test_a_provider_failing_before_the_first_byte_is_replaced_by_the_next(
+    gateway, groq, cerebras, client
+):
+    groq.add_fault(Fault(status=429, retry_after=30))
+    async with client.post(gateway + "/chat", json=HELLO) as response:
+        assert response.status == 200
+        assert response.headers["X-AI-API-Provider"] == "cerebras"
+        assert response.headers["X-AI-API-Attempts"] == "2"
+        events = parse_events(await response.text())
+    assert events[-1][1]["provider"] == "cerebras"
+    assert (len(groq.requests), len(cerebras.requests)) == (1, 1)
+
+
 async def test_missing_done_after_a_finished_answer_still_completes(gateway, groq, client):
     groq.add_fault(Fault(no_done=True))
     async with client.post(gateway + "/chat", json=HELLO) as response:
@@ -252,9 +261,10 @@ async def test_missing_done_after_a_finished_answer_still_completes(gateway, gro
     assert events[-1][1]["finish_reason"] == "stop"
 
 
-async def test_text_format_failure_aborts_instead_of_looking_complete(gateway, groq, client):
+async def test_text_format_failure_aborts_instead_of_looking_complete(groq, client):
     groq.add_fault(Fault(error_after=2))
-    async with client.post(gateway + "/chat?format=text", json=HELLO) as response:
+    solo = running(settings_for(groq))
+    async with solo as url, client.post(url + "/chat?format=text", json=HELLO) as response:
         assert response.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()

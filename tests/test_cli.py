@@ -126,3 +126,34 @@ async def test_help_runs(entry):
     out, _ = await process.communicate()
     assert process.returncode == 0
     assert b"--demo" in out
+
+
+def test_config_check_prints_the_resolved_setup_with_keys_masked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    secret = "gsk_0123456789abcdefghijklmnop"
+    (tmp_path / ".env").write_text(f"GROQ_API_KEY={secret}\nCEREBRAS_API_KEY=csk-short\n")
+    (tmp_path / "ai-api.toml").write_text(
+        '[routes.smart]\nstrategy = "fallback"\n'
+        'members = ["cerebras/gpt-oss-120b", "groq/openai/gpt-oss-120b"]\n'
+    )
+    assert main(["config", "check", "--config", "ai-api.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "groq (Groq) https://api.groq.com  GROQ_API_KEY=gsk_****" in out
+    assert "CEREBRAS_API_KEY=****" in out
+    assert "smart (fallback): cerebras/gpt-oss-120b, groq/openai/gpt-oss-120b" in out
+    assert "auto (round-robin): groq/openai/gpt-oss-120b, cerebras/gpt-oss-120b" in out
+    assert "Gateway keys: none (open gateway)" in out
+    assert secret[4:] not in out
+    assert "csk-short" not in out
+
+
+def test_config_check_reports_problems_and_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("GROQ_API_KEY", "CEREBRAS_API_KEY", "MISTRAL_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "a.toml").write_text("[providers.mistral]\n")
+    assert main(["config", "check", "--config", "a.toml"]) == 1
+    assert "MISTRAL_API_KEY is not set" in capsys.readouterr().out
+    (tmp_path / "b.toml").write_text("[providers.mistral]\nmodel = 'x'\n")
+    assert main(["config", "check", "--config", "b.toml"]) == 2
+    assert "unknown field `model`" in capsys.readouterr().err

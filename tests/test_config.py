@@ -17,8 +17,9 @@ def test_a_provider_is_active_when_its_key_is_set_in_preset_order():
     assert [p.name for p in settings.providers] == ["groq", "cerebras"]
     groq, cerebras = settings.providers
     assert groq.base_url == GROQ.base_url
-    assert (groq.model, groq.max_tokens) == ("openai/gpt-oss-120b", 4096)
-    assert (cerebras.model, cerebras.max_tokens) == (CEREBRAS.default_model, 8192)
+    assert (groq.model, groq.models[0].max_tokens) == ("openai/gpt-oss-120b", 4096)
+    assert [m.name for m in groq.models] == ["openai/gpt-oss-120b", *GROQ.models]
+    assert (cerebras.model, cerebras.models[0].max_tokens) == (CEREBRAS.default_model, 8192)
     assert groq.api_key.reveal() == "gsk_1"
 
 
@@ -38,7 +39,7 @@ def test_per_provider_overrides():
         }
     )
     (groq,) = settings.providers
-    assert (groq.base_url, groq.model, groq.max_tokens) == (
+    assert (groq.base_url, groq.model, groq.models[-1].max_tokens) == (
         "http://127.0.0.1:9",
         "llama-3.1-8b-instant",
         100,

@@ -6,12 +6,15 @@ import pytest
 
 from ai_api.errors import UpstreamProtocol, UpstreamStatus
 from ai_api.providers.openai_compat import parse_event, request_body, status_error
-from ai_api.schemas import ChatRequest, Chunk, Message, Usage
+from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL
+from ai_api.schemas import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 
 
 def test_request_body_asks_for_a_capped_stream_with_usage():
-    request = ChatRequest((Message("user", "hola"),), model="openai/gpt-oss-120b", max_tokens=64)
-    assert json.loads(request_body(request)) == {
+    request = ChatRequest(
+        messages=(Message("user", "hola"),), model="openai/gpt-oss-120b", max_tokens=64
+    )
+    assert json.loads(request_body(GROQ, request)) == {
         "model": "openai/gpt-oss-120b",
         "messages": [{"role": "user", "content": "hola"}],
         "max_completion_tokens": 64,
@@ -201,3 +204,70 @@ def test_status_error_reads_every_body_shape(status, body, client_status, code, 
     assert fragment in error.message
     assert f"HTTP {status}" in error.message
     assert error.headers == {"retry-after": "7"}
+
+
+def test_request_body_translates_fields_per_provider():
+    options = {
+        "temperature": 1.8,
+        "seed": 7,
+        "user": "u",
+        "reasoning_format": "parsed",
+        "include_reasoning": True,
+        "tools": [{"type": "function"}],
+    }
+    request = ChatRequest(
+        messages=(Message("user", "x"),), model="m", max_tokens=10, options=options
+    )
+    groq = json.loads(request_body(GROQ, request))
+    assert groq["temperature"] == 1.8
+    assert groq["reasoning_format"] == "parsed"
+    assert "include_reasoning" not in groq  # Groq refuses both together
+    cerebras = json.loads(request_body(CEREBRAS, request))
+    assert cerebras["temperature"] == 1.5  # its maximum
+    assert cerebras["max_completion_tokens"] == 10
+    mistral = json.loads(request_body(MISTRAL, request))
+    assert mistral["random_seed"] == 7
+    assert mistral["max_tokens"] == 10
+    assert "seed" not in mistral
+    assert "user" not in mistral
+    assert "reasoning_format" not in mistral
+    assert "stream_options" not in mistral
+    assert mistral["tools"] == [{"type": "function"}]
+
+
+def test_parse_event_reads_reasoning_and_tool_call_deltas():
+    reasoning = {"choices": [{"index": 0, "delta": {"reasoning": "hmm", "channel": "analysis"}}]}
+    assert parse_event("g", json.dumps(reasoning).encode()) == Chunk(reasoning="hmm")
+    call = {
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": ""},
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    chunk = parse_event("g", json.dumps(call).encode())
+    assert chunk.tool_calls[0].id == "call_1"
+    assert chunk.tool_calls[0].function is not None
+    assert chunk.tool_calls[0].function.name == "get_weather"
+    more = {
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"city"'}}]},
+            }
+        ]
+    }
+    (piece,) = parse_event("g", json.dumps(more).encode()).tool_calls
+    assert piece == ToolCallDelta(index=0, function=piece.function)
+    assert piece.function is not None
+    assert piece.function.arguments == '{"city"'

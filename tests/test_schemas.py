@@ -3,7 +3,7 @@
 import pytest
 
 from ai_api.errors import InvalidRequest
-from ai_api.schemas import Message, decode_chat_body
+from ai_api.schemas import ChatMessage, Message, decode_chat_body
 
 
 def test_valid_body_decodes_to_typed_messages():
@@ -11,7 +11,8 @@ def test_valid_body_decodes_to_typed_messages():
         b'{"messages": [{"role": "system", "content": "be brief"},'
         b' {"role": "user", "content": "hola"}], "extra": 1}'
     )
-    assert body.messages == (Message("system", "be brief"), Message("user", "hola"))
+    assert body.messages == (ChatMessage("system", "be brief"), ChatMessage("user", "hola"))
+    assert body.to_messages() == (Message("system", "be brief"), Message("user", "hola"))
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import InvalidRequest, PayloadTooLarge, UpstreamError
-from .routing import Deployment
+from .routing import Deployment, open_stream
 from .schemas import Chunk, decode_chat_body
 from .sse import encode_data, encode_event
 from .state import GATEWAY
@@ -46,16 +46,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
             f"Unknown format {fmt!r}; use 'sse' (default) or 'text'.", param="format"
         )
     body = decode_chat_body(await read_body(request))
-    deployment = gateway.router.next()
-    chunks = deployment.provider.stream(deployment.request(body.messages))
+    messages = body.to_messages()
+    opened = await open_stream(gateway.router.route(None), lambda d: d.request(messages))
+    deployment, chunks = opened.deployment, opened.chunks
     async with aclosing(chunks):
-        # Nothing is sent until the provider has produced its first chunk, so an upstream
-        # failure before that is still a clean HTTP error.
-        try:
-            first = await anext(chunks, None)
-        except UpstreamError as exc:
-            log.warning("%s failed before the first byte: %s", deployment.name, exc.message)
-            raise
         response = web.StreamResponse(
             headers={
                 "Content-Type": _FORMATS[fmt],
@@ -63,14 +57,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 "X-Accel-Buffering": "no",
                 "X-AI-API-Provider": deployment.name,
                 "X-AI-API-Model": deployment.model,
+                "X-AI-API-Attempts": str(opened.attempts),
             }
         )
         await response.prepare(request)
         try:
             if fmt == "text":
-                await _write_text(response, first, chunks)
+                await _write_text(response, opened.first, chunks)
             else:
-                await _write_events(response, first, chunks, deployment, gateway.settings.demo)
+                await _write_events(
+                    response, opened.first, chunks, deployment, gateway.settings.demo
+                )
         except UpstreamError as exc:
             log.warning("%s failed mid-stream: %s", deployment.name, exc.message)
             if fmt == "text" and request.transport is not None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .api_chat import chat
-from .config import Settings
-from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
-from .providers import OpenAICompatible
-from .routing import Deployment, RoundRobin
+from .api_openai import add_routes
+from .config import Secret, Settings
+from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
+from .providers import OpenAICompatible, Provider
+from .routing import Router, build_router
 from .state import GATEWAY, Gateway
 
 log = logging.getLogger("ai_api")
@@ -22,11 +25,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_app(settings: Settings) -> web.Application:
     """The gateway as an aiohttp application; providers connect when it starts."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors_as_json])
-    app[GATEWAY] = Gateway(settings=settings, router=RoundRobin(()))
+    middlewares: list[Middleware] = [_errors_as_json]
+    if settings.gateway_keys:
+        middlewares.append(_require_key(settings.gateway_keys))
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app[GATEWAY] = Gateway(settings=settings, router=Router({}))
     app.cleanup_ctx.append(_lifespan)
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
+    add_routes(app)
     return app
 
 
@@ -41,22 +48,18 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.connect_timeout, sock_read=settings.read_timeout
     )
-    gateway.router = RoundRobin(
-        [
-            Deployment(
-                provider=OpenAICompatible(
-                    p.spec,
-                    api_key=p.api_key.reveal(),
-                    base_url=p.base_url,
-                    session=session,
-                    timeout=timeout,
-                ),
-                model=p.model,
-                max_tokens=p.max_tokens,
-            )
-            for p in settings.providers
-        ]
-    )
+    providers: dict[str, Provider] = {
+        p.name: OpenAICompatible(
+            p.spec,
+            name=p.name,
+            api_key=p.api_key.reveal(),
+            base_url=p.base_url,
+            session=session,
+            timeout=timeout,
+        )
+        for p in settings.providers
+    }
+    gateway.router = build_router(settings, providers)
     try:
         yield
     finally:
@@ -70,7 +73,7 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "ok",
             "demo": gateway.settings.demo,
-            "providers": [{"name": d.name, "model": d.model} for d in gateway.router.deployments],
+            "providers": [{"name": p.name, "model": p.model} for p in gateway.settings.providers],
         }
     )
 
@@ -78,6 +81,28 @@ async def health(request: web.Request) -> web.Response:
 def error_response(error: GatewayError) -> web.Response:
     """The JSON error body and status for `error`."""
     return web.json_response(error.body(), status=error.status, headers=error.headers)
+
+
+def _require_key(keys: tuple[Secret, ...]) -> Middleware:
+    """Every path but `/health` needs `Authorization: Bearer <one of keys>`."""
+    accepted = [key.reveal().encode() for key in keys]
+
+    @web.middleware
+    async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/health":
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("This gateway needs a key: send Authorization: Bearer <key>.")
+            candidate = token.strip().encode()
+            # Compare with every key, in constant time, whatever matches first.
+            matched = False
+            for key in accepted:
+                matched |= hmac.compare_digest(key, candidate)
+            if not matched:
+                raise Unauthorized("The gateway key is not valid.")
+        return await handler(request)
+
+    return require_key
 
 
 @web.middleware

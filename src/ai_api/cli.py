@@ -1,4 +1,4 @@
-"""The `ai-api` command: `ai-api serve [--host H] [--port P] [--reload] [--demo]`."""
+"""The `ai-api` command: `ai-api serve [...]` and `ai-api config check`."""
 
 from __future__ import annotations
 
@@ -25,15 +25,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         env = read_environment(os.environ, Path(args.env_file))
-        settings = load_settings(env).with_overrides(
-            host=args.host, port=args.port, demo=args.demo or None
-        )
+        settings = load_settings(env, args.config)
     except ConfigError as exc:
         print(f"ai-api: {exc}", file=sys.stderr)
         return 2
+    if args.command == "config":
+        print(describe(settings))
+        return 1 if settings.problems or not settings.providers else 0
+    settings = settings.with_overrides(host=args.host, port=args.port, demo=args.demo or None)
     _configure_logging(settings)
     if not settings.providers and not settings.demo:
-        variables = "\n".join(f"  {spec.key_env}  ({spec.label})" for spec in PRESETS)
+        variables = "\n".join(
+            f"  {spec.key_env}  ({spec.label})" for spec in PRESETS if spec.key_env
+        )
         print(NO_PROVIDERS.format(variables=variables), file=sys.stderr)
         return 2
     if args.reload:
@@ -41,8 +45,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--reload"]
         watch = [Path(__file__).parent, Path(args.env_file)]
+        if args.config:
+            watch.append(args.config)
         return run_with_reload(child, watch)
     return _serve(settings)
+
+
+def describe(settings: Settings) -> str:
+    """The resolved configuration for humans, keys masked."""
+    lines = [f"Providers ({len(settings.providers)} active):"]
+    for p in settings.providers:
+        key = f"{p.key_env}={p.api_key.masked()}" if p.spec.key_env or p.key_env else "no key"
+        lines.append(f"  {p.name} ({p.spec.label}) {p.base_url}  {key}")
+        for m in p.models:
+            lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
+    lines.append("Routes:")
+    auto = ", ".join(f"{p.name}/{p.model}" for p in settings.providers) or "(empty)"
+    lines.append(f"  auto (round-robin): {auto}")
+    for r in settings.routes:
+        members = ", ".join(f"{p}/{m}" for p, m in r.members) or "(no active member)"
+        lines.append(f"  {r.name} ({r.strategy}): {members}")
+    count = len(settings.gateway_keys)
+    lines.append(f"Gateway keys: {count}" if count else "Gateway keys: none (open gateway)")
+    lines.append(f"Listen: {settings.host}:{settings.port}")
+    if settings.problems:
+        lines.append("Problems:")
+        lines += [f"  - {problem}" for problem in settings.problems]
+    if not settings.providers:
+        lines.append("No provider is active: set an API key (see .env.example).")
+    return "\n".join(lines)
 
 
 def _serve(settings: Settings) -> int:
@@ -62,8 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ai-api", description="One chat API over many LLM providers."
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML configuration file (AI_API_CONFIG)")
+    common.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP gateway")
+    serve = commands.add_parser("serve", parents=[common], help="run the HTTP gateway")
     serve.add_argument("--host", help="address to bind (HOST; default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind, 0 for any (PORT; default 3000)")
     serve.add_argument(
@@ -72,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="serve answers from built-in fake providers"
     )
-    serve.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    config = commands.add_parser("config", parents=[common], help="inspect the configuration")
+    config.add_argument("action", choices=["check"], help="check: validate and print it")
     return parser
 
 

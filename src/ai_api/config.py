@@ -1,11 +1,12 @@
-"""Settings, read once from the environment and a `.env` file, then passed in."""
+"""Settings, read once from the environment, a `.env` file and an optional TOML file, then
+passed in. Nothing here reads the environment except through the mapping it is given."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from dotenv import dotenv_values
 
@@ -25,8 +26,12 @@ class Secret:
         self._value = value
 
     def reveal(self) -> str:
-        """The secret itself, for the one place that must send it."""
+        """The secret itself, for the one place that must use it."""
         return self._value
+
+    def masked(self) -> str:
+        """A hint for humans: the first characters of a long key, never the rest."""
+        return self._value[:4] + "****" if len(self._value) >= 20 else "****"
 
     def __repr__(self) -> str:
         return "Secret('****')"
@@ -41,19 +46,40 @@ class Secret:
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderSettings:
-    """One active provider: its preset, key, upstream root, model and completion cap."""
+class ModelSettings:
+    """One upstream model a provider serves, with its completion-token cap."""
 
+    name: str
+    max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """One active provider: its spec, key, upstream root and models (the first is its default)."""
+
+    name: str
     spec: ProviderSpec
     api_key: Secret
     base_url: str
-    model: str
-    max_tokens: int
+    models: tuple[ModelSettings, ...]
+    key_env: str | None = None
 
     @property
-    def name(self) -> str:
-        """The preset's name."""
-        return self.spec.name
+    def model(self) -> str:
+        """The default model: the one the `auto` route uses."""
+        return self.models[0].name
+
+
+Strategy = Literal["round-robin", "fallback"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """A public model name and its members, `(provider, upstream model)`, in order."""
+
+    name: str
+    strategy: Strategy
+    members: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +87,8 @@ class Settings:
     """Everything the server needs, resolved; built by the CLI or a test."""
 
     providers: tuple[ProviderSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
+    gateway_keys: tuple[Secret, ...] = ()
     host: str = "127.0.0.1"
     port: int = 3000
     max_body_bytes: int = 1024 * 1024
@@ -69,6 +97,8 @@ class Settings:
     """Longest silence allowed from an upstream: before its headers and between chunks."""
     demo: bool = False
     log_level: str = "INFO"
+    problems: tuple[str, ...] = ()
+    """What was configured but cannot be used (a missing key variable...); served without."""
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (None values are ignored)."""
@@ -84,35 +114,79 @@ def read_environment(environ: Mapping[str, str], dotenv_path: Path | None) -> di
     return merged
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
-    """Settings from variables (see `read_environment`); raises `ConfigError` on bad values."""
-    providers = tuple(_provider(spec, env) for spec in PRESETS if env.get(spec.key_env, "").strip())
-    return Settings(
-        providers=providers,
-        host=env.get("HOST") or "127.0.0.1",
-        port=_number(env, "PORT", 3000, int, minimum=0),
-        max_body_bytes=_number(env, "AI_API_MAX_BODY_BYTES", 1024 * 1024, int, minimum=1),
-        connect_timeout=_number(env, "AI_API_CONNECT_TIMEOUT", 10.0, float, minimum=0.001),
-        read_timeout=_number(env, "AI_API_READ_TIMEOUT", 60.0, float, minimum=0.001),
-        log_level=(env.get("AI_API_LOG_LEVEL") or "INFO").upper(),
+def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Settings:
+    """Settings from variables (see `read_environment`) and an optional TOML file.
+
+    The file is `config_file`, else `AI_API_CONFIG` if set. Raises `ConfigError`.
+    """
+    from .config_file import apply_file
+
+    settings = Settings(
+        providers=tuple(preset_settings(spec, env) for spec in PRESETS if preset_active(spec, env))
+    )
+    path = config_file or (Path(env["AI_API_CONFIG"]) if env.get("AI_API_CONFIG") else None)
+    if path is not None:
+        settings = apply_file(settings, path, env)
+    keys = tuple(Secret(k.strip()) for k in env.get("AI_API_KEYS", "").split(",") if k.strip())
+    return settings.with_overrides(
+        gateway_keys=settings.gateway_keys + keys or None,
+        host=env.get("HOST") or None,
+        port=number(env, "PORT", None, int, minimum=0),
+        max_body_bytes=number(env, "AI_API_MAX_BODY_BYTES", None, int, minimum=1),
+        connect_timeout=number(env, "AI_API_CONNECT_TIMEOUT", None, float, minimum=0.001),
+        read_timeout=number(env, "AI_API_READ_TIMEOUT", None, float, minimum=0.001),
+        log_level=(env.get("AI_API_LOG_LEVEL") or "").upper() or None,
     )
 
 
-def _provider(spec: ProviderSpec, env: Mapping[str, str]) -> ProviderSettings:
+def preset_active(spec: ProviderSpec, env: Mapping[str, str]) -> bool:
+    """A preset is active when its key is set, or for a local server, when its model is."""
+    if spec.key_env is None:
+        return bool(env.get(f"{spec.env_prefix}_MODEL", "").strip())
+    return bool(env.get(spec.key_env, "").strip())
+
+
+def preset_settings(
+    spec: ProviderSpec,
+    env: Mapping[str, str],
+    *,
+    name: str | None = None,
+    key_env: str | None = None,
+    base_url: str | None = None,
+    models: tuple[str, ...] | None = None,
+    max_tokens: int | None = None,
+) -> ProviderSettings:
+    """A provider from its spec, the `<PREFIX>_*` variables and explicit overrides."""
     prefix = spec.env_prefix
+    key_env = key_env or spec.key_env or f"{prefix}_API_KEY"
+    cap = max_tokens or number(env, f"{prefix}_MAX_TOKENS", spec.default_max_tokens, int, minimum=1)
+    if models is None:
+        first = env.get(f"{prefix}_MODEL") or spec.default_model
+        if first is None:
+            raise ConfigError(f"{spec.label} needs a model: set {prefix}_MODEL.")
+        models = (first, *(m for m in spec.models if m != first))
+    url = base_url or env.get(f"{prefix}_BASE_URL") or spec.base_url
+    if "{" in url:
+        try:
+            url = url.format_map(env)
+        except KeyError as exc:
+            raise ConfigError(f"{spec.label} needs {exc.args[0]} for its URL.") from None
     return ProviderSettings(
+        name=name or spec.name,
         spec=spec,
-        api_key=Secret(env[spec.key_env].strip()),
-        base_url=(env.get(f"{prefix}_BASE_URL") or spec.base_url).rstrip("/"),
-        model=env.get(f"{prefix}_MODEL") or spec.default_model,
-        max_tokens=_number(env, f"{prefix}_MAX_TOKENS", spec.default_max_tokens, int, minimum=1),
+        # Local servers take any key; clients must send one, so send a placeholder.
+        api_key=Secret(env.get(key_env, "").strip() or "local"),
+        base_url=url.rstrip("/"),
+        models=tuple(ModelSettings(m, cap) for m in models),
+        key_env=key_env,
     )
 
 
 N = TypeVar("N", int, float)
 
 
-def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], *, minimum: N) -> N:
+def number(env: Mapping[str, str], name: str, default: Any, kind: type[N], *, minimum: N) -> Any:
+    """`env[name]` as a number of `kind`, or `default` when unset; `ConfigError` if invalid."""
     raw = env.get(name, "").strip()
     if not raw:
         return default

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from .config import ProviderSettings, Secret, Settings
+from .config import Settings, preset_settings
 from .fakes import FakeUpstream
-from .providers import PRESETS
+from .providers import CEREBRAS, GROQ
 
 # A readable pace for a person watching the stream: about 40 tokens a second.
 DEMO_TOKEN_DELAY = 0.025
@@ -19,7 +19,7 @@ async def demo_upstreams(settings: Settings) -> AsyncIterator[Settings]:
     """Start one fake per preset; yield `settings` with every provider pointed at its fake."""
     async with AsyncExitStack() as stack:
         providers = []
-        for spec in PRESETS:
+        for spec in (GROQ, CEREBRAS):
             key = f"demo-{spec.name}-key"
             fake = FakeUpstream(
                 spec.name,
@@ -29,12 +29,6 @@ async def demo_upstreams(settings: Settings) -> AsyncIterator[Settings]:
             )
             await stack.enter_async_context(fake)
             providers.append(
-                ProviderSettings(
-                    spec=spec,
-                    api_key=Secret(key),
-                    base_url=fake.base_url,
-                    model=spec.default_model,
-                    max_tokens=spec.default_max_tokens,
-                )
+                preset_settings(spec, {str(spec.key_env): key}, base_url=fake.base_url)
             )
         yield settings.with_overrides(providers=tuple(providers), demo=True)

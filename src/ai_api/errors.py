@@ -3,7 +3,8 @@
     GatewayError                     any failure that reaches a client
     ├── InvalidRequest       400     the client's request is wrong
     │   └── PayloadTooLarge  413     the body is over the configured limit
-    ├── NotFound             404     unknown path
+    ├── Unauthorized         401     missing or wrong gateway key
+    ├── NotFound             404     unknown path or model
     ├── MethodNotAllowed     405     known path, wrong method
     ├── NoProviders          503     nothing is configured to answer
     └── UpstreamError        502     a provider failed; `provider` names it
@@ -68,6 +69,14 @@ class PayloadTooLarge(InvalidRequest):
 
     status = 413
     code = "payload_too_large"
+
+
+class Unauthorized(GatewayError):
+    """The gateway requires a key and the request has none, or a wrong one."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
 
 
 class NotFound(GatewayError):

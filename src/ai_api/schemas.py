@@ -1,21 +1,24 @@
-"""Typed request, message, chunk and usage, and the decoding of client bodies into them."""
+"""Typed requests, messages, chunks and usage, and the decoding of client bodies into them."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
 from .errors import InvalidRequest
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
-class Message(msgspec.Struct, frozen=True):
-    """One chat message: who said it and what."""
+class Message(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One chat message in the OpenAI shape; absent fields are not sent upstream."""
 
     role: Role
-    content: str
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -26,37 +29,118 @@ class Usage(msgspec.Struct, frozen=True):
     total_tokens: int = 0
 
 
-class ChatRequest(msgspec.Struct, frozen=True):
-    """What a provider is asked: the messages, the upstream model and the completion cap."""
+class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a provider is asked: messages, upstream model, completion cap, other fields.
+
+    `options` holds the optional OpenAI request fields (temperature, tools, ...) by their
+    OpenAI names; each provider translates them (see `ai_api.params`).
+    """
 
     messages: tuple[Message, ...]
     model: str
-    max_tokens: int
+    max_tokens: int | None = None
+    options: dict[str, Any] = {}
+
+
+class FunctionDelta(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A piece of a tool call's function: its name once, its arguments in pieces."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A piece of one tool call, as OpenAI streams them (joined by `index`)."""
+
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: FunctionDelta | None = None
 
 
 class Chunk(msgspec.Struct, frozen=True):
-    """One piece of a streamed answer: text, and at the end a finish reason and usage."""
+    """One piece of a streamed answer: text, reasoning or tool calls; at the end a finish
+    reason and usage."""
 
     content: str = ""
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    """A message of the original `/chat` contract: three roles, text content."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
 
 
 class ChatBody(msgspec.Struct, frozen=True):
     """The body of `POST /chat`, the original bun-ai-api contract."""
 
+    messages: tuple[ChatMessage, ...]
+
+    def to_messages(self) -> tuple[Message, ...]:
+        """The messages in the shape providers take."""
+        return tuple(Message(role=m.role, content=m.content) for m in self.messages)
+
+
+class StreamOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """OpenAI `stream_options`."""
+
+    include_usage: bool = False
+
+
+class CompletionBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of `POST /v1/chat/completions`: the OpenAI fields ai-api knows.
+
+    Unknown fields are refused with a 400 rather than sent upstream to fail there.
+    """
+
     messages: tuple[Message, ...]
+    model: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    reasoning_format: str | None = None
+    include_reasoning: bool | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
 
 
-_chat_body_decoder = msgspec.json.Decoder(ChatBody)
+B = TypeVar("B", ChatBody, CompletionBody)
+
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
-def decode_chat_body(raw: bytes) -> ChatBody:
-    """Decode and validate a `/chat` body, or raise `InvalidRequest` saying what is wrong."""
+def decode_body(raw: bytes, kind: type[B]) -> B:
+    """Decode and validate a request body, or raise `InvalidRequest` saying what is wrong."""
     if not raw.strip():
         raise InvalidRequest('The request body is empty; send JSON like {"messages": [...]}.')
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     try:
-        body = _chat_body_decoder.decode(raw)
+        body: B = decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"Invalid request body: {exc}", param=_param_of(exc)) from exc
     except msgspec.DecodeError as exc:
@@ -64,6 +148,11 @@ def decode_chat_body(raw: bytes) -> ChatBody:
     if not body.messages:
         raise InvalidRequest("`messages` must hold at least one message.", param="messages")
     return body
+
+
+def decode_chat_body(raw: bytes) -> ChatBody:
+    """A validated `/chat` body."""
+    return decode_body(raw, ChatBody)
 
 
 def _param_of(exc: msgspec.ValidationError) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -35,8 +36,19 @@ async def running(settings: Settings) -> AsyncIterator[str]:
         url = f"http://{_bracket(host)}:{port}"
         for p in settings.providers:
             log.info("provider %s: model %s at %s", p.name, p.model, p.base_url)
-        log.info("round-robin over: %s", ", ".join(p.name for p in settings.providers))
-        log.info("listening on %s (POST /chat, GET /health)", url)
+        log.info("auto route, round-robin over: %s", ", ".join(p.name for p in settings.providers))
+        for route in settings.routes:
+            members = ", ".join(f"{p}/{m}" for p, m in route.members)
+            log.info("route %s (%s): %s", route.name, route.strategy, members)
+        log.info("listening on %s (POST /chat, /v1/chat/completions, GET /v1/models)", url)
+        if not settings.gateway_keys and not _loopback(settings.host):
+            log.warning(
+                "no gateway keys are set and %s is reachable from other machines: anyone who"
+                " can connect can spend your providers' quota; set AI_API_KEYS",
+                settings.host,
+            )
+        for problem in settings.problems:
+            log.warning("configuration: %s", problem)
         yield url
 
 
@@ -57,6 +69,15 @@ async def _until_signalled() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("shutting down")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _bracket(host: str) -> str:

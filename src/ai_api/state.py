@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .config import Settings
-from .routing import RoundRobin
+from .routing import Router
 
 
 @dataclass(slots=True)
@@ -15,7 +15,7 @@ class Gateway:
     """The live state behind the HTTP handlers."""
 
     settings: Settings
-    router: RoundRobin
+    router: Router
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

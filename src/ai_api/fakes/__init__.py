@@ -1,4 +1,4 @@
-"""Fake Groq and Cerebras upstreams for tests, demo mode and the benchmark.
+"""Fake Groq, Cerebras and OpenAI-compatible upstreams for tests, demo mode and the benchmark.
 
 Real HTTP servers on 127.0.0.1 that speak each provider's wire format and misbehave on demand.
 """

@@ -1,4 +1,8 @@
-"""`python -m ai_api.fakes --flavor groq --port 8001`: serve one fake upstream until interrupted."""
+"""`python -m ai_api.fakes --flavor groq --port 8001`: serve one fake upstream until interrupted.
+
+`--flavor openai` serves the generic OpenAI-compatible fake; `--chat-path` and `--models-path`
+mount it where a preset's base URL expects it (e.g. `/api/v1/chat/completions`).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--record", action="store_true", help="keep every request in memory (off for benchmarks)"
     )
+    parser.add_argument("--chat-path", default=None, help="serve chat here, not the flavor's path")
+    parser.add_argument("--models-path", default=None, help="serve the model list here")
     return parser.parse_args(argv)
 
 
@@ -44,6 +50,8 @@ async def serve(args: argparse.Namespace) -> None:
         port=args.port,
         record_requests=args.record,
         enforce_limits=args.enforce_limits,
+        chat_path=args.chat_path,
+        models_path=args.models_path,
     )
     async with fake:
         log.info("fake %s listening on %s", fake.flavor.label, fake.base_url)

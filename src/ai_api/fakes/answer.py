@@ -8,6 +8,8 @@ from typing import Any
 SNIPPET_CHARS = 60
 FILLER = "This answer comes from a fake upstream, word by word, so tests can check every token."
 _FILLER_WORDS = tuple(FILLER.split())
+# What a reasoning model "thinks" before it answers, one token a word.
+THOUGHT = "The user wants a reply; a short and friendly one will do."
 
 
 def content_text(content: Any) -> str:
@@ -28,16 +30,35 @@ def last_user_text(messages: Sequence[Any]) -> str:
     return ""
 
 
+def _words_as_tokens(words: Sequence[str]) -> list[str]:
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+def _snippet(text: str) -> str:
+    return " ".join(text[:SNIPPET_CHARS].split())
+
+
 def answer_tokens(label: str, model: str, messages: Sequence[Any], count: int) -> list[str]:
     """The first `count` tokens of the answer; each token is a word with its leading space.
 
-    The answer greets, quotes the start of the last user message, then cycles through `FILLER`.
+    The answer greets, quotes the start of the last user message (or, in its first sentence,
+    of the tool result when the conversation ends with one), then cycles through `FILLER`.
     """
-    said = " ".join(last_user_text(messages)[:SNIPPET_CHARS].split())
-    words = f"Hello from the fake {label} (model {model}). You said: {said}.".split()
+    greeting = f"Hello from the fake {label} (model {model})"
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "tool":
+        said = _snippet(content_text(last.get("content")))
+        words = f"{greeting}; the tool said: {said}.".split()
+    else:
+        words = f"{greeting}. You said: {_snippet(last_user_text(messages))}.".split()
     while len(words) < count:
         words.extend(_FILLER_WORDS[: count - len(words)])
-    return [w if i == 0 else " " + w for i, w in enumerate(words[:count])]
+    return _words_as_tokens(words[:count])
+
+
+def thought_tokens() -> list[str]:
+    """The reasoning a reasoning model shows before its answer, one word a token."""
+    return _words_as_tokens(THOUGHT.split())
 
 
 def prompt_tokens(messages: Sequence[Any]) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from .wire import JSON, ErrorSpec, RateSnapshot, Reply, Usage
+from .wire import JSON, ErrorSpec, RateSnapshot, Reply, ToolCall, Usage
 
 STATIC_HEADERS: dict[str, str] = {}
 
@@ -82,6 +82,12 @@ def _error_fields(spec: ErrorSpec) -> JSON:
     return {"message": spec.message, "type": spec.type, "param": spec.param, "code": spec.code}
 
 
+def invalid(message: str, param: str | None) -> ErrorSpec:
+    """A refused request: since 2026-04-24 a 400 (was 422) in the shape captured for
+    validation failures, `param: "validation_error"`, `code: "wrong_api_format"`."""
+    return ErrorSpec(400, _INVALID, "wrong_api_format", "validation_error", message)
+
+
 def error_body(spec: ErrorSpec) -> JSON:
     """Cerebras errors are top-level: `{"message", "type", "param", "code"}`."""
     return _error_fields(spec)
@@ -93,12 +99,15 @@ def stream_error(spec: ErrorSpec) -> JSON:
 
 
 def usage_body(usage: Usage) -> JSON:
-    return {
+    body: JSON = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": 0},
     }
+    if usage.reasoning_tokens:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return body
 
 
 def time_info(usage: Usage) -> JSON:
@@ -126,8 +135,17 @@ def role_chunk(reply: Reply) -> JSON:
     return _chunk(reply, [{"delta": {"role": "assistant"}, "index": 0}])
 
 
-def content_chunk(reply: Reply, token: str) -> JSON:
-    return _chunk(reply, [{"delta": {"content": token}, "index": 0}])
+def delta_chunk(reply: Reply, delta: JSON) -> JSON:
+    return _chunk(reply, [{"delta": delta, "index": 0}])
+
+
+def reasoning_delta(model: str, text: str) -> JSON:
+    return {"reasoning": text}
+
+
+def tool_call_deltas(call: ToolCall) -> list[JSON]:
+    """The SDK's chunk schema wants `type` and `function` on every tool-call delta."""
+    return call.deltas(typed=True)
 
 
 def finish_chunks(
@@ -145,11 +163,12 @@ def finish_chunks(
     return [finish, extra]
 
 
-def completion(reply: Reply, text: str, usage: Usage, finish_reason: str) -> JSON:
+def completion(reply: Reply, message: JSON, usage: Usage, finish_reason: str) -> JSON:
     body = usage_body(usage)
     body["completion_tokens_details"] = {
         "accepted_prediction_tokens": 0,
         "rejected_prediction_tokens": 0,
+        "reasoning_tokens": usage.reasoning_tokens,
     }
     return {
         "id": reply.completion_id,
@@ -161,7 +180,7 @@ def completion(reply: Reply, text: str, usage: Usage, finish_reason: str) -> JSO
             {
                 "index": 0,
                 "finish_reason": finish_reason,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
             }
         ],
         "usage": body,

@@ -1,8 +1,8 @@
-"""What each fake provider is: paths, models, free-tier limits, and its wire shapes.
+"""What each fake provider is: paths, models, free-tier limits, request rules, wire shapes.
 
 A `Flavor` is data plus a `WireShape`: the module of small pure functions (`groq_wire`,
-`cerebras_wire`) that render chunks, completions, errors and rate-limit headers the way that
-provider does.
+`cerebras_wire`, `openai_wire`) that render chunks, completions, errors and rate-limit headers
+the way that provider does.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from . import cerebras_wire, groq_wire
-from .wire import JSON, ErrorSpec, RateSnapshot, Reply, Usage
+from . import cerebras_wire, groq_wire, openai_wire
+from .rules import RequestRules, Violation
+from .wire import JSON, ErrorSpec, RateSnapshot, Reply, ToolCall, Usage
 
 # Context window quoted in context-length messages (free-tier gpt-oss-120b, reference C.2).
 _CONTEXT_WINDOW = 65_536
@@ -27,20 +28,29 @@ class WireShape(Protocol):
 
     def duration(self, seconds: float, /) -> str: ...
     def rate_headers(self, snap: RateSnapshot, /) -> dict[str, str]: ...
+    def invalid(self, message: str, param: str | None, /) -> ErrorSpec: ...
     def error_body(self, spec: ErrorSpec, /) -> JSON: ...
     def stream_error(self, spec: ErrorSpec, /) -> JSON: ...
     def role_chunk(self, reply: Reply, /) -> JSON: ...
-    def content_chunk(self, reply: Reply, token: str, /) -> JSON: ...
+    def delta_chunk(self, reply: Reply, delta: JSON, /) -> JSON: ...
+    def reasoning_delta(self, model: str, text: str, /) -> JSON: ...
+    def tool_call_deltas(self, call: ToolCall, /) -> list[JSON]: ...
     def finish_chunks(
         self, reply: Reply, usage: Usage, finish_reason: str, include_usage: bool, /
     ) -> list[JSON]: ...
-    def completion(self, reply: Reply, text: str, usage: Usage, finish_reason: str, /) -> JSON: ...
+    def completion(
+        self, reply: Reply, message: JSON, usage: Usage, finish_reason: str, /
+    ) -> JSON: ...
     def model_entry(self, model_id: str, created: int, /) -> JSON: ...
 
 
 @dataclass(frozen=True)
 class Flavor:
-    """One provider as a fake plays it. `withdrawn` maps a retired model to its error code."""
+    """One provider as a fake plays it. `withdrawn` maps a retired model to its error code.
+
+    `requests_limit` counts per `request_window` seconds, `tokens_limit` per minute; with both
+    None the provider publishes no limits, so the fake sends no rate-limit headers.
+    """
 
     name: str
     label: str
@@ -48,10 +58,16 @@ class Flavor:
     models_path: str
     models: tuple[str, ...]
     withdrawn: Mapping[str, str] = field(hash=False)
-    requests_limit: int
-    tokens_limit: int
+    requests_limit: int | None
+    tokens_limit: int | None
     wire: WireShape = field(hash=False)
     warm_path: str | None = None
+    request_window: float = 86_400.0
+    rules: RequestRules = field(default_factory=RequestRules)
+
+    @property
+    def limited(self) -> bool:
+        return self.requests_limit is not None or self.tokens_limit is not None
 
     def error(
         self,
@@ -81,13 +97,17 @@ class Flavor:
                 "requested": 1,
                 "method": "POST",
                 "path": self.chat_path,
-                "limit": self.tokens_limit,
+                "limit": self.tokens_limit or 0,
                 "context": _CONTEXT_WINDOW,
                 "retry": self.wire.duration(1.0 if retry_after is None else retry_after),
             }
             values.update(fields)
             message = spec.message.format_map(values)
         return replace(spec, message=message)
+
+    def refusal(self, violation: Violation) -> ErrorSpec:
+        """The 400 this provider answers to a request that breaks one of its `rules`."""
+        return self.wire.invalid(violation.message, violation.param)
 
     def error_body(self, spec: ErrorSpec) -> JSON:
         """The HTTP error body for `spec`, in this provider's shape."""
@@ -98,8 +118,8 @@ class Flavor:
         return self.wire.stream_error(spec)
 
     def rate_headers(self, snap: RateSnapshot) -> dict[str, str]:
-        """`x-ratelimit-*` headers in this provider's names and formats."""
-        return self.wire.rate_headers(snap)
+        """`x-ratelimit-*` headers in this provider's names and formats (none if unlimited)."""
+        return self.wire.rate_headers(snap) if self.limited else {}
 
 
 def _generic_error(status: int) -> ErrorSpec:
@@ -123,6 +143,15 @@ GROQ = Flavor(
     requests_limit=1_000,
     tokens_limit=8_000,
     wire=groq_wire,
+    rules=RequestRules(
+        temperature_max=2.0,
+        max_stop=4,
+        only_one_choice=True,
+        unsupported=("logprobs", "logit_bias", "top_logprobs"),
+        message_names=False,
+        reasoning_formats=("hidden", "raw", "parsed"),
+        include_reasoning=True,
+    ),
 )
 
 CEREBRAS = Flavor(
@@ -138,6 +167,27 @@ CEREBRAS = Flavor(
     tokens_limit=60_000,
     wire=cerebras_wire,
     warm_path="/v1/tcp_warming",
+    rules=RequestRules(
+        temperature_max=1.5,
+        top_logprobs_max=20,
+        reasoning_formats=("none", "parsed", "text_parsed", "raw", "hidden"),
+    ),
 )
 
-FLAVORS: dict[str, Flavor] = {GROQ.name: GROQ, CEREBRAS.name: CEREBRAS}
+# Any OpenAI-compatible provider (Mistral, OpenRouter, Gemini's compat endpoint...): OpenAI's
+# own behaviour. No published limits; `dataclasses.replace` one in to get rate-limit headers.
+OPENAI = Flavor(
+    name="openai",
+    label="OpenAI-compatible",
+    chat_path="/v1/chat/completions",
+    models_path="/v1/models",
+    models=("generic-large", "generic-small"),
+    withdrawn={},
+    requests_limit=None,
+    tokens_limit=None,
+    wire=openai_wire,
+    request_window=60.0,
+    rules=RequestRules(temperature_max=2.0, max_stop=4),
+)
+
+FLAVORS: dict[str, Flavor] = {f.name: f for f in (GROQ, CEREBRAS, OPENAI)}

@@ -5,7 +5,7 @@ Shapes follow reference/providers.md A.1.1-A.1.3, B.1 and B.3 (Groq docs and cap
 
 from __future__ import annotations
 
-from .wire import JSON, ErrorSpec, RateSnapshot, Reply, Usage
+from .wire import JSON, ErrorSpec, RateSnapshot, Reply, ToolCall, Usage
 
 STATIC_HEADERS = {"x-groq-region": "local"}
 
@@ -114,6 +114,11 @@ def _error_fields(spec: ErrorSpec) -> JSON:
     return fields
 
 
+def invalid(message: str, param: str | None) -> ErrorSpec:
+    """A refused request: 400 `invalid_request_error`, naming the parameter, without a code."""
+    return ErrorSpec(400, _INVALID, None, param, message)
+
+
 def error_body(spec: ErrorSpec) -> JSON:
     """Groq nests every error: `{"error": {"message", "type", "code"?, "param"?}}`."""
     return {"error": _error_fields(spec)}
@@ -134,6 +139,13 @@ def usage_body(usage: Usage) -> JSON:
         "total_tokens": usage.total_tokens,
         "total_time": usage.total_time,
     }
+
+
+def _stream_usage(usage: Usage) -> JSON:
+    body = usage_body(usage)
+    if usage.reasoning_tokens:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return body
 
 
 def _chunk(reply: Reply, choices: list[JSON]) -> JSON:
@@ -157,15 +169,26 @@ def role_chunk(reply: Reply) -> JSON:
     return chunk
 
 
-def content_chunk(reply: Reply, token: str) -> JSON:
-    return _chunk(reply, [_choice({"content": token})])
+def delta_chunk(reply: Reply, delta: JSON) -> JSON:
+    return _chunk(reply, [_choice(delta)])
+
+
+def reasoning_delta(model: str, text: str) -> JSON:
+    """gpt-oss reasoning arrives on the `analysis` channel (live capture 2026-08-12)."""
+    if "gpt-oss" in model:
+        return {"reasoning": text, "channel": "analysis"}
+    return {"reasoning": text}
+
+
+def tool_call_deltas(call: ToolCall) -> list[JSON]:
+    return call.deltas()
 
 
 def finish_chunks(
     reply: Reply, usage: Usage, finish_reason: str, include_usage: bool
 ) -> list[JSON]:
     """The finish chunk (usage under `x_groq`), then with `include_usage` a `choices: []` one."""
-    body = usage_body(usage)
+    body = _stream_usage(usage)
     finish = _chunk(reply, [_choice({}, finish_reason)])
     finish["x_groq"] = {"id": reply.request_id, "usage": body}
     if not include_usage:
@@ -177,10 +200,10 @@ def finish_chunks(
     return [finish, extra]
 
 
-def completion(reply: Reply, text: str, usage: Usage, finish_reason: str) -> JSON:
+def completion(reply: Reply, message: JSON, usage: Usage, finish_reason: str) -> JSON:
     body = usage_body(usage)
     body["prompt_tokens_details"] = {"cached_tokens": 0}
-    body["completion_tokens_details"] = {"reasoning_tokens": 0}
+    body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return {
         "id": reply.completion_id,
         "object": "chat.completion",
@@ -189,7 +212,7 @@ def completion(reply: Reply, text: str, usage: Usage, finish_reason: str) -> JSO
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish_reason,
             }

@@ -7,6 +7,7 @@ rate-limit headers that drain as requests arrive, and misbehaves on demand throu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -19,10 +20,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .answer import answer_tokens, prompt_tokens
 from .flavors import FLAVORS, Flavor
 from .limits import RateBook
-from .stream import ChatPlan, Exchange, Fault, write_completion, write_stream
+from .plan import make_plan
+from .rules import Violation, violation
+from .stream import Exchange, Fault, write_completion, write_stream
 from .wire import ErrorSpec, Reply
 
 __all__ = ["FakeUpstream", "Fault", "SeenRequest"]
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 _NO_FAULT = Fault()
 _JSON = "application/json"
 _MAX_BODY = 16 * 1024 * 1024
+# Stands in for a limit the provider does not publish: never reached, never reported.
+_UNLIMITED = 10**12
 
 
 @dataclass(eq=False)
@@ -47,11 +51,13 @@ class SeenRequest:
 
 
 class FakeUpstream:
-    """A fake Groq or Cerebras on 127.0.0.1; `base_url` is the server root, as the SDKs want.
+    """A fake Groq, Cerebras or generic OpenAI-compatible upstream on 127.0.0.1.
 
-    `api_key=None` accepts any bearer token. With `enforce_limits` the fake answers 429 once its
-    request or token allowance runs dry. `record_requests=False` keeps `requests` empty (for
-    long benchmark runs).
+    `base_url` is the server root, as the SDKs want. `api_key=None` accepts any bearer token.
+    With `enforce_limits` the fake answers 429 once its request or token allowance runs dry.
+    `record_requests=False` keeps `requests` empty (for long benchmark runs). `chat_path` and
+    `models_path` mount the endpoints elsewhere than the flavor's paths (an OpenRouter-like
+    `/api/v1/chat/completions`, a Gemini-like `/v1beta/openai/chat/completions`).
     """
 
     def __init__(
@@ -66,8 +72,17 @@ class FakeUpstream:
         clock: Callable[[], float] = time.monotonic,
         record_requests: bool = True,
         enforce_limits: bool = False,
+        chat_path: str | None = None,
+        models_path: str | None = None,
     ) -> None:
-        self.flavor = FLAVORS[flavor] if isinstance(flavor, str) else flavor
+        base = FLAVORS[flavor] if isinstance(flavor, str) else flavor
+        self.flavor = base
+        if chat_path or models_path:
+            self.flavor = dataclasses.replace(
+                base,
+                chat_path=chat_path or base.chat_path,
+                models_path=models_path or base.models_path,
+            )
         self.api_key = api_key
         self.token_delay = token_delay
         self.answer_tokens = answer_tokens
@@ -77,7 +92,12 @@ class FakeUpstream:
         self.default_fault: Fault | None = None
         self.requests: list[SeenRequest] = []
         self.hits: Counter[str] = Counter()
-        self.limits = RateBook(self.flavor.requests_limit, self.flavor.tokens_limit, clock)
+        self.limits = RateBook(
+            _UNLIMITED if base.requests_limit is None else base.requests_limit,
+            _UNLIMITED if base.tokens_limit is None else base.tokens_limit,
+            clock,
+            request_window=base.request_window,
+        )
         self._clock = clock
         self._port = port
         self._faults: deque[Fault] = deque()
@@ -222,9 +242,9 @@ class FakeUpstream:
         try:
             body = msgspec.json.decode(await exchange.request.read())
         except msgspec.DecodeError:
-            return self._error(_invalid("We could not parse the JSON body of your request."))
+            return self._refuse(None, "We could not parse the JSON body of your request.")
         if not isinstance(body, dict):
-            return self._error(_invalid("The request body must be a JSON object."))
+            return self._refuse(None, "The request body must be a JSON object.")
         seen.body = body
         problem = self._check(body)
         if problem is not None:
@@ -239,8 +259,9 @@ class FakeUpstream:
                 model=model,
             )
             return self._error(spec, fault.retry_after)
-        plan = self._plan(body)
-        cost = plan.prompt_tokens + len(plan.tokens)
+        call_id = f"call_{self._rng.getrandbits(96):024x}"
+        plan = make_plan(body, self.flavor.label, self.flavor.rules, self.answer_tokens, call_id)
+        cost = plan.usage.total_tokens
         if self.enforce_limits:
             wait = self.limits.shortfall(cost)
             if wait > 0:
@@ -254,36 +275,25 @@ class FakeUpstream:
             return await write_stream(exchange, self.flavor, reply, plan, headers)
         return await write_completion(exchange, self.flavor, reply, plan, headers)
 
+    def _refuse(self, param: str | None, message: str) -> web.Response:
+        return self._error(self.flavor.refusal(Violation(param, message)))
+
     def _check(self, body: dict[str, Any]) -> ErrorSpec | None:
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            return _invalid("`model` is required and must be a string.", "model")
+            required = Violation("model", "`model` is required and must be a string.")
+            return self.flavor.refusal(required)
         if model in self.flavor.withdrawn:
             return self.flavor.error(code=self.flavor.withdrawn[model], model=model)
         if model not in self.flavor.models:
             return self.flavor.error(404, code="model_not_found", model=model)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            return _invalid("`messages` must be a non-empty array.", "messages")
-        return None
-
-    def _plan(self, body: dict[str, Any]) -> ChatPlan:
-        count = self.answer_tokens
-        cap = body.get("max_completion_tokens")
-        if cap is None:
-            cap = body.get("max_tokens")
-        finish = "stop"
-        if isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap < count:
-            count, finish = cap, "length"
-        options = body.get("stream_options")
-        messages = body["messages"]
-        return ChatPlan(
-            tokens=answer_tokens(self.flavor.label, body["model"], messages, count),
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens(messages),
-            stream=body.get("stream") is True,
-            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
-        )
+            return self.flavor.refusal(
+                Violation("messages", "`messages` must be a non-empty array.")
+            )
+        broken = violation(body, self.flavor.rules)
+        return None if broken is None else self.flavor.refusal(broken)
 
     def _reply(self, model: str) -> Reply:
         bits = f"{self._rng.getrandbits(128):032x}"
@@ -295,7 +305,3 @@ class FakeUpstream:
             fingerprint=self._fingerprint,
             seed=self._rng.getrandbits(31),
         )
-
-
-def _invalid(message: str, param: str | None = None) -> ErrorSpec:
-    return ErrorSpec(400, "invalid_request_error", None, param, message)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import msgspec
 from aiohttp import web
 
 from .flavors import Flavor
-from .wire import JSON, Reply, Usage
+from .plan import ChatPlan
+from .wire import JSON, Reply
 
 _encode = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
@@ -22,13 +24,16 @@ _MARK_JSON = b'"\\u0000"'
 class Fault:
     """A misbehaviour for one chat request. Every field is optional and they combine.
 
-    The `*_after` counts are content chunks already sent (0 = before the first one).
+    The `*_after` counts are body chunks already sent (0 = before the first one): content,
+    reasoning and tool-call chunks alike.
     `status` answers an HTTP error in the provider's shape (`code`/`message` override its
     wording, `retry_after` adds the header); `cut_after` closes the connection mid-body;
     `stall_after` holds it open and silent for `stall_seconds` (or until the client leaves or
     the fake stops) and then closes it; `malformed_after` slips in one `data:` line that is not
     JSON; `error_after` sends the provider's in-stream error with `error_status` and ends the
-    stream without `[DONE]`; `no_done` omits `[DONE]`; `drop` closes without any response.
+    stream without `[DONE]`; `no_done` omits `[DONE]`; `drop` closes without any response;
+    `comment_lines` SSE comments (`: keep-alive`, or `: {comment_text}`) precede the first chunk,
+    as keep-alives do (OpenRouter sends `: OPENROUTER PROCESSING`).
     Non-streaming answers honour `cut_after`/`stall_after` by sending half the body.
     """
 
@@ -46,17 +51,8 @@ class Fault:
     error_status: int = 500
     no_done: bool = False
     drop: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ChatPlan:
-    """What the fake will answer to one valid chat request."""
-
-    tokens: list[str]
-    finish_reason: str
-    prompt_tokens: int
-    stream: bool
-    include_usage: bool
+    comment_lines: int = 0
+    comment_text: str = "keep-alive"
 
 
 class Exchange:
@@ -107,8 +103,21 @@ def _event(payload: JSON) -> bytes:
 
 def _content_frame(flavor: Flavor, reply: Reply) -> tuple[bytes, bytes]:
     """The bytes around the token of a content chunk, encoded once per answer."""
-    head, tail = _encode(flavor.wire.content_chunk(reply, _MARK)).split(_MARK_JSON, 1)
+    head, tail = _encode(flavor.wire.delta_chunk(reply, {"content": _MARK})).split(_MARK_JSON, 1)
     return b"data: " + head, tail + b"\n\n"
+
+
+def _body_chunks(flavor: Flavor, reply: Reply, plan: ChatPlan) -> Iterator[bytes]:
+    """The `plan.chunk_count` events between the role and finish chunks, in order."""
+    wire = flavor.wire
+    for text in plan.reasoning:
+        yield _event(wire.delta_chunk(reply, wire.reasoning_delta(reply.model, text)))
+    if plan.tool_call is not None:
+        for delta in wire.tool_call_deltas(plan.tool_call):
+            yield _event(wire.delta_chunk(reply, {"tool_calls": [delta]}))
+    head, tail = _content_frame(flavor, reply)
+    for token in plan.tokens:
+        yield head + _encode(token) + tail
 
 
 def _malformed(reply: Reply) -> bytes:
@@ -124,6 +133,9 @@ async def write_stream(
     headers["Cache-Control"] = "no-cache"
     response = exchange.response = web.StreamResponse(headers=headers)
     await response.prepare(exchange.request)
+    if fault.comment_lines > 0:
+        comment = b": " + fault.comment_text.encode() + b"\n\n"
+        await response.write(comment * fault.comment_lines)
     out = [_event(flavor.wire.role_chunk(reply))]
 
     async def flush() -> None:
@@ -135,9 +147,9 @@ async def write_stream(
         await flush()
         if await exchange.pause(fault.first_token_delay):
             return exchange.cut()
-    head, tail = _content_frame(flavor, reply)
-    tokens = plan.tokens
-    for sent in range(len(tokens) + 1):
+    chunks = _body_chunks(flavor, reply, plan)
+    total = plan.chunk_count
+    for sent in range(total + 1):
         if sent == fault.malformed_after:
             out.append(_malformed(reply))
         if sent == fault.error_after:
@@ -155,16 +167,15 @@ async def write_stream(
             await flush()
             await exchange.pause(fault.stall_seconds)
             return exchange.cut()
-        if sent == len(tokens):
+        if sent == total:
             break
         if sent and exchange.token_delay > 0:
             await flush()
             await asyncio.sleep(exchange.token_delay)
             if exchange.stopping:
                 return exchange.cut()
-        out.append(head + _encode(tokens[sent]) + tail)
-    usage = Usage(plan.prompt_tokens, len(tokens))
-    finish = flavor.wire.finish_chunks(reply, usage, plan.finish_reason, plan.include_usage)
+        out.append(next(chunks))
+    finish = flavor.wire.finish_chunks(reply, plan.usage, plan.finish_reason, plan.include_usage)
     out.extend(_event(chunk) for chunk in finish)
     if not fault.no_done:
         out.append(_DONE)
@@ -180,9 +191,8 @@ async def write_completion(
     fault = exchange.fault
     if fault.first_token_delay > 0 and await exchange.pause(fault.first_token_delay):
         return exchange.drop()
-    usage = Usage(plan.prompt_tokens, len(plan.tokens))
-    text = "".join(plan.tokens)
-    body = _encode(flavor.wire.completion(reply, text, usage, plan.finish_reason))
+    message = plan.message()
+    body = _encode(flavor.wire.completion(reply, message, plan.usage, plan.finish_reason))
     headers["Content-Type"] = "application/json"
     if fault.cut_after is None and fault.stall_after is None:
         return web.Response(body=body, headers=headers)

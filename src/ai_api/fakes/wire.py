@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 JSON = dict[str, Any]
@@ -31,6 +32,7 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -74,3 +76,52 @@ class RateSnapshot:
     limit_tokens: int
     remaining_tokens: int
     reset_tokens: float
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the fake makes instead of answering: `arguments` is a JSON text."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+    def pieces(self, count: int = 3) -> list[str]:
+        """`arguments` cut into about `count` consecutive pieces, as a stream delivers them."""
+        size = len(self.arguments)
+        cuts = [size * i // count for i in range(count + 1)]
+        parts = (self.arguments[a:b] for a, b in pairwise(cuts))
+        return [p for p in parts if p]
+
+    @property
+    def tokens(self) -> int:
+        """A completion-token estimate for the call, 4 characters a token like prompts."""
+        return (len(self.name) + len(self.arguments)) // 4 + 1
+
+    def full(self) -> JSON:
+        """The call as a non-streaming `message.tool_calls` entry."""
+        return {
+            "id": self.call_id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    def deltas(self, typed: bool = False) -> list[JSON]:
+        """The call as `delta.tool_calls` entries: name first, then the argument pieces.
+
+        OpenAI and Groq send `id`/`type` only in the first delta; `typed` repeats `type`
+        on every delta, as the Cerebras SDK's chunk schema requires.
+        """
+        head: JSON = {
+            "index": 0,
+            "id": self.call_id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": ""},
+        }
+        rest: list[JSON] = []
+        for piece in self.pieces():
+            delta: JSON = {"index": 0, "function": {"arguments": piece}}
+            if typed:
+                delta["type"] = "function"
+            rest.append(delta)
+        return [head, *rest]

@@ -21,13 +21,17 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ..schemas import ChatRequest, Chunk, Usage
+from ..params import translate
+from ..schemas import ChatRequest, Chunk, ToolCallDelta, Usage
 from ..sse import iter_sse_data
 from .presets import ProviderSpec
 
 
 class _Delta(msgspec.Struct):
     content: str | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: tuple[ToolCallDelta, ...] | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -50,19 +54,19 @@ class _StreamEvent(msgspec.Struct):
 
 _event_decoder = msgspec.json.Decoder(_StreamEvent)
 _encode = msgspec.json.encode
+_NOTHING = Chunk()
 
 
-def request_body(request: ChatRequest) -> bytes:
-    """The upstream JSON body for a streamed chat completion."""
-    return _encode(
-        {
-            "model": request.model,
-            "messages": request.messages,
-            "max_completion_tokens": request.max_tokens,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-    )
+def request_body(spec: ProviderSpec, request: ChatRequest) -> bytes:
+    """The upstream JSON body for a streamed chat completion, in `spec`'s dialect."""
+    body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+    if request.max_tokens is not None:
+        body[spec.max_tokens_field] = request.max_tokens
+    body.update(translate(spec, request.options))
+    body["stream"] = True
+    if spec.stream_usage:
+        body["stream_options"] = {"include_usage": True}
+    return _encode(body)
 
 
 def parse_event(provider: str, data: bytes) -> Chunk:
@@ -78,13 +82,19 @@ def parse_event(provider: str, data: bytes) -> Chunk:
         if event.x_groq.error:
             raise UpstreamStatus(provider, 500, f"stream stopped: {event.x_groq.error}")
         usage = usage or event.x_groq.usage
-    content = ""
-    finish_reason = None
-    for choice in event.choices:
-        if choice.delta is not None and choice.delta.content:
-            content += choice.delta.content
-        finish_reason = choice.finish_reason or finish_reason
-    return Chunk(content=content, finish_reason=finish_reason, usage=usage)
+    if not event.choices:
+        return Chunk(usage=usage)
+    choice = event.choices[0]  # ai-api asks for one choice (n=1)
+    delta = choice.delta
+    if delta is None:
+        return Chunk(finish_reason=choice.finish_reason, usage=usage)
+    return Chunk(
+        content=delta.content or "",
+        reasoning=delta.reasoning or delta.reasoning_content or "",
+        tool_calls=delta.tool_calls or (),
+        finish_reason=choice.finish_reason,
+        usage=usage,
+    )
 
 
 def _stream_error(provider: str, error: Any, status_code: int | None) -> UpstreamStatus:
@@ -125,12 +135,14 @@ class OpenAICompatible:
         self,
         spec: ProviderSpec,
         *,
+        name: str | None = None,
         api_key: str,
         base_url: str,
         session: aiohttp.ClientSession,
         timeout: aiohttp.ClientTimeout,
     ) -> None:
         self.spec = spec
+        self._name = name or spec.name
         self._url = base_url.rstrip("/") + spec.chat_path
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -143,8 +155,8 @@ class OpenAICompatible:
 
     @property
     def name(self) -> str:
-        """The preset's name (`groq`, `cerebras`, ...)."""
-        return self.spec.name
+        """The configured name (by default the preset's: `groq`, `cerebras`, ...)."""
+        return self._name
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """Stream the answer; every failure surfaces as an `UpstreamError`."""
@@ -166,7 +178,10 @@ class OpenAICompatible:
 
     async def _stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         async with self._session.post(
-            self._url, data=request_body(request), headers=self._headers, timeout=self._timeout
+            self._url,
+            data=request_body(self.spec, request),
+            headers=self._headers,
+            timeout=self._timeout,
         ) as response:
             if response.status >= 400:
                 raise status_error(
@@ -178,7 +193,7 @@ class OpenAICompatible:
                     return
                 chunk = parse_event(self.name, data)
                 finished = finished or chunk.finish_reason is not None
-                if chunk.content or chunk.finish_reason or chunk.usage:
+                if chunk != _NOTHING:
                     yield chunk
             if not finished:
                 raise UpstreamProtocol(self.name, "the stream ended before the answer was complete")

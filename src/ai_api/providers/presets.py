@@ -1,13 +1,20 @@
-"""Built-in providers as data: where they live, which variables configure them, their defaults.
+"""Built-in providers as data: where they live, which variables configure them, what they take.
 
-Facts as of the reference notes dated 2026-09 (shared/reference/providers.md): the original
-bun-ai-api models were withdrawn upstream (Groq `moonshotai/kimi-k2-instruct-0905` on 2026-04-15,
-Cerebras `zai-glm-4.6` on 2026-01-20), so the defaults are current models.
+Facts from the reference notes (shared/reference/providers.md), whose newest sources are dated
+2026-09; each preset's `note` dates its free-tier facts. The free-tier landscape moves: check
+a provider's own pages before relying on a number here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+SAMPLING = frozenset({"temperature", "top_p", "stop", "seed", "user"})
+PENALTIES = frozenset({"frequency_penalty", "presence_penalty"})
+TOOLS = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format"})
+OPENAI_PARAMS = SAMPLING | PENALTIES | TOOLS
+"""What a typical OpenAI-compatible endpoint takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,44 +24,226 @@ class ProviderSpec:
     name: str
     label: str
     env_prefix: str
+    """`<prefix>_BASE_URL`, `<prefix>_MODEL`, `<prefix>_MAX_TOKENS` configure it."""
+    key_env: str | None
+    """The variable holding the API key; the provider is active when it is set. None: local."""
     base_url: str
-    """Server root, with the same meaning as the provider's official SDK `base_url`."""
+    """Where `chat_path` is appended; for Groq and Cerebras, the official SDK's `base_url`."""
     chat_path: str
-    """Appended to `base_url` to reach chat completions."""
-    default_model: str
-    default_max_tokens: int
+    default_model: str | None
+    """None for local servers, whose model the user must name (`<prefix>_MODEL`)."""
+    models: tuple[str, ...] = ()
+    """Other models known to be served, routable as `name/model`."""
+    default_max_tokens: int = 4096
     """Completion-token cap sent with every request unless configured otherwise."""
+    params: frozenset[str] = OPENAI_PARAMS
+    """Optional OpenAI request fields it takes (see `ai_api.params` for the rest)."""
+    renames: Mapping[str, str] = field(default_factory=dict)
+    """OpenAI field name -> this provider's name for it."""
+    max_temperature: float = 2.0
+    max_tokens_field: str = "max_completion_tokens"
+    stream_usage: bool = True
+    """Whether it takes `stream_options.include_usage` (else usage may be missing)."""
+    note: str = ""
 
     @property
-    def key_env(self) -> str:
-        """The environment variable holding the API key; the provider is active when it is set."""
-        return f"{self.env_prefix}_API_KEY"
+    def local(self) -> bool:
+        """A server on the user's machine: no key, active once a model is named."""
+        return self.key_env is None
 
+
+REASONING = frozenset({"reasoning_effort", "reasoning_format", "include_reasoning"})
 
 GROQ = ProviderSpec(
     name="groq",
     label="Groq",
     env_prefix="GROQ",
+    key_env="GROQ_API_KEY",
     base_url="https://api.groq.com",
     chat_path="/openai/v1/chat/completions",
-    # Groq's suggested replacement for the original's kimi-k2-instruct-0905 (reference, 2026-08).
+    # Groq's suggested replacement for the original's kimi-k2-instruct-0905 (withdrawn 2026-04-15).
     default_model="openai/gpt-oss-120b",
+    models=("openai/gpt-oss-20b", "llama-3.1-8b-instant", "qwen/qwen3.6-27b"),
     default_max_tokens=4096,
+    params=OPENAI_PARAMS - PENALTIES | REASONING,
+    note="free plan: 30 RPM, 1,000 RPD, 8,000 TPM for gpt-oss-120b (Groq docs, 2026-08-08)",
 )
 
 CEREBRAS = ProviderSpec(
     name="cerebras",
     label="Cerebras",
     env_prefix="CEREBRAS",
+    key_env="CEREBRAS_API_KEY",
     base_url="https://api.cerebras.ai",
     chat_path="/v1/chat/completions",
-    # In Cerebras's public catalogue on 2026-08-27; zai-glm-4.6 and 4.7 are deprecated.
+    # In Cerebras's public catalogue on 2026-08-27; zai-glm-4.6 (the original's) and 4.7 are gone.
     default_model="gpt-oss-120b",
+    models=("gemma-4-31b", "llama3.1-8b"),
     # The original asked for 40,960. Cerebras reserves the cap against its per-minute token
     # budget before running a request (30,000 TPM on the trial tier, 2026-07-18), so 40,960
     # would be refused outright there; 8,192 leaves room for several requests a minute.
     default_max_tokens=8192,
+    params=OPENAI_PARAMS | {"reasoning_effort", "reasoning_format"},
+    max_temperature=1.5,
+    note="free tier ended 2026-08-17: one-time credit, then HTTP 402 (changelog, 2026-07-16)",
 )
 
-PRESETS: tuple[ProviderSpec, ...] = (GROQ, CEREBRAS)
-"""Built-in providers in round-robin order (the original's: Groq, then Cerebras)."""
+GEMINI = ProviderSpec(
+    name="gemini",
+    label="Google Gemini",
+    env_prefix="GEMINI",
+    key_env="GEMINI_API_KEY",
+    base_url="https://generativelanguage.googleapis.com/v1beta/openai",
+    chat_path="/chat/completions",
+    default_model="gemini-2.5-flash",
+    models=("gemini-3-flash", "gemini-3.1-flash-lite", "gemini-2.5-flash-lite", "gemma-3-27b-it"),
+    params=SAMPLING - {"user"} | TOOLS | {"reasoning_effort"},
+    note="free: 5 RPM, 20 RPD for 2.5 Flash; no rate-limit headers (cheahjs list, 2026-07-18)",
+)
+
+OPENROUTER = ProviderSpec(
+    name="openrouter",
+    label="OpenRouter",
+    env_prefix="OPENROUTER",
+    key_env="OPENROUTER_API_KEY",
+    base_url="https://openrouter.ai/api/v1",
+    chat_path="/chat/completions",
+    default_model="openai/gpt-oss-120b:free",
+    models=("meta-llama/llama-3.3-70b-instruct:free",),
+    params=OPENAI_PARAMS | {"reasoning_effort"},
+    note=":free models: 20 RPM, 50 RPD account-wide (1,000 with 10 credits) (docs, 2026-10-17)",
+)
+
+MISTRAL = ProviderSpec(
+    name="mistral",
+    label="Mistral",
+    env_prefix="MISTRAL",
+    key_env="MISTRAL_API_KEY",
+    base_url="https://api.mistral.ai/v1",
+    chat_path="/chat/completions",
+    default_model="mistral-small-latest",
+    models=("mistral-medium-latest", "codestral-latest"),
+    # OpenAI-like, not identical: `random_seed`, `max_tokens`, no `user`.
+    params=OPENAI_PARAMS - {"user"},
+    renames={"seed": "random_seed"},
+    max_tokens_field="max_tokens",
+    stream_usage=False,
+    note="Experiment plan: 1 req/s, 500,000 TPM, 1B tokens/month (community, 2026-07-18)",
+)
+
+NVIDIA = ProviderSpec(
+    name="nvidia",
+    label="NVIDIA NIM",
+    env_prefix="NVIDIA",
+    key_env="NVIDIA_API_KEY",
+    base_url="https://integrate.api.nvidia.com/v1",
+    chat_path="/chat/completions",
+    default_model="meta/llama-3.3-70b-instruct",
+    max_tokens_field="max_tokens",
+    note="about 40 RPM per account; no rate-limit headers (cheahjs list, 2026-07-18)",
+)
+
+SAMBANOVA = ProviderSpec(
+    name="sambanova",
+    label="SambaNova",
+    env_prefix="SAMBANOVA",
+    key_env="SAMBANOVA_API_KEY",
+    base_url="https://api.sambanova.ai/v1",
+    chat_path="/chat/completions",
+    default_model="Meta-Llama-3.3-70B-Instruct",
+    params=OPENAI_PARAMS - PENALTIES,
+    max_tokens_field="max_tokens",
+    note="free tier without card: per-model RPM/RPD/TPD (docs, 2026)",
+)
+
+COHERE = ProviderSpec(
+    name="cohere",
+    label="Cohere",
+    env_prefix="COHERE",
+    key_env="CO_API_KEY",
+    base_url="https://api.cohere.ai/compatibility/v1",
+    chat_path="/chat/completions",
+    default_model="command-a-03-2025",
+    params=OPENAI_PARAMS - {"user", "parallel_tool_calls"},
+    max_tokens_field="max_tokens",
+    note="trial key: 20 RPM per chat model, 1,000 calls a month (docs, 2026)",
+)
+
+HUGGINGFACE = ProviderSpec(
+    name="huggingface",
+    label="Hugging Face router",
+    env_prefix="HUGGINGFACE",
+    key_env="HF_TOKEN",
+    base_url="https://router.huggingface.co/v1",
+    chat_path="/chat/completions",
+    default_model="openai/gpt-oss-120b",
+    note="free users: $0.10 of credits a month, then 402 (pricing page, 2026)",
+)
+
+CLOUDFLARE = ProviderSpec(
+    name="cloudflare",
+    label="Cloudflare Workers AI",
+    env_prefix="CLOUDFLARE",
+    key_env="CLOUDFLARE_API_TOKEN",
+    base_url="https://api.cloudflare.com/client/v4/accounts/{CLOUDFLARE_ACCOUNT_ID}/ai/v1",
+    chat_path="/chat/completions",
+    default_model="@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+    params=SAMPLING - {"user"} | TOOLS,
+    max_tokens_field="max_tokens",
+    note="10,000 neurons a day free (pricing page, 2026-09-20)",
+)
+
+
+def _local(name: str, label: str, prefix: str, base_url: str) -> ProviderSpec:
+    return ProviderSpec(
+        name=name,
+        label=label,
+        env_prefix=prefix,
+        key_env=None,
+        base_url=base_url,
+        chat_path="/chat/completions",
+        default_model=None,
+        max_tokens_field="max_tokens",
+        note="local server: no limits but your hardware",
+    )
+
+
+OLLAMA = _local("ollama", "Ollama", "OLLAMA", "http://localhost:11434/v1")
+LM_STUDIO = _local("lmstudio", "LM Studio", "LMSTUDIO", "http://localhost:1234/v1")
+VLLM = _local("vllm", "vLLM", "VLLM", "http://localhost:8000/v1")
+
+PRESETS: tuple[ProviderSpec, ...] = (
+    GROQ,
+    CEREBRAS,
+    GEMINI,
+    OPENROUTER,
+    MISTRAL,
+    NVIDIA,
+    SAMBANOVA,
+    COHERE,
+    HUGGINGFACE,
+    CLOUDFLARE,
+    OLLAMA,
+    LM_STUDIO,
+    VLLM,
+)
+"""Built-in providers in default round-robin order (the original's first: Groq, Cerebras)."""
+
+GENERIC = ProviderSpec(
+    name="openai",
+    label="OpenAI-compatible",
+    env_prefix="OPENAI_COMPATIBLE",
+    key_env=None,
+    base_url="",
+    chat_path="/chat/completions",
+    default_model=None,
+    note="any OpenAI-compatible endpoint declared in the config file",
+)
+"""The kind `openai` in a config file: an endpoint with no preset, described there."""
+
+
+def preset(name: str) -> ProviderSpec | None:
+    """The built-in spec called `name` (`openai` is the generic one)."""
+    if name == GENERIC.name:
+        return GENERIC
+    return next((spec for spec in PRESETS if spec.name == name), None)

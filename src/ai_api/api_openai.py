@@ -1,0 +1,210 @@
+"""The OpenAI-compatible API: `/v1/chat/completions` and `/v1/models` (also under `/openai`).
+
+Streams are bare `data:` events ending with `data: [DONE]` (the Groq and Cerebras SDKs break on
+named events). A failure after the first byte ends the stream with a `data:` payload holding
+an `error` object and no `[DONE]`, which every official SDK raises as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from .api_chat import read_body
+from .errors import UpstreamError
+from .params import options_of
+from .routing import Deployment, Opened, open_stream
+from .schemas import Chunk, CompletionBody, ToolCallDelta, Usage, decode_body
+from .sse import encode_data
+from .state import GATEWAY
+from .tokens import estimated_usage
+
+log = logging.getLogger("ai_api.openai")
+
+_encode = msgspec.json.encode
+_DONE = b"data: [DONE]\n\n"
+# The Cerebras SDK tells chunks from completions by this field, so it is always present.
+FINGERPRINT = "fp_ai_api"
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the API at `/v1` and at `/openai/v1` (the Groq SDK's path)."""
+    for prefix in ("/v1", "/openai/v1"):
+        app.router.add_post(f"{prefix}/chat/completions", chat_completions)
+        app.router.add_get(f"{prefix}/models", models)
+
+
+async def models(request: web.Request) -> web.Response:
+    """Every routable model name, in the OpenAI list format."""
+    router = request.app[GATEWAY].router
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, route.members)}
+        for name, route in sorted(router.routes.items(), key=lambda item: _order(item[0]))
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (0 if name == "auto" else 2 if "/" in name else 1, name)
+
+
+def _owner(name: str, members: tuple[Deployment, ...]) -> str:
+    owners = {d.name for d in members}
+    return owners.pop() if len(owners) == 1 and "/" in name else "ai-api"
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """A chat completion from the route named by `model`, streamed or whole."""
+    body = decode_body(await read_body(request), CompletionBody)
+    options = options_of(body)
+    route = request.app[GATEWAY].router.route(body.model)
+    cap = body.max_completion_tokens or body.max_tokens
+    opened = await open_stream(
+        route,
+        lambda d: d.request(body.messages, max_tokens=cap, options=options),
+        options.keys(),
+    )
+    headers = {
+        "X-AI-API-Provider": opened.deployment.name,
+        "X-AI-API-Model": opened.deployment.model,
+        "X-AI-API-Attempts": str(opened.attempts),
+    }
+    async with aclosing(opened.chunks):
+        if body.stream:
+            return await _stream(request, body, opened, headers)
+        return await _complete(body, opened, headers)
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+async def _stream(
+    request: web.Request, body: CompletionBody, opened: Opened, headers: dict[str, str]
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            **headers,
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    head = {
+        "id": _completion_id(),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": opened.deployment.model,
+        "system_fingerprint": FINGERPRINT,
+    }
+    # Every chunk shares its envelope: encode it once, splice each delta in.
+    envelope = _encode({**head, "choices": [{"index": 0, "delta": 0}]})
+    prefix = envelope[: envelope.rindex(b"0}]}")]
+    try:
+        await response.write(_event(prefix, b'{"role":"assistant","content":""}', None))
+        usage, chars = await _relay(response, opened, prefix)
+        if body.stream_options is not None and body.stream_options.include_usage:
+            usage = usage or estimated_usage(body.messages, chars)
+            await response.write(encode_data({**head, "choices": [], "usage": usage}))
+        await response.write(_DONE)
+    except UpstreamError as exc:
+        log.warning("%s failed mid-stream: %s", opened.deployment.name, exc.message)
+        await response.write(encode_data(exc.body()))
+    except ConnectionResetError:
+        log.info("client went away; upstream request to %s cancelled", opened.deployment.name)
+        return response
+    await response.write_eof()
+    return response
+
+
+def _event(prefix: bytes, delta: bytes, finish_reason: str | None) -> bytes:
+    finish = b',"logprobs":null,"finish_reason":' + _encode(finish_reason)
+    return b"data: " + prefix + delta + finish + b"}]}\n\n"
+
+
+async def _relay(
+    response: web.StreamResponse, opened: Opened, prefix: bytes
+) -> tuple[Usage | None, int]:
+    """Write each chunk as an OpenAI chunk; return the upstream usage and characters sent."""
+    usage = None
+    chars = 0
+    async for chunk in _chunks(opened):
+        delta = _delta(chunk)
+        if delta or chunk.finish_reason:
+            chars += len(chunk.content) + len(chunk.reasoning)
+            await response.write(_event(prefix, _encode(delta), chunk.finish_reason))
+        usage = chunk.usage or usage
+    return usage, chars
+
+
+def _delta(chunk: Chunk) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    if chunk.content:
+        delta["content"] = chunk.content
+    if chunk.reasoning:
+        delta["reasoning"] = chunk.reasoning
+    if chunk.tool_calls:
+        delta["tool_calls"] = chunk.tool_calls
+    return delta
+
+
+async def _chunks(opened: Opened) -> AsyncGenerator[Chunk, None]:
+    if opened.first is not None:
+        yield opened.first
+    async for chunk in opened.chunks:
+        yield chunk
+
+
+async def _complete(body: CompletionBody, opened: Opened, headers: dict[str, str]) -> web.Response:
+    content: list[str] = []
+    reasoning: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish_reason = None
+    usage = None
+    async for chunk in _chunks(opened):
+        content.append(chunk.content)
+        reasoning.append(chunk.reasoning)
+        for call in chunk.tool_calls:
+            _merge_call(calls, call)
+        finish_reason = chunk.finish_reason or finish_reason
+        usage = chunk.usage or usage
+    text = "".join(content)
+    message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+    if any(reasoning):
+        message["reasoning"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    result = {
+        "id": _completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": opened.deployment.model,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+        ],
+        "usage": usage or estimated_usage(body.messages, len(text) + sum(map(len, reasoning))),
+    }
+    return web.Response(body=_encode(result), content_type="application/json", headers=headers)
+
+
+def _merge_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
+    call = calls.setdefault(
+        delta.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if delta.id:
+        call["id"] = delta.id
+    if delta.type:
+        call["type"] = delta.type
+    if delta.function is not None:
+        function = call["function"]
+        function["name"] += delta.function.name or ""
+        function["arguments"] += delta.function.arguments or ""

@@ -1,0 +1,127 @@
+"""The TOML configuration file."""
+
+import pytest
+
+from ai_api.config import ConfigError, load_settings
+
+
+def load(tmp_path, text, **env):
+    path = tmp_path / "ai-api.toml"
+    path.write_text(text)
+    return load_settings(env, path)
+
+
+def test_presets_stay_active_and_the_file_adds_and_overrides(tmp_path):
+    settings = load(
+        tmp_path,
+        """
+[providers.groq]
+models = ["llama-3.1-8b-instant", { name = "openai/gpt-oss-120b", max_tokens = 1000 }]
+
+[providers.box]
+kind = "openai"
+base_url = "http://127.0.0.1:8000/v1/"
+api_key_env = "BOX_KEY"
+models = ["qwen3-32b"]
+max_tokens = 512
+
+[routes.smart]
+strategy = "fallback"
+members = ["groq/openai/gpt-oss-120b", "box/qwen3-32b", "cerebras/gpt-oss-120b"]
+""",
+        GROQ_API_KEY="g",
+        CEREBRAS_API_KEY="c",
+        BOX_KEY="b",
+    )
+    groq, cerebras, box = settings.providers
+    assert [(m.name, m.max_tokens) for m in groq.models] == [
+        ("llama-3.1-8b-instant", 4096),
+        ("openai/gpt-oss-120b", 1000),
+    ]
+    assert cerebras.name == "cerebras"
+    assert (box.spec.name, box.base_url, box.model, box.models[0].max_tokens) == (
+        "openai",
+        "http://127.0.0.1:8000/v1",
+        "qwen3-32b",
+        512,
+    )
+    assert box.api_key.reveal() == "b"
+    (route,) = settings.routes
+    assert (route.name, route.strategy) == ("smart", "fallback")
+    assert route.members == (
+        ("groq", "openai/gpt-oss-120b"),
+        ("box", "qwen3-32b"),
+        ("cerebras", "gpt-oss-120b"),
+    )
+    assert settings.problems == ()
+
+
+def test_missing_variables_make_providers_inactive_and_are_reported(tmp_path):
+    settings = load(
+        tmp_path,
+        """
+[server]
+gateway_keys_env = "MY_KEYS"
+
+[providers.mistral]
+
+[routes.r]
+members = ["mistral/mistral-small-latest", "groq/openai/gpt-oss-120b"]
+""",
+        GROQ_API_KEY="g",
+    )
+    assert [p.name for p in settings.providers] == ["groq"]
+    assert settings.routes[0].members == (("groq", "openai/gpt-oss-120b"),)
+    assert any("MISTRAL_API_KEY is not set" in p for p in settings.problems)
+    assert any("mistral/mistral-small-latest skipped" in p for p in settings.problems)
+    assert any("MY_KEYS is not set" in p for p in settings.problems)
+
+
+def test_gateway_keys_from_file_variable_and_environment(tmp_path):
+    settings = load(
+        tmp_path,
+        '[server]\ngateway_keys_env = "MY_KEYS"\nport = 4000\n',
+        MY_KEYS="a, b",
+        AI_API_KEYS="c",
+    )
+    assert [k.reveal() for k in settings.gateway_keys] == ["a", "b", "c"]
+    assert settings.port == 4000
+
+
+def test_environment_wins_over_the_file(tmp_path):
+    assert load(tmp_path, "[server]\nport = 4000\n", PORT="5000").port == 5000
+
+
+def test_disabled_preset(tmp_path):
+    settings = load(tmp_path, "[providers.groq]\nenabled = false\n", GROQ_API_KEY="g")
+    assert settings.providers == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[providers.groq]\nmodles = []\n", "unknown field `modles`"),
+        ("[sever]\n", "unknown field `sever`"),
+        ("[routes.r]\nstrategy = 'random'\nmembers = []\n", "strategy"),
+        ("[providers.x]\nkind = 'nope'\n", "unknown kind 'nope'"),
+        ("[providers.x]\nkind = 'openai'\nmodels = ['m']\n", "needs base_url"),
+        ("[routes.r]\nmembers = ['groq']\n", "is not 'provider/model'"),
+        ("[routes.r]\nmembers = ['nobody/m']\n", "names no provider"),
+        ("[routes.r]\nmembers = ['groq/m', 'groq/m']\n", "listed twice"),
+        ("[routes.'a/b']\nmembers = ['groq/m']\n", "may not contain '/'"),
+        ("[providers.auto]\n", "may not be 'auto'"),
+        ("[server\n", "not valid TOML"),
+        ("[providers.groq]\nmodels = 3\n", "[providers.groq]: Expected `array | null`, got `int`"),
+    ],
+)
+def test_bad_files_say_what_and_where(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        load(tmp_path, text, GROQ_API_KEY="g")
+
+
+def test_config_file_from_variable(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = 4321\n")
+    assert load_settings({"AI_API_CONFIG": str(path)}).port == 4321
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings({"AI_API_CONFIG": str(tmp_path / "missing.toml")})
