@@ -182,8 +182,8 @@ def _provider(
         raise ConfigError(f"providers.{name}: unknown kind {kind!r}; use {known}.")
     if not entry.enabled:
         return None
-    if spec is GENERIC and not entry.base_url:
-        raise ConfigError(f"providers.{name}: kind 'openai' needs base_url.")
+    if spec is GENERIC and not (entry.base_url and entry.models):
+        raise ConfigError(f"providers.{name}: kind 'openai' needs base_url and models.")
     key_env = entry.api_key_env or spec.key_env
     if key_env and not env.get(key_env, "").strip():
         problems.append(f"providers.{name}: {key_env} is not set; provider inactive")
@@ -205,8 +205,6 @@ def _provider(
             else:
                 names.append(model)
         models = tuple(names)
-    elif spec is GENERIC:
-        raise ConfigError(f"providers.{name}: kind 'openai' needs models.")
     settings = preset_settings(
         spec,
         env,
