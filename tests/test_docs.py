@@ -1,0 +1,28 @@
+"""The READMEs stay true to the code they describe."""
+
+from pathlib import Path
+
+import pytest
+
+from ai_api.providers import PRESETS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["README.md", "README.es.md"])
+def test_readme_has_the_two_commands_near_the_top_and_every_preset(name):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    head = text[: len(text) // 4]
+    assert "python3 dev.py demo" in head
+    assert "python3 dev.py test" in head
+    for spec in PRESETS:
+        assert f"| `{spec.name}` |" in text
+        assert spec.note in text
+        if spec.key_env:
+            assert f"`{spec.key_env}`" in text
+        if spec.default_model:
+            assert f"`{spec.default_model}`" in text
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "python3 dev.py test" in (ROOT / ".ci" / "run").read_text()
