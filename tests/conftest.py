@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -31,14 +32,17 @@ async def cerebras() -> AsyncIterator[FakeUpstream]:
         yield fake
 
 
-def settings_for(*fakes: FakeUpstream, **overrides: Any) -> Settings:
-    """Settings with one provider per fake, in the order given, on a free port."""
-    providers = tuple(
-        preset_settings(spec, {str(spec.key_env): KEYS[spec.name]}, base_url=fake.base_url)
-        for fake in fakes
-        if (spec := PRESETS_BY_NAME[fake.flavor.name])
-    )
-    return Settings(providers=providers, port=0).with_overrides(**overrides)
+def settings_for(*fakes: FakeUpstream, limits: bool = False, **overrides: Any) -> Settings:
+    """Settings with one provider per fake, in the order given, on a free port, with an
+    in-memory ledger; without the presets' free-tier limits unless `limits`."""
+    providers = []
+    for fake in fakes:
+        spec = PRESETS_BY_NAME[fake.flavor.name]
+        p = preset_settings(spec, {str(spec.key_env): KEYS[spec.name]}, base_url=fake.base_url)
+        if not limits:
+            p = replace(p, models=tuple(replace(m, limits=()) for m in p.models))
+        providers.append(p)
+    return Settings(providers=tuple(providers), port=0, ledger="").with_overrides(**overrides)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from cerebras.cloud.sdk import AsyncCerebras
 from cerebras.cloud.sdk.types.chat.chat_completion import ChatChunkResponse
 
-from ai_api.config import RouteSettings
+from ai_api.config import MemberSettings, RouteSettings
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.server import running
 
@@ -284,9 +284,11 @@ async def test_failure_mid_stream_raises_in_the_sdk_and_sends_no_done(groq, clie
 
 async def test_fallback_route_from_the_config_moves_on_and_says_so(groq, cerebras):
     groq.add_fault(Fault(status=503, retry_after=10))
-    route = RouteSettings(
-        "smart", "fallback", (("groq", "openai/gpt-oss-120b"), ("cerebras", "gpt-oss-120b"))
+    members = (
+        MemberSettings("groq", "openai/gpt-oss-120b"),
+        MemberSettings("cerebras", "gpt-oss-120b"),
     )
+    route = RouteSettings("smart", "fallback", members)
     settings = settings_for(groq, cerebras, routes=(route,))
     async with running(settings) as url, client_for(url) as client:
         create = client.chat.completions.with_raw_response.create
@@ -295,7 +297,10 @@ async def test_fallback_route_from_the_config_moves_on_and_says_so(groq, cerebra
     assert raw.headers["x-ai-api-provider"] == "cerebras"
     assert raw.headers["x-ai-api-attempts"] == "2"
     assert raw.parse().model == "gpt-oss-120b"
-    assert again.headers["x-ai-api-provider"] == "groq"  # fallback starts at the first again
+    # Groq asked for 10 s of rest: the next request goes straight to Cerebras.
+    assert again.headers["x-ai-api-provider"] == "cerebras"
+    assert again.headers["x-ai-api-attempts"] == "1"
+    assert len(groq.requests) == 1
 
 
 async def test_gateway_keys_guard_every_endpoint_but_health(groq, caplog):

@@ -42,7 +42,7 @@ async def served(request) -> AsyncIterator[tuple[ProviderSpec, FakeUpstream, str
         if spec.key_env:
             env[spec.key_env] = "k"
         provider = preset_settings(spec, env, base_url=root)
-        async with running(Settings(providers=(provider,), port=0)) as url:
+        async with running(Settings(providers=(provider,), port=0, ledger="")) as url:
             yield spec, fake, url
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import InvalidRequest, PayloadTooLarge, UpstreamError
-from .routing import Deployment, open_stream
+from .routing import Deployment
 from .schemas import Chunk, decode_chat_body
 from .sse import encode_data, encode_event
 from .state import GATEWAY
@@ -47,7 +47,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         )
     body = decode_chat_body(await read_body(request))
     messages = body.to_messages()
-    opened = await open_stream(gateway.router.route(None), lambda d: d.request(messages))
+    opened = await gateway.open(gateway.router.route(None), messages)
     deployment, chunks = opened.deployment, opened.chunks
     async with aclosing(chunks):
         response = web.StreamResponse(

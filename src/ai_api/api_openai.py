@@ -18,9 +18,10 @@ import msgspec
 from aiohttp import web
 
 from .api_chat import read_body
+from .attempts import Opened
 from .errors import UpstreamError
 from .params import options_of
-from .routing import Deployment, Opened, open_stream
+from .routing import Deployment
 from .schemas import Chunk, CompletionBody, ToolCallDelta, Usage, decode_body
 from .sse import encode_data
 from .state import GATEWAY
@@ -45,7 +46,7 @@ async def models(request: web.Request) -> web.Response:
     """Every routable model name, in the OpenAI list format."""
     router = request.app[GATEWAY].router
     data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, route.members)}
+        {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, route.deployments)}
         for name, route in sorted(router.routes.items(), key=lambda item: _order(item[0]))
     ]
     return web.json_response({"object": "list", "data": data})
@@ -64,13 +65,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """A chat completion from the route named by `model`, streamed or whole."""
     body = decode_body(await read_body(request), CompletionBody)
     options = options_of(body)
-    route = request.app[GATEWAY].router.route(body.model)
+    gateway = request.app[GATEWAY]
+    route = gateway.router.route(body.model)
     cap = body.max_completion_tokens or body.max_tokens
-    opened = await open_stream(
-        route,
-        lambda d: d.request(body.messages, max_tokens=cap, options=options),
-        options.keys(),
-    )
+    opened = await gateway.open(route, body.messages, max_tokens=cap, options=options)
     headers = {
         "X-AI-API-Provider": opened.deployment.name,
         "X-AI-API-Model": opened.deployment.model,

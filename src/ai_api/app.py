@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -12,24 +14,37 @@ from aiohttp.typedefs import Middleware
 
 from .api_chat import chat
 from .api_openai import add_routes
+from .attempts import Bounds
 from .config import Secret, Settings
 from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
 from .providers import OpenAICompatible, Provider
+from .rationing import Rationing
 from .routing import Router, build_router
 from .state import GATEWAY, Gateway
+from .store import MemoryLedger, SQLiteLedger
 
 log = logging.getLogger("ai_api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The gateway as an aiohttp application; providers connect when it starts."""
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The gateway as an aiohttp application; providers connect and the usage ledger opens
+    when it starts. `clock` drives every budget, cooldown and ledger time."""
     middlewares: list[Middleware] = [_errors_as_json]
     if settings.gateway_keys:
         middlewares.append(_require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
-    app[GATEWAY] = Gateway(settings=settings, router=Router({}))
+    app[GATEWAY] = Gateway(
+        settings=settings,
+        router=Router({}),
+        rationing=Rationing(MemoryLedger(), clock=clock),
+        bounds=Bounds(
+            max_attempts=settings.max_attempts,
+            deadline=settings.deadline,
+            first_token_timeout=settings.first_token_timeout,
+        ),
+    )
     app.cleanup_ctx.append(_lifespan)
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
@@ -40,13 +55,18 @@ def create_app(settings: Settings) -> web.Application:
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     settings = gateway.settings
+    timeout = aiohttp.ClientTimeout(
+        total=settings.total_timeout,
+        connect=settings.connect_timeout,
+        sock_read=settings.read_timeout,
+    )
+    rationing = gateway.rationing
+    if settings.ledger:
+        rationing.ledger = await SQLiteLedger(Path(settings.ledger)).open()
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         auto_decompress=True,
         trust_env=False,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=settings.connect_timeout, sock_read=settings.read_timeout
     )
     providers: dict[str, Provider] = {
         p.name: OpenAICompatible(
@@ -56,14 +76,21 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
             base_url=p.base_url,
             session=session,
             timeout=timeout,
+            clock=rationing.clock,
         )
         for p in settings.providers
     }
     gateway.router = build_router(settings, providers)
+    routes = gateway.router.routes.values()
+    deployments = {d.public_name: d for route in routes for d in route.deployments}
+    replayed = await rationing.rebuild(deployments.values())
+    if replayed:
+        log.info("usage ledger: replayed %d attempts of the last day into the budgets", replayed)
     try:
         yield
     finally:
         await session.close()
+        await rationing.ledger.close()
 
 
 async def health(request: web.Request) -> web.Response:

@@ -63,7 +63,7 @@ def describe(settings: Settings) -> str:
     auto = ", ".join(f"{p.name}/{p.model}" for p in settings.providers) or "(empty)"
     lines.append(f"  auto (round-robin): {auto}")
     for r in settings.routes:
-        members = ", ".join(f"{p}/{m}" for p, m in r.members) or "(no active member)"
+        members = ", ".join(m.name for m in r.members) or "(no active member)"
         lines.append(f"  {r.name} ({r.strategy}): {members}")
     count = len(settings.gateway_keys)
     lines.append(f"Gateway keys: {count}" if count else "Gateway keys: none (open gateway)")

@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 
 from dotenv import dotenv_values
 
+from .limits import Limit
 from .providers.presets import PRESETS, ProviderSpec
 
 
@@ -47,10 +48,11 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
-    """One upstream model a provider serves, with its completion-token cap."""
+    """One upstream model a provider serves, its completion-token cap and its known limits."""
 
     name: str
     max_tokens: int
+    limits: tuple[Limit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,13 @@ class ProviderSettings:
     base_url: str
     models: tuple[ModelSettings, ...]
     key_env: str | None = None
+    account: str = ""
+    """Providers with the same account share one budget (keys of one organisation)."""
+
+    @property
+    def budget_account(self) -> str:
+        """The account whose budgets this provider spends."""
+        return self.account or self.name
 
     @property
     def model(self) -> str:
@@ -70,16 +79,33 @@ class ProviderSettings:
         return self.models[0].name
 
 
-Strategy = Literal["round-robin", "fallback"]
+Strategy = Literal["round-robin", "fallback", "weighted", "budget"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSettings:
+    """One member of a route: a provider's model, its weight and whether it is paced."""
+
+    provider: str
+    model: str
+    weight: int = 1
+    pace: bool = False
+
+    @property
+    def name(self) -> str:
+        """`provider/model`."""
+        return f"{self.provider}/{self.model}"
 
 
 @dataclass(frozen=True, slots=True)
 class RouteSettings:
-    """A public model name and its members, `(provider, upstream model)`, in order."""
+    """A public model name and its members, in order."""
 
     name: str
     strategy: Strategy
-    members: tuple[tuple[str, str], ...]
+    members: tuple[MemberSettings, ...]
+    burst: float = 0.1
+    """For paced members: the share of a day's quota usable ahead of the day's pace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +121,16 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     """Longest silence allowed from an upstream: before its headers and between chunks."""
+    first_token_timeout: float = 30.0
+    """Longest wait for a provider's first chunk, once it has accepted the request."""
+    total_timeout: float = 600.0
+    """Longest any one upstream request may last."""
+    max_attempts: int = 3
+    """Members tried for one request before giving up."""
+    deadline: float = 60.0
+    """Longest time to find a member that answers, across attempts."""
+    ledger: str = "ai-api-usage.sqlite3"
+    """The usage ledger's SQLite file; empty for an in-memory ledger (lost at exit)."""
     demo: bool = False
     log_level: str = "INFO"
     problems: tuple[str, ...] = ()
@@ -135,6 +171,11 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
         max_body_bytes=number(env, "AI_API_MAX_BODY_BYTES", None, int, minimum=1),
         connect_timeout=number(env, "AI_API_CONNECT_TIMEOUT", None, float, minimum=0.001),
         read_timeout=number(env, "AI_API_READ_TIMEOUT", None, float, minimum=0.001),
+        first_token_timeout=number(env, "AI_API_FIRST_TOKEN_TIMEOUT", None, float, minimum=0.001),
+        total_timeout=number(env, "AI_API_TOTAL_TIMEOUT", None, float, minimum=0.001),
+        max_attempts=number(env, "AI_API_MAX_ATTEMPTS", None, int, minimum=1),
+        deadline=number(env, "AI_API_DEADLINE", None, float, minimum=0.001),
+        ledger=env.get("AI_API_LEDGER"),
         log_level=(env.get("AI_API_LOG_LEVEL") or "").upper() or None,
     )
 
@@ -177,7 +218,7 @@ def preset_settings(
         # Local servers take any key; clients must send one, so send a placeholder.
         api_key=Secret(env.get(key_env, "").strip() or "local"),
         base_url=url.rstrip("/"),
-        models=tuple(ModelSettings(m, cap) for m in models),
+        models=tuple(ModelSettings(m, cap, spec.limits_for(m)) for m in models),
         key_env=key_env,
     )
 

@@ -29,27 +29,53 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from .config import (
     ConfigError,
+    MemberSettings,
     ProviderSettings,
     RouteSettings,
     Secret,
     Settings,
+    Strategy,
     preset_active,
     preset_settings,
 )
-from .providers.presets import GENERIC, PRESETS, preset
+from .limits import Limit
+from .providers.presets import GENERIC, PRESETS, preset, rates
 
 
-class ModelEntry(msgspec.Struct, forbid_unknown_fields=True):
-    """A model with its own completion cap."""
+class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A model with its own completion cap and limits (overriding the built-in ones)."""
 
     name: str
     max_tokens: int | None = None
+    rpm: int | None = None
+    rph: int | None = None
+    rpd: int | None = None
+    rpmonth: int | None = None
+    tpm: int | None = None
+    tph: int | None = None
+    tpd: int | None = None
+    tpmonth: int | None = None
+
+    def limits(self, builtin: tuple[Limit, ...]) -> tuple[Limit, ...]:
+        """The built-in limits with this entry's values in their place."""
+        given = rates(
+            rpm=self.rpm,
+            rph=self.rph,
+            rpd=self.rpd,
+            rpmonth=self.rpmonth,
+            tpm=self.tpm,
+            tph=self.tph,
+            tpd=self.tpd,
+            tpmonth=self.tpmonth,
+        )
+        keys = {(lim.kind, lim.period) for lim in given}
+        return tuple(lim for lim in builtin if (lim.kind, lim.period) not in keys) + given
 
 
 class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -57,17 +83,27 @@ class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     kind: str | None = None
     enabled: bool = True
+    account: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
     models: list[str | ModelEntry] | None = None
     max_tokens: int | None = None
 
 
-class RouteEntry(msgspec.Struct, forbid_unknown_fields=True):
+class MemberEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A route member with options."""
+
+    member: str
+    weight: int = 1
+    pace: bool = False
+
+
+class RouteEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """`[routes.NAME]`."""
 
-    members: list[str]
-    strategy: Literal["round-robin", "fallback"] = "round-robin"
+    members: list[str | MemberEntry]
+    strategy: Strategy = "round-robin"
+    burst: float = 0.1
 
 
 class ServerEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -78,6 +114,11 @@ class ServerEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: int | None = None
     connect_timeout: float | None = None
     read_timeout: float | None = None
+    first_token_timeout: float | None = None
+    total_timeout: float | None = None
+    max_attempts: int | None = None
+    deadline: float | None = None
+    ledger: str | None = None
     log_level: str | None = None
     gateway_keys_env: str | None = None
     gateway_keys: list[str] = []
@@ -168,6 +209,11 @@ def apply_file(settings: Settings, path: Path, env: Mapping[str, str]) -> Settin
         max_body_bytes=server.max_body_bytes,
         connect_timeout=server.connect_timeout,
         read_timeout=server.read_timeout,
+        first_token_timeout=server.first_token_timeout,
+        total_timeout=server.total_timeout,
+        max_attempts=server.max_attempts,
+        deadline=server.deadline,
+        ledger=server.ledger,
         log_level=server.log_level and server.log_level.upper(),
     )
 
@@ -191,20 +237,15 @@ def _provider(
     if spec.local and entry.models is None and not preset_active(spec, env):
         problems.append(f"providers.{name}: no model; set models or {spec.env_prefix}_MODEL")
         return None
+    entries: dict[str, ModelEntry] = {}
     models = None
-    caps: dict[str, int] = {}
     if entry.models is not None:
         if not entry.models:
             raise ConfigError(f"providers.{name}: models is empty.")
-        names = []
         for model in entry.models:
-            if isinstance(model, ModelEntry):
-                names.append(model.name)
-                if model.max_tokens:
-                    caps[model.name] = model.max_tokens
-            else:
-                names.append(model)
-        models = tuple(names)
+            given = model if isinstance(model, ModelEntry) else ModelEntry(name=model)
+            entries[given.name] = given
+        models = tuple(entries)
     settings = preset_settings(
         spec,
         env,
@@ -214,12 +255,14 @@ def _provider(
         models=models,
         max_tokens=entry.max_tokens,
     )
-    return replace(
-        settings,
-        models=tuple(
-            replace(m, max_tokens=caps.get(m.name, m.max_tokens)) for m in settings.models
-        ),
-    )
+    resolved = []
+    for m in settings.models:
+        override = entries.get(m.name)
+        if override is not None:
+            cap = override.max_tokens or m.max_tokens
+            m = replace(m, max_tokens=cap, limits=override.limits(m.limits))
+        resolved.append(m)
+    return replace(settings, models=tuple(resolved), account=entry.account or "")
 
 
 def _route(
@@ -233,19 +276,28 @@ def _route(
         raise ConfigError(f"routes.{name}: a route name may not contain '/' (that pins a model).")
     members = []
     seen = set()
-    for member in entry.members:
-        provider, _, model = member.partition("/")
+    for item in entry.members:
+        given = item if isinstance(item, MemberEntry) else MemberEntry(member=item)
+        provider, _, model = given.member.partition("/")
         if not model:
-            raise ConfigError(f"routes.{name}: member {member!r} is not 'provider/model'.")
-        if member in seen:
-            raise ConfigError(f"routes.{name}: member {member!r} is listed twice.")
-        seen.add(member)
+            raise ConfigError(f"routes.{name}: member {given.member!r} is not 'provider/model'.")
+        if given.member in seen:
+            raise ConfigError(f"routes.{name}: member {given.member!r} is listed twice.")
+        if given.weight < 1:
+            raise ConfigError(
+                f"routes.{name}: member {given.member!r} needs a weight of 1 or more."
+            )
+        seen.add(given.member)
         if provider not in known:
-            raise ConfigError(f"routes.{name}: member {member!r} names no provider.")
+            raise ConfigError(f"routes.{name}: member {given.member!r} names no provider.")
         if provider not in providers:
-            problems.append(f"routes.{name}: {member} skipped, provider {provider!r} is inactive")
+            problems.append(
+                f"routes.{name}: {given.member} skipped, provider {provider!r} is inactive"
+            )
             continue
-        members.append((provider, model))
+        members.append(MemberSettings(provider, model, given.weight, given.pace))
     if not members:
         problems.append(f"routes.{name}: no active member")
-    return RouteSettings(name=name, strategy=entry.strategy, members=tuple(members))
+    return RouteSettings(
+        name=name, strategy=entry.strategy, members=tuple(members), burst=entry.burst
+    )

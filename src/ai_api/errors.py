@@ -6,6 +6,7 @@
     ├── Unauthorized         401     missing or wrong gateway key
     ├── NotFound             404     unknown path or model
     ├── MethodNotAllowed     405     known path, wrong method
+    ├── RateLimited          429     every member is out of headroom (Retry-After says when)
     ├── NoProviders          503     nothing is configured to answer
     └── UpstreamError        502     a provider failed; `provider` names it
         ├── UpstreamStatus   4xx/5xx the provider answered an HTTP error (mapped, see below)
@@ -95,6 +96,14 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class RateLimited(GatewayError):
+    """Every member of the route is out of headroom; `Retry-After` says when one has room."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
 class NoProviders(GatewayError):
     """No provider is configured or none can take the request."""
 
@@ -109,6 +118,15 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+
+    retry_at: float | None = None
+    """When the provider said to retry (absolute, on the rationing clock), if it did."""
+    rate: Any = None
+    """The provider's rate-limit headers on this error (`ai_api.ratelimits.RateReading`)."""
+    exhausted: Any = None
+    """`requests` or `tokens` when the provider said which ran out."""
+    period: float | None = None
+    """The length of the window that ran out, when the provider said."""
 
     def __init__(self, provider: str, message: str, **kwargs: Any) -> None:
         super().__init__(f"{provider}: {message}", **kwargs)

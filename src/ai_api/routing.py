@@ -1,25 +1,18 @@
-"""Choosing who answers: deployments, routes and their strategies, and the failover loop."""
+"""Who may answer a model name: deployments, routes and their strategies, the public names."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings, Strategy
-from .errors import InvalidRequest, NoProviders, NotFound, UpstreamError, UpstreamStatus
-from .params import missing
+from .config import MemberSettings, RouteSettings, Settings, Strategy
+from .errors import NotFound
+from .limits import Limit
 from .providers import Provider, ProviderSpec
-from .schemas import ChatRequest, Chunk, Message
-
-log = logging.getLogger("ai_api.routing")
+from .schemas import ChatRequest, Message
 
 DEFAULT_ROUTE = "auto"
-
-# Upstream statuses that say nothing against the request itself: another member may serve it.
-# 413 is there because Groq answers 413 when one request exceeds its tokens-per-minute budget.
-_RETRYABLE = frozenset({401, 402, 403, 404, 408, 409, 413, 429, 498})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +23,8 @@ class Deployment:
     spec: ProviderSpec
     model: str
     max_tokens: int
+    account: str = ""
+    limits: tuple[Limit, ...] = ()
 
     @property
     def name(self) -> str:
@@ -38,8 +33,17 @@ class Deployment:
 
     @property
     def public_name(self) -> str:
-        """`provider/model`, the name that pins this deployment."""
+        """`provider/model`, the name that pins this deployment; its key for cooldowns."""
         return f"{self.provider.name}/{self.model}"
+
+    @property
+    def budget_key(self) -> tuple[str, str]:
+        """(account, model) whose budget this deployment spends; `*` for account-wide limits."""
+        return (self.account or self.name, "*" if self.spec.account_wide else self.model)
+
+    def cap(self, requested: int | None) -> int:
+        """The completion cap sent: the client's, up to the deployment's own."""
+        return self.max_tokens if requested is None else min(requested, self.max_tokens)
 
     def request(
         self,
@@ -48,38 +52,70 @@ class Deployment:
         max_tokens: int | None = None,
         options: dict[str, Any] | None = None,
     ) -> ChatRequest:
-        """The request sent here; a client's cap is honoured up to the deployment's own."""
-        cap = self.max_tokens if max_tokens is None else min(max_tokens, self.max_tokens)
+        """The request sent here."""
         return ChatRequest(
-            messages=messages, model=self.model, max_tokens=cap, options=options or {}
+            messages=messages,
+            model=self.model,
+            max_tokens=self.cap(max_tokens),
+            options=options or {},
         )
 
 
-class Route:
-    """A public model name served by an ordered list of deployments.
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A deployment in a route, with its weight and pacing."""
 
-    `round-robin` starts each request at the next member, as the original did (Groq, Cerebras,
-    Groq...); `fallback` always starts at the first. Either way the others follow in order if
-    the first fails before answering. `order()` does not await, so on one event loop
-    concurrent requests each take their own turn.
+    deployment: Deployment
+    weight: int = 1
+    pace: bool = False
+
+
+@dataclass(slots=True)
+class Route:
+    """A public model name served by an ordered list of members.
+
+    `round-robin` starts each request at the next member (the original's Groq, Cerebras,
+    Groq...); `fallback` always starts at the first; `weighted` spreads requests by weight
+    (smooth weighted round-robin); `budget` prefers the member with the largest share of its
+    daily quota left (the rationing decides that order). The others follow as fallbacks.
     """
 
-    __slots__ = ("_turn", "members", "name", "strategy")
+    name: str
+    strategy: Strategy
+    members: tuple[Member, ...]
+    burst: float = 0.1
+    _turn: int = 0
+    _current: list[int] = field(default_factory=list)
 
-    def __init__(self, name: str, strategy: Strategy, members: Sequence[Deployment]) -> None:
-        self.name = name
-        self.strategy = strategy
-        self.members = tuple(members)
-        self._turn = 0
+    @property
+    def deployments(self) -> tuple[Deployment, ...]:
+        """The members' deployments, in configured order."""
+        return tuple(m.deployment for m in self.members)
 
-    def order(self) -> list[Deployment]:
-        """The members in the order this request tries them."""
+    def order(self) -> list[Member]:
+        """The members in the order this request considers them; does not await, so
+        concurrent requests on one event loop each take their own turn."""
         members = self.members
-        if self.strategy == "fallback" or len(members) < 2:
+        if len(members) < 2 or self.strategy in ("fallback", "budget"):
             return list(members)
+        if self.strategy == "weighted":
+            return self._weighted()
         start = self._turn % len(members)
         self._turn += 1
         return [*members[start:], *members[:start]]
+
+    def _weighted(self) -> list[Member]:
+        # nginx's smooth weighted round-robin: deterministic, and evenly interleaved.
+        if len(self._current) != len(self.members):
+            self._current = [0] * len(self.members)
+        total = 0
+        for i, member in enumerate(self.members):
+            self._current[i] += member.weight
+            total += member.weight
+        best = max(range(len(self.members)), key=lambda i: self._current[i])
+        self._current[best] -= total
+        rest = sorted((m for i, m in enumerate(self.members) if i != best), key=lambda m: -m.weight)
+        return [self.members[best], *rest]
 
 
 class Router:
@@ -101,92 +137,57 @@ class Router:
         return route
 
 
-@dataclass(slots=True)
-class Opened:
-    """A stream that has produced its first chunk: who serves it and after how many tries."""
-
-    deployment: Deployment
-    first: Chunk | None
-    chunks: AsyncGenerator[Chunk, None]
-    attempts: int
-
-
-def retryable(error: UpstreamError) -> bool:
-    """Whether another member might succeed where this one failed."""
-    if isinstance(error, UpstreamStatus):
-        return error.upstream_status in _RETRYABLE or error.upstream_status >= 500
-    return True
-
-
-async def open_stream(
-    route: Route,
-    build: Callable[[Deployment], ChatRequest],
-    required: Collection[str] = (),
-) -> Opened:
-    """Start the answer on the first member that can take it and produces a first chunk.
-
-    Members that do not take a `required` field are skipped. A member failing before its
-    first chunk with a retryable error passes the request to the next; the last error is
-    raised, its message naming every attempt.
-    """
-    candidates = [d for d in route.order() if not missing(d.spec, required)]
-    if not candidates:
-        if not route.members:
-            raise NoProviders(f"The route `{route.name}` has no active provider.")
-        fields = ", ".join(f"`{f}`" for f in required)
-        raise InvalidRequest(
-            f"No provider of `{route.name}` takes {fields}; "
-            f"members: {', '.join(d.public_name for d in route.members)}.",
-            param=next(iter(required), None),
-        )
-    failures: list[str] = []
-    for attempt, deployment in enumerate(candidates, 1):
-        chunks = deployment.provider.stream(build(deployment))
-        try:
-            first = await anext(chunks, None)
-        except UpstreamError as exc:
-            await chunks.aclose()
-            failures.append(exc.message)
-            log.warning("attempt %d on %s failed: %s", attempt, deployment.public_name, exc.message)
-            if attempt == len(candidates) or not retryable(exc):
-                if len(failures) > 1:
-                    exc.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
-                exc.headers["X-AI-API-Attempts"] = str(attempt)
-                raise
-            continue
-        except BaseException:
-            await chunks.aclose()
-            raise
-        return Opened(deployment, first, chunks, attempt)
-    raise AssertionError("unreachable: the loop returns or raises")
-
-
 def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Router:
     """Every public name: the configured routes, `auto`, each `provider/model`, and each
     upstream model name served by the providers that list it (round-robin)."""
     deployments: dict[tuple[str, str], Deployment] = {}
-    by_model: dict[str, list[Deployment]] = {}
+    by_model: dict[str, list[Member]] = {}
     for p in settings.providers:
         for m in p.models:
-            d = Deployment(providers[p.name], p.spec, m.name, m.max_tokens)
+            d = Deployment(providers[p.name], p.spec, m.name, m.max_tokens, p.account, m.limits)
             deployments[(p.name, m.name)] = d
-            by_model.setdefault(m.name, []).append(d)
-    routes: dict[str, Route] = {
-        name: Route(name, "round-robin", members) for name, members in by_model.items()
-    }
+            by_model.setdefault(m.name, []).append(Member(d))
+    routes = {name: Route(name, "round-robin", tuple(ms)) for name, ms in by_model.items()}
     routes.update(
-        {d.public_name: Route(d.public_name, "fallback", [d]) for d in deployments.values()}
+        {
+            d.public_name: Route(d.public_name, "fallback", (Member(d),))
+            for d in deployments.values()
+        }
     )
-    routes[DEFAULT_ROUTE] = Route(
-        DEFAULT_ROUTE, "round-robin", [deployments[(p.name, p.model)] for p in settings.providers]
-    )
-    caps = {p.name: p.models[0].max_tokens for p in settings.providers}
-    specs = {p.name: p.spec for p in settings.providers}
+    auto = tuple(Member(deployments[(p.name, p.model)]) for p in settings.providers)
+    routes[DEFAULT_ROUTE] = Route(DEFAULT_ROUTE, "round-robin", auto)
+    by_name = {p.name: p for p in settings.providers}
     for r in settings.routes:
-        members = [
-            deployments.get((provider, model))
-            or Deployment(providers[provider], specs[provider], model, caps[provider])
-            for provider, model in r.members
-        ]
-        routes[r.name] = Route(r.name, r.strategy, members)
+        routes[r.name] = _configured(r, deployments, by_name, providers)
     return Router(routes)
+
+
+def _configured(
+    route: RouteSettings,
+    deployments: Mapping[tuple[str, str], Deployment],
+    by_name: Mapping[str, Any],
+    providers: Mapping[str, Provider],
+) -> Route:
+    members = tuple(_member(m, deployments, by_name, providers) for m in route.members)
+    return Route(route.name, route.strategy, members, route.burst)
+
+
+def _member(
+    m: MemberSettings,
+    deployments: Mapping[tuple[str, str], Deployment],
+    by_name: Mapping[str, Any],
+    providers: Mapping[str, Provider],
+) -> Member:
+    d = deployments.get((m.provider, m.model))
+    if d is None:  # a model the provider does not list: its defaults apply
+        p = by_name[m.provider]
+        cap = p.models[0].max_tokens
+        d = Deployment(
+            providers[p.name], p.spec, m.model, cap, p.account, p.spec.limits_for(m.model)
+        )
+    return Member(d, m.weight, m.pace)
+
+
+def members_of(deployments: Sequence[Deployment]) -> tuple[Member, ...]:
+    """Plain members (weight 1, not paced) for `deployments`."""
+    return tuple(Member(d) for d in deployments)

@@ -67,6 +67,8 @@ class Chunk(msgspec.Struct, frozen=True):
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
+    rate: Any = None
+    """On a provider's first chunk only: its rate-limit headers (`ratelimits.RateReading`)."""
 
 
 class ChatMessage(msgspec.Struct, frozen=True):

@@ -38,7 +38,7 @@ async def running(settings: Settings) -> AsyncIterator[str]:
             log.info("provider %s: model %s at %s", p.name, p.model, p.base_url)
         log.info("auto route, round-robin over: %s", ", ".join(p.name for p in settings.providers))
         for route in settings.routes:
-            members = ", ".join(f"{p}/{m}" for p, m in route.members)
+            members = ", ".join(m.name for m in route.members)
             log.info("route %s (%s): %s", route.name, route.strategy, members)
         log.info("listening on %s (POST /chat, /v1/chat/completions, GET /v1/models)", url)
         if not settings.gateway_keys and not _loopback(settings.host):

@@ -1,13 +1,20 @@
-"""What the running app holds: settings and the router, under one typed key."""
+"""What the running app holds, under one typed key, and the one way handlers start answers."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from .attempts import Ask, Bounds, Opened, open_stream
 from .config import Settings
-from .routing import Router
+from .rationing import Rationing
+from .routing import Route, Router
+from .schemas import Message
+from .tokens import prompt_tokens
 
 
 @dataclass(slots=True)
@@ -16,6 +23,27 @@ class Gateway:
 
     settings: Settings
     router: Router
+    rationing: Rationing
+    bounds: Bounds
+
+    async def open(
+        self,
+        route: Route,
+        messages: tuple[Message, ...],
+        *,
+        max_tokens: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Opened:
+        """Start the answer to `messages` on `route` (see `attempts.open_stream`)."""
+        fields: Collection[str] = options.keys() if options else ()
+        ask = Ask(
+            request_id=uuid.uuid4().hex,
+            prompt_tokens=prompt_tokens(messages),
+            max_tokens=max_tokens,
+            required=fields,
+            build=lambda d: d.request(messages, max_tokens=max_tokens, options=options),
+        )
+        return await open_stream(route, ask, self.rationing, self.bounds)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -8,7 +8,8 @@ payload (with `status_code` on Cerebras) or as `x_groq.error`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,7 @@ from ..errors import (
     UpstreamUnreachable,
 )
 from ..params import translate
+from ..ratelimits import read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk, ToolCallDelta, Usage
 from ..sse import iter_sse_data
 from .presets import ProviderSpec
@@ -140,6 +142,7 @@ class OpenAICompatible:
         base_url: str,
         session: aiohttp.ClientSession,
         timeout: aiohttp.ClientTimeout,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
         self._name = name or spec.name
@@ -152,6 +155,7 @@ class OpenAICompatible:
         self._key = api_key
         self._session = session
         self._timeout = timeout
+        self._clock = clock
 
     @property
     def name(self) -> str:
@@ -183,10 +187,18 @@ class OpenAICompatible:
             headers=self._headers,
             timeout=self._timeout,
         ) as response:
+            now = self._clock()
+            reading = read_headers(self.spec.rate_style, response.headers, now, now)
             if response.status >= 400:
-                raise status_error(
-                    self.name, response.status, await response.read(), response.headers
-                )
+                body = await response.read()
+                error = status_error(self.name, response.status, body, response.headers)
+                error.rate = reading
+                told = read_error_body(self.spec.rate_style, response.status, body, now, now)
+                error.retry_at = reading.retry_at or told.retry_at
+                error.exhausted, error.period = told.exhausted, told.period
+                raise error
+            if reading.windows or reading.retry_at is not None:
+                yield Chunk(rate=reading)
             finished = False
             async for data in iter_sse_data(response.content):
                 if data.startswith(b"[DONE]"):

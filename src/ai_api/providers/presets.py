@@ -10,6 +10,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..limits import DAY, HOUR, MINUTE, Limit
+
+MONTH = 30 * DAY
+
+
+def rates(
+    *,
+    rpm: int | None = None,
+    rph: int | None = None,
+    rpd: int | None = None,
+    rpmonth: int | None = None,
+    tpm: int | None = None,
+    tph: int | None = None,
+    tpd: int | None = None,
+    tpmonth: int | None = None,
+) -> tuple[Limit, ...]:
+    """Limits from the usual abbreviations (requests/tokens per minute, hour, day, month)."""
+    table = [
+        ("requests", MINUTE, rpm),
+        ("requests", HOUR, rph),
+        ("requests", DAY, rpd),
+        ("requests", MONTH, rpmonth),
+        ("tokens", MINUTE, tpm),
+        ("tokens", HOUR, tph),
+        ("tokens", DAY, tpd),
+        ("tokens", MONTH, tpmonth),
+    ]
+    return tuple(Limit(kind, period, n) for kind, period, n in table if n)  # type: ignore[arg-type]
+
+
 SAMPLING = frozenset({"temperature", "top_p", "stop", "seed", "user"})
 PENALTIES = frozenset({"frequency_penalty", "presence_penalty"})
 TOOLS = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format"})
@@ -44,7 +74,17 @@ class ProviderSpec:
     max_tokens_field: str = "max_completion_tokens"
     stream_usage: bool = True
     """Whether it takes `stream_options.include_usage` (else usage may be missing)."""
+    rate_style: str = "none"
+    """Its rate-limit header dialect (see `ai_api.ratelimits`)."""
+    limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
+    """Free-tier limits by model (`*`: any other model), as of `note`'s date."""
+    account_wide: bool = False
+    """Whether the limits bind the whole account rather than each model."""
     note: str = ""
+
+    def limits_for(self, model: str) -> tuple[Limit, ...]:
+        """The built-in limits of `model` (the `*` entry for a model not listed)."""
+        return self.limits.get(model) or self.limits.get("*", ())
 
     @property
     def local(self) -> bool:
@@ -66,6 +106,14 @@ GROQ = ProviderSpec(
     models=("openai/gpt-oss-20b", "llama-3.1-8b-instant", "qwen/qwen3.6-27b"),
     default_max_tokens=4096,
     params=OPENAI_PARAMS - PENALTIES | REASONING,
+    rate_style="groq",
+    limits={
+        "openai/gpt-oss-120b": rates(rpm=30, rpd=1000, tpm=8000, tpd=200_000),
+        "openai/gpt-oss-20b": rates(rpm=30, rpd=1000, tpm=8000, tpd=200_000),
+        "qwen/qwen3.6-27b": rates(rpm=30, rpd=1000, tpm=8000, tpd=200_000),
+        "llama-3.1-8b-instant": rates(rpm=30, rpd=14_400, tpm=6000, tpd=500_000),
+        "*": rates(rpm=30, rpd=1000, tpm=6000),
+    },
     note="free plan: 30 RPM, 1,000 RPD, 8,000 TPM for gpt-oss-120b (Groq docs, 2026-08-08)",
 )
 
@@ -85,6 +133,13 @@ CEREBRAS = ProviderSpec(
     default_max_tokens=8192,
     params=OPENAI_PARAMS | {"reasoning_effort", "reasoning_format"},
     max_temperature=1.5,
+    rate_style="cerebras",
+    limits={
+        # The trial tier's limits (api-evangelist copy of Cerebras docs, 2026-07-18).
+        "gpt-oss-120b": rates(rpm=5, tpm=30_000, tph=1_000_000, tpd=1_000_000),
+        "gemma-4-31b": rates(rpm=5, tpm=30_000, tph=1_000_000, tpd=1_000_000),
+        "*": rates(rpm=30, rph=900, rpd=14_400, tpm=60_000, tph=1_000_000, tpd=1_000_000),
+    },
     note="free tier ended 2026-08-17: one-time credit, then HTTP 402 (changelog, 2026-07-16)",
 )
 
@@ -98,6 +153,14 @@ GEMINI = ProviderSpec(
     default_model="gemini-2.5-flash",
     models=("gemini-3-flash", "gemini-3.1-flash-lite", "gemini-2.5-flash-lite", "gemma-3-27b-it"),
     params=SAMPLING - {"user"} | TOOLS | {"reasoning_effort"},
+    limits={
+        "gemini-2.5-flash": rates(rpm=5, rpd=20, tpm=250_000),
+        "gemini-3-flash": rates(rpm=5, rpd=20, tpm=250_000),
+        "gemini-3.1-flash-lite": rates(rpm=15, rpd=500, tpm=250_000),
+        "gemini-2.5-flash-lite": rates(rpm=10, rpd=20, tpm=250_000),
+        "gemma-3-27b-it": rates(rpm=30, rpd=14_400, tpm=15_000),
+        "*": rates(rpm=5, rpd=20, tpm=250_000),
+    },
     note="free: 5 RPM, 20 RPD for 2.5 Flash; no rate-limit headers (cheahjs list, 2026-07-18)",
 )
 
@@ -111,6 +174,9 @@ OPENROUTER = ProviderSpec(
     default_model="openai/gpt-oss-120b:free",
     models=("meta-llama/llama-3.3-70b-instruct:free",),
     params=OPENAI_PARAMS | {"reasoning_effort"},
+    rate_style="openrouter",
+    limits={"*": rates(rpm=20, rpd=50)},
+    account_wide=True,
     note=":free models: 20 RPM, 50 RPD account-wide (1,000 with 10 credits) (docs, 2026-10-17)",
 )
 
@@ -128,6 +194,8 @@ MISTRAL = ProviderSpec(
     renames={"seed": "random_seed"},
     max_tokens_field="max_tokens",
     stream_usage=False,
+    rate_style="mistral",
+    limits={"*": rates(rpm=60, tpm=500_000, tpmonth=1_000_000_000)},
     note="Experiment plan: 1 req/s, 500,000 TPM, 1B tokens/month (community, 2026-07-18)",
 )
 
@@ -140,6 +208,8 @@ NVIDIA = ProviderSpec(
     chat_path="/chat/completions",
     default_model="meta/llama-3.3-70b-instruct",
     max_tokens_field="max_tokens",
+    limits={"*": rates(rpm=40)},
+    account_wide=True,
     note="about 40 RPM per account; no rate-limit headers (cheahjs list, 2026-07-18)",
 )
 
@@ -166,6 +236,7 @@ COHERE = ProviderSpec(
     default_model="command-a-03-2025",
     params=OPENAI_PARAMS - {"user", "parallel_tool_calls"},
     max_tokens_field="max_tokens",
+    limits={"*": rates(rpm=20, rpmonth=1000)},
     note="trial key: 20 RPM per chat model, 1,000 calls a month (docs, 2026)",
 )
 
@@ -235,6 +306,7 @@ GENERIC = ProviderSpec(
     env_prefix="OPENAI_COMPATIBLE",
     key_env=None,
     base_url="",
+    rate_style="openai",
     chat_path="/chat/completions",
     default_model=None,
     note="any OpenAI-compatible endpoint declared in the config file",

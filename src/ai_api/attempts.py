@@ -1,0 +1,197 @@
+"""The failover loop: start an answer on the first member that gives one, within bounds.
+
+Members are tried in the order the rationing plans (headroom first); a member failing before
+its first chunk with a retryable error hands the request to the next, up to `max_attempts`
+tries and one overall deadline. Every attempt is settled and recorded, whatever its end: the
+stream handed to the API is wrapped so that its end, its failure or the client leaving is
+recorded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncGenerator, Callable, Collection
+from dataclasses import dataclass
+
+from .errors import (
+    InvalidRequest,
+    NoProviders,
+    RateLimited,
+    UpstreamError,
+    UpstreamStatus,
+    UpstreamTimeout,
+)
+from .limits import Cost
+from .params import missing
+from .rationing import Plan, Rationing, Ticket
+from .routing import Deployment, Member, Route
+from .schemas import ChatRequest, Chunk, Usage
+
+log = logging.getLogger("ai_api.attempts")
+
+# Statuses that say nothing against the request itself: another member may serve it. 413 is
+# here because Groq answers 413 when one request exceeds its tokens-per-minute budget.
+_RETRYABLE = frozenset({401, 402, 403, 404, 408, 409, 413, 429, 498})
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """How hard to try: attempts, the deadline for a first chunk overall, and per attempt."""
+
+    max_attempts: int = 3
+    deadline: float = 60.0
+    first_token_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class Opened:
+    """A stream that has produced its first chunk: who serves it and after how many tries."""
+
+    deployment: Deployment
+    first: Chunk | None
+    chunks: AsyncGenerator[Chunk, None]
+    attempts: int
+
+
+def retryable(error: UpstreamError) -> bool:
+    """Whether another member might succeed where this one failed."""
+    if isinstance(error, UpstreamStatus):
+        return error.upstream_status in _RETRYABLE or error.upstream_status >= 500
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One client request as the failover loop needs it."""
+
+    request_id: str
+    prompt_tokens: int
+    max_tokens: int | None
+    required: Collection[str]
+    build: Callable[[Deployment], ChatRequest]
+
+
+async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Bounds) -> Opened:
+    """Start the answer; raise the last failure (naming every attempt) or a pooled 429."""
+    members = [m for m in route.order() if not missing(m.deployment.spec, ask.required)]
+    if not members:
+        _refuse(route, ask)
+
+    def cost(d: Deployment) -> Cost:
+        return Cost(tokens=ask.prompt_tokens + d.cap(ask.max_tokens))
+
+    plan = rationing.plan(route, members, cost)
+    if not plan.members:
+        raise _pooled_429(route, plan, rationing, members, cost)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bounds.deadline
+    failures: list[str] = []
+    tried = plan.members[: bounds.max_attempts]
+    for attempt, member in enumerate(tried, 1):
+        d = member.deployment
+        ticket = rationing.begin(
+            d, route.name, ask.request_id, ask.prompt_tokens, d.cap(ask.max_tokens)
+        )
+        wait = max(0.0, min(bounds.first_token_timeout, deadline - loop.time()))
+        chunks = _tracked(d.provider.stream(ask.build(d)), rationing, ticket, wait)
+        try:
+            first = await anext(chunks, None)
+        except UpstreamError as exc:
+            error = exc
+            await chunks.aclose()
+        except BaseException:
+            await chunks.aclose()
+            raise
+        else:
+            return Opened(d, first, chunks, attempt)
+        failures.append(error.message)
+        log.warning("attempt %d on %s failed: %s", attempt, d.public_name, error.message)
+        if attempt == len(tried) or not retryable(error) or loop.time() >= deadline:
+            if len(failures) > 1:
+                error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
+            error.headers["X-AI-API-Attempts"] = str(attempt)
+            raise error
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _refuse(route: Route, ask: Ask) -> None:
+    if not route.members:
+        raise NoProviders(f"The route `{route.name}` has no active provider.")
+    fields = ", ".join(f"`{f}`" for f in ask.required if f)
+    names = ", ".join(d.public_name for d in route.deployments)
+    raise InvalidRequest(
+        f"No provider of `{route.name}` takes {fields}; members: {names}.",
+        param=next(iter(ask.required), None),
+    )
+
+
+def _pooled_429(
+    route: Route,
+    plan: Plan,
+    rationing: Rationing,
+    members: list[Member],
+    cost: Callable[[Deployment], Cost],
+) -> RateLimited:
+    now = rationing.clock()
+    wait = max(1, math.ceil((plan.next_free or now + 60) - now))
+    headers = {"Retry-After": str(wait), "X-AI-API-Attempts": "0"}
+    for kind in ("requests", "tokens"):
+        limit = remaining = 0
+        for m in members:
+            windows = [w for w in rationing.budget(m.deployment).windows if w.kind == kind]
+            if windows:
+                w = min(windows, key=lambda w: w.period)
+                limit += w.limit or 0
+                remaining += max(0, int(w.remaining(now) or 0))
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = f"{wait}s"
+    return RateLimited(
+        f"Every provider of `{route.name}` is out of headroom or cooling down; the first"
+        f" has room again in {wait} s.",
+        headers=headers,
+    )
+
+
+async def _tracked(
+    chunks: AsyncGenerator[Chunk, None], rationing: Rationing, ticket: Ticket, first_wait: float
+) -> AsyncGenerator[Chunk, None]:
+    """`chunks` without the rate-limit readings (observed here), settled and recorded; an
+    upstream that sends nothing within `first_wait` seconds is a timeout."""
+    usage: Usage | None = None
+    try:
+        try:
+            async with asyncio.timeout(first_wait):
+                chunk = await _next(chunks, rationing, ticket)
+        except TimeoutError:
+            message = f"no first token within {first_wait:g} s"
+            raise UpstreamTimeout(ticket.deployment.name, message) from None
+        ticket.first_token = rationing.clock()
+        while chunk is not None:
+            ticket.chars += len(chunk.content) + len(chunk.reasoning)
+            usage = chunk.usage or usage
+            yield chunk
+            chunk = await _next(chunks, rationing, ticket)
+    except UpstreamError as exc:
+        rationing.failed(ticket, exc, usage)
+        raise
+    except BaseException:
+        rationing.cancelled(ticket)
+        raise
+    else:
+        rationing.succeeded(ticket, usage)
+    finally:
+        await chunks.aclose()
+
+
+async def _next(
+    chunks: AsyncGenerator[Chunk, None], rationing: Rationing, ticket: Ticket
+) -> Chunk | None:
+    """The next chunk with content, observing rate-limit readings on the way."""
+    async for chunk in chunks:
+        if chunk.rate is None:
+            return chunk
+        rationing.observe(ticket, chunk.rate)
+    return None

@@ -1,0 +1,107 @@
+"""What the usage ledger records and answers, and the protocol every ledger implements."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one request on one upstream.
+
+    `at` is wall-clock epoch seconds when the attempt started; `status` is the upstream HTTP
+    status, 0 when no response came; `error` is the gateway error code, None on success;
+    `cooldown_until` is the epoch until which this member must not be used.
+    """
+
+    at: float
+    request_id: str
+    route: str
+    provider: str
+    account: str
+    model: str
+    status: int
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    ttft: float | None
+    duration: float
+    cooldown_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Totals for one (day, provider, account, model); `day` is "YYYY-MM-DD" in UTC.
+
+    `requests` counts every recorded attempt, including those that got no response (status 0);
+    `errors` counts attempts whose `error` is set; `estimated_requests` those with estimated tokens.
+    """
+
+    day: str
+    provider: str
+    account: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_requests: int
+
+
+class UsageLedger(Protocol):
+    """A durable record of upstream attempts."""
+
+    def record(self, attempt: Attempt) -> None:
+        """Queue an attempt; never blocks, never raises on I/O (errors are logged and retried)."""
+
+    async def attempts_since(self, since: float) -> list[Attempt]:
+        """Every attempt with at >= since, oldest first, including ones still queued."""
+
+    async def usage(self, since_day: str) -> list[UsageRow]:
+        """Per-day totals from since_day (inclusive), ordered by day, provider, account, model.
+
+        Includes queued attempts.
+        """
+
+    async def flush(self) -> None:
+        """Wait until every attempt queued so far is durably written."""
+
+    async def close(self) -> None:
+        """Flush, then release resources. Idempotent."""
+
+
+def day_of(at: float) -> str:
+    """The UTC day of an epoch time, truncated to whole seconds as the SQLite ledger does."""
+    return time.strftime("%Y-%m-%d", time.gmtime(int(at)))
+
+
+def day_start(day: str) -> float:
+    """Epoch seconds at the start of a "YYYY-MM-DD" UTC day; ValueError if malformed."""
+    return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+
+
+def tally(rows: Iterable[UsageRow], attempts: Iterable[Attempt]) -> list[UsageRow]:
+    """Totals of rows already summed plus single attempts, merged by key and sorted."""
+    sums: dict[tuple[str, str, str, str], list[int]] = {}
+    for row in rows:
+        key = (row.day, row.provider, row.account, row.model)
+        counts = sums.setdefault(key, [0, 0, 0, 0, 0])
+        counts[0] += row.requests
+        counts[1] += row.errors
+        counts[2] += row.prompt_tokens
+        counts[3] += row.completion_tokens
+        counts[4] += row.estimated_requests
+    for attempt in attempts:
+        key = (day_of(attempt.at), attempt.provider, attempt.account, attempt.model)
+        counts = sums.setdefault(key, [0, 0, 0, 0, 0])
+        counts[0] += 1
+        counts[1] += attempt.error is not None
+        counts[2] += attempt.prompt_tokens
+        counts[3] += attempt.completion_tokens
+        counts[4] += attempt.estimated
+    return [UsageRow(*key, *counts) for key, counts in sorted(sums.items())]

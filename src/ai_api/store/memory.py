@@ -1,0 +1,35 @@
+"""A usage ledger kept in a list: for tests, and for running without a database file."""
+
+from __future__ import annotations
+
+from .ledger import Attempt, UsageRow, day_start, tally
+
+
+class MemoryLedger:
+    """A usage ledger in memory; lost on exit, but it behaves like the durable ones."""
+
+    def __init__(self) -> None:
+        self._attempts: list[Attempt] = []
+        self._closed = False
+
+    def record(self, attempt: Attempt) -> None:
+        """Keep an attempt; RuntimeError once the ledger is closed."""
+        if self._closed:
+            raise RuntimeError("MemoryLedger is closed: cannot record more attempts")
+        self._attempts.append(attempt)
+
+    async def attempts_since(self, since: float) -> list[Attempt]:
+        """Every attempt with at >= since, oldest first."""
+        return sorted((a for a in self._attempts if a.at >= since), key=lambda a: a.at)
+
+    async def usage(self, since_day: str) -> list[UsageRow]:
+        """Per-day totals from since_day (inclusive), ordered by day, provider, account, model."""
+        start = day_start(since_day)
+        return tally((), (a for a in self._attempts if a.at >= start))
+
+    async def flush(self) -> None:
+        """Nothing to write."""
+
+    async def close(self) -> None:
+        """Refuse further attempts; what was recorded stays queryable. Idempotent."""
+        self._closed = True

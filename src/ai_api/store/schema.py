@@ -1,0 +1,116 @@
+"""The SQLite file behind the usage ledger: connections, schema and migrations, rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from .ledger import Attempt, UsageRow
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0
+
+_CREATE = (
+    """CREATE TABLE IF NOT EXISTS attempts (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        request_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        account TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        error TEXT,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        estimated INTEGER NOT NULL,
+        ttft REAL,
+        duration REAL NOT NULL,
+        cooldown_until REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at)",
+)
+
+# MIGRATIONS[n] brings a file from schema version n to n + 1; none are needed yet.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+_COLUMNS = (
+    "at, request_id, route, provider, account, model, status, error, "
+    "prompt_tokens, completion_tokens, estimated, ttft, duration, cooldown_until"
+)
+INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_SELECT_SINCE = f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? ORDER BY at, id"
+# Whole seconds, because date(at, 'unixepoch') rounds to the millisecond and could put an
+# attempt a hair before midnight on the next day, unlike ledger.day_of.
+_USAGE_SINCE = """
+    SELECT date(CAST(at AS INTEGER), 'unixepoch') AS day, provider, account, model,
+           count(*), count(error), sum(prompt_tokens), sum(completion_tokens), sum(estimated)
+    FROM attempts WHERE at >= ?
+    GROUP BY day, provider, account, model
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) that waits out locks."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    return conn
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """Turn on WAL, then create the schema or migrate it to SCHEMA_VERSION."""
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"usage ledger schema version {version} is newer than this ai-api's "
+                f"({SCHEMA_VERSION}); upgrade ai-api or use another file"
+            )
+        if version == 0:
+            for statement in _CREATE:
+                conn.execute(statement)
+        for step in range(max(version, 1), SCHEMA_VERSION):
+            MIGRATIONS[step](conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def to_row(a: Attempt) -> tuple[object, ...]:
+    """The INSERT parameters for an attempt."""
+    return (
+        a.at,
+        a.request_id,
+        a.route,
+        a.provider,
+        a.account,
+        a.model,
+        a.status,
+        a.error,
+        a.prompt_tokens,
+        a.completion_tokens,
+        int(a.estimated),
+        a.ttft,
+        a.duration,
+        a.cooldown_until,
+    )
+
+
+def attempts_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:
+    """Stored attempts with at >= since, oldest first."""
+    rows = conn.execute(_SELECT_SINCE, (since,)).fetchall()
+    return [
+        Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), *r[11:])
+        for r in rows
+    ]
+
+
+def usage_since(conn: sqlite3.Connection, since: float) -> list[UsageRow]:
+    """Stored per-day totals of attempts with at >= since (unordered)."""
+    return [UsageRow(*row) for row in conn.execute(_USAGE_SINCE, (since,))]

@@ -1,0 +1,260 @@
+"""The SQLite usage ledger: a queue drained by one writer thread, so requests never wait on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self, TypeVar
+
+from . import schema
+from .ledger import Attempt, UsageRow, day_start, tally
+
+logger = logging.getLogger("ai_api.store")
+
+T = TypeVar("T")
+
+_FIRST_BACKOFF = 0.1
+_MAX_BACKOFF = 2.0
+
+
+class SQLiteLedger:
+    """A usage ledger in a SQLite file (WAL), written in batches by one background thread.
+
+    Use ``ledger = await SQLiteLedger(path).open()``, which creates the file, its directory and
+    schema, and ``await ledger.close()`` when done. `batch` caps the attempts per transaction;
+    `interval` is how long the writer lets a burst gather before writing it; at most `capacity`
+    attempts wait in memory, beyond which the oldest are dropped and counted in `dropped`.
+    """
+
+    def __init__(
+        self, path: Path, *, batch: int = 256, interval: float = 0.05, capacity: int = 100_000
+    ) -> None:
+        if batch < 1 or capacity < 1 or interval < 0:
+            raise ValueError("batch and capacity must be positive, interval not negative")
+        self._path = path
+        self._batch = batch
+        self._interval = interval
+        self._capacity = capacity
+        # Guards the queue, waiters and flags; never held during I/O, so record() cannot stall.
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[int, Attempt]] = deque()
+        self._seq = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._kick = False
+        self._stopping = False
+        self._overflowing = False
+        self._dropped = 0
+        # Held around a commit and the dequeuing of what it wrote, so a reader's snapshot plus
+        # its copy of the queue hold every attempt exactly once.
+        self._commit_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    @property
+    def dropped(self) -> int:
+        """Attempts evicted from a full queue (each eviction was logged as an error)."""
+        return self._dropped
+
+    async def open(self) -> Self:
+        """Create the file, directory and schema, and start the writer; returns the ledger."""
+        if self._thread is not None or self._closing:
+            raise RuntimeError("SQLiteLedger.open() may be called once")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def opened(exc: Exception | None) -> None:
+            loop.call_soon_threadsafe(_settle, ready, exc)
+
+        self._thread = threading.Thread(
+            target=self._run, args=(opened,), name="ai_api.store writer", daemon=True
+        )
+        self._thread.start()
+        try:
+            await ready
+        except BaseException:
+            self._thread = None
+            raise
+        return self
+
+    def record(self, attempt: Attempt) -> None:
+        """Queue an attempt for the writer; RuntimeError unless the ledger is open."""
+        if self._closing:
+            raise RuntimeError("SQLiteLedger is closed: cannot record more attempts")
+        if self._thread is None:
+            raise RuntimeError("SQLiteLedger is not open: await ledger.open() first")
+        overflowed = False
+        with self._cond:
+            if len(self._queue) >= self._capacity:
+                self._queue.popleft()
+                self._dropped += 1
+                overflowed, self._overflowing = not self._overflowing, True
+            self._seq += 1
+            self._queue.append((self._seq, attempt))
+            if len(self._queue) in (1, self._batch):
+                self._cond.notify_all()
+        if overflowed:
+            logger.error(
+                "usage ledger queue is full (%d attempts): dropping the oldest", self._capacity
+            )
+
+    async def attempts_since(self, since: float) -> list[Attempt]:
+        """Every attempt with at >= since, oldest first, including ones still queued."""
+        stored, queued = await self._read(lambda conn: schema.attempts_since(conn, since))
+        return sorted(stored + [a for a in queued if a.at >= since], key=lambda a: a.at)
+
+    async def usage(self, since_day: str) -> list[UsageRow]:
+        """Per-day totals from since_day (inclusive), sorted; includes queued attempts."""
+        start = day_start(since_day)
+        stored, queued = await self._read(lambda conn: schema.usage_since(conn, start))
+        return tally(stored, (a for a in queued if a.at >= start))
+
+    async def flush(self) -> None:
+        """Wait until every attempt recorded before the call is committed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if not self._queue:
+                return
+            waiter = (self._seq, fut)
+            self._waiters.append(waiter)
+            self._kick = True
+            self._cond.notify_all()
+        try:
+            await fut
+        finally:
+            with self._cond:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    async def close(self) -> None:
+        """Refuse new attempts, flush, stop the writer and close its connection. Idempotent."""
+        self._closing = True
+        if self._thread is None:
+            return
+        await self.flush()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        await asyncio.to_thread(self._thread.join)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> tuple[T, list[Attempt]]:
+        if self._thread is None and not self._closing:
+            raise RuntimeError("SQLiteLedger is not open: await ledger.open() first")
+        return await asyncio.to_thread(self._snapshot, query)
+
+    def _snapshot(self, query: Callable[[sqlite3.Connection], T]) -> tuple[T, list[Attempt]]:
+        conn = schema.connect(self._path)
+        try:
+            with self._commit_lock:
+                conn.execute("BEGIN")
+                conn.execute("SELECT 1 FROM attempts LIMIT 1").fetchall()
+                with self._cond:
+                    queued = [attempt for _, attempt in self._queue]
+            result = query(conn)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return result, queued
+
+    def _run(self, opened: Callable[[Exception | None], None]) -> None:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = schema.connect(self._path)
+        except Exception as exc:
+            opened(exc)
+            return
+        try:
+            schema.prepare(conn)
+        except Exception as exc:
+            conn.close()
+            opened(exc)
+            return
+        opened(None)
+        try:
+            self._drain(conn)
+        finally:
+            conn.close()
+
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        failures = 0
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._write(conn, batch)
+            except Exception as exc:
+                _rollback(conn)
+                failures += 1
+                delay = min(_FIRST_BACKOFF * 2 ** (failures - 1), _MAX_BACKOFF)
+                logger.warning(
+                    "usage ledger write failed (%s: %s); %d attempts stay queued, retry in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    len(self._queue),
+                    delay,
+                )
+                self._pause(delay)
+            else:
+                if failures:
+                    logger.warning("usage ledger writes resumed after %d failures", failures)
+                    failures = 0
+
+    def _next_batch(self) -> list[tuple[int, Attempt]] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            self._cond.wait_for(
+                lambda: len(self._queue) >= self._batch or bool(self._waiters) or self._stopping,
+                timeout=self._interval,
+            )
+            return list(itertools.islice(self._queue, self._batch))
+
+    def _pause(self, delay: float) -> None:
+        """Back off after a failure; a flush() arriving meanwhile asks for a retry at once."""
+        with self._cond:
+            self._kick = False
+            self._cond.wait_for(lambda: self._kick, timeout=delay)
+
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, Attempt]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(schema.INSERT, [schema.to_row(attempt) for _, attempt in batch])
+        with self._commit_lock:
+            conn.execute("COMMIT")
+            self._written(batch[-1][0])
+
+    def _written(self, last: int) -> None:
+        with self._cond:
+            # Items of the batch may already be gone, evicted from a full queue meanwhile.
+            while self._queue and self._queue[0][0] <= last:
+                self._queue.popleft()
+            self._overflowing = len(self._queue) >= self._capacity
+            head = self._queue[0][0] if self._queue else self._seq + 1
+            done = [fut for target, fut in self._waiters if target < head]
+            self._waiters = [(target, fut) for target, fut in self._waiters if target >= head]
+        for fut in done:
+            # A closed event loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                fut.get_loop().call_soon_threadsafe(_settle, fut, None)
+
+
+def _settle(fut: asyncio.Future[None], exc: Exception | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.debug("usage ledger rollback failed", exc_info=True)
