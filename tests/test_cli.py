@@ -94,7 +94,7 @@ async def test_demo_mode_serves_real_streams_and_says_it_is_a_demo(tmp_path):
 
 
 async def test_demo_in_process_alternates_over_both_fakes():
-    async with running(Settings(port=0, demo=True)) as url, aiohttp.ClientSession() as s:
+    async with running(Settings(port=0, demo=True, ledger="")) as url, aiohttp.ClientSession() as s:
         seen = []
         for _ in range(2):
             async with s.post(url + "/chat?format=text", json=HELLO) as response:

@@ -16,12 +16,20 @@ from .api_chat import chat
 from .api_openai import add_routes
 from .attempts import Bounds
 from .config import Secret, Settings
-from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
+from .errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
 from .routing import Router, build_router
 from .state import GATEWAY, Gateway
 from .store import MemoryLedger, SQLiteLedger
+from .usage import report
 
 log = logging.getLogger("ai_api")
 
@@ -48,6 +56,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(_lifespan)
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
+    app.router.add_get("/usage", usage)
     add_routes(app)
     return app
 
@@ -68,22 +77,9 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         auto_decompress=True,
         trust_env=False,
     )
-    providers: dict[str, Provider] = {
-        p.name: OpenAICompatible(
-            p.spec,
-            name=p.name,
-            api_key=p.api_key.reveal(),
-            base_url=p.base_url,
-            session=session,
-            timeout=timeout,
-            clock=rationing.clock,
-        )
-        for p in settings.providers
-    }
+    providers = make_providers(settings, session, timeout, rationing.clock)
     gateway.router = build_router(settings, providers)
-    routes = gateway.router.routes.values()
-    deployments = {d.public_name: d for route in routes for d in route.deployments}
-    replayed = await rationing.rebuild(deployments.values())
+    replayed = await rationing.rebuild(gateway.router.deployments())
     if replayed:
         log.info("usage ledger: replayed %d attempts of the last day into the budgets", replayed)
     try:
@@ -91,6 +87,27 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     finally:
         await session.close()
         await rationing.ledger.close()
+
+
+def make_providers(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    timeout: aiohttp.ClientTimeout,
+    clock: Callable[[], float],
+) -> dict[str, Provider]:
+    """One provider object per configured provider, sharing one HTTP pool."""
+    return {
+        p.name: OpenAICompatible(
+            p.spec,
+            name=p.name,
+            api_key=p.api_key.reveal(),
+            base_url=p.base_url,
+            session=session,
+            timeout=timeout,
+            clock=clock,
+        )
+        for p in settings.providers
+    }
 
 
 async def health(request: web.Request) -> web.Response:
@@ -103,6 +120,16 @@ async def health(request: web.Request) -> web.Response:
             "providers": [{"name": p.name, "model": p.model} for p in gateway.settings.providers],
         }
     )
+
+
+async def usage(request: web.Request) -> web.Response:
+    """`GET /usage[?days=N]`: spending per day, headroom per budget, health per member."""
+    gateway = request.app[GATEWAY]
+    raw = request.query.get("days", "7")
+    if not raw.isdigit() or not 1 <= int(raw) <= 366:
+        raise InvalidRequest("`days` must be a whole number from 1 to 366.", param="days")
+    data = await report(gateway.rationing, gateway.router.deployments(), int(raw))
+    return web.json_response(data)
 
 
 def error_response(error: GatewayError) -> web.Response:

@@ -1,4 +1,4 @@
-"""The `ai-api` command: `ai-api serve [...]` and `ai-api config check`."""
+"""The `ai-api` command: `ai-api serve`, `ai-api usage` and `ai-api config check`."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(describe(settings))
         return 1 if settings.problems or not settings.providers else 0
+    if args.command == "usage":
+        found = bool(settings.ledger) and Path(settings.ledger).is_file()
+        if not found:
+            print(
+                f"ai-api: no usage ledger at {settings.ledger or '(memory)'} yet", file=sys.stderr
+            )
+        return asyncio.run(_usage(settings, args.days, args.json, found))
     settings = settings.with_overrides(host=args.host, port=args.port, demo=args.demo or None)
     _configure_logging(settings)
     if not settings.providers and not settings.demo:
@@ -76,6 +83,32 @@ def describe(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> int:
+    """Replay the ledger as the gateway does at start, and report; no provider is called."""
+    import json
+
+    import aiohttp
+
+    from .app import make_providers
+    from .rationing import Rationing
+    from .routing import build_router
+    from .store import MemoryLedger, SQLiteLedger
+    from .usage import render, report
+
+    ledger: MemoryLedger | SQLiteLedger = MemoryLedger()
+    if found:
+        ledger = await SQLiteLedger(Path(settings.ledger)).open()
+    rationing = Rationing(ledger)
+    async with aiohttp.ClientSession() as session:
+        providers = make_providers(settings, session, aiohttp.ClientTimeout(), rationing.clock)
+        deployments = build_router(settings, providers).deployments()
+        await rationing.rebuild(deployments)
+        data = await report(rationing, deployments, days)
+    await ledger.close()
+    print(json.dumps(data, indent=2) if as_json else render(data))
+    return 0
+
+
 def _serve(settings: Settings) -> int:
     from .server import serve
 
@@ -106,6 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="serve answers from built-in fake providers"
     )
+    usage = commands.add_parser(
+        "usage", parents=[common], help="spending per day and the free quota left"
+    )
+    usage.add_argument("--days", type=int, default=7, help="days of history (default 7)")
+    usage.add_argument("--json", action="store_true", help="print the /usage JSON instead")
     config = commands.add_parser("config", parents=[common], help="inspect the configuration")
     config.add_argument("action", choices=["check"], help="check: validate and print it")
     return parser

@@ -31,4 +31,5 @@ async def demo_upstreams(settings: Settings) -> AsyncIterator[Settings]:
             providers.append(
                 preset_settings(spec, {str(spec.key_env): key}, base_url=fake.base_url)
             )
-        yield settings.with_overrides(providers=tuple(providers), demo=True)
+        # Fake answers must not mix into a real usage ledger: the demo keeps its own in memory.
+        yield settings.with_overrides(providers=tuple(providers), demo=True, ledger="")

@@ -124,6 +124,11 @@ class Router:
     def __init__(self, routes: Mapping[str, Route]) -> None:
         self.routes = dict(routes)
 
+    def deployments(self) -> list[Deployment]:
+        """Every deployment of every route, once each."""
+        unique = {d.public_name: d for r in self.routes.values() for d in r.deployments}
+        return list(unique.values())
+
     def route(self, model: str | None) -> Route:
         """The route serving `model`; 404 listing the available names if there is none."""
         route = self.routes.get(model or DEFAULT_ROUTE)

@@ -1,0 +1,111 @@
+"""What was spent and what is left: the report behind `GET /usage` and `ai-api usage`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .limits import DAY, HOUR, MINUTE
+from .rationing import Rationing
+from .routing import Deployment
+from .store.ledger import day_of
+
+_PERIODS = {MINUTE: "minute", HOUR: "hour", DAY: "day", 30 * DAY: "month"}
+
+
+def period_name(seconds: float) -> str:
+    """`minute`, `hour`, `day`, `month`, or the seconds."""
+    return _PERIODS.get(seconds, f"{seconds:g}s")
+
+
+async def report(
+    rationing: Rationing, deployments: Iterable[Deployment], days: int = 7
+) -> dict[str, Any]:
+    """Per-day totals from the ledger, the headroom of every budget, the health of every member."""
+    now = rationing.clock()
+    rows = await rationing.ledger.usage(day_of(now - (days - 1) * DAY))
+    budgets: dict[tuple[str, str], dict[str, Any]] = {}
+    members = []
+    for d in sorted(deployments, key=lambda d: d.public_name):
+        key = d.budget_key
+        if key not in budgets:
+            budget = rationing.budget(d)
+            budgets[key] = {
+                "account": key[0],
+                "model": key[1],
+                "daily_share_left": round(budget.daily_share(now), 4),
+                "windows": [
+                    {
+                        "kind": w.kind,
+                        "period": period_name(w.period),
+                        "limit": w.limit,
+                        "used": round(w.used(now)),
+                        "remaining": None if (r := w.remaining(now)) is None else max(0, round(r)),
+                    }
+                    for w in sorted(budget.windows, key=lambda w: (w.kind, w.period))
+                ],
+            }
+        health = rationing.book.health.get(d.public_name)
+        ready = rationing.book.ready_at(d.public_name)
+        members.append(
+            {
+                "name": d.public_name,
+                "account": key[0],
+                "circuit": health.circuit if health else "closed",
+                "cooldown_seconds": max(0.0, round(ready - now, 1)),
+            }
+        )
+    return {
+        "now": now,
+        "days": [
+            {
+                "day": r.day,
+                "provider": r.provider,
+                "account": r.account,
+                "model": r.model,
+                "requests": r.requests,
+                "errors": r.errors,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "estimated_requests": r.estimated_requests,
+            }
+            for r in rows
+        ],
+        "budgets": list(budgets.values()),
+        "members": members,
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    """The report as readable tables."""
+    lines = ["Usage per day (UTC):"]
+    lines.append(
+        f"  {'day':<10}  {'provider/model':<44} {'requests':>8} {'errors':>6} {'tokens':>10}"
+    )
+    for r in data["days"]:
+        tokens = r["prompt_tokens"] + r["completion_tokens"]
+        name = f"{r['provider']}/{r['model']}"
+        lines.append(
+            f"  {r['day']:<10}  {name:<44} {r['requests']:>8} {r['errors']:>6} {tokens:>10}"
+        )
+    if not data["days"]:
+        lines.append("  (nothing recorded yet)")
+    lines.append("")
+    lines.append("Daily free quota left, and every window:")
+    for b in data["budgets"]:
+        share = f"{b['daily_share_left']:.0%}"
+        windows = (
+            ", ".join(
+                f"{w['kind']}/{w['period']} {w['remaining'] if w['remaining'] is not None else '?'}"
+                f" of {w['limit'] if w['limit'] is not None else '?'}"
+                for w in b["windows"]
+            )
+            or "no known limits"
+        )
+        lines.append(f"  {b['account']}/{b['model']}: {share} of the day left; {windows}")
+    lines.append("")
+    lines.append("Members:")
+    for m in data["members"]:
+        rest = f", cooling down {m['cooldown_seconds']:g} s" if m["cooldown_seconds"] else ""
+        lines.append(f"  {m['name']}: circuit {m['circuit']}{rest}")
+    return "\n".join(lines)
