@@ -88,8 +88,11 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bounds.deadline
     failures: list[str] = []
-    tried = plan.members[: bounds.max_attempts]
-    for attempt, member in enumerate(tried, 1):
+    queue = list(plan.members)
+    attempt = 0
+    while queue:
+        member = queue.pop(0)
+        attempt += 1
         d = member.deployment
         ticket = rationing.begin(
             d, route.name, ask.request_id, ask.prompt_tokens, d.cap(ask.max_tokens)
@@ -108,12 +111,25 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
             return Opened(d, first, chunks, attempt)
         failures.append(error.message)
         log.warning("attempt %d on %s failed: %s", attempt, d.public_name, error.message)
-        if attempt == len(tried) or not retryable(error) or loop.time() >= deadline:
+        if error.code == "context_length_exceeded":
+            # Not again on this model: only a member with a larger window may take it.
+            queue = [m for m in queue if _larger(m.deployment, d)]
+        elif not retryable(error):
+            queue = []
+        if not queue or attempt >= bounds.max_attempts or loop.time() >= deadline:
             if len(failures) > 1:
                 error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
             error.headers["X-AI-API-Attempts"] = str(attempt)
             raise error
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _larger(candidate: Deployment, failed: Deployment) -> bool:
+    return (
+        candidate.context is not None
+        and failed.context is not None
+        and candidate.context > failed.context
+    )
 
 
 def _refuse(route: Route, ask: Ask) -> None:

@@ -53,6 +53,7 @@ class ModelSettings:
     name: str
     max_tokens: int
     limits: tuple[Limit, ...] = ()
+    context: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,9 @@ def preset_settings(
         # Local servers take any key; clients must send one, so send a placeholder.
         api_key=Secret(env.get(key_env, "").strip() or "local"),
         base_url=url.rstrip("/"),
-        models=tuple(ModelSettings(m, cap, spec.limits_for(m)) for m in models),
+        models=tuple(
+            ModelSettings(m, cap, spec.limits_for(m), spec.contexts.get(m)) for m in models
+        ),
         key_env=key_env,
     )
 

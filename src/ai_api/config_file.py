@@ -53,6 +53,7 @@ class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     name: str
     max_tokens: int | None = None
+    context: int | None = None
     rpm: int | None = None
     rph: int | None = None
     rpd: int | None = None
@@ -260,7 +261,8 @@ def _provider(
         override = entries.get(m.name)
         if override is not None:
             cap = override.max_tokens or m.max_tokens
-            m = replace(m, max_tokens=cap, limits=override.limits(m.limits))
+            context = override.context or m.context
+            m = replace(m, max_tokens=cap, limits=override.limits(m.limits), context=context)
         resolved.append(m)
     return replace(settings, models=tuple(resolved), account=entry.account or "")
 

@@ -25,6 +25,7 @@ class Deployment:
     max_tokens: int
     account: str = ""
     limits: tuple[Limit, ...] = ()
+    context: int | None = None
 
     @property
     def name(self) -> str:
@@ -149,7 +150,9 @@ def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Route
     by_model: dict[str, list[Member]] = {}
     for p in settings.providers:
         for m in p.models:
-            d = Deployment(providers[p.name], p.spec, m.name, m.max_tokens, p.account, m.limits)
+            d = Deployment(
+                providers[p.name], p.spec, m.name, m.max_tokens, p.account, m.limits, m.context
+            )
             deployments[(p.name, m.name)] = d
             by_model.setdefault(m.name, []).append(Member(d))
     routes = {name: Route(name, "round-robin", tuple(ms)) for name, ms in by_model.items()}

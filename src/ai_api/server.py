@@ -6,7 +6,8 @@ import asyncio
 import ipaddress
 import logging
 import signal
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiohttp import web
@@ -19,15 +20,20 @@ log = logging.getLogger("ai_api")
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[str]:
-    """Serve in the background of the current event loop; yield the URL it listens on."""
+async def running(
+    settings: Settings, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[str]:
+    """Serve in the background of the current event loop; yield the URL it listens on.
+    `clock` drives budgets, cooldowns and the ledger (tests pass a fake one)."""
     async with AsyncExitStack() as stack:
         if settings.demo:
             settings = await stack.enter_async_context(demo_upstreams(settings))
             log.warning(
                 "DEMO MODE: answers come from built-in fake providers, not from real models."
             )
-        runner = web.AppRunner(create_app(settings), handler_cancellation=True, access_log=None)
+        runner = web.AppRunner(
+            create_app(settings, clock=clock), handler_cancellation=True, access_log=None
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.host, settings.port)

@@ -78,6 +78,9 @@ class ProviderSpec:
     """Its rate-limit header dialect (see `ai_api.ratelimits`)."""
     limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
     """Free-tier limits by model (`*`: any other model), as of `note`'s date."""
+    contexts: Mapping[str, int] = field(default_factory=dict)
+    """Context window in tokens by model, where known: a request too long for one member
+    goes to a member with a larger window."""
     account_wide: bool = False
     """Whether the limits bind the whole account rather than each model."""
     note: str = ""
@@ -114,6 +117,7 @@ GROQ = ProviderSpec(
         "llama-3.1-8b-instant": rates(rpm=30, rpd=14_400, tpm=6000, tpd=500_000),
         "*": rates(rpm=30, rpd=1000, tpm=6000),
     },
+    contexts={"openai/gpt-oss-120b": 131_072, "openai/gpt-oss-20b": 131_072},
     note="free plan: 30 RPM, 1,000 RPD, 8,000 TPM for gpt-oss-120b (Groq docs, 2026-08-08)",
 )
 
@@ -140,6 +144,8 @@ CEREBRAS = ProviderSpec(
         "gemma-4-31b": rates(rpm=5, tpm=30_000, tph=1_000_000, tpd=1_000_000),
         "*": rates(rpm=30, rph=900, rpd=14_400, tpm=60_000, tph=1_000_000, tpd=1_000_000),
     },
+    # Smaller than the paid tiers' 131K (neurolink docs, live /v1/models, 2026-08-27).
+    contexts={"gpt-oss-120b": 65_536, "gemma-4-31b": 65_536},
     note="free tier ended 2026-08-17: one-time credit, then HTTP 402 (changelog, 2026-07-16)",
 )
 
