@@ -1,0 +1,264 @@
+"""The failover loop and the rationing behind it, with in-memory providers and a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from ai_api.attempts import Ask, Bounds, open_stream
+from ai_api.errors import (
+    InvalidRequest,
+    NoProviders,
+    RateLimited,
+    UpstreamError,
+    UpstreamStatus,
+    UpstreamUnreachable,
+)
+from ai_api.limits import Cost
+from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
+from ai_api.rationing import Rationing
+from ai_api.routing import Deployment, Member, Route
+from ai_api.schemas import ChatRequest, Chunk, Message, Usage
+from ai_api.store import MemoryLedger
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Scripted:
+    """A provider that fails with the queued errors, then answers `ok` with usage."""
+
+    def __init__(self, name: str, *errors: UpstreamError, delay: float = 0.0) -> None:
+        self.name = name
+        self.errors = list(errors)
+        self.seen: list[ChatRequest] = []
+        self.delay = delay
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
+        self.seen.append(request)
+        if self.errors:
+            raise self.errors.pop(0)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        yield Chunk(content="ok")
+        yield Chunk(finish_reason="stop", usage=Usage(10, 2, 12))
+
+
+def member(provider: Scripted, spec=GROQ, limits=(), context=None, pace=False) -> Member:
+    return Member(Deployment(provider, spec, "m", 100, "", limits, context), pace=pace)
+
+
+HI = (Message(role="user", content="hi"),)
+
+
+def ask(required=()) -> Ask:
+    return Ask("req-1", 10, None, required, lambda d: d.request(HI))
+
+
+async def drain(opened) -> list[Chunk]:
+    chunks = [opened.first] if opened.first else []
+    chunks += [c async for c in opened.chunks]
+    return chunks
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def rationing(clock) -> Rationing:
+    return Rationing(MemoryLedger(), clock=clock)
+
+
+async def test_retryable_errors_pass_to_the_next_member_and_every_attempt_is_recorded(rationing):
+    groq = Scripted("groq", UpstreamStatus("groq", 500, "boom"))
+    cerebras = Scripted("cerebras")
+    route = Route("r", "fallback", (member(groq), member(cerebras, CEREBRAS)))
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    assert (opened.deployment.name, opened.attempts) == ("cerebras", 2)
+    assert [c.content for c in await drain(opened)] == ["ok", ""]
+    attempts = await rationing.ledger.attempts_since(0)
+    assert [(a.provider, a.status, a.error) for a in attempts] == [
+        ("groq", 500, "upstream_http_500"),
+        ("cerebras", 200, None),
+    ]
+    assert (attempts[1].prompt_tokens, attempts[1].completion_tokens) == (10, 2)
+    assert not attempts[1].estimated
+
+
+async def test_request_errors_are_not_retried(rationing):
+    groq = Scripted("groq", UpstreamStatus("groq", 400, "bad tool schema"))
+    cerebras = Scripted("cerebras")
+    route = Route("r", "fallback", (member(groq), member(cerebras, CEREBRAS)))
+    with pytest.raises(UpstreamStatus) as info:
+        await open_stream(route, ask(), rationing, Bounds())
+    assert info.value.status == 400
+    assert cerebras.seen == []
+
+
+async def test_context_errors_go_only_to_larger_windows(rationing):
+    too_long = UpstreamStatus("p", 400, "too long", code="context_length_exceeded")
+    small = Scripted("small", too_long)
+    same = Scripted("same")
+    large = Scripted("large")
+    route = Route(
+        "r",
+        "fallback",
+        (
+            member(small, context=65_536),
+            member(same, context=65_536),
+            member(large, context=131_072),
+        ),
+    )
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    assert opened.deployment.name == "large"
+    assert same.seen == []
+    await drain(opened)
+    largest = Scripted(
+        "largest", UpstreamStatus("p", 400, "too long", code="context_length_exceeded")
+    )
+    route = Route(
+        "r2", "fallback", (member(largest, context=131_072), member(same, context=65_536))
+    )
+    with pytest.raises(UpstreamStatus, match="too long"):
+        await open_stream(route, ask(), rationing, Bounds())
+    assert same.seen == []
+
+
+async def test_attempts_are_bounded_and_name_every_failure(rationing):
+    providers = [Scripted(f"p{i}", UpstreamUnreachable(f"p{i}", "refused")) for i in range(4)]
+    route = Route("r", "fallback", tuple(member(p) for p in providers))
+    with pytest.raises(UpstreamError) as info:
+        await open_stream(route, ask(), rationing, Bounds(max_attempts=3))
+    assert "3 attempts failed" in info.value.message
+    assert info.value.headers["X-AI-API-Attempts"] == "3"
+    assert providers[3].seen == []
+
+
+async def test_a_silent_first_token_is_a_timeout_and_the_next_member_answers(rationing):
+    slow = Scripted("slow", delay=5)
+    fast = Scripted("fast")
+    route = Route("r", "fallback", (member(slow), member(fast)))
+    opened = await open_stream(route, ask(), rationing, Bounds(first_token_timeout=0.05))
+    assert opened.deployment.name == "fast"
+    await drain(opened)
+    attempts = await rationing.ledger.attempts_since(0)
+    assert attempts[0].error == "upstream_timeout"
+
+
+async def test_members_that_cannot_take_a_field_are_skipped(rationing):
+    mistral = Scripted("mistral")
+    groq = Scripted("groq")
+    route = Route("r", "fallback", (member(mistral, MISTRAL), member(groq)))
+    opened = await open_stream(route, ask(["reasoning_format", "tools"]), rationing, Bounds())
+    assert opened.deployment.name == "mistral"  # reasoning_format is only dropped
+    await drain(opened)
+    with pytest.raises(NoProviders):
+        await open_stream(Route("empty", "round-robin", ()), ask(), rationing, Bounds())
+    no_stop = Member(Deployment(groq, dataclasses.replace(GROQ, params=frozenset()), "m", 1))
+    with pytest.raises(InvalidRequest, match="takes `stop`"):
+        await open_stream(Route("r", "fallback", (no_stop,)), ask(["stop"]), rationing, Bounds())
+
+
+async def test_out_of_headroom_everywhere_is_a_pooled_429(rationing, clock):
+    a = Scripted("a")
+    b = Scripted("b")
+    route = Route(
+        "r", "round-robin", (member(a, limits=rates(rpm=1)), member(b, limits=rates(rpm=1)))
+    )
+    for _ in range(2):
+        await drain(await open_stream(route, ask(), rationing, Bounds()))
+    clock.now += 10
+    with pytest.raises(RateLimited) as info:
+        await open_stream(route, ask(), rationing, Bounds())
+    assert info.value.status == 429
+    assert info.value.headers["Retry-After"] == "50"
+    assert info.value.headers["x-ratelimit-limit-requests"] == "2"
+    assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
+    clock.now += 50
+    await drain(await open_stream(route, ask(), rationing, Bounds()))
+    assert len(a.seen) + len(b.seen) == 3
+
+
+async def test_a_429_exhausts_the_window_it_names_and_cools_the_member(rationing, clock):
+    limited = UpstreamStatus("a", 429, "slow down")
+    limited.retry_at = T0 + 30
+    limited.exhausted, limited.period = "requests", 86400.0
+    a = Scripted("a", limited)
+    b = Scripted("b")
+    route = Route("r", "fallback", (member(a, limits=rates(rpd=100)), member(b)))
+    await drain(await open_stream(route, ask(), rationing, Bounds()))
+    clock.now += 10
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    assert opened.deployment.name == "b"
+    await drain(opened)
+    clock.now += 25
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    assert opened.deployment.name == "a"  # rested, and the day window's reading expired
+    await drain(opened)
+
+
+async def test_a_client_leaving_is_recorded_with_what_was_spent(rationing):
+    a = Scripted("a")
+    route = Route("r", "fallback", (member(a),))
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    await opened.chunks.aclose()
+    (attempt,) = await rationing.ledger.attempts_since(0)
+    assert (attempt.status, attempt.error, attempt.estimated) == (
+        499,
+        "client_closed_request",
+        True,
+    )
+    assert attempt.completion_tokens == 1  # "ok": two characters, about one token
+
+
+def test_budget_strategy_keeps_daily_shares_together(rationing, clock):
+    big = Member(Deployment(Scripted("big"), GROQ, "m", 100, "", rates(rpd=1000)))
+    small = Member(Deployment(Scripted("small"), GROQ, "m", 100, "", rates(rpd=300)))
+    route = Route("r", "budget", (small, big))
+    for _ in range(1000):
+        plan = rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
+        chosen = plan.members[0].deployment
+        ticket = rationing.begin(chosen, "r", "x", 0, 0)
+        rationing.succeeded(ticket, Usage(0, 0, 0))
+        clock.now += 10
+    shares = [rationing.budget(m.deployment).daily_share(clock.now) for m in (big, small)]
+    assert abs(shares[0] - shares[1]) < 0.03
+    assert 0.15 < shares[0] < 0.3  # 1000 of 1300 spent: both near 23 % left
+
+
+def test_round_robin_skips_a_member_without_headroom(rationing):
+    full = Member(Deployment(Scripted("full"), GROQ, "m", 100, "", rates(rpm=1)))
+    free = Member(Deployment(Scripted("free"), GROQ, "m", 100))
+    route = Route("r", "round-robin", (full, free))
+    rationing.begin(full.deployment, "r", "x", 0, 0)
+    for _ in range(4):
+        plan = rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
+        assert [m.deployment.name for m in plan.members] == ["free"]
+        assert plan.next_free == T0 + 60
+
+
+def test_paced_members_come_last_once_ahead_of_the_day(rationing, clock):
+    clock.now = T0 - T0 % 86400 + 3600  # one hour into the UTC day
+    paced = Member(Deployment(Scripted("paced"), GROQ, "m", 100, "", rates(rpd=48)), pace=True)
+    other = Member(Deployment(Scripted("other"), GROQ, "m", 100, "", rates(rpd=1000)))
+    route = Route("r", "fallback", (paced, other), burst=0.1)
+    used = 0
+    for _ in range(20):
+        plan = rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
+        chosen = plan.members[0].deployment
+        used += chosen.name == "paced"
+        rationing.succeeded(rationing.begin(chosen, "r", "x", 0, 0), None)
+        clock.now += 1
+    assert used == 7  # 48 x (1/24 + 0.1) = 6.8: the seventh puts it ahead of pace
