@@ -75,6 +75,13 @@ class CooldownBook:
             health.failures = health.opened = 0
             health.probing = False
 
+    def release(self, key: str) -> None:
+        """A probe ended without a verdict (a 429, a refused request, the client left): the
+        next request may probe again."""
+        health = self.health.get(key)
+        if health is not None:
+            health.probing = False
+
     def failed(self, key: str, now: float, retry_at: float | None = None) -> None:
         """`key` failed; `retry_at` (from the provider) starts a cooldown until then."""
         health = self._get(key)

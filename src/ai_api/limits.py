@@ -77,8 +77,9 @@ class Window:
         return reported if local is None else min(local, reported)
 
     def spent_since(self, since: float) -> float:
-        """Counted here from `since` on (within the window)."""
-        return sum(amount for t, amount in self._events if t >= since)
+        """Counted here after `since` (within the window); what was charged at `since` itself
+        is already in a reading taken then."""
+        return sum(amount for t, amount in self._events if t > since)
 
     def charge(self, now: float, amount: float) -> list[float]:
         """Count `amount` as spent now; the returned entry can be settled later."""

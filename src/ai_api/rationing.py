@@ -153,12 +153,15 @@ class Rationing:
         elif status in (401, 402, 403):
             self.book.cool(key, now + _KEY_REST)
             log.error("%s refused the key (HTTP %d): check %s", d.name, status, d.spec.key_env)
-        elif status == 0 or status >= 500 or status in (408, 413, 498):
+        if status == 0 or status >= 500 or status in (408, 413, 498):
             self.book.failed(key, now, retry_at)
+        else:
+            self.book.release(key)
         self._close(ticket, status, error.code, usage)
 
     def cancelled(self, ticket: Ticket) -> None:
         """The client went away: record what was spent, with status 499."""
+        self.book.release(ticket.deployment.public_name)
         self._close(ticket, 499, "client_closed_request", None)
 
     def _close(self, ticket: Ticket, status: int, error: str | None, usage: Usage | None) -> None:
