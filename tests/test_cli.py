@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -157,3 +158,29 @@ def test_config_check_reports_problems_and_errors(tmp_path, monkeypatch, capsys)
     (tmp_path / "b.toml").write_text("[providers.mistral]\nmodel = 'x'\n")
     assert main(["config", "check", "--config", "b.toml"]) == 2
     assert "unknown field `model`" in capsys.readouterr().err
+
+
+async def test_usage_reports_from_the_ledger_file(tmp_path, monkeypatch, capsys):
+    from ai_api.fakes import FakeUpstream
+
+    from .conftest import KEYS, settings_for
+
+    ledger = tmp_path / "usage.sqlite3"
+    async with FakeUpstream("groq", api_key=KEYS["groq"]) as groq:
+        settings = settings_for(groq, limits=True, ledger=str(ledger))
+        async with running(settings) as url, aiohttp.ClientSession() as s:
+            for _ in range(3):
+                async with s.post(url + "/chat", json=HELLO) as response:
+                    await response.read()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GROQ_API_KEY", KEYS["groq"])
+    monkeypatch.setenv("AI_API_LEDGER", str(ledger))
+    assert await asyncio.to_thread(main, ["usage"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "groq/openai/gpt-oss-120b" in line)
+    assert row.split()[2:4] == ["3", "0"]  # requests, errors
+    assert "groq/openai/gpt-oss-120b:" in out
+    assert "requests/day 997 of 1000" in out
+    assert await asyncio.to_thread(main, ["usage", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["days"][0]["requests"] == 3
