@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ai_api.sse import SSEDecoder, encode_data, encode_event, iter_sse_data
+from ai_api.sse import SSEDecoder, encode_data, encode_event
 
 
 def test_encode_data_and_named_event():
@@ -14,28 +14,25 @@ def test_encode_data_and_named_event():
 
 def test_decoder_joins_multiline_data_and_ignores_comments_and_other_fields():
     decoder = SSEDecoder()
-    lines = [b": keep-alive\n", b"id: 7\n", b"data: one\n", b"data:two\n", b"\n"]
-    assert [decoder.feed(line) for line in lines] == [None, None, None, None, b"one\ntwo"]
+    assert decoder.feed(b": keep-alive\n\nid: 7\ndata: one\ndata:two\n\n") == [b"one\ntwo"]
 
 
 def test_decoder_drops_only_one_leading_space():
-    decoder = SSEDecoder()
-    decoder.feed(b"data:  spaced")
-    assert decoder.feed(b"") == b" spaced"
+    assert SSEDecoder().feed(b"data:  spaced\n\n") == [b" spaced"]
 
 
-async def _lines(*items: bytes):
-    for item in items:
-        yield item
-
-
-@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
-async def test_iter_sse_data_over_line_endings(ending):
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_events_survive_any_cut_and_any_line_ending(ending, size):
     raw = b"".join(b"data: " + json.dumps({"n": n}).encode() + ending + ending for n in range(3))
-    got = [json.loads(d) async for d in iter_sse_data(_lines(*raw.splitlines(keepends=True)))]
-    assert got == [{"n": 0}, {"n": 1}, {"n": 2}]
+    decoder = SSEDecoder()
+    got = [e for i in range(0, len(raw), size) for e in decoder.feed(raw[i : i + size])]
+    got += decoder.close()
+    assert [json.loads(d) for d in got] == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
-async def test_iter_sse_data_splits_lone_carriage_returns_and_flushes_the_tail():
-    got = [d async for d in iter_sse_data(_lines(b"data: a\r\rdata: b\n", b"\n", b"data: [DONE]"))]
-    assert got == [b"a", b"b", b"[DONE]"]
+def test_lone_carriage_returns_split_lines_and_close_flushes_the_tail():
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r\rdata: b\n\ndata: [DO") == [b"a", b"b"]
+    assert decoder.feed(b"NE]") == []
+    assert decoder.close() == [b"[DONE]"]

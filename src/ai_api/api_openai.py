@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -134,12 +133,14 @@ async def _relay(
     """Write each chunk as an OpenAI chunk; return the upstream usage and characters sent."""
     usage = None
     chars = 0
-    async for chunk in _chunks(opened):
+    chunk = opened.first
+    while chunk is not None:
         delta = _delta(chunk)
         if delta or chunk.finish_reason:
             chars += len(chunk.content) + len(chunk.reasoning)
             await response.write(_event(prefix, _encode(delta), chunk.finish_reason))
         usage = chunk.usage or usage
+        chunk = await anext(opened.chunks, None)
     return usage, chars
 
 
@@ -154,26 +155,21 @@ def _delta(chunk: Chunk) -> dict[str, Any]:
     return delta
 
 
-async def _chunks(opened: Opened) -> AsyncGenerator[Chunk, None]:
-    if opened.first is not None:
-        yield opened.first
-    async for chunk in opened.chunks:
-        yield chunk
-
-
 async def _complete(body: CompletionBody, opened: Opened, headers: dict[str, str]) -> web.Response:
     content: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     finish_reason = None
     usage = None
-    async for chunk in _chunks(opened):
+    chunk = opened.first
+    while chunk is not None:
         content.append(chunk.content)
         reasoning.append(chunk.reasoning)
         for call in chunk.tool_calls:
             _merge_call(calls, call)
         finish_reason = chunk.finish_reason or finish_reason
         usage = chunk.usage or usage
+        chunk = await anext(opened.chunks, None)
     text = "".join(content)
     message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
     if any(reasoning):

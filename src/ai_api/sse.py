@@ -7,8 +7,6 @@ lines join with a newline; one space after the colon is dropped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
-
 import msgspec
 
 _encode = msgspec.json.encode
@@ -25,44 +23,45 @@ def encode_event(name: str, payload: object) -> bytes:
 
 
 class SSEDecoder:
-    """Turns lines into the data of complete events; holds the event being assembled."""
+    """Turns blocks of bytes, cut anywhere, into the data of complete events."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_cr", "_data", "_tail")
 
     def __init__(self) -> None:
+        self._tail = b""
         self._data: list[bytes] = []
+        self._cr = False  # the last block ended with CR: a LF starting the next one pairs with it
 
-    def feed(self, line: bytes) -> bytes | None:
-        """Take one line (with or without its ending); return an event's data when one ends."""
-        line = line.rstrip(b"\n").removesuffix(b"\r")
-        if not line:
-            if not self._data:
-                return None
-            data = b"\n".join(self._data)
-            self._data = []
-            return data
-        if line.startswith(b":"):
-            return None
-        field, _, value = line.partition(b":")
-        if field == b"data":
-            self._data.append(value[1:] if value.startswith(b" ") else value)
-        return None
+    def feed(self, block: bytes) -> list[bytes]:
+        """The data of every event that `block` completes."""
+        if self._cr and block.startswith(b"\n"):
+            block = block[1:]
+        text = self._tail + block
+        self._cr = text.endswith(b"\r")
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = text.split(b"\n")
+        self._tail = lines.pop()
+        events: list[bytes] = []
+        for line in lines:
+            self._line(line, events)
+        return events
 
-    def flush(self) -> bytes | None:
+    def close(self) -> list[bytes]:
         """The data of an event left undispatched when the stream ended, if any."""
-        return self.feed(b"")
+        events: list[bytes] = []
+        if self._tail:
+            self._line(self._tail, events)
+            self._tail = b""
+        self._line(b"", events)
+        return events
 
-
-async def iter_sse_data(lines: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The data of each event in a stream of lines (e.g. an aiohttp response's content)."""
-    decoder = SSEDecoder()
-    async for raw in lines:
-        line = raw.rstrip(b"\n").removesuffix(b"\r")
-        # aiohttp splits on LF only; a lone CR inside a line is a line break too.
-        for part in line.split(b"\r") if b"\r" in line else (line,):
-            data = decoder.feed(part)
-            if data is not None:
-                yield data
-    tail = decoder.flush()
-    if tail is not None:
-        yield tail
+    def _line(self, line: bytes, events: list[bytes]) -> None:
+        if not line:
+            if self._data:
+                events.append(self._data[0] if len(self._data) == 1 else b"\n".join(self._data))
+                self._data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+        # Comments (`:`) and other fields (`event`, `id`, `retry`) carry nothing we use.

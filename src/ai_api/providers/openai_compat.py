@@ -25,7 +25,7 @@ from ..errors import (
 from ..params import translate
 from ..ratelimits import read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk, ToolCallDelta, Usage
-from ..sse import iter_sse_data
+from ..sse import SSEDecoder
 from .presets import ProviderSpec
 
 
@@ -165,8 +165,37 @@ class OpenAICompatible:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """Stream the answer; every failure surfaces as an `UpstreamError`."""
         try:
-            async for chunk in self._stream(request):
-                yield chunk
+            async with self._session.post(
+                self._url,
+                data=request_body(self.spec, request),
+                headers=self._headers,
+                timeout=self._timeout,
+            ) as response:
+                now = self._clock()
+                reading = read_headers(self.spec.rate_style, response.headers, now, now)
+                if response.status >= 400:
+                    raise self._status_error(response.status, await response.read(), response)
+                if reading.windows or reading.retry_at is not None:
+                    yield Chunk(rate=reading)
+                finished = False
+                decoder = SSEDecoder()
+                async for block in response.content.iter_any():
+                    for data in decoder.feed(block):
+                        if data.startswith(b"[DONE]"):
+                            return
+                        chunk = parse_event(self.name, data)
+                        finished = finished or chunk.finish_reason is not None
+                        if chunk != _NOTHING:
+                            yield chunk
+                for data in decoder.close():
+                    if not data.startswith(b"[DONE]"):
+                        chunk = parse_event(self.name, data)
+                        finished = finished or chunk.finish_reason is not None
+                        yield chunk
+                if not finished:
+                    raise UpstreamProtocol(
+                        self.name, "the stream ended before the answer was complete"
+                    )
         except UpstreamError as exc:
             exc.message = self._redact(exc.message)
             raise
@@ -180,35 +209,16 @@ class OpenAICompatible:
         except TimeoutError as exc:
             raise UpstreamTimeout(self.name, "timed out") from exc
 
-    async def _stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        async with self._session.post(
-            self._url,
-            data=request_body(self.spec, request),
-            headers=self._headers,
-            timeout=self._timeout,
-        ) as response:
-            now = self._clock()
-            reading = read_headers(self.spec.rate_style, response.headers, now, now)
-            if response.status >= 400:
-                body = await response.read()
-                error = status_error(self.name, response.status, body, response.headers)
-                error.rate = reading
-                told = read_error_body(self.spec.rate_style, response.status, body, now, now)
-                error.retry_at = reading.retry_at or told.retry_at
-                error.exhausted, error.period = told.exhausted, told.period
-                raise error
-            if reading.windows or reading.retry_at is not None:
-                yield Chunk(rate=reading)
-            finished = False
-            async for data in iter_sse_data(response.content):
-                if data.startswith(b"[DONE]"):
-                    return
-                chunk = parse_event(self.name, data)
-                finished = finished or chunk.finish_reason is not None
-                if chunk != _NOTHING:
-                    yield chunk
-            if not finished:
-                raise UpstreamProtocol(self.name, "the stream ended before the answer was complete")
+    def _status_error(
+        self, status: int, body: bytes, response: aiohttp.ClientResponse
+    ) -> UpstreamStatus:
+        now = self._clock()
+        error = status_error(self.name, status, body, response.headers)
+        error.rate = read_headers(self.spec.rate_style, response.headers, now, now)
+        told = read_error_body(self.spec.rate_style, status, body, now, now)
+        error.retry_at = error.rate.retry_at or told.retry_at
+        error.exhausted, error.period = told.exhausted, told.period
+        return error
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
