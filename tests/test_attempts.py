@@ -19,7 +19,7 @@ from ai_api.errors import (
 )
 from ai_api.limits import Cost
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
-from ai_api.rationing import Rationing
+from ai_api.rationing import Rationing, Ticket, daily_share
 from ai_api.routing import Deployment, Member, Route
 from ai_api.schemas import ChatRequest, Chunk, Message, Usage
 from ai_api.store import MemoryLedger
@@ -214,6 +214,7 @@ async def test_a_client_leaving_is_recorded_with_what_was_spent(rationing):
     route = Route("r", "fallback", (member(a),))
     opened = await open_stream(route, ask(), rationing, Bounds())
     await opened.chunks.aclose()
+    await rationing.drain()
     (attempt,) = await rationing.ledger.attempts_since(0)
     assert (attempt.status, attempt.error, attempt.estimated) == (
         499,
@@ -223,42 +224,45 @@ async def test_a_client_leaving_is_recorded_with_what_was_spent(rationing):
     assert attempt.completion_tokens == 1  # "ok": two characters, about one token
 
 
-def test_budget_strategy_keeps_daily_shares_together(rationing, clock):
+async def test_budget_strategy_keeps_daily_shares_together(rationing, clock):
     big = Member(Deployment(Scripted("big"), GROQ, "m", 100, "", rates(rpd=1000)))
     small = Member(Deployment(Scripted("small"), GROQ, "m", 100, "", rates(rpd=300)))
     route = Route("r", "budget", (small, big))
     for _ in range(1000):
-        plan = rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
+        plan = await rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
         chosen = plan.members[0].deployment
-        ticket = rationing.begin(chosen, "r", "x", 0, 0)
-        rationing.succeeded(ticket, Usage(0, 0, 0))
+        ticket = await rationing.begin(chosen, "r", "x", 0, 0)
+        assert isinstance(ticket, Ticket)
+        await rationing.succeeded(ticket, Usage(0, 0, 0))
         clock.now += 10
-    shares = [rationing.budget(m.deployment).daily_share(clock.now) for m in (big, small)]
+    shares = [daily_share(await rationing.windows(m.deployment)) for m in (big, small)]
     assert abs(shares[0] - shares[1]) < 0.03
     assert 0.15 < shares[0] < 0.3  # 1000 of 1300 spent: both near 23 % left
 
 
-def test_round_robin_skips_a_member_without_headroom(rationing):
+async def test_round_robin_skips_a_member_without_headroom(rationing):
     full = Member(Deployment(Scripted("full"), GROQ, "m", 100, "", rates(rpm=1)))
-    free = Member(Deployment(Scripted("free"), GROQ, "m", 100))
+    free = Member(Deployment(Scripted("free"), GROQ, "m2", 100))
     route = Route("r", "round-robin", (full, free))
-    rationing.begin(full.deployment, "r", "x", 0, 0)
-    for _ in range(4):
-        plan = rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
+    assert isinstance(await rationing.begin(full.deployment, "r", "x", 0, 0), Ticket)
+    for turn in range(4):
+        plan = await rationing.plan(route, route.order(turn), lambda d: Cost(tokens=0))
         assert [m.deployment.name for m in plan.members] == ["free"]
         assert plan.next_free == T0 + 60
 
 
-def test_paced_members_come_last_once_ahead_of_the_day(rationing, clock):
+async def test_paced_members_come_last_once_ahead_of_the_day(rationing, clock):
     clock.now = T0 - T0 % 86400 + 3600  # one hour into the UTC day
     paced = Member(Deployment(Scripted("paced"), GROQ, "m", 100, "", rates(rpd=48)), pace=True)
     other = Member(Deployment(Scripted("other"), GROQ, "m", 100, "", rates(rpd=1000)))
     route = Route("r", "fallback", (paced, other), burst=0.1)
     used = 0
     for _ in range(20):
-        plan = rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
+        plan = await rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
         chosen = plan.members[0].deployment
         used += chosen.name == "paced"
-        rationing.succeeded(rationing.begin(chosen, "r", "x", 0, 0), None)
+        ticket = await rationing.begin(chosen, "r", "x", 0, 0)
+        assert isinstance(ticket, Ticket)
+        await rationing.succeeded(ticket, None)
         clock.now += 1
     assert used == 7  # 48 x (1/24 + 0.1) = 6.8: the seventh puts it ahead of pace

@@ -86,6 +86,8 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await session.close()
+        await rationing.drain()
+        await rationing.state.close()
         await rationing.ledger.close()
 
 

@@ -25,7 +25,7 @@ from .errors import (
 )
 from .limits import Cost
 from .params import missing
-from .rationing import Plan, Rationing, Ticket
+from .rationing import Rationing, Ticket
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
 
@@ -75,28 +75,33 @@ class Ask:
 
 async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Bounds) -> Opened:
     """Start the answer; raise the last failure (naming every attempt) or a pooled 429."""
-    members = [m for m in route.order() if not missing(m.deployment.spec, ask.required)]
+    turn = await rationing.turn(route)
+    members = [m for m in route.order(turn) if not missing(m.deployment.spec, ask.required)]
     if not members:
         _refuse(route, ask)
 
     def cost(d: Deployment) -> Cost:
         return Cost(tokens=ask.prompt_tokens + d.cap(ask.max_tokens))
 
-    plan = rationing.plan(route, members, cost)
+    plan = await rationing.plan(route, members, cost)
     if not plan.members:
-        raise _pooled_429(route, plan, rationing, members, cost)
+        raise await _pooled_429(route, plan.next_free, rationing, members)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bounds.deadline
     failures: list[str] = []
     queue = list(plan.members)
     attempt = 0
+    lost: list[float] = []
+    error: UpstreamError | None = None
     while queue:
-        member = queue.pop(0)
-        attempt += 1
-        d = member.deployment
-        ticket = rationing.begin(
+        d = queue.pop(0).deployment
+        ticket = await rationing.begin(
             d, route.name, ask.request_id, ask.prompt_tokens, d.cap(ask.max_tokens)
         )
+        if not isinstance(ticket, Ticket):
+            lost.append(ticket)  # another request, here or elsewhere, took the room or probe
+            continue
+        attempt += 1
         wait = max(0.0, min(bounds.first_token_timeout, deadline - loop.time()))
         chunks = _tracked(d.provider.stream(ask.build(d)), rationing, ticket, wait)
         try:
@@ -114,14 +119,14 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
         if error.code == "context_length_exceeded":
             # Not again on this model: only a member with a larger window may take it.
             queue = [m for m in queue if _larger(m.deployment, d)]
-        elif not retryable(error):
+        elif not retryable(error) or attempt >= bounds.max_attempts or loop.time() >= deadline:
             queue = []
-        if not queue or attempt >= bounds.max_attempts or loop.time() >= deadline:
-            if len(failures) > 1:
-                error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
-            error.headers["X-AI-API-Attempts"] = str(attempt)
-            raise error
-    raise AssertionError("unreachable: the loop returns or raises")
+    if error is None:
+        raise await _pooled_429(route, min(lost, default=None), rationing, members)
+    if len(failures) > 1:
+        error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
+    error.headers["X-AI-API-Attempts"] = str(attempt)
+    raise error
 
 
 def _larger(candidate: Deployment, failed: Deployment) -> bool:
@@ -143,24 +148,21 @@ def _refuse(route: Route, ask: Ask) -> None:
     )
 
 
-def _pooled_429(
-    route: Route,
-    plan: Plan,
-    rationing: Rationing,
-    members: list[Member],
-    cost: Callable[[Deployment], Cost],
+async def _pooled_429(
+    route: Route, next_free: float | None, rationing: Rationing, members: list[Member]
 ) -> RateLimited:
     now = rationing.clock()
-    wait = max(1, math.ceil((plan.next_free or now + 60) - now))
+    wait = max(1, math.ceil((next_free or now + 60) - now))
     headers = {"Retry-After": str(wait), "X-AI-API-Attempts": "0"}
+    states = [await rationing.windows(m.deployment) for m in members]
     for kind in ("requests", "tokens"):
         limit = remaining = 0
-        for m in members:
-            windows = [w for w in rationing.budget(m.deployment).windows if w.kind == kind]
-            if windows:
-                w = min(windows, key=lambda w: w.period)
+        for windows in states:
+            of_kind = [w for w in windows if w.kind == kind]
+            if of_kind:
+                w = min(of_kind, key=lambda w: w.period)
                 limit += w.limit or 0
-                remaining += max(0, int(w.remaining(now) or 0))
+                remaining += max(0, int(w.remaining or 0))
         headers[f"x-ratelimit-limit-{kind}"] = str(limit)
         headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
         headers[f"x-ratelimit-reset-{kind}"] = f"{wait}s"
@@ -191,13 +193,13 @@ async def _tracked(
             yield chunk
             chunk = await _next(chunks, rationing, ticket)
     except UpstreamError as exc:
-        rationing.failed(ticket, exc, usage)
+        await rationing.failed(ticket, exc, usage)
         raise
     except BaseException:
         rationing.cancelled(ticket)
         raise
     else:
-        rationing.succeeded(ticket, usage)
+        await rationing.succeeded(ticket, usage)
     finally:
         await chunks.aclose()
 
@@ -209,5 +211,5 @@ async def _next(
     async for chunk in chunks:
         if chunk.rate is None:
             return chunk
-        rationing.observe(ticket, chunk.rate)
+        await rationing.observe(ticket, chunk.rate)
     return None

@@ -2,23 +2,25 @@
 
 For each request it says which members have headroom, in which order to try them, and when
 the first of the others will have room again; for each attempt it reserves the estimated
-cost, reads what the provider reports, settles the real cost and records the attempt.
+cost (atomically, in the shared state), reads what the provider reports, settles the real cost
+and records the attempt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .cooldowns import CooldownBook
 from .errors import UpstreamError, UpstreamStatus
-from .limits import DAY, Budget, Cost, Reservation
+from .limits import DAY, Cost
 from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
 from .store import Attempt, UsageLedger
+from .store.state import Hold, MemoryState, SharedState, WindowState, specs_of
 
 log = logging.getLogger("ai_api.rationing")
 
@@ -49,10 +51,34 @@ class Ticket:
     request_id: str
     started: float
     prompt_tokens: int
-    reservation: Reservation
+    hold: Hold
     first_token: float | None = None
     chars: int = 0
     closed: bool = field(default=False)
+
+
+def fits(windows: Iterable[WindowState], cost: Cost) -> bool:
+    """Whether every window has room for `cost`."""
+    return all(w.remaining is None or w.remaining >= cost.of(w.kind) for w in windows)
+
+
+def daily_share(windows: Iterable[WindowState]) -> float:
+    """The smallest remaining share of a daily (or longer) limit; 1.0 when there is none."""
+    shares = [
+        max(0.0, w.remaining) / w.limit
+        for w in windows
+        if w.period >= DAY and w.limit and w.remaining is not None
+    ]
+    return min(shares, default=1.0)
+
+
+def ahead_of_pace(windows: Iterable[WindowState], now: float, burst: float) -> bool:
+    """Whether today's spending passed the elapsed share of the UTC day plus `burst`."""
+    elapsed = (now % DAY) / DAY
+    return any(
+        w.period == DAY and w.limit and w.today >= w.limit * min(1.0, elapsed + burst)
+        for w in windows
+    )
 
 
 class Rationing:
@@ -61,87 +87,95 @@ class Rationing:
     def __init__(
         self,
         ledger: UsageLedger,
+        state: SharedState | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        book: CooldownBook | None = None,
     ) -> None:
         self.ledger = ledger
+        self.state: SharedState = state or MemoryState()
         self.clock = clock
-        self.book = book or CooldownBook()
-        self.budgets: dict[tuple[str, str], Budget] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
-    def budget(self, deployment: Deployment) -> Budget:
-        """The budget `deployment` spends, made from its known limits on first use."""
-        key = deployment.budget_key
-        budget = self.budgets.get(key)
-        if budget is None:
-            budget = self.budgets[key] = Budget(deployment.limits)
-        return budget
+    async def windows(self, deployment: Deployment) -> list[WindowState]:
+        """The state of every window `deployment` spends from."""
+        d = deployment
+        return await self.state.windows(d.budget_key, specs_of(d.limits), self.clock())
 
-    def plan(
+    async def turn(self, route: Route) -> int:
+        """This request's turn on `route` (shared by every process)."""
+        return await self.state.turn(route.name) if route.rotates else 0
+
+    async def plan(
         self, route: Route, members: Iterable[Member], cost_of: Callable[[Deployment], Cost]
     ) -> Plan:
         """Members with headroom in the order to try them (paced members ahead of their pace
         last), and the soonest moment one without room will have some."""
         now = self.clock()
-        ready: list[Member] = []
+        state = self.state
+        ready: list[tuple[float, Member]] = []
         paced: list[Member] = []
         waits: list[float] = []
         for member in members:
             d = member.deployment
-            key = d.public_name
-            if not self.book.available(key, now):
-                waits.append(self.book.ready_at(key))
+            if not await state.available(d.public_name, now):
+                waits.append(await state.ready_at(d.public_name))
                 continue
-            budget = self.budget(d)
-            cost = cost_of(d)
-            if not budget.fits(cost, now):
-                waits.append(budget.free_at(cost, now))
+            windows = await state.windows(d.budget_key, specs_of(d.limits), now)
+            if not fits(windows, cost_of(d)):
+                waits.append(await state.free_at(d.budget_key, specs_of(d.limits), cost_of(d), now))
                 continue
-            if member.pace and budget.ahead_of_pace(now, now - now % DAY, route.burst):
+            if member.pace and ahead_of_pace(windows, now, route.burst):
                 paced.append(member)
                 continue
-            ready.append(member)
+            ready.append((daily_share(windows), member))
         if route.strategy == "budget":
-            ready.sort(key=lambda m: -self.budget(m.deployment).daily_share(now))
-        return Plan(ready + paced, min(waits) if waits else None)
+            ready.sort(key=lambda item: -item[0])
+        return Plan([m for _, m in ready] + paced, min(waits) if waits else None)
 
-    def begin(
+    async def begin(
         self, deployment: Deployment, route: str, request_id: str, prompt: int, cap: int
-    ) -> Ticket:
-        """Reserve the estimated cost (prompt plus completion cap) and start an attempt."""
+    ) -> Ticket | float:
+        """Reserve the estimated cost (prompt plus completion cap) and start an attempt; or,
+        when another request took the room or the probe first, when to try again."""
+        d = deployment
         now = self.clock()
-        self.book.begin(deployment.public_name, now)
-        reservation = self.budget(deployment).reserve(Cost(tokens=prompt + cap), now)
-        return Ticket(deployment, route, request_id, now, prompt, reservation)
+        if not await self.state.claim(d.public_name, now):
+            return await self.state.ready_at(d.public_name)
+        cost = Cost(tokens=prompt + cap)
+        hold = await self.state.reserve(d.budget_key, specs_of(d.limits), cost, now)
+        if not isinstance(hold, Hold):
+            await self.state.release(d.public_name)
+            return hold
+        return Ticket(d, route, request_id, now, prompt, hold)
 
-    def observe(self, ticket: Ticket, reading: RateReading) -> None:
+    async def observe(self, ticket: Ticket, reading: RateReading) -> None:
         """The provider's rate-limit headers for this attempt."""
-        now = self.clock()
-        self.budget(ticket.deployment).observe(reading, now)
+        await self.state.observe(ticket.deployment.budget_key, reading, self.clock())
         if reading.retry_at is not None:
-            self.book.cool(ticket.deployment.public_name, reading.retry_at)
+            await self.state.cool(ticket.deployment.public_name, reading.retry_at)
 
-    def succeeded(self, ticket: Ticket, usage: Usage | None) -> None:
+    async def succeeded(self, ticket: Ticket, usage: Usage | None) -> None:
         """The answer ended well: settle its real cost and record it."""
-        self.book.succeeded(ticket.deployment.public_name)
-        self._close(ticket, 200, None, usage)
+        await self.state.succeeded(ticket.deployment.public_name)
+        await self._close(ticket, 200, None, usage)
 
-    def failed(self, ticket: Ticket, error: UpstreamError, usage: Usage | None = None) -> None:
+    async def failed(
+        self, ticket: Ticket, error: UpstreamError, usage: Usage | None = None
+    ) -> None:
         """The attempt failed: cool the member down as the provider asks, and record it."""
         now = self.clock()
         d = ticket.deployment
-        key = d.public_name
+        key, state = d.public_name, self.state
         status = error.upstream_status if isinstance(error, UpstreamStatus) else 0
         if isinstance(error, UpstreamStatus) and error.rate is not None:
-            self.budget(d).observe(error.rate, now)
+            await state.observe(d.budget_key, error.rate, now)
         retry_at = error.retry_at
         if status == 429:
             retry_at = retry_at or now + _DEFAULT_RETRY
-            self.budget(d).exhaust(error.exhausted, error.period, retry_at, now)
-            self.book.cool(key, retry_at)
+            await state.exhaust(d.budget_key, error.exhausted, error.period, retry_at, now)
+            await state.cool(key, retry_at)
         elif error.code in _GONE:
-            self.book.cool(key, now + _GONE_REST)
+            await state.cool(key, now + _GONE_REST)
             log.error(
                 "%s answered %s for %s: it is out of rotation. Remove it from your configuration"
                 " or set %s_MODEL to a current model (see `ai-api config check`).",
@@ -151,20 +185,28 @@ class Rationing:
                 d.spec.env_prefix,
             )
         elif status in (401, 402, 403):
-            self.book.cool(key, now + _KEY_REST)
+            await state.cool(key, now + _KEY_REST)
             log.error("%s refused the key (HTTP %d): check %s", d.name, status, d.spec.key_env)
         if status == 0 or status >= 500 or status in (408, 413, 498):
-            self.book.failed(key, now, retry_at)
+            await state.failed(key, now, retry_at)
         else:
-            self.book.release(key)
-        self._close(ticket, status, error.code, usage)
+            await state.release(key)
+        await self._close(ticket, status, error.code, usage)
 
     def cancelled(self, ticket: Ticket) -> None:
-        """The client went away: record what was spent, with status 499."""
-        self.book.release(ticket.deployment.public_name)
-        self._close(ticket, 499, "client_closed_request", None)
+        """The client went away: record what was spent, with status 499 (in the background:
+        the request's task is being cancelled)."""
+        task = asyncio.get_running_loop().create_task(self._cancelled(ticket))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    def _close(self, ticket: Ticket, status: int, error: str | None, usage: Usage | None) -> None:
+    async def _cancelled(self, ticket: Ticket) -> None:
+        await self.state.release(ticket.deployment.public_name)
+        await self._close(ticket, 499, "client_closed_request", None)
+
+    async def _close(
+        self, ticket: Ticket, status: int, error: str | None, usage: Usage | None
+    ) -> None:
         if ticket.closed:
             return
         ticket.closed = True
@@ -177,15 +219,16 @@ class Rationing:
             prompt = 0 if refused else ticket.prompt_tokens
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
-        ticket.reservation.settle(prompt + completion)
+        await self.state.settle(ticket.hold, prompt + completion, now)
         d = ticket.deployment
+        ready = await self.state.ready_at(d.public_name)
         self.ledger.record(
             Attempt(
                 at=ticket.started,
                 request_id=ticket.request_id,
                 route=ticket.route,
                 provider=d.name,
-                account=d.budget_key[0],
+                account=d.budget_key.split("|", 1)[0],
                 model=d.model,
                 status=status,
                 error=error,
@@ -194,12 +237,16 @@ class Rationing:
                 estimated=estimated,
                 ttft=None if ticket.first_token is None else ticket.first_token - ticket.started,
                 duration=now - ticket.started,
-                cooldown_until=self.book.ready_at(d.public_name) or None,
+                cooldown_until=ready or None,
             )
         )
 
     async def rebuild(self, deployments: Iterable[Deployment]) -> int:
-        """Replay the last day of the ledger into budgets and cooldowns (after a restart)."""
+        """Replay the last day of the ledger into an in-memory state (after a restart); a
+        persistent state kept everything itself."""
+        memory = self.state
+        if not isinstance(memory, MemoryState):
+            return 0
         now = self.clock()
         by_key = {(d.name, d.model): d for d in deployments}
         attempts = await self.ledger.attempts_since(now - DAY)
@@ -207,8 +254,14 @@ class Rationing:
             d = by_key.get((a.provider, a.model))
             if d is None:
                 continue
-            tokens = a.prompt_tokens + a.completion_tokens
-            self.budget(d).reserve(Cost(tokens=tokens), a.at)
+            # Charged as it happened: a replay may exceed a limit; it is not refused.
+            budget = memory.budget(d.budget_key, specs_of(d.limits))
+            budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
             if a.cooldown_until is not None and a.cooldown_until > now:
-                self.book.cool(d.public_name, a.cooldown_until)
+                await memory.cool(d.public_name, a.cooldown_until)
         return len(attempts)
+
+    async def drain(self) -> None:
+        """Wait for background recordings (at shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

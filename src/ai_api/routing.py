@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .config import MemberSettings, RouteSettings, Settings, Strategy
@@ -38,9 +38,9 @@ class Deployment:
         return f"{self.provider.name}/{self.model}"
 
     @property
-    def budget_key(self) -> tuple[str, str]:
-        """(account, model) whose budget this deployment spends; `*` for account-wide limits."""
-        return (self.account or self.name, "*" if self.spec.account_wide else self.model)
+    def budget_key(self) -> str:
+        """`account|model` whose budget this deployment spends; `*` for account-wide limits."""
+        return f"{self.account or self.name}|{'*' if self.spec.account_wide else self.model}"
 
     def cap(self, requested: int | None) -> int:
         """The completion cap sent: the client's, up to the deployment's own."""
@@ -85,38 +85,46 @@ class Route:
     strategy: Strategy
     members: tuple[Member, ...]
     burst: float = 0.1
-    _turn: int = 0
-    _current: list[int] = field(default_factory=list)
+    _sequence: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._sequence = _smooth_weighted(tuple(m.weight for m in self.members))
 
     @property
     def deployments(self) -> tuple[Deployment, ...]:
         """The members' deployments, in configured order."""
         return tuple(m.deployment for m in self.members)
 
-    def order(self) -> list[Member]:
-        """The members in the order this request considers them; does not await, so
-        concurrent requests on one event loop each take their own turn."""
+    @property
+    def rotates(self) -> bool:
+        """Whether each request takes the next turn (round-robin and weighted routes)."""
+        return self.strategy in ("round-robin", "weighted") and len(self.members) > 1
+
+    def order(self, turn: int = 0) -> list[Member]:
+        """The members in the order request number `turn` considers them."""
         members = self.members
-        if len(members) < 2 or self.strategy in ("fallback", "budget"):
+        if not self.rotates:
             return list(members)
         if self.strategy == "weighted":
-            return self._weighted()
-        start = self._turn % len(members)
-        self._turn += 1
+            first = self._sequence[turn % len(self._sequence)]
+            rest = sorted((m for i, m in enumerate(members) if i != first), key=lambda m: -m.weight)
+            return [members[first], *rest]
+        start = turn % len(members)
         return [*members[start:], *members[:start]]
 
-    def _weighted(self) -> list[Member]:
-        # nginx's smooth weighted round-robin: deterministic, and evenly interleaved.
-        if len(self._current) != len(self.members):
-            self._current = [0] * len(self.members)
-        total = 0
-        for i, member in enumerate(self.members):
-            self._current[i] += member.weight
-            total += member.weight
-        best = max(range(len(self.members)), key=lambda i: self._current[i])
-        self._current[best] -= total
-        rest = sorted((m for i, m in enumerate(self.members) if i != best), key=lambda m: -m.weight)
-        return [self.members[best], *rest]
+
+def _smooth_weighted(weights: tuple[int, ...]) -> tuple[int, ...]:
+    """One cycle of nginx's smooth weighted round-robin: who goes first at each turn."""
+    current = [0] * len(weights)
+    total = sum(weights)
+    sequence = []
+    for _ in range(total):
+        for i, weight in enumerate(weights):
+            current[i] += weight
+        best = max(range(len(weights)), key=lambda i: current[i])
+        current[best] -= total
+        sequence.append(best)
+    return tuple(sequence)
 
 
 class Router:

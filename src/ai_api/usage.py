@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .limits import DAY, HOUR, MINUTE
-from .rationing import Rationing
+from .rationing import Rationing, daily_share
 from .routing import Deployment
 from .store.ledger import day_of
 
@@ -24,34 +24,36 @@ async def report(
     """Per-day totals from the ledger, the headroom of every budget, the health of every member."""
     now = rationing.clock()
     rows = await rationing.ledger.usage(day_of(now - (days - 1) * DAY))
-    budgets: dict[tuple[str, str], dict[str, Any]] = {}
+    budgets: dict[str, dict[str, Any]] = {}
     members = []
+    state = rationing.state
     for d in sorted(deployments, key=lambda d: d.public_name):
         key = d.budget_key
+        account, model = key.split("|", 1)
         if key not in budgets:
-            budget = rationing.budget(d)
+            windows = await rationing.windows(d)
             budgets[key] = {
-                "account": key[0],
-                "model": key[1],
-                "daily_share_left": round(budget.daily_share(now), 4),
+                "account": account,
+                "model": model,
+                "daily_share_left": round(daily_share(windows), 4),
                 "windows": [
                     {
                         "kind": w.kind,
                         "period": period_name(w.period),
                         "limit": w.limit,
-                        "used": round(w.used(now)),
-                        "remaining": None if (r := w.remaining(now)) is None else max(0, round(r)),
+                        "used": round(w.used),
+                        "remaining": None if w.remaining is None else max(0, round(w.remaining)),
                     }
-                    for w in sorted(budget.windows, key=lambda w: (w.kind, w.period))
+                    for w in sorted(windows, key=lambda w: (w.kind, w.period))
                 ],
             }
-        health = rationing.book.health.get(d.public_name)
-        ready = rationing.book.ready_at(d.public_name)
+        health = await state.health(d.public_name)
+        ready = await state.ready_at(d.public_name)
         members.append(
             {
                 "name": d.public_name,
-                "account": key[0],
-                "circuit": health.circuit if health else "closed",
+                "account": account,
+                "circuit": health.circuit,
                 "cooldown_seconds": max(0.0, round(ready - now, 1)),
             }
         )

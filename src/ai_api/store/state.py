@@ -1,0 +1,219 @@
+"""Shared rationing state: round-robin turns, budget windows and member health.
+
+One protocol, three homes: `MemoryState` (one process), `SQLiteState` (several worker
+processes on one machine) and `RedisState` (several machines behind one load balancer). Every
+operation that decides whether to spend is atomic in its home, so several processes never
+overspend a budget; all three pass the same suite (tests/test_state.py).
+
+Times are epoch seconds from the caller's (injectable) clock. A budget `key` names an
+(account, model); a `member` names a deployment (`provider/model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..cooldowns import CooldownBook, Health
+from ..limits import DAY, Budget, Cost, Kind, Limit, Reservation
+from ..ratelimits import RateReading, WindowReading
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """A window as configured: what it counts, over how long, up to what (None: unknown)."""
+
+    kind: Kind
+    period: float
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """A window now: its limit (configured, or learned from the provider), what was counted
+    in the last `period`, what is left (the provider's reading wins while valid; None when
+    unknown), and what was counted since the UTC day began (for pacing)."""
+
+    kind: Kind
+    period: float
+    limit: int | None
+    used: float
+    remaining: float | None
+    today: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation made by `reserve`, to `settle` once the real token count is known.
+
+    `handle` is the home's own record of where the charge went.
+    """
+
+    key: str
+    tokens: int
+    handle: object
+
+
+class SharedState(Protocol):
+    """Where turns, budgets and health live."""
+
+    persistent: bool
+    """Whether the state outlives the process (else it is rebuilt from the usage ledger)."""
+
+    async def turn(self, route: str) -> int:
+        """The next round-robin turn of `route`: 0, 1, 2... across every process."""
+
+    async def reserve(
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
+        """Charge `cost` to every window of `key` if all can take it, atomically; otherwise
+        charge nothing and return the soonest moment they all could."""
+
+    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+        """The soonest moment every window of `key` could take `cost` (now if it fits)."""
+
+    async def settle(self, hold: Hold, tokens: int, now: float) -> None:
+        """Replace the tokens a hold charged by the real count."""
+
+    async def observe(self, key: str, reading: RateReading, now: float) -> None:
+        """Take a provider's rate-limit headers for `key`."""
+
+    async def exhaust(
+        self, key: str, kind: Kind | None, period: float | None, until: float, now: float
+    ) -> None:
+        """A 429 said a window of `key` ran out until `until` (every window of `kind`, or
+        every window, when the provider did not say which)."""
+
+    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+        """The state of every window of `key`: the configured ones and any learned."""
+
+    async def available(self, member: str, now: float) -> bool:
+        """Whether `member` may be tried now, without claiming anything."""
+
+    async def claim(self, member: str, now: float) -> bool:
+        """Whether a request may go to `member` now; past an open circuit's rest this claims
+        its single probe, so only one caller in all processes gets True."""
+
+    async def ready_at(self, member: str) -> float:
+        """When `member` may next be tried (0 when it may now)."""
+
+    async def health(self, member: str) -> Health:
+        """Cooldown and circuit of `member`."""
+
+    async def succeeded(self, member: str) -> None:
+        """`member` answered: failures forgotten, circuit closed."""
+
+    async def failed(self, member: str, now: float, retry_at: float | None) -> None:
+        """`member` failed; may open its circuit; `retry_at` starts a cooldown."""
+
+    async def release(self, member: str) -> None:
+        """A probe ended without a verdict: the next request may probe again."""
+
+    async def cool(self, member: str, until: float) -> None:
+        """Keep `member` out of rotation until `until` without counting a failure."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+
+def specs_of(limits: Sequence[Limit]) -> tuple[WindowSpec, ...]:
+    """Window specs for configured limits."""
+    return tuple(WindowSpec(lim.kind, lim.period, lim.limit) for lim in limits)
+
+
+def readings_of(reading: RateReading) -> tuple[WindowReading, ...]:
+    """The window readings in a rate reading (a seam for homes that serialise them)."""
+    return reading.windows
+
+
+class MemoryState:
+    """State in this process only: fast, and rebuilt from the usage ledger at start."""
+
+    persistent = False
+
+    def __init__(self, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0) -> None:
+        self.book = CooldownBook(threshold=threshold, base=base, cap=cap)
+        self.budgets: dict[str, Budget] = {}
+        self._configured: set[str] = set()
+        self._turns: dict[str, int] = {}
+
+    def budget(self, key: str, specs: Sequence[WindowSpec] = ()) -> Budget:
+        """The budget of `key`, with a window for each of `specs` (made on first sight)."""
+        budget = self.budgets.get(key)
+        if budget is None:
+            budget = self.budgets[key] = Budget()
+        if specs and key not in self._configured:
+            self._configured.add(key)
+            for spec in specs:
+                window = budget.window(spec.kind, spec.period)
+                if window.limit is None:
+                    window.limit = spec.limit
+        return budget
+
+    async def turn(self, route: str) -> int:
+        turn = self._turns.get(route, 0)
+        self._turns[route] = turn + 1
+        return turn
+
+    async def reserve(
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
+        budget = self.budget(key, specs)
+        if not budget.fits(cost, now):
+            return budget.free_at(cost, now)
+        return Hold(key, cost.tokens, budget.reserve(cost, now))
+
+    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+        return self.budget(key, specs).free_at(cost, now)
+
+    async def settle(self, hold: Hold, tokens: int, now: float) -> None:
+        if isinstance(hold.handle, Reservation):
+            hold.handle.settle(tokens)
+
+    async def observe(self, key: str, reading: RateReading, now: float) -> None:
+        self.budget(key).observe(reading, now)
+
+    async def exhaust(
+        self, key: str, kind: Kind | None, period: float | None, until: float, now: float
+    ) -> None:
+        self.budget(key).exhaust(kind, period, until, now)
+
+    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+        day_started = now - now % DAY
+        return [
+            WindowState(
+                w.kind, w.period, w.limit, w.used(now), w.remaining(now), w.spent_since(day_started)
+            )
+            for w in self.budget(key, specs).windows
+        ]
+
+    async def available(self, member: str, now: float) -> bool:
+        return self.book.available(member, now)
+
+    async def claim(self, member: str, now: float) -> bool:
+        if not self.book.available(member, now):
+            return False
+        self.book.begin(member, now)
+        return True
+
+    async def ready_at(self, member: str) -> float:
+        return self.book.ready_at(member)
+
+    async def health(self, member: str) -> Health:
+        return self.book.health.get(member) or Health()
+
+    async def succeeded(self, member: str) -> None:
+        self.book.succeeded(member)
+
+    async def failed(self, member: str, now: float, retry_at: float | None) -> None:
+        self.book.failed(member, now, retry_at)
+
+    async def release(self, member: str) -> None:
+        self.book.release(member)
+
+    async def cool(self, member: str, until: float) -> None:
+        self.book.cool(member, until)
+
+    async def close(self) -> None:
+        return None
