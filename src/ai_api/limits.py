@@ -183,6 +183,8 @@ class Budget:
 
     def exhaust(self, kind: Kind | None, period: float | None, until: float, now: float) -> None:
         """A 429 said a window ran out: the named one, or else every window of `kind`."""
+        if kind is not None and period is not None:
+            self.window(kind, period)  # a window the provider named exists from now on
         for window in self.windows:
             if (kind is None or window.kind == kind) and (
                 period is None or window.period == period

@@ -1,0 +1,151 @@
+"""The shared-state suite: every home of turns, budgets and health passes the same tests.
+
+`homes` yields a factory of state objects that share one backing store (two objects of a
+persistent home are two processes' views of the same budget; the memory home has only one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from ai_api.limits import DAY, MINUTE, Cost
+from ai_api.ratelimits import RateReading, WindowReading
+from ai_api.store.state import Hold, MemoryState, SharedState, WindowSpec
+
+T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600  # one hour into a UTC day
+RPM3 = (WindowSpec("requests", MINUTE, 3),)
+Factory = Callable[[], Awaitable[SharedState]]
+
+
+@pytest.fixture(params=["memory"])
+async def home(request) -> AsyncIterator[Factory]:
+    made: list[SharedState] = []
+    shared = MemoryState()
+
+    async def factory() -> SharedState:
+        made.append(shared)
+        return shared
+
+    yield factory
+    for state in made:
+        await state.close()
+
+
+async def test_turns_count_per_route(home):
+    a, b = await home(), await home()
+    assert [await a.turn("r"), await b.turn("r"), await a.turn("r")] == [0, 1, 2]
+    assert await b.turn("other") == 0
+
+
+async def test_reserve_charges_until_a_window_is_full(home):
+    state = await home()
+    holds = [await state.reserve("k", RPM3, Cost(tokens=0), T0 + i) for i in range(3)]
+    assert all(isinstance(h, Hold) for h in holds)
+    refused = await state.reserve("k", RPM3, Cost(tokens=0), T0 + 3)
+    assert isinstance(refused, float)
+    assert T0 + 59 <= refused <= T0 + 61
+    assert isinstance(await state.reserve("k", RPM3, Cost(tokens=0), T0 + 62), Hold)
+
+
+async def test_a_refused_reservation_charges_nothing(home):
+    state = await home()
+    specs = (WindowSpec("requests", MINUTE, 10), WindowSpec("tokens", MINUTE, 100))
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=60), T0), Hold)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=60), T0 + 1), float)
+    windows = {w.kind: w for w in await state.windows("k", specs, T0 + 2)}
+    assert windows["requests"].used == 1
+    assert windows["tokens"].used == 60
+    assert windows["tokens"].remaining == 40
+
+
+async def test_settle_replaces_the_reserved_tokens(home):
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 10_000),)
+    hold = await state.reserve("k", specs, Cost(tokens=4096), T0)
+    assert isinstance(hold, Hold)
+    await state.settle(hold, 150, T0 + 1)
+    (window,) = await state.windows("k", specs, T0 + 2)
+    assert window.used == 150
+    assert window.remaining == 10_000 - 150
+
+
+async def test_windows_report_use_remaining_and_today(home):
+    state = await home()
+    specs = (WindowSpec("requests", DAY, 100), WindowSpec("requests", MINUTE, 10))
+    for i in range(4):
+        assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + i), Hold)
+    by_period = {w.period: w for w in await state.windows("k", specs, T0 + 120)}
+    assert by_period[DAY].used == 4
+    assert by_period[DAY].remaining == 96
+    assert by_period[DAY].today == 4
+    assert by_period[MINUTE].used == 0  # those four left the minute window
+    assert by_period[MINUTE].limit == 10
+
+
+async def test_a_providers_reading_wins_until_its_reset(home):
+    state = await home()
+    specs = (WindowSpec("requests", DAY, 1000),)
+    reading = RateReading(
+        windows=(WindowReading("requests", DAY, 1000, 0, T0 + 500),), retry_at=None
+    )
+    await state.observe("k", reading, T0)
+    assert await state.free_at("k", specs, Cost(tokens=0), T0 + 1) == pytest.approx(T0 + 500, abs=1)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 1), float)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 501), Hold)
+
+
+async def test_readings_teach_limits_of_windows_not_configured(home):
+    state = await home()
+    reading = RateReading(
+        windows=(WindowReading("tokens", MINUTE, 8000, 7000, T0 + 10),), retry_at=None
+    )
+    await state.observe("k", reading, T0)
+    (window,) = await state.windows("k", (), T0 + 1)
+    assert (window.kind, window.period, window.limit, window.remaining) == (
+        "tokens",
+        MINUTE,
+        8000,
+        7000,
+    )
+
+
+async def test_exhaust_closes_the_named_windows_until_then(home):
+    state = await home()
+    specs = (WindowSpec("requests", DAY, 1000), WindowSpec("tokens", MINUTE, 10_000))
+    await state.exhaust("k", "requests", DAY, T0 + 300, T0)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=1), T0 + 1), float)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=1), T0 + 301), Hold)
+
+
+async def test_concurrent_reservations_never_overspend(home):
+    a, b = await home(), await home()
+    specs = (WindowSpec("requests", MINUTE, 20),)
+    results = await asyncio.gather(
+        *(s.reserve("k", specs, Cost(tokens=0), T0) for _ in range(25) for s in (a, b))
+    )
+    assert sum(isinstance(r, Hold) for r in results) == 20
+
+
+async def test_cooldowns_and_circuits(home):
+    a, b = await home(), await home()
+    assert await a.available("m", T0)
+    await a.cool("m", T0 + 30)
+    assert not await b.available("m", T0 + 29)
+    assert await b.ready_at("m") == pytest.approx(T0 + 30)
+    assert await b.available("m", T0 + 30)
+    for _ in range(3):
+        await a.failed("m", T0 + 40, None)
+    assert (await b.health("m")).circuit == "open"
+    assert not await b.available("m", T0 + 54)
+    claims = [await s.claim("m", T0 + 56) for s in (a, b, a)]
+    assert claims.count(True) == 1  # one probe, whichever process asks first
+    assert (await a.health("m")).circuit == "half-open"
+    await b.release("m")
+    assert await a.claim("m", T0 + 57)
+    await a.succeeded("m")
+    assert (await b.health("m")).circuit == "closed"
+    assert await b.claim("m", T0 + 58)
+    assert await b.claim("m", T0 + 58)  # a closed circuit admits everyone
