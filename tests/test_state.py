@@ -20,18 +20,26 @@ RPM3 = (WindowSpec("requests", MINUTE, 3),)
 Factory = Callable[[], Awaitable[SharedState]]
 
 
-@pytest.fixture(params=["memory"])
-async def home(request) -> AsyncIterator[Factory]:
-    made: list[SharedState] = []
-    shared = MemoryState()
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def home(request, tmp_path) -> AsyncIterator[Factory]:
+    if request.param == "sqlite":
+        from .home_sqlite import sqlite_home
 
-    async def factory() -> SharedState:
-        made.append(shared)
-        return shared
+        async with sqlite_home(tmp_path) as factory:
+            yield factory
+    elif request.param == "redis":
+        from .home_redis import redis_home
 
-    yield factory
-    for state in made:
-        await state.close()
+        async with redis_home() as factory:
+            yield factory
+    else:
+        shared = MemoryState()
+
+        async def factory() -> SharedState:
+            return shared
+
+        yield factory
+        await shared.close()
 
 
 async def test_turns_count_per_route(home):
