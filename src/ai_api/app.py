@@ -29,6 +29,7 @@ from .rationing import Rationing
 from .routing import Router, build_router
 from .state import GATEWAY, Gateway
 from .store import MemoryLedger, SQLiteLedger
+from .store.state import MemoryState, SharedState
 from .usage import report
 
 log = logging.getLogger("ai_api")
@@ -72,6 +73,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     rationing = gateway.rationing
     if settings.ledger:
         rationing.ledger = await SQLiteLedger(Path(settings.ledger)).open()
+    rationing.state = await open_state(settings)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         auto_decompress=True,
@@ -89,6 +91,25 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         await rationing.drain()
         await rationing.state.close()
         await rationing.ledger.close()
+
+
+async def open_state(settings: Settings) -> SharedState:
+    """Where turns, budgets and health live: Redis across machines, a SQLite file across the
+    worker processes of one machine, else this process's memory."""
+    if settings.redis_url is not None:
+        from .store.redis_state import RedisState
+
+        state: SharedState = await RedisState(
+            settings.redis_url.reveal(), fallback=MemoryState()
+        ).open()
+        log.info("shared state: Redis")
+        return state
+    if settings.state_file:
+        from .store.sqlite_state import SQLiteState
+
+        log.info("shared state: %s", settings.state_file)
+        return await SQLiteState(Path(settings.state_file)).open()
+    return MemoryState()
 
 
 def make_providers(

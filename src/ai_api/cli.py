@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(NO_PROVIDERS.format(variables=variables), file=sys.stderr)
         return 2
+    if args.workers is not None:
+        settings = settings.with_overrides(workers=args.workers)
+    if settings.workers > 1 and args.fd is None:
+        return _workers(settings, args, argv)
     if args.reload:
         from .reload import run_with_reload
 
@@ -55,7 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config:
             watch.append(args.config)
         return run_with_reload(child, watch)
-    return _serve(settings)
+    return _serve(settings, args.fd)
+
+
+def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from .workers import run_workers
+
+    env = dict(os.environ)
+    if settings.redis_url is None and not settings.state_file:
+        # The workers of one machine share their state in the ledger's file.
+        state = settings.ledger or str(Path(tempfile.mkdtemp(prefix="ai-api-")) / "state.sqlite3")
+        env["AI_API_STATE_FILE"] = state
+    raw = list(argv if argv is not None else sys.argv[1:])[1:]  # without "serve"
+    child = _without(raw, valued={"--workers", "--host", "--port"}, flags={"--reload"})
+    return run_workers(settings.workers, settings.host, settings.port, child, env)
 
 
 def describe(settings: Settings) -> str:
@@ -109,11 +127,32 @@ async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> i
     return 0
 
 
-def _serve(settings: Settings) -> int:
+def _without(args: Sequence[str], *, valued: set[str], flags: set[str]) -> list[str]:
+    """`args` less the options named (and the values of the `valued` ones)."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name, equals, _ = arg.partition("=")
+        if name in valued:
+            skip = not equals
+        elif arg not in flags:
+            kept.append(arg)
+    return kept
+
+
+def _serve(settings: Settings, fd: int | None = None) -> int:
     from .server import serve
 
+    sock = None
+    if fd is not None:
+        from .workers import inherited_socket
+
+        sock = inherited_socket(fd)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, sock))
     except OSError as exc:
         print(f"ai-api: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 1
@@ -139,6 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="serve answers from built-in fake providers"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the port and the budget (AI_API_WORKERS)",
+    )
+    serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)
     usage = commands.add_parser(
         "usage", parents=[common], help="spending per day and the free quota left"
     )

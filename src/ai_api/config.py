@@ -132,6 +132,12 @@ class Settings:
     """Longest time to find a member that answers, across attempts."""
     ledger: str = "ai-api-usage.sqlite3"
     """The usage ledger's SQLite file; empty for an in-memory ledger (lost at exit)."""
+    redis_url: Secret | None = None
+    """Where instances share turns, budgets and health; None: this machine only."""
+    state_file: str = ""
+    """The SQLite file where the worker processes of one machine share them; empty: this
+    process only (a single worker without Redis)."""
+    workers: int = 1
     demo: bool = False
     log_level: str = "INFO"
     problems: tuple[str, ...] = ()
@@ -177,6 +183,9 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
         max_attempts=number(env, "AI_API_MAX_ATTEMPTS", None, int, minimum=1),
         deadline=number(env, "AI_API_DEADLINE", None, float, minimum=0.001),
         ledger=env.get("AI_API_LEDGER"),
+        redis_url=Secret(env["REDIS_URL"]) if env.get("REDIS_URL") else None,
+        state_file=env.get("AI_API_STATE_FILE") or None,
+        workers=number(env, "AI_API_WORKERS", None, int, minimum=1),
         log_level=(env.get("AI_API_LOG_LEVEL") or "").upper() or None,
     )
 

@@ -120,6 +120,8 @@ class ServerEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_attempts: int | None = None
     deadline: float | None = None
     ledger: str | None = None
+    redis_url_env: str | None = None
+    workers: int | None = None
     log_level: str | None = None
     gateway_keys_env: str | None = None
     gateway_keys: list[str] = []
@@ -215,8 +217,15 @@ def apply_file(settings: Settings, path: Path, env: Mapping[str, str]) -> Settin
         max_attempts=server.max_attempts,
         deadline=server.deadline,
         ledger=server.ledger,
+        redis_url=_secret(env, server.redis_url_env),
+        workers=server.workers,
         log_level=server.log_level and server.log_level.upper(),
     )
+
+
+def _secret(env: Mapping[str, str], name: str | None) -> Secret | None:
+    value = env.get(name, "") if name else ""
+    return Secret(value) if value else None
 
 
 def _provider(

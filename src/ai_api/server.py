@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -21,7 +22,10 @@ log = logging.getLogger("ai_api")
 
 @asynccontextmanager
 async def running(
-    settings: Settings, *, clock: Callable[[], float] = time.time
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[str]:
     """Serve in the background of the current event loop; yield the URL it listens on.
     `clock` drives budgets, cooldowns and the ledger (tests pass a fake one)."""
@@ -36,7 +40,11 @@ async def running(
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site: web.BaseSite = (
+            web.SockSite(runner, sock)
+            if sock is not None
+            else web.TCPSite(runner, settings.host, settings.port)
+        )
         await site.start()
         host, port = runner.addresses[0][:2]
         url = f"http://{_bracket(host)}:{port}"
@@ -58,9 +66,9 @@ async def running(
         yield url
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM."""
-    async with running(settings):
+async def serve(settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (on `sock` when a parent handed one down)."""
+    async with running(settings, sock=sock):
         await _until_signalled()
 
 
