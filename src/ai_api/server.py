@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import time
@@ -54,7 +55,10 @@ async def running(
         for route in settings.routes:
             members = ", ".join(m.name for m in route.members)
             log.info("route %s (%s): %s", route.name, route.strategy, members)
-        log.info("listening on %s (POST /chat, /v1/chat/completions, GET /v1/models)", url)
+        if sock is not None:
+            log.info("worker %d listening on %s", os.getpid(), url)
+        else:
+            log.info("listening on %s (POST /chat, /v1/chat/completions, GET /v1/models)", url)
         if not settings.gateway_keys and not _loopback(settings.host):
             log.warning(
                 "no gateway keys are set and %s is reachable from other machines: anyone who"

@@ -1,0 +1,384 @@
+"""Lua scripts behind `RedisState`: each decision is one atomic round trip.
+
+Key layout under the state's prefix `P` (a budget key names an (account, model), a member a
+deployment):
+
+    P b:{key}:meta         hash  c:{id} configured limit ("" unknown), l:{id} learned limit
+    P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/60 long)
+    P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, base
+    P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
+    P t:{route}            int   the next round-robin turn
+
+A window `id` is `{kind}|{period}` (`tokens|60.0`). A bucket counts while its end lies within
+the window, so a charge leaves at most one bucket late and never early. A reading's `base` is
+what the bucket of its moment held when it was taken: what was spent after the reading is the
+rest of that bucket plus every later one. Times come from the caller's clock (ARGV), never from
+Redis TIME; every key gets a TTL a little past the moment it stops mattering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..limits import Kind
+from .state import WindowSpec, WindowState
+
+WINDOW_MARGIN = 60.0
+"""Seconds a bucket hash or a reading outlives its last use (clock skew between machines)."""
+HEALTH_MARGIN = 900.0
+"""Seconds a member's health outlives its cooldown and rest (then its failures are forgotten)."""
+TURN_TTL_MS = 30 * 86_400_000
+"""A route's turn counter lives this long after its last use."""
+
+_PRELUDE = (
+    f"""
+local DAY = 86400
+local WINDOW_MARGIN, HEALTH_MARGIN = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}
+"""
+    + """
+local function num(v)
+  if v == false or v == nil or v == '' then return nil end
+  return tonumber(v)
+end
+local function fmt(x) return string.format('%.17g', x) end
+local function period_of(id) return tonumber(string.match(id, '|(.+)$')) end
+local function index(t, period) return math.floor(t * 60 / period) end
+local function field(b) return string.format('%d', b) end
+local function edge(b, period) return (b + 1) * period / 60 end
+local function extend(key, seconds)
+  local ms = math.ceil(seconds * 1000)
+  if ms < 1 then ms = 1 end
+  local left = redis.call('PTTL', key)
+  if left ~= -2 and left < ms then redis.call('PEXPIRE', key, ms) end
+end
+"""
+)
+
+_BUDGET = """
+-- One window now: its live buckets (stale ones deleted), use, and what is left.
+local function load(base, id, limit, now, day)
+  local period = period_of(id)
+  local w = {id = id, kind = string.match(id, '^(%a+)|'), period = period, limit = limit,
+             key = base .. ':w:' .. id, buckets = {}, used = 0, today = 0}
+  local flat, stale = redis.call('HGETALL', w.key), {}
+  for i = 1, #flat, 2 do
+    local b, v = tonumber(flat[i]), tonumber(flat[i + 1])
+    if edge(b, period) > now - period then
+      w.buckets[#w.buckets + 1] = {b, v}
+      w.used = w.used + v
+      if b * period / 60 >= day then w.today = w.today + v end
+    else
+      stale[#stale + 1] = flat[i]
+    end
+  end
+  for i = 1, #stale, 500 do
+    redis.call('HDEL', w.key, unpack(stale, i, math.min(i + 499, #stale)))
+  end
+  table.sort(w.buckets, function(x, y) return x[1] < y[1] end)
+  if limit ~= nil then w.remaining = limit - w.used end
+  local r = redis.call('HMGET', base .. ':r:' .. id, 'rem', 'at', 'until', 'base')
+  local valid = num(r[3])
+  if valid ~= nil and now < valid then
+    local at, mark = tonumber(r[2]), index(tonumber(r[2]), period)
+    local since = 0
+    for _, e in ipairs(w.buckets) do
+      if e[1] > mark then since = since + e[2]
+      elseif e[1] == mark then since = since + math.max(0, e[2] - (num(r[4]) or 0)) end
+    end
+    w.observed = {tonumber(r[1]), valid}
+    local reported = tonumber(r[1]) - since
+    if w.remaining == nil or reported < w.remaining then w.remaining = reported end
+  end
+  return w
+end
+
+-- The soonest moment `amount` fits in window `w` (Window.free_at, over buckets).
+local function free_at(w, amount, now)
+  if w.remaining == nil or w.remaining >= amount then return now end
+  if w.observed ~= nil and w.observed[1] - amount < 0 then return w.observed[2] end
+  if w.limit == nil or amount > w.limit then return now + w.period end
+  local needed = amount - w.remaining
+  for _, e in ipairs(w.buckets) do
+    needed = needed - e[2]
+    if needed <= 0 then return edge(e[1], w.period) + w.period end
+  end
+  return now + w.period
+end
+
+-- Every window of a budget: the configured ones (ARGV pairs id, limit from `first`) in
+-- their order, then the learned ones; configured limits are stored, learned ones win.
+local function budget(base, now, day, first)
+  local meta = base .. ':meta'
+  local flat = redis.call('HGETALL', meta)
+  local cfg, learned, order, seen, rest = {}, {}, {}, {}, {}
+  for i = 1, #flat, 2 do
+    local id = string.sub(flat[i], 3)
+    local into = string.sub(flat[i], 1, 1) == 'l' and learned or cfg
+    into[id] = flat[i + 1]
+  end
+  for i = first, #ARGV, 2 do
+    local id, limit = ARGV[i], ARGV[i + 1]
+    if cfg[id] ~= limit then redis.call('HSET', meta, 'c:' .. id, limit) cfg[id] = limit end
+    if not seen[id] then seen[id] = true order[#order + 1] = id end
+  end
+  for id in pairs(cfg) do if not seen[id] then rest[#rest + 1] = id end end
+  table.sort(rest)
+  for _, id in ipairs(rest) do order[#order + 1] = id end
+  local windows, longest = {}, 0
+  for _, id in ipairs(order) do
+    local w = load(base, id, num(learned[id]) or num(cfg[id]), now, day)
+    windows[#windows + 1] = w
+    longest = math.max(longest, w.period)
+  end
+  if #order > 0 then extend(meta, longest + DAY) end
+  return windows
+end
+
+-- Take a reading (remaining `rem` until `valid`) for window `id`, noting what its bucket holds.
+local function record(base, id, rem, now, valid)
+  local period = period_of(id)
+  local held = num(redis.call('HGET', base .. ':w:' .. id, field(index(now, period)))) or 0
+  local key = base .. ':r:' .. id
+  redis.call('HSET', key, 'rem', fmt(rem), 'at', fmt(now), 'until', fmt(valid), 'base', fmt(held))
+  redis.call('PEXPIRE', key, math.max(1, math.ceil((valid - now + WINDOW_MARGIN) * 1000)))
+end
+
+-- Make window `id` exist from now on (a provider named it).
+local function register(base, id)
+  local meta = base .. ':meta'
+  if redis.call('HEXISTS', meta, 'c:' .. id) == 0 then redis.call('HSET', meta, 'c:' .. id, '') end
+  extend(meta, period_of(id) + DAY)
+end
+"""
+
+# KEYS[1] budget base; ARGV now, day started, mode (reserve|force|peek), tokens,
+# requests, then (window id, configured limit) pairs. -> {'1', token window ids...} when
+# charged, else {'0', the soonest moment it all fits}.
+RESERVE = (
+    _PRELUDE
+    + _BUDGET
+    + """
+local base, now, day, mode = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local cost = {tokens = tonumber(ARGV[4]), requests = tonumber(ARGV[5])}
+local windows = budget(base, now, day, 6)
+if mode ~= 'force' then
+  local fits, soonest = true, now
+  for _, w in ipairs(windows) do
+    local amount = cost[w.kind]
+    if w.remaining ~= nil and w.remaining < amount then fits = false end
+    soonest = math.max(soonest, free_at(w, amount, now))
+  end
+  if mode == 'peek' or not fits then return {'0', fmt(soonest)} end
+end
+local charged = {'1'}
+for _, w in ipairs(windows) do
+  local amount = cost[w.kind]
+  if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
+  extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
+  if w.kind == 'tokens' then charged[#charged + 1] = w.id end
+end
+return charged
+"""
+)
+
+# KEYS[1] budget base; ARGV now, day started, then (window id, configured limit)
+# pairs. -> per window: id, limit, used, remaining, today ('' for unknown).
+WINDOWS = (
+    _PRELUDE
+    + _BUDGET
+    + """
+local out = {}
+for _, w in ipairs(budget(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 3)) do
+  out[#out + 1] = w.id
+  out[#out + 1] = w.limit == nil and '' or fmt(w.limit)
+  out[#out + 1] = fmt(w.used)
+  out[#out + 1] = w.remaining == nil and '' or fmt(w.remaining)
+  out[#out + 1] = fmt(w.today)
+end
+return out
+"""
+)
+
+# KEYS[1] budget base; ARGV now, charged at, tokens delta, token window ids...
+SETTLE = (
+    _PRELUDE
+    + _BUDGET
+    + """
+local base, now, at, delta = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local period, key, rkey = period_of(id), base .. ':w:' .. id, base .. ':r:' .. id
+  local b = index(at, period)
+  if delta ~= 0 and edge(b, period) > now - period then
+    if tonumber(redis.call('HINCRBYFLOAT', key, field(b), delta)) <= 0 then
+      redis.call('HDEL', key, field(b))
+    end
+    extend(key, edge(b, period) + period - now + WINDOW_MARGIN)
+    local seen = num(redis.call('HGET', rkey, 'at'))
+    if seen ~= nil and at <= seen and index(seen, period) == b then
+      redis.call('HINCRBYFLOAT', rkey, 'base', delta)
+    end
+  end
+end
+return 1
+"""
+)
+
+# KEYS[1] budget base; ARGV now, then (window id, limit, remaining, until) quads
+# ('' for unknown).
+OBSERVE = (
+    _PRELUDE
+    + _BUDGET
+    + """
+local base, now = KEYS[1], tonumber(ARGV[1])
+for i = 2, #ARGV, 4 do
+  local id, limit, rem = ARGV[i], num(ARGV[i + 1]), num(ARGV[i + 2])
+  register(base, id)
+  if limit ~= nil and limit > 0 then redis.call('HSET', base .. ':meta', 'l:' .. id, fmt(limit)) end
+  if rem ~= nil then record(base, id, rem, now, tonumber(ARGV[i + 3])) end
+end
+return 1
+"""
+)
+
+# KEYS[1] budget base; ARGV now, until, kind ('' any), period ('' any), window id
+# (named when both kind and period are).
+EXHAUST = (
+    _PRELUDE
+    + _BUDGET
+    + """
+local base, now, valid = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local kind, period = ARGV[3], num(ARGV[4])
+if ARGV[5] ~= '' then register(base, ARGV[5]) end
+local flat = redis.call('HGETALL', base .. ':meta')
+for i = 1, #flat, 2 do
+  local id = string.sub(flat[i], 3)
+  if string.sub(flat[i], 1, 1) == 'c' and (kind == '' or string.match(id, '^(%a+)|') == kind)
+      and (period == nil or period_of(id) == period) then
+    record(base, id, 0, now, valid)
+  end
+end
+return 1
+"""
+)
+
+_HEALTH = """
+local h = KEYS[1]
+local function get(name) return num(redis.call('HGET', h, name)) or 0 end
+"""
+
+# KEYS[1] health; ARGV now. -> 1 when a request may go (claiming the probe past a rest).
+CLAIM = (
+    _PRELUDE
+    + _HEALTH
+    + """
+local now = tonumber(ARGV[1])
+if now < get('c') then return 0 end
+if get('o') == 0 then return 1 end
+if now >= get('u') and get('p') == 0 then redis.call('HSET', h, 'p', 1) return 1 end
+return 0
+"""
+)
+
+# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap.
+FAILED = (
+    _PRELUDE
+    + _HEALTH
+    + """
+local now, retry = tonumber(ARGV[1]), num(ARGV[2])
+local threshold, base, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local c, f, o, u, p = get('c'), get('f') + 1, get('o'), get('u'), get('p')
+if retry ~= nil and retry > c then c = retry end
+if p == 1 or f >= threshold then
+  o = o + 1
+  u = now + math.min(cap, base * 2 ^ (o - 1))
+  p, f = 0, 0
+end
+redis.call('HSET', h, 'c', fmt(c), 'f', f, 'o', o, 'u', fmt(u), 'p', p)
+extend(h, math.max(c, u, now) - now + HEALTH_MARGIN)
+return 1
+"""
+)
+
+# KEYS[1] health.
+SUCCEEDED = (
+    _PRELUDE
+    + _HEALTH
+    + """
+if redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'f', 0, 'o', 0, 'p', 0) end
+return 1
+"""
+)
+
+# KEYS[1] health.
+RELEASE = (
+    _PRELUDE
+    + _HEALTH
+    + """
+if redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'p', 0) end
+return 1
+"""
+)
+
+# KEYS[1] health; ARGV until, seconds to keep the key.
+COOL = (
+    _PRELUDE
+    + _HEALTH
+    + """
+local until_ = tonumber(ARGV[1])
+if until_ > get('c') then redis.call('HSET', h, 'c', fmt(until_)) end
+extend(h, tonumber(ARGV[2]))
+return 1
+"""
+)
+
+SCRIPTS: dict[str, str] = {
+    "reserve": RESERVE,
+    "windows": WINDOWS,
+    "settle": SETTLE,
+    "observe": OBSERVE,
+    "exhaust": EXHAUST,
+    "claim": CLAIM,
+    "failed": FAILED,
+    "succeeded": SUCCEEDED,
+    "release": RELEASE,
+    "cool": COOL,
+}
+
+
+def window_id(kind: Kind, period: float) -> str:
+    """How a window is named in Redis keys and fields: `tokens|60.0`."""
+    return f"{kind}|{float(period)!r}"
+
+
+def spec_args(specs: Sequence[WindowSpec]) -> list[str]:
+    """(window id, configured limit) pairs, as RESERVE and WINDOWS take them."""
+    args: list[str] = []
+    for spec in specs:
+        args += [window_id(spec.kind, spec.period), "" if spec.limit is None else str(spec.limit)]
+    return args
+
+
+def opt(value: float | None) -> str:
+    """A number, or "" for unknown."""
+    return "" if value is None else repr(float(value))
+
+
+def states(flat: list[str]) -> list[WindowState]:
+    """The windows in the answer of WINDOWS."""
+    states = []
+    for i in range(0, len(flat), 5):
+        wid, limit, used, remaining, today = flat[i : i + 5]
+        name, period = wid.split("|")
+        kind: Kind = "tokens" if name == "tokens" else "requests"
+        states.append(
+            WindowState(
+                kind,
+                float(period),
+                int(float(limit)) if limit else None,
+                float(used),
+                float(remaining) if remaining else None,
+                float(today),
+            )
+        )
+    return states

@@ -1,0 +1,403 @@
+"""Shared state in a SQLite file: turns, budgets and health for the worker processes of one host.
+
+Every decision is one transaction on the file (WAL), so the workers of `ai-api serve --workers N`
+share round-robin turns, budgets, cooldowns and circuits and never overspend a budget together.
+Spending is kept in buckets of 1/60 of each window; a provider's reading is kept with what was
+spent after it. The tables have a `state_` prefix and their own version, so they can share a
+file with the usage ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Self, TypeVar
+
+from ..cooldowns import CooldownBook, Health
+from ..limits import DAY, Budget, Cost, Kind, Window
+from ..ratelimits import RateReading
+from . import schema
+from .state import Hold, WindowSpec, WindowState, readings_of
+
+T = TypeVar("T")
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+_Charges = list[tuple[Kind, float, float, float]]  # (kind, period, time, amount)
+
+SCHEMA_VERSION = 1
+BUCKETS = 60
+"""Buckets per window. A bucket leaves its window once all of it has: at most period/60 late,
+never early, so a budget is never overspent."""
+_ENDS = f"start + period / {BUCKETS}"  # when a bucket's last charge leaves its window
+
+_CREATE = (
+    "CREATE TABLE state_turns (route TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE state_windows (
+        key TEXT NOT NULL, kind TEXT NOT NULL, period REAL NOT NULL,
+        learned INTEGER NOT NULL DEFAULT 0, learned_limit INTEGER,
+        seen_remaining INTEGER, seen_at REAL, seen_until REAL,
+        spent_after INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (key, kind, period)) WITHOUT ROWID""",
+    """CREATE TABLE state_spend (
+        key TEXT NOT NULL, kind TEXT NOT NULL, period REAL NOT NULL, start REAL NOT NULL,
+        amount INTEGER NOT NULL, PRIMARY KEY (key, kind, period, start)) WITHOUT ROWID""",
+    """CREATE TABLE state_health (
+        member TEXT PRIMARY KEY, cooldown_until REAL NOT NULL, failures INTEGER NOT NULL,
+        opened INTEGER NOT NULL, open_until REAL NOT NULL, probing INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+_TURN = """INSERT INTO state_turns VALUES (?, 1)
+    ON CONFLICT (route) DO UPDATE SET n = n + 1 RETURNING n - 1"""
+_WINDOWS = """SELECT kind, period, learned, learned_limit, seen_remaining, seen_at, seen_until,
+    spent_after FROM state_windows WHERE key = ?"""
+# A configured window has a row too (learned = 0), so that a 429 naming no window reaches it.
+_CONFIGURED = "INSERT INTO state_windows (key, kind, period) VALUES (?, ?, ?)"
+_USED = f"""SELECT kind, period, total(amount), total(amount) FILTER (WHERE start >= ?3)
+    FROM state_spend WHERE key = ?1 AND {_ENDS} > ?2 - period GROUP BY kind, period"""
+_BUCKETS = f"""SELECT kind, period, {_ENDS}, amount FROM state_spend WHERE key = ?
+    ORDER BY start"""
+_EXPIRE = f"DELETE FROM state_spend WHERE key = ? AND {_ENDS} <= ? - period"
+_CHARGE = """INSERT INTO state_spend VALUES (?, ?, ?, ?, ?) ON CONFLICT (key, kind, period, start)
+    DO UPDATE SET amount = amount + excluded.amount"""
+_SETTLE = """UPDATE state_spend SET amount = amount + ?
+    WHERE key = ? AND kind = ? AND period = ? AND start = ?"""
+_SPENT_AFTER = """UPDATE state_windows SET spent_after = spent_after + ?
+    WHERE key = ? AND kind = ? AND period = ? AND seen_at < ?"""
+_OBSERVE = """INSERT INTO state_windows
+    (key, kind, period, learned, learned_limit, seen_remaining, seen_at, seen_until)
+    VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (key, kind, period) DO UPDATE SET learned = 1,
+    learned_limit = coalesce(excluded.learned_limit, learned_limit),
+    seen_remaining = iif(excluded.seen_at IS NULL, seen_remaining, excluded.seen_remaining),
+    seen_until = iif(excluded.seen_at IS NULL, seen_until, excluded.seen_until),
+    spent_after = iif(excluded.seen_at IS NULL, spent_after, 0),
+    seen_at = coalesce(excluded.seen_at, seen_at)"""
+_NAMED = """INSERT INTO state_windows (key, kind, period, learned) VALUES (?, ?, ?, 1)
+    ON CONFLICT (key, kind, period) DO NOTHING"""
+_EXHAUST = """UPDATE state_windows SET seen_remaining = 0, seen_at = :now, seen_until = :until,
+    spent_after = 0 WHERE key = :key
+    AND (:kind IS NULL OR kind = :kind) AND (:period IS NULL OR period = :period)"""
+_HEALTH = "SELECT * FROM state_health WHERE member = ?"
+_STORE_HEALTH = "INSERT OR REPLACE INTO state_health VALUES (?, ?, ?, ?, ?, ?)"
+# The probe goes to whoever flips `probing` first; the WHERE re-checks what the caller read.
+_PROBE = """UPDATE state_health SET probing = 1 WHERE member = ?1 AND opened > 0
+    AND open_until <= ?2 AND cooldown_until <= ?2 AND NOT probing"""
+_SUCCEEDED = """UPDATE state_health SET failures = 0, opened = 0, probing = 0
+    WHERE member = ? AND (failures OR opened OR probing)"""
+_RELEASE = "UPDATE state_health SET probing = 0 WHERE member = ? AND probing"
+_COOL = """INSERT INTO state_health VALUES (?, max(?, 0.0), 0, 0, 0.0, 0)
+    ON CONFLICT (member) DO UPDATE SET cooldown_until = excluded.cooldown_until
+    WHERE excluded.cooldown_until > cooldown_until"""
+
+
+class _Stored(NamedTuple):
+    kind: Kind
+    period: float
+    learned: int
+    limit: int | None
+    seen_remaining: int | None
+    seen_at: float | None
+    seen_until: float | None
+    spent_after: int
+
+
+@dataclass(slots=True)
+class _Charge:
+    """A hold's record: when it charged, the bucket of each token window, the tokens there now."""
+
+    at: float
+    buckets: tuple[tuple[Kind, float, float], ...]
+    tokens: int
+
+
+class SQLiteState:
+    """Turns, budgets and health in a SQLite file shared by the processes of one machine.
+
+    ``state = await SQLiteState(path).open()`` creates the file and tables and starts the thread
+    that owns the connection and runs the operations in turn; ``await state.close()`` stops it.
+    """
+
+    persistent = True
+
+    def __init__(
+        self, path: Path, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0
+    ) -> None:
+        self._path = path
+        self._circuit = (threshold, base, cap)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def open(self) -> Self:
+        """Create the file, its directory and tables, and start the thread; returns the state."""
+        if self._thread is not None or self._closed:
+            raise RuntimeError("SQLiteState.open() may be called once")
+        conn = await asyncio.to_thread(_connect, self._path)
+        self._thread = threading.Thread(
+            target=self._serve, args=(conn,), name="ai_api.state", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+
+    async def turn(self, route: str) -> int:
+        return await self._call(lambda conn: int(conn.execute(_TURN, (route,)).fetchall()[0][0]))
+
+    async def reserve(
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
+        def reserve(conn: sqlite3.Connection) -> Hold | float:
+            rows, missing = _windows(conn, key, specs)
+            conn.execute(_EXPIRE, (key, now))
+            if not _budget(rows, _used(conn, key, now, now)[0]).fits(cost, now):
+                return _walk(conn, key, rows).free_at(cost, now)
+            conn.executemany(_CONFIGURED, [(key, *at) for at in missing])
+            starts = [(r.kind, r.period, _bucket(now, r.period)) for r in rows]
+            conn.executemany(_CHARGE, [(key, *at, cost.of(at[0])) for at in starts])
+            seen = [r for r in rows if r.seen_at is not None]
+            conn.executemany(_SPENT_AFTER, [(cost.of(r.kind), key, *r[:2], now) for r in seen])
+            tokens = tuple(at for at in starts if at[0] == "tokens")
+            return Hold(key, cost.tokens, _Charge(now, tokens, cost.tokens))
+
+        return await self._transaction(reserve, write=True)
+
+    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+        return await self._transaction(
+            lambda conn: _walk(conn, key, _windows(conn, key, specs)[0]).free_at(cost, now)
+        )
+
+    async def settle(self, hold: Hold, tokens: int, now: float) -> None:
+        charge = hold.handle
+        if not isinstance(charge, _Charge) or tokens == charge.tokens:
+            return
+        delta = tokens - charge.tokens
+
+        def settle(conn: sqlite3.Connection) -> None:
+            conn.executemany(_SETTLE, [(delta, hold.key, *at) for at in charge.buckets])
+            after = [(delta, hold.key, k, p, charge.at) for k, p, _ in charge.buckets]
+            conn.executemany(_SPENT_AFTER, after)
+
+        await self._transaction(settle, write=True)
+        charge.tokens = tokens
+
+    async def observe(self, key: str, reading: RateReading, now: float) -> None:
+        rows = []
+        for r in readings_of(reading):
+            until = r.reset_at if r.reset_at is not None else now + r.period
+            limit = r.limit if r.limit is not None and r.limit > 0 else None
+            seen = (r.remaining, now, until) if r.remaining is not None else (None, None, None)
+            rows.append((key, r.kind, r.period, limit, *seen))
+        if rows:
+            await self._transaction(lambda conn: conn.executemany(_OBSERVE, rows), write=True)
+
+    async def exhaust(
+        self, key: str, kind: Kind | None, period: float | None, until: float, now: float
+    ) -> None:
+        def exhaust(conn: sqlite3.Connection) -> None:
+            if kind is not None and period is not None:
+                conn.execute(_NAMED, (key, kind, period))
+            named = {"key": key, "kind": kind, "period": period, "now": now, "until": until}
+            conn.execute(_EXHAUST, named)
+
+        await self._transaction(exhaust, write=True)
+
+    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+        day_started = now - now % DAY
+
+        def windows(conn: sqlite3.Connection) -> list[WindowState]:
+            used, today = _used(conn, key, now, day_started)
+            budget = _budget(_windows(conn, key, specs)[0], used)
+            return [_state(w, now, today.get((w.kind, w.period), 0.0)) for w in budget.windows]
+
+        return await self._transaction(windows)
+
+    async def available(self, member: str, now: float) -> bool:
+        return await self._call(lambda conn: self._book(conn, member).available(member, now))
+
+    async def claim(self, member: str, now: float) -> bool:
+        def claim(conn: sqlite3.Connection) -> bool:
+            book = self._book(conn, member)
+            if not book.available(member, now):
+                return False
+            health = book.health.get(member)
+            if health is None or health.opened == 0:
+                return True
+            return conn.execute(_PROBE, (member, now)).rowcount == 1
+
+        return await self._call(claim)
+
+    async def ready_at(self, member: str) -> float:
+        return await self._call(lambda conn: self._book(conn, member).ready_at(member))
+
+    async def health(self, member: str) -> Health:
+        return await self._call(lambda conn: self._book(conn, member).health.get(member, Health()))
+
+    async def succeeded(self, member: str) -> None:
+        await self._call(lambda conn: conn.execute(_SUCCEEDED, (member,)).close())
+
+    async def failed(self, member: str, now: float, retry_at: float | None) -> None:
+        def failed(conn: sqlite3.Connection) -> None:
+            book = self._book(conn, member)
+            book.failed(member, now, retry_at)
+            h = book.health[member]
+            row = (member, h.cooldown_until, h.failures, h.opened, h.open_until, int(h.probing))
+            conn.execute(_STORE_HEALTH, row)
+
+        await self._transaction(failed, write=True)
+
+    async def release(self, member: str) -> None:
+        await self._call(lambda conn: conn.execute(_RELEASE, (member,)).close())
+
+    async def cool(self, member: str, until: float) -> None:
+        await self._call(lambda conn: conn.execute(_COOL, (member, until)).close())
+
+    def _book(self, conn: sqlite3.Connection, member: str) -> CooldownBook:
+        """A cooldown book holding `member` as stored, so transitions are CooldownBook's own."""
+        threshold, base, cap = self._circuit
+        book = CooldownBook(threshold=threshold, base=base, cap=cap)
+        for _, until, failures, opened, open_until, probing in conn.execute(_HEALTH, (member,)):
+            book.health[member] = Health(until, failures, opened, open_until, bool(probing))
+        return book
+
+    async def _transaction(
+        self, op: Callable[[sqlite3.Connection], T], *, write: bool = False
+    ) -> T:
+        """Run `op` in one transaction: BEGIN IMMEDIATE when it writes, so that no other process
+        writes between its reads and its writes (`_serve` rolls back a failure)."""
+
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            result = op(conn)
+            conn.execute("COMMIT")
+            return result
+
+        return await self._call(run)
+
+    async def _call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None or self._closed:
+            raise RuntimeError("SQLiteState is not open: await state.open() first")
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((op, done))
+        return await done
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        """The thread that owns the connection: runs the jobs in order, until None."""
+        try:
+            while (job := self._jobs.get()) is not None:
+                op, done = job
+                try:
+                    result, error = op(conn), None
+                except Exception as exc:
+                    result, error = None, exc
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):  # the thread must live on
+                            conn.execute("ROLLBACK")
+                # A closed event loop raises RuntimeError: nobody is waiting there any more.
+                with contextlib.suppress(RuntimeError):
+                    done.get_loop().call_soon_threadsafe(_settle, done, result, error)
+        finally:
+            conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection for the state's thread (WAL), with the tables at SCHEMA_VERSION (kept in
+    `state_schema`: user_version belongs to whatever else is in the file, like the ledger)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, timeout=schema.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE IF NOT EXISTS state_schema (version INTEGER NOT NULL)")
+        version = conn.execute("SELECT max(version) FROM state_schema").fetchone()[0] or 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{path}: shared state version {version} is newer than ai-api's")
+        if version == 0:  # migrations from version n to n + 1 will go here
+            for statement in _CREATE:
+                conn.execute(statement)
+            conn.execute("INSERT INTO state_schema VALUES (?)", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.close()  # rolls back
+        raise
+    return conn
+
+
+def _windows(
+    conn: sqlite3.Connection, key: str, specs: Sequence[WindowSpec]
+) -> tuple[list[_Stored], list[tuple[Kind, float]]]:
+    """The windows of `key`, the configured ones (`specs`; a limit a provider taught wins) then
+    the learned ones; and which configured ones have no row yet."""
+    stored = {(row[0], row[1]): _Stored(*row) for row in conn.execute(_WINDOWS, (key,))}
+    configured: dict[tuple[Kind, float], int | None] = {}
+    for spec in specs:
+        configured.setdefault((spec.kind, spec.period), spec.limit)
+    rows = []
+    for (kind, period), limit in configured.items():
+        row = stored.get((kind, period)) or _Stored(kind, period, 0, None, None, None, None, 0)
+        rows.append(row if row.limit is not None else row._replace(limit=limit))
+    rows += [row for at, row in sorted(stored.items()) if row.learned and at not in configured]
+    return rows, [at for at in configured if at not in stored]
+
+
+def _used(
+    conn: sqlite3.Connection, key: str, now: float, day_started: float
+) -> tuple[_Charges, dict[tuple[Kind, float], float]]:
+    """What each window of `key` counts now, as one charge, and what since `day_started`."""
+    rows = conn.execute(_USED, (key, now, day_started)).fetchall()
+    today: dict[tuple[Kind, float], float] = {(r[0], r[1]): r[3] for r in rows}
+    return [(kind, period, now, used) for kind, period, used, _ in rows], today
+
+
+def _budget(rows: list[_Stored], charges: _Charges) -> Budget:
+    """The windows as `limits.Window`s, so the arithmetic is MemoryState's own."""
+    budget = Budget()
+    by_window: dict[tuple[Kind, float], Window] = {}
+    for r in rows:
+        window = by_window[r.kind, r.period] = Window(r.kind, r.period, r.limit)
+        if r.seen_remaining is not None and r.seen_until is not None:
+            # Net of what was spent after the reading, so as if read after every charge.
+            window.observe(None, r.seen_remaining - r.spent_after, r.seen_until, math.inf)
+        budget.windows.append(window)
+    for kind, period, at, amount in charges:
+        if (charged := by_window.get((kind, period))) is not None:
+            charged.charge(at, amount)
+    return budget
+
+
+def _walk(conn: sqlite3.Connection, key: str, rows: list[_Stored]) -> Budget:
+    """The windows with every bucket, as a charge at its end: what `free_at` walks."""
+    return _budget(rows, conn.execute(_BUCKETS, (key,)).fetchall())
+
+
+def _state(w: Window, now: float, today: float) -> WindowState:
+    return WindowState(w.kind, w.period, w.limit, w.used(now), w.remaining(now), today)
+
+
+def _bucket(now: float, period: float) -> float:
+    span = period / BUCKETS
+    return math.floor(now / span) * span
+
+
+def _settle(done: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)

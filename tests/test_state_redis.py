@@ -1,0 +1,164 @@
+"""RedisState beyond the shared suite: expiring keys, persistence, and a Redis that goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from ai_api.limits import DAY, MINUTE, Cost
+from ai_api.ratelimits import RateReading, WindowReading
+from ai_api.store.state import Hold, WindowSpec
+
+from .home_redis import RedisServer, require_redis, running_redis
+
+require_redis()
+
+from redis.asyncio import Redis  # noqa: E402
+
+from ai_api.store.redis_state import RedisState  # noqa: E402
+
+T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600
+SPECS = (WindowSpec("requests", MINUTE, 10), WindowSpec("tokens", MINUTE, 1000))
+
+
+def warnings_in(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "ai_api.store" and r.levelno >= logging.WARNING]
+
+
+async def test_every_key_expires_a_little_after_it_stops_mattering():
+    async with running_redis() as server:
+        state = await RedisState(server.url, prefix="p:").open()
+        specs = (*SPECS, WindowSpec("requests", DAY, 100))
+        hold = await state.reserve("acct|m", specs, Cost(tokens=300), T0)
+        assert isinstance(hold, Hold)
+        await state.settle(hold, 120, T0 + 1)
+        reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
+        await state.observe("acct|m", reading, T0 + 1)
+        await state.exhaust("acct|m", "requests", DAY, T0 + 600, T0 + 2)
+        for _ in range(3):
+            await state.failed("g/m", T0 + 2, None)
+        await state.cool("c/m", T0 + 40)
+        await state.turn("route")
+        raw = Redis.from_url(server.url, decode_responses=True)
+        try:
+            ttls = {key: await raw.pttl(key) for key in await raw.keys("p:*")}
+        finally:
+            await raw.aclose()
+        await state.close()
+    assert set(ttls) == {
+        "p:b:acct|m:meta",
+        "p:b:acct|m:w:requests|60.0",
+        "p:b:acct|m:w:tokens|60.0",
+        "p:b:acct|m:w:requests|86400.0",
+        "p:b:acct|m:r:tokens|60.0",
+        "p:b:acct|m:r:requests|86400.0",
+        "p:h:g/m",
+        "p:h:c/m",
+        "p:t:route",
+    }
+    assert all(ttl > 0 for ttl in ttls.values())
+    assert ttls["p:b:acct|m:w:tokens|60.0"] <= (61 + 60) * 1000
+    assert ttls["p:b:acct|m:r:tokens|60.0"] <= (29 + 60) * 1000
+    assert ttls["p:b:acct|m:r:requests|86400.0"] <= (598 + 60) * 1000
+    assert ttls["p:h:g/m"] <= (15 + 900) * 1000
+
+
+async def test_state_outlives_the_instance():
+    async with running_redis() as server:
+        first = await RedisState(server.url).open()
+        assert isinstance(await first.reserve("k", SPECS, Cost(tokens=200), T0), Hold)
+        for _ in range(3):
+            await first.failed("g/m", T0, None)
+        await first.close()
+        await first.close()  # idempotent
+        second = await RedisState(server.url).open()
+        windows = {w.kind: w for w in await second.windows("k", SPECS, T0 + 1)}
+        health = await second.health("g/m")
+        await second.close()
+    assert second.persistent
+    assert (windows["requests"].used, windows["tokens"].used) == (1, 200)
+    assert health.circuit == "open"
+
+
+async def test_an_unreachable_redis_is_served_from_memory_then_reconciled(caplog):
+    caplog.set_level(logging.INFO, logger="ai_api.store")
+    async with running_redis() as server:
+        state = await RedisState(server.url, retry_every=0.2).open()
+        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=100), T0), Hold)
+        await server.stop()
+        during = await state.reserve("k", SPECS, Cost(tokens=100), T0 + 1)
+        assert isinstance(during, Hold)
+        assert await state.claim("g/m", T0 + 1)
+        assert await state.turn("route") == 0
+        await state.cool("g/m", T0 + 100)
+        await state.settle(during, 40, T0 + 2)
+        last = await state.reserve("k", SPECS, Cost(tokens=100), T0 + 3)
+        assert isinstance(last, Hold)
+        remembered = {w.kind: w.used for w in await state.windows("k", SPECS, T0 + 3)}
+        assert remembered == {"requests": 3, "tokens": 240}  # the mirror and the fallback's own
+        assert len(warnings_in(caplog)) == 1
+
+        await server.start()  # empty: it kept nothing across the restart
+        await asyncio.sleep(0.25)
+        await state.settle(last, 60, T0 + 4)  # sees Redis back: replays, then settles there
+        other = await RedisState(server.url).open()
+        shared = {w.kind: w.used for w in await other.windows("k", SPECS, T0 + 5)}
+        cooled_until = await other.ready_at("g/m")
+        await other.close()
+        await state.close()
+    assert shared == {"requests": 2, "tokens": 100}
+    assert cooled_until == T0 + 100
+    assert len(warnings_in(caplog)) == 1
+    assert "replayed 3 writes" in caplog.text
+
+
+async def test_redis_is_retried_at_most_every_interval(caplog):
+    async with running_redis() as server:
+        state = await RedisState(server.url, retry_every=60).open()
+        await server.stop()
+        assert await state.turn("route") == 0
+        await server.start()
+        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=1), T0), Hold)
+        raw = Redis.from_url(server.url, decode_responses=True)
+        try:
+            assert await raw.keys("*") == []  # still served from memory, Redis left alone
+        finally:
+            await raw.aclose()
+        await state.close()
+    assert len(warnings_in(caplog)) == 1
+
+
+async def test_a_state_opened_before_redis_waits_for_it(caplog, tmp_path):
+    server = RedisServer(str(tmp_path))
+    state = await RedisState(server.url, retry_every=0.1).open()
+    assert await state.turn("route") == 0
+    await server.start()
+    try:
+        await asyncio.sleep(0.15)
+        assert await state.turn("route") == 0  # Redis's own count starts now
+        assert await state.turn("route") == 1
+        await state.close()
+    finally:
+        await server.stop()
+    assert len(warnings_in(caplog)) == 1
+
+
+async def test_the_password_never_reaches_the_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    async with running_redis(password="s3cr3t-pw") as server:
+        assert ":s3cr3t-pw@" in server.url
+        state = await RedisState(server.url, retry_every=0).open()
+        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=1), T0), Hold)
+        await server.stop()
+        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=1), T0 + 1), Hold)
+        assert await state.claim("g/m", T0 + 1)
+        await state.turn("route")
+        late = await RedisState(server.url).open()
+        await late.failed("g/m", T0 + 2, None)
+        await late.close()
+        await state.close()
+    assert len(warnings_in(caplog)) == 2  # one per instance
+    assert "127.0.0.1" in caplog.text
+    assert "s3cr3t" not in caplog.text
