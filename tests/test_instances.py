@@ -93,9 +93,8 @@ async def test_two_instances_share_round_robin_turns_and_cooldowns():
 
 async def test_workers_share_one_port_and_one_budget(tmp_path):
     async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.001) as groq:
-        (tmp_path / "ai-api.toml").write_text(
-            '[providers.groq]\nmodels = [{ name = "openai/gpt-oss-120b", rpm = 6, max_tokens = 64 }]\n'
-        )
+        model = '{ name = "openai/gpt-oss-120b", rpm = 6, max_tokens = 64 }'
+        (tmp_path / "ai-api.toml").write_text(f"[providers.groq]\nmodels = [{model}]\n")
         env = {
             **{k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))},
             "GROQ_API_KEY": KEYS["groq"],
