@@ -183,10 +183,10 @@ async def test_out_of_headroom_everywhere_is_a_pooled_429(rationing, clock):
     with pytest.raises(RateLimited) as info:
         await open_stream(route, ask(), rationing, Bounds())
     assert info.value.status == 429
-    assert info.value.headers["Retry-After"] == "50"
+    assert info.value.headers["Retry-After"] == "51"  # the minute, and its last bucket
     assert info.value.headers["x-ratelimit-limit-requests"] == "2"
     assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
-    clock.now += 50
+    clock.now += 51
     await drain(await open_stream(route, ask(), rationing, Bounds()))
     assert len(a.seen) + len(b.seen) == 3
 
@@ -248,7 +248,7 @@ async def test_round_robin_skips_a_member_without_headroom(rationing):
     for turn in range(4):
         plan = await rationing.plan(route, route.order(turn), lambda d: Cost(tokens=0))
         assert [m.deployment.name for m in plan.members] == ["free"]
-        assert plan.next_free == T0 + 60
+        assert plan.next_free == T0 + 61
 
 
 async def test_paced_members_come_last_once_ahead_of_the_day(rationing, clock):

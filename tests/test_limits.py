@@ -8,13 +8,22 @@ from ai_api.ratelimits import RateReading, WindowReading
 T0 = 1_800_000_000.0
 
 
-def test_a_window_counts_over_a_sliding_period():
+def test_a_window_counts_over_a_sliding_period_in_sixtieths():
     w = Window("requests", MINUTE, 3)
     for t in (0, 10, 20):
         w.charge(T0 + t, 1)
     assert w.remaining(T0 + 30) == 0
-    assert w.remaining(T0 + 60.5) == 1  # the first charge (t=0) has left the window
-    assert w.remaining(T0 + 80.5) == 3
+    assert w.remaining(T0 + 60.5) == 0  # its one-second bucket has not wholly left yet
+    assert w.remaining(T0 + 61) == 1  # now it has
+    assert w.remaining(T0 + 81) == 3
+
+
+def test_memory_stays_constant_however_many_charges():
+    w = Window("tokens", DAY, None)
+    for i in range(100_000):
+        w.charge(T0 + i * 0.5, 1)
+    assert len(w._buckets) <= 61
+    assert w.used(T0 + 50_000) == 100_000
 
 
 def test_free_at_is_when_enough_expires():
@@ -22,8 +31,8 @@ def test_free_at_is_when_enough_expires():
     w.charge(T0, 60)
     w.charge(T0 + 10, 30)
     assert w.free_at(10, T0 + 20) == T0 + 20  # fits now
-    assert w.free_at(50, T0 + 20) == T0 + 60  # once the first 60 expire
-    assert w.free_at(95, T0 + 20) == T0 + 70  # needs both
+    assert w.free_at(50, T0 + 20) == T0 + 61  # once the first 60 (and their bucket) leave
+    assert w.free_at(95, T0 + 20) == T0 + 71  # needs both
 
 
 def test_the_providers_remaining_wins_while_valid():
@@ -63,7 +72,7 @@ def test_fits_checks_every_window():
     assert not budget.fits(Cost(tokens=1001), T0)
     budget.reserve(Cost(tokens=900), T0)
     assert not budget.fits(Cost(tokens=200), T0 + 1)
-    assert budget.free_at(Cost(tokens=200), T0 + 1) == T0 + MINUTE
+    assert budget.free_at(Cost(tokens=200), T0 + 1) == T0 + MINUTE + 1
 
 
 def test_observe_headers_adds_windows_it_did_not_know():

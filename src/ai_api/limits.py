@@ -41,27 +41,62 @@ class Cost:
         return self.requests if kind == "requests" else self.tokens
 
 
-class Window:
-    """Spending in one sliding window, corrected by the provider's own count."""
+_BUCKETS = 60
+"""Each window keeps its spending in this many buckets: memory and time per request stay
+constant however many requests a day brings, at the price of counting a charge up to one
+bucket (a sixtieth of the window) longer than exactly."""
 
-    __slots__ = ("_events", "_observed", "_used", "kind", "limit", "period")
+
+class Charge:
+    """Where one charge went, so that it can be settled to the real amount."""
+
+    __slots__ = ("amount", "bucket", "generation")
+
+    def __init__(self, bucket: list[float], amount: float, generation: int) -> None:
+        self.bucket = bucket
+        self.amount = amount
+        self.generation = generation
+
+
+class Window:
+    """Spending in one sliding window, corrected by the provider's own count.
+
+    A provider's reading (`observe`) says what remained when it was taken; until it expires
+    the window has left that, less what was charged here after it.
+    """
+
+    __slots__ = (
+        "_buckets",
+        "_generation",
+        "_observed",
+        "_since",
+        "_span",
+        "_used",
+        "kind",
+        "limit",
+        "period",
+    )
 
     def __init__(self, kind: Kind, period: float, limit: int | None) -> None:
         self.kind = kind
         self.period = period
         self.limit = limit
-        self._events: deque[list[float]] = deque()  # [time, amount], amounts settle in place
+        self._span = period / _BUCKETS
+        self._buckets: deque[list[float]] = deque()  # [start, amount]
         self._used = 0.0
         self._observed: tuple[float, float, float] | None = None  # (remaining, at, valid_until)
+        self._since = 0.0  # charged after the reading
+        self._generation = 0  # counts readings, so a late settle knows which one it follows
 
     def _expire(self, now: float) -> None:
-        horizon = now - self.period
-        events = self._events
-        while events and events[0][0] <= horizon:
-            self._used -= events.popleft()[1]
+        # A bucket leaves the window once all of it has.
+        horizon = now - self.period - self._span
+        buckets = self._buckets
+        while buckets and buckets[0][0] <= horizon:
+            self._used -= buckets.popleft()[1]
 
     def used(self, now: float) -> float:
-        """Spent within the last `period` seconds, as counted here."""
+        """Spent within the last `period` seconds (and up to one bucket more)."""
         self._expire(now)
         return self._used
 
@@ -72,28 +107,41 @@ class Window:
         observed = self._observed
         if observed is None or now >= observed[2]:
             return local
-        remaining, at, _ = observed
-        reported = remaining - self.spent_since(at)
+        reported = observed[0] - self._since
         return reported if local is None else min(local, reported)
 
     def spent_since(self, since: float) -> float:
-        """Counted here after `since` (within the window); what was charged at `since` itself
-        is already in a reading taken then."""
-        return sum(amount for t, amount in self._events if t > since)
+        """Counted in the buckets that began at or after `since` (for the day's pace)."""
+        return sum(amount for start, amount in self._buckets if start >= since)
 
-    def charge(self, now: float, amount: float) -> list[float]:
-        """Count `amount` as spent now; the returned entry can be settled later."""
+    def charge(self, now: float, amount: float) -> Charge:
+        """Count `amount` as spent now; the returned charge can be settled later."""
         self._expire(now)
-        entry = [now, float(amount)]
-        self._events.append(entry)
+        start = now - now % self._span
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == start:
+            bucket = buckets[-1]
+            bucket[1] += amount
+        else:
+            bucket = [start, float(amount)]
+            buckets.append(bucket)
         self._used += amount
-        return entry
+        generation = -1
+        observed = self._observed
+        if observed is not None and now > observed[1]:
+            self._since += amount
+            generation = self._generation
+        return Charge(bucket, float(amount), generation)
 
-    def settle(self, entry: list[float], amount: float) -> None:
-        """Replace a charged amount by the real one (if it is still in the window)."""
-        if self._events and entry[0] >= self._events[0][0]:
-            self._used += amount - entry[1]
-        entry[1] = float(amount)
+    def settle(self, charge: Charge, amount: float) -> None:
+        """Replace a charged amount by the real one."""
+        delta = amount - charge.amount
+        charge.amount = float(amount)
+        charge.bucket[1] += delta
+        if self._buckets and charge.bucket[0] >= self._buckets[0][0]:
+            self._used += delta
+        if charge.generation == self._generation:
+            self._since += delta
 
     def observe(
         self, limit: int | None, remaining: int | None, valid_until: float, now: float
@@ -102,11 +150,16 @@ class Window:
         if limit is not None and limit > 0:
             self.limit = limit
         if remaining is not None:
-            self._observed = (float(remaining), now, valid_until)
+            self._read(float(remaining), valid_until, now)
 
     def exhaust(self, until: float, now: float) -> None:
         """The provider said this window is spent (a 429): nothing is left until `until`."""
-        self._observed = (0.0, now, until)
+        self._read(0.0, until, now)
+
+    def _read(self, remaining: float, valid_until: float, now: float) -> None:
+        self._observed = (remaining, now, valid_until)
+        self._since = 0.0
+        self._generation += 1
 
     def free_at(self, amount: float, now: float) -> float:
         """The soonest moment `amount` fits in this window (now if it fits already)."""
@@ -114,16 +167,16 @@ class Window:
         if remaining is None or remaining >= amount:
             return now
         observed = self._observed
-        if observed is not None and now < observed[2] and observed[0] - amount < 0:
+        if observed is not None and now < observed[2] and observed[0] - self._since < amount:
             return observed[2]
         if self.limit is None or amount > self.limit:
             return now + self.period
-        # Walk the events as they expire until enough is freed.
+        # Walk the buckets as they leave the window until enough is freed.
         needed = amount - remaining
-        for t, spent in self._events:
+        for start, spent in self._buckets:
             needed -= spent
             if needed <= 0:
-                return t + self.period
+                return start + self._span + self.period
         return now + self.period
 
 
@@ -132,7 +185,7 @@ class Reservation:
     """A cost charged to a budget ahead of the answer; `settle` with the real tokens."""
 
     budget: Budget
-    entries: list[tuple[Window, list[float]]]
+    entries: list[tuple[Window, Charge]]
 
     def settle(self, tokens: int) -> None:
         """Correct the token windows to the tokens really spent."""

@@ -61,7 +61,7 @@ _WINDOWS = """SELECT kind, period, learned, learned_limit, seen_remaining, seen_
 _CONFIGURED = "INSERT INTO state_windows (key, kind, period) VALUES (?, ?, ?)"
 _USED = f"""SELECT kind, period, total(amount), total(amount) FILTER (WHERE start >= ?3)
     FROM state_spend WHERE key = ?1 AND {_ENDS} > ?2 - period GROUP BY kind, period"""
-_BUCKETS = f"""SELECT kind, period, {_ENDS}, amount FROM state_spend WHERE key = ?
+_BUCKETS = """SELECT kind, period, start, amount FROM state_spend WHERE key = ?
     ORDER BY start"""
 _EXPIRE = f"DELETE FROM state_spend WHERE key = ? AND {_ENDS} <= ? - period"
 _CHARGE = """INSERT INTO state_spend VALUES (?, ?, ?, ?, ?) ON CONFLICT (key, kind, period, start)
@@ -381,7 +381,8 @@ def _budget(rows: list[_Stored], charges: _Charges) -> Budget:
 
 
 def _walk(conn: sqlite3.Connection, key: str, rows: list[_Stored]) -> Budget:
-    """The windows with every bucket, as a charge at its end: what `free_at` walks."""
+    """The windows with every bucket, charged at its start (the same buckets as `Window`'s):
+    what `free_at` walks."""
     return _budget(rows, conn.execute(_BUCKETS, (key,)).fetchall())
 
 
