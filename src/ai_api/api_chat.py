@@ -90,10 +90,14 @@ async def _write_events(
 ) -> None:
     finish_reason = None
     usage = None
+    held: list[bytes] = []
     chunk = first
     while chunk is not None:
         if chunk.content:
-            await response.write(encode_data({"content": chunk.content}))
+            held.append(encode_data({"content": chunk.content}))
+        if held and not chunk.more:  # one write for the chunks at hand
+            await response.write(b"".join(held))
+            held.clear()
         finish_reason = chunk.finish_reason or finish_reason
         usage = chunk.usage or usage
         chunk = await anext(chunks, None)
@@ -105,14 +109,21 @@ async def _write_events(
     }
     if demo:
         done["demo"] = True
-    await response.write(encode_event("done", done))
+    await response.write(b"".join([*held, encode_event("done", done)]))
 
 
 async def _write_text(
     response: web.StreamResponse, first: Chunk | None, chunks: AsyncGenerator[Chunk, None]
 ) -> None:
+    held: list[str] = []
     chunk = first
     while chunk is not None:
-        if chunk.content:
-            await response.write(chunk.content.encode())
+        held.append(chunk.content)
+        if not chunk.more:
+            text = "".join(held)
+            held.clear()
+            if text:
+                await response.write(text.encode())
         chunk = await anext(chunks, None)
+    if held and (text := "".join(held)):
+        await response.write(text.encode())

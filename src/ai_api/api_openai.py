@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from contextlib import aclosing
 from typing import Any
 
@@ -76,11 +75,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     async with aclosing(opened.chunks):
         if body.stream:
             return await _stream(request, body, opened, headers)
-        return await _complete(body, opened, headers)
+        return await _complete(_completion_id(request), body, opened, headers)
 
 
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+def _completion_id(request: web.Request) -> str:
+    return f"chatcmpl-{request.app[GATEWAY].ids.next()}"
 
 
 async def _stream(
@@ -96,7 +95,7 @@ async def _stream(
     )
     await response.prepare(request)
     head = {
-        "id": _completion_id(),
+        "id": _completion_id(request),
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": opened.deployment.model,
@@ -133,14 +132,20 @@ async def _relay(
     """Write each chunk as an OpenAI chunk; return the upstream usage and characters sent."""
     usage = None
     chars = 0
+    held: list[bytes] = []
     chunk = opened.first
     while chunk is not None:
         delta = _delta(chunk)
         if delta or chunk.finish_reason:
             chars += len(chunk.content) + len(chunk.reasoning)
-            await response.write(_event(prefix, _encode(delta), chunk.finish_reason))
+            held.append(_event(prefix, _encode(delta), chunk.finish_reason))
         usage = chunk.usage or usage
+        if held and not chunk.more:
+            await response.write(b"".join(held))
+            held.clear()
         chunk = await anext(opened.chunks, None)
+    if held:
+        await response.write(b"".join(held))
     return usage, chars
 
 
@@ -155,7 +160,9 @@ def _delta(chunk: Chunk) -> dict[str, Any]:
     return delta
 
 
-async def _complete(body: CompletionBody, opened: Opened, headers: dict[str, str]) -> web.Response:
+async def _complete(
+    completion_id: str, body: CompletionBody, opened: Opened, headers: dict[str, str]
+) -> web.Response:
     content: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
@@ -177,7 +184,7 @@ async def _complete(body: CompletionBody, opened: Opened, headers: dict[str, str
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
     result = {
-        "id": _completion_id(),
+        "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": opened.deployment.model,

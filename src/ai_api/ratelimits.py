@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 __all__ = [
     "STYLES",
     "ErrorReading",
@@ -64,6 +66,7 @@ class ErrorReading:
 
 
 _NOTHING = ErrorReading(None, None, None, None)
+_NO_READING = RateReading((), None)
 
 # Go accepts both micro signs: U+00B5 and the Greek U+03BC.
 _GO_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)"
@@ -158,12 +161,16 @@ def _dialect(style: str) -> _Dialect:
         ) from None
 
 
+def _stripped(value: str | None) -> str | None:
+    return None if value is None else value.strip()
+
+
 def _retry_at(headers: Mapping[str, str], now: float, wall_now: float) -> float | None:
     """`retry-after-ms` first, then `retry-after` as seconds or an HTTP date, as the SDKs do."""
-    millis = _decimal(headers.get("retry-after-ms", ""))
+    millis = _decimal(headers.get("retry-after-ms", "").strip())
     if millis is not None:
         return now + millis / 1000.0
-    text = headers.get("retry-after", "")
+    text = headers.get("retry-after", "").strip()
     seconds = _decimal(text)
     if seconds is not None:
         return now + seconds
@@ -183,15 +190,22 @@ def read_headers(
     Raises ValueError for an unknown style; bad header values only read as None.
     """
     dialect = _dialect(style)
-    lowered = {name.lower(): value.strip() for name, value in headers.items()}
+    # aiohttp's headers already look names up without regard to case: no copy needed then.
+    lowered: Mapping[str, str] = (
+        headers
+        if isinstance(headers, CIMultiDictProxy | CIMultiDict)
+        else {name.lower(): value for name, value in headers.items()}
+    )
+    if not dialect.windows and "retry-after" not in lowered and "retry-after-ms" not in lowered:
+        return _NO_READING
     windows = []
     for suffix, (kind, period) in dialect.windows.items():
         tail = f"-{suffix}" if suffix else ""
-        limit = _count(lowered.get(f"x-ratelimit-limit{tail}"))
-        remaining = _count(lowered.get(f"x-ratelimit-remaining{tail}"))
+        limit = _count(_stripped(lowered.get(f"x-ratelimit-limit{tail}")))
+        remaining = _count(_stripped(lowered.get(f"x-ratelimit-remaining{tail}")))
         if limit is None and remaining is None:
             continue
-        reset = lowered.get(f"x-ratelimit-reset{tail}")
+        reset = _stripped(lowered.get(f"x-ratelimit-reset{tail}"))
         reset_at = None if reset is None else dialect.reset_at(reset, now, wall_now)
         windows.append(WindowReading(kind, period, limit, remaining, reset_at))
     windows.sort(key=lambda w: (w.kind, w.period))

@@ -99,6 +99,31 @@ def parse_event(provider: str, data: bytes) -> Chunk:
     )
 
 
+def parse_events(
+    provider: str, events: list[bytes]
+) -> tuple[list[Chunk], bool, UpstreamError | None]:
+    """The chunks in one block of events (all but the last marked `more`); whether the block
+    ended the stream with `[DONE]`; and the error an event carried, if one did (the chunks
+    before it still count)."""
+    chunks = []
+    done = False
+    error = None
+    for data in events:
+        if data.startswith(b"[DONE]"):
+            done = True
+            break
+        try:
+            chunk = parse_event(provider, data)
+        except UpstreamError as exc:
+            error = exc
+            break
+        if chunk != _NOTHING:
+            chunks.append(chunk)
+    for i in range(len(chunks) - 1):
+        chunks[i] = msgspec.structs.replace(chunks[i], more=True)
+    return chunks, done, error
+
+
 def _stream_error(provider: str, error: Any, status_code: int | None) -> UpstreamStatus:
     message, code = _message_and_code(error if isinstance(error, dict) else {"message": error})
     return UpstreamStatus(provider, status_code or 500, f"failed mid-stream: {message}", code=code)
@@ -180,18 +205,20 @@ class OpenAICompatible:
                 finished = False
                 decoder = SSEDecoder()
                 async for block in response.content.iter_any():
-                    for data in decoder.feed(block):
-                        if data.startswith(b"[DONE]"):
-                            return
-                        chunk = parse_event(self.name, data)
-                        finished = finished or chunk.finish_reason is not None
-                        if chunk != _NOTHING:
-                            yield chunk
-                for data in decoder.close():
-                    if not data.startswith(b"[DONE]"):
-                        chunk = parse_event(self.name, data)
+                    chunks, done, error = parse_events(self.name, decoder.feed(block))
+                    for chunk in chunks:
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
+                    if error is not None:
+                        raise error
+                    if done:
+                        return
+                chunks, done, error = parse_events(self.name, decoder.close())
+                for chunk in chunks:
+                    finished = finished or chunk.finish_reason is not None
+                    yield chunk
+                if error is not None:
+                    raise error
                 if not finished:
                     raise UpstreamProtocol(
                         self.name, "the stream ended before the answer was complete"

@@ -183,7 +183,13 @@ class MemoryState:
         day_started = now - now % DAY
         return [
             WindowState(
-                w.kind, w.period, w.limit, w.used(now), w.remaining(now), w.spent_since(day_started)
+                w.kind,
+                w.period,
+                w.limit,
+                w.used(now),
+                w.remaining(now),
+                # Only daily windows pace; the others need not walk their buckets.
+                w.spent_since(day_started) if w.period == DAY else 0.0,
             )
             for w in self.budget(key, specs).windows
         ]
