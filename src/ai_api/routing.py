@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import MemberSettings, RouteSettings, Settings, Strategy
+from .config import ProviderSettings, RouteSettings, Settings, Strategy
 from .errors import NotFound
 from .limits import Limit
 from .providers import Provider, ProviderSpec
@@ -181,29 +181,21 @@ def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Route
 def _configured(
     route: RouteSettings,
     deployments: Mapping[tuple[str, str], Deployment],
-    by_name: Mapping[str, Any],
+    by_name: Mapping[str, ProviderSettings],
     providers: Mapping[str, Provider],
 ) -> Route:
-    members = tuple(_member(m, deployments, by_name, providers) for m in route.members)
-    return Route(route.name, route.strategy, members, route.burst)
-
-
-def _member(
-    m: MemberSettings,
-    deployments: Mapping[tuple[str, str], Deployment],
-    by_name: Mapping[str, Any],
-    providers: Mapping[str, Provider],
-) -> Member:
-    d = deployments.get((m.provider, m.model))
-    if d is None:  # a model the provider does not list: its defaults apply
-        p = by_name[m.provider]
-        cap = p.models[0].max_tokens
-        d = Deployment(
-            providers[p.name], p.spec, m.model, cap, p.account, p.spec.limits_for(m.model)
-        )
-    return Member(d, m.weight, m.pace)
-
-
-def members_of(deployments: Sequence[Deployment]) -> tuple[Member, ...]:
-    """Plain members (weight 1, not paced) for `deployments`."""
-    return tuple(Member(d) for d in deployments)
+    members = []
+    for m in route.members:
+        d = deployments.get((m.provider, m.model))
+        if d is None:  # a model the provider does not list: its defaults apply
+            p = by_name[m.provider]
+            d = Deployment(
+                providers[p.name],
+                p.spec,
+                m.model,
+                p.models[0].max_tokens,
+                p.account,
+                p.spec.limits_for(m.model),
+            )
+        members.append(Member(d, m.weight, m.pace))
+    return Route(route.name, route.strategy, tuple(members), route.burst)
