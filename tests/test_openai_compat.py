@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ai_api.errors import UpstreamProtocol, UpstreamStatus
-from ai_api.providers.openai_compat import parse_event, request_body, status_error
+from ai_api.providers.openai_compat import parse_event, parse_events, request_body, status_error
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL
 from ai_api.schemas import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 
@@ -271,3 +271,43 @@ def test_parse_event_reads_reasoning_and_tool_call_deltas():
     assert piece == ToolCallDelta(index=0, function=piece.function)
     assert piece.function is not None
     assert piece.function.arguments == '{"city"'
+
+
+def test_text_that_arrives_together_becomes_one_chunk_and_the_rest_keeps_its_order():
+    def event(**delta):
+        return json.dumps({"choices": [{"index": 0, "delta": delta}]}).encode()
+
+    finish = json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events = [
+        event(reasoning="a"),
+        event(reasoning="b"),
+        event(content="Hel"),
+        event(content="lo"),
+        event(tool_calls=[{"index": 0, "function": {"arguments": "{}"}}]),
+        event(content="!"),
+        finish.encode(),
+        b"[DONE]",
+        event(content="ignored"),
+    ]
+    chunks, done, error = parse_events("p", events)
+    assert done
+    assert error is None
+    assert [(c.reasoning, c.content, bool(c.tool_calls), c.finish_reason) for c in chunks] == [
+        ("ab", "", False, None),
+        ("", "Hello", False, None),
+        ("", "", True, None),
+        ("", "!", False, None),
+        ("", "", False, "stop"),
+    ]
+    assert [c.more for c in chunks] == [True, True, True, True, False]
+
+
+def test_an_error_event_keeps_the_text_before_it():
+    events = [
+        json.dumps({"choices": [{"index": 0, "delta": {"content": "Hi"}}]}).encode(),
+        json.dumps({"error": {"message": "boom"}}).encode(),
+    ]
+    chunks, done, error = parse_events("p", events)
+    assert [c.content for c in chunks] == ["Hi"]
+    assert not done
+    assert isinstance(error, UpstreamStatus)

@@ -102,10 +102,16 @@ def parse_event(provider: str, data: bytes) -> Chunk:
 def parse_events(
     provider: str, events: list[bytes]
 ) -> tuple[list[Chunk], bool, UpstreamError | None]:
-    """The chunks in one block of events (all but the last marked `more`); whether the block
-    ended the stream with `[DONE]`; and the error an event carried, if one did (the chunks
-    before it still count)."""
-    chunks = []
+    """The chunks in one block of events; whether the block ended the stream with `[DONE]`;
+    and the error an event carried, if one did (the chunks before it still count).
+
+    Consecutive pieces of plain text (or of plain reasoning) that arrived together become one
+    chunk: they reach the client as one delta, as soon as they would have anyway. All chunks
+    but the last are marked `more`.
+    """
+    chunks: list[Chunk] = []
+    pieces: list[str] = []
+    reasoning = False  # what `pieces` holds
     done = False
     error = None
     for data in events:
@@ -117,11 +123,31 @@ def parse_events(
         except UpstreamError as exc:
             error = exc
             break
-        if chunk != _NOTHING:
-            chunks.append(chunk)
+        if chunk == _NOTHING:
+            continue
+        plain = not (chunk.tool_calls or chunk.finish_reason or chunk.usage)
+        if plain and (bool(chunk.content) != bool(chunk.reasoning)):
+            is_reasoning = bool(chunk.reasoning)
+            if pieces and is_reasoning != reasoning:
+                chunks.append(_joined(pieces, reasoning))
+                pieces = []
+            reasoning = is_reasoning
+            pieces.append(chunk.reasoning or chunk.content)
+            continue
+        if pieces:
+            chunks.append(_joined(pieces, reasoning))
+            pieces = []
+        chunks.append(chunk)
+    if pieces:
+        chunks.append(_joined(pieces, reasoning))
     for i in range(len(chunks) - 1):
         chunks[i] = msgspec.structs.replace(chunks[i], more=True)
     return chunks, done, error
+
+
+def _joined(pieces: list[str], reasoning: bool) -> Chunk:
+    text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+    return Chunk(reasoning=text) if reasoning else Chunk(content=text)
 
 
 def _stream_error(provider: str, error: Any, status_code: int | None) -> UpstreamStatus:
