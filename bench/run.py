@@ -1059,7 +1059,11 @@ def take_lock() -> object:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through `finally`: the processes started stop
+    # Unwind through `finally`, which stops the processes started; a second signal (say, from
+    # `timeout` to the whole process group) must not interrupt that cleanup.
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:
