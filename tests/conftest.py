@@ -17,6 +17,8 @@ from ai_api.server import running
 
 PRESETS_BY_NAME = {spec.name: spec for spec in PRESETS}
 
+pytest_plugins = ["tests.fake_clients"]
+
 KEYS = {"groq": "gsk_test_key_0123456789", "cerebras": "csk-test-key-0123456789"}
 
 

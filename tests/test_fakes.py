@@ -26,9 +26,8 @@ from cerebras.cloud.sdk.types.chat.chat_completion import (
 from ai_api.fakes import FLAVORS, FakeUpstream, Fault, Flavor, SeenRequest, cerebras_wire, groq_wire
 from ai_api.fakes.answer import answer_tokens, prompt_tokens
 from ai_api.fakes.limits import Bucket
+from tests.fake_clients import CEREBRAS_KEY, GROQ_KEY
 
-GROQ_KEY = "gsk_test"
-CEREBRAS_KEY = "csk-test"
 KEYS = {"groq": GROQ_KEY, "cerebras": CEREBRAS_KEY}
 GROQ_MODEL = "openai/gpt-oss-120b"
 CEREBRAS_MODEL = "gpt-oss-120b"
@@ -83,47 +82,10 @@ async def finished(seen: SeenRequest) -> SeenRequest:
     return seen
 
 
-@pytest.fixture
-async def groq_fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream("groq", api_key=GROQ_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def cerebras_fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream("cerebras", api_key=CEREBRAS_KEY) as fake:
-        yield fake
-
-
 @pytest.fixture(params=["groq", "cerebras"])
 async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream(request.param, api_key=KEYS[request.param]) as upstream:
         yield upstream
-
-
-@pytest.fixture
-async def groq_client(groq_fake: FakeUpstream) -> AsyncIterator[groq.AsyncGroq]:
-    client = groq.AsyncGroq(api_key=GROQ_KEY, base_url=groq_fake.base_url, max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def cerebras_client(cerebras_fake: FakeUpstream) -> AsyncIterator[cerebras.AsyncCerebras]:
-    client = cerebras.AsyncCerebras(
-        api_key=CEREBRAS_KEY,
-        base_url=cerebras_fake.base_url,
-        max_retries=0,
-        warm_tcp_connection=False,
-    )
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def post(

@@ -26,9 +26,7 @@ from ai_api.fakes.rules import RequestRules, Violation, violation
 from ai_api.fakes.tools import example_arguments, tool_call
 from ai_api.fakes.wire import ToolCall
 from tests.test_fakes import (
-    CEREBRAS_KEY,
     CEREBRAS_MODEL,
-    GROQ_KEY,
     GROQ_MODEL,
     MESSAGES,
     body_of,
@@ -81,46 +79,9 @@ TOOL_ROUND: Any = [
 
 
 @pytest.fixture
-async def groq_fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream("groq", api_key=GROQ_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def cerebras_fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream("cerebras", api_key=CEREBRAS_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def generic_fake() -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream("openai", api_key=GENERIC_KEY) as fake:
         yield fake
-
-
-@pytest.fixture
-async def groq_client(groq_fake: FakeUpstream) -> AsyncIterator[groq.AsyncGroq]:
-    client = groq.AsyncGroq(api_key=GROQ_KEY, base_url=groq_fake.base_url, max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def cerebras_client(cerebras_fake: FakeUpstream) -> AsyncIterator[cerebras.AsyncCerebras]:
-    client = cerebras.AsyncCerebras(
-        api_key=CEREBRAS_KEY,
-        base_url=cerebras_fake.base_url,
-        max_retries=0,
-        warm_tcp_connection=False,
-    )
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def post(session: aiohttp.ClientSession, fake: FakeUpstream, body: Any, key: str = "") -> Any:
