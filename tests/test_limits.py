@@ -4,6 +4,8 @@ import pytest
 
 from ai_api.limits import DAY, MINUTE, Budget, Cost, Limit, Window
 from ai_api.ratelimits import RateReading, WindowReading
+from ai_api.rationing import ahead_of_pace, daily_share
+from ai_api.store.state import MemoryState, WindowSpec
 
 T0 = 1_800_000_000.0
 
@@ -86,13 +88,15 @@ def test_observe_headers_adds_windows_it_did_not_know():
     assert budget.free_at(Cost(tokens=0), T0 + 1) == T0 + 500
 
 
-def test_daily_share_and_pace():
-    budget = Budget([Limit("requests", DAY, 100), Limit("tokens", DAY, 1000)])
-    assert budget.daily_share(T0) == 1.0
+async def test_daily_share_and_pace():
+    state = MemoryState()
+    specs = (WindowSpec("requests", DAY, 100), WindowSpec("tokens", DAY, 1000))
+    start = T0 - T0 % DAY + DAY / 24  # one hour into a UTC day
+    assert daily_share(await state.windows("k", specs, start)) == 1.0
     for i in range(10):
-        budget.reserve(Cost(tokens=5), T0 + i)
-    assert budget.daily_share(T0 + 20) == pytest.approx(0.9)  # requests: 90 of 100 left
-    day_started = T0 - DAY / 24  # one hour into the day: pace allows 1/24 + burst
-    assert budget.ahead_of_pace(T0 + 20, day_started, burst=0.0)
-    assert not budget.ahead_of_pace(T0 + 20, day_started, burst=0.1)  # 10 of 100+ allowed
-    assert Budget().daily_share(T0) == 1.0
+        await state.reserve("k", specs, Cost(tokens=5), start + i)
+    windows = await state.windows("k", specs, start + 20)
+    assert daily_share(windows) == pytest.approx(0.9)  # requests: 90 of 100 left
+    assert ahead_of_pace(windows, start + 20, burst=0.0)
+    assert not ahead_of_pace(windows, start + 20, burst=0.1)  # 10 of 100+ allowed
+    assert daily_share([]) == 1.0

@@ -243,21 +243,3 @@ class Budget:
                 period is None or window.period == period
             ):
                 window.exhaust(until, now)
-
-    def daily_share(self, now: float) -> float:
-        """The smallest remaining share of a daily (or longer) limit; 1.0 when there is none."""
-        shares = [
-            max(0.0, remaining) / w.limit
-            for w in self.windows
-            if w.period >= DAY and w.limit and (remaining := w.remaining(now)) is not None
-        ]
-        return min(shares, default=1.0)
-
-    def ahead_of_pace(self, now: float, day_started: float, burst: float) -> bool:
-        """Whether today's spending passed the elapsed share of the day plus `burst` (a share)."""
-        elapsed = min(1.0, max(0.0, (now - day_started) / DAY))
-        for w in self.windows:
-            allowed = (w.limit or 0) * min(1.0, elapsed + burst)
-            if w.period == DAY and w.limit and w.spent_since(day_started) >= allowed:
-                return True
-        return False
