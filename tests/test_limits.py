@@ -100,3 +100,18 @@ async def test_daily_share_and_pace():
     assert ahead_of_pace(windows, start + 20, burst=0.0)
     assert not ahead_of_pace(windows, start + 20, burst=0.1)  # 10 of 100+ allowed
     assert daily_share([]) == 1.0
+
+
+def test_spent_today_counts_from_utc_midnight_and_settles_only_todays_charges():
+    w = Window("tokens", DAY, 1_000)
+    midnight = T0 - T0 % DAY + DAY
+    yesterday = w.charge(midnight - 10, 100)
+    assert w.spent_today(midnight - 5) == 100
+    assert w.spent_today(midnight + 5) == 0  # a new day, though the window still holds it
+    today = w.charge(midnight + 10, 30)
+    w.settle(yesterday, 40)  # yesterday's charge corrected: not today's spending
+    w.settle(today, 50)
+    assert w.spent_today(midnight + 20) == 50
+    assert w.used(midnight + 20) == 90
+    w.charge(midnight - 20, 7)  # a late replay of yesterday does not restart the day
+    assert w.spent_today(midnight + 20) == 50

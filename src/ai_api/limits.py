@@ -67,10 +67,12 @@ class Window:
 
     __slots__ = (
         "_buckets",
+        "_day",
         "_generation",
         "_observed",
         "_since",
         "_span",
+        "_today",
         "_used",
         "kind",
         "limit",
@@ -87,6 +89,8 @@ class Window:
         self._observed: tuple[float, float, float] | None = None  # (remaining, at, valid_until)
         self._since = 0.0  # charged after the reading
         self._generation = 0  # counts readings, so a late settle knows which one it follows
+        self._day = 0.0  # the UTC day `_today` counts (for the day's pace, without a walk)
+        self._today = 0.0
 
     def _expire(self, now: float) -> None:
         # A bucket leaves the window once all of it has.
@@ -110,9 +114,9 @@ class Window:
         reported = observed[0] - self._since
         return reported if local is None else min(local, reported)
 
-    def spent_since(self, since: float) -> float:
-        """Counted in the buckets that began at or after `since` (for the day's pace)."""
-        return sum(amount for start, amount in self._buckets if start >= since)
+    def spent_today(self, now: float) -> float:
+        """Counted since the UTC day of `now` began (for the day's pace)."""
+        return self._today if now - now % DAY == self._day else 0.0
 
     def charge(self, now: float, amount: float) -> Charge:
         """Count `amount` as spent now; the returned charge can be settled later."""
@@ -126,6 +130,11 @@ class Window:
             bucket = [start, float(amount)]
             buckets.append(bucket)
         self._used += amount
+        day = now - now % DAY
+        if day == self._day:
+            self._today += amount
+        elif day > self._day:
+            self._day, self._today = day, float(amount)
         generation = -1
         observed = self._observed
         if observed is not None and now > observed[1]:
@@ -140,6 +149,8 @@ class Window:
         charge.bucket[1] += delta
         if self._buckets and charge.bucket[0] >= self._buckets[0][0]:
             self._used += delta
+        if charge.bucket[0] >= self._day:
+            self._today += delta
         if charge.generation == self._generation:
             self._since += delta
 

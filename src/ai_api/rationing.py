@@ -20,7 +20,7 @@ from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
 from .store import Attempt, UsageLedger
-from .store.state import Hold, MemoryState, SharedState, WindowState, specs_of
+from .store.state import Hold, MemoryState, SharedState, WindowState
 
 log = logging.getLogger("ai_api.rationing")
 
@@ -99,7 +99,7 @@ class Rationing:
     async def windows(self, deployment: Deployment) -> list[WindowState]:
         """The state of every window `deployment` spends from."""
         d = deployment
-        return await self.state.windows(d.budget_key, specs_of(d.limits), self.clock())
+        return await self.state.windows(d.budget_key, d.specs, self.clock())
 
     async def turn(self, route: Route) -> int:
         """This request's turn on `route` (shared by every process)."""
@@ -120,9 +120,9 @@ class Rationing:
             if not await state.available(d.public_name, now):
                 waits.append(await state.ready_at(d.public_name))
                 continue
-            windows = await state.windows(d.budget_key, specs_of(d.limits), now)
+            windows = await state.windows(d.budget_key, d.specs, now)
             if not fits(windows, cost_of(d)):
-                waits.append(await state.free_at(d.budget_key, specs_of(d.limits), cost_of(d), now))
+                waits.append(await state.free_at(d.budget_key, d.specs, cost_of(d), now))
                 continue
             if member.pace and ahead_of_pace(windows, now, route.burst):
                 paced.append(member)
@@ -142,7 +142,7 @@ class Rationing:
         if not await self.state.claim(d.public_name, now):
             return await self.state.ready_at(d.public_name)
         cost = Cost(tokens=prompt + cap)
-        hold = await self.state.reserve(d.budget_key, specs_of(d.limits), cost, now)
+        hold = await self.state.reserve(d.budget_key, d.specs, cost, now)
         if not isinstance(hold, Hold):
             await self.state.release(d.public_name)
             return hold
@@ -255,7 +255,7 @@ class Rationing:
             if d is None:
                 continue
             # Charged as it happened: a replay may exceed a limit; it is not refused.
-            budget = memory.budget(d.budget_key, specs_of(d.limits))
+            budget = memory.budget(d.budget_key, d.specs)
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
             if a.cooldown_until is not None and a.cooldown_until > now:
                 await memory.cool(d.public_name, a.cooldown_until)

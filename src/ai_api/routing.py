@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ProviderSettings, RouteSettings, Settings, Strategy
@@ -11,13 +11,17 @@ from .errors import NotFound
 from .limits import Limit
 from .providers import Provider, ProviderSpec
 from .schemas import ChatRequest, Message
+from .store.state import WindowSpec, specs_of
 
 DEFAULT_ROUTE = "auto"
 
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """A provider serving one upstream model with a completion-token cap."""
+    """A provider serving one upstream model with a completion-token cap.
+
+    Its names and window specs are worked out once, here: every request reads them.
+    """
 
     provider: Provider
     spec: ProviderSpec
@@ -26,21 +30,24 @@ class Deployment:
     account: str = ""
     limits: tuple[Limit, ...] = ()
     context: int | None = None
+    public_name: str = field(init=False)
+    """`provider/model`, the name that pins this deployment; its key for cooldowns."""
+    budget_key: str = field(init=False)
+    """`account|model` whose budget this deployment spends; `*` for account-wide limits."""
+    specs: tuple[WindowSpec, ...] = field(init=False)
+    """The windows of `limits`, as the shared state takes them."""
+
+    def __post_init__(self) -> None:
+        name = self.provider.name
+        model = "*" if self.spec.account_wide else self.model
+        object.__setattr__(self, "public_name", f"{name}/{self.model}")
+        object.__setattr__(self, "budget_key", f"{self.account or name}|{model}")
+        object.__setattr__(self, "specs", specs_of(self.limits))
 
     @property
     def name(self) -> str:
         """The provider's name."""
         return self.provider.name
-
-    @property
-    def public_name(self) -> str:
-        """`provider/model`, the name that pins this deployment; its key for cooldowns."""
-        return f"{self.provider.name}/{self.model}"
-
-    @property
-    def budget_key(self) -> str:
-        """`account|model` whose budget this deployment spends; `*` for account-wide limits."""
-        return f"{self.account or self.name}|{'*' if self.spec.account_wide else self.model}"
 
     def cap(self, requested: int | None) -> int:
         """The completion cap sent: the client's, up to the deployment's own."""

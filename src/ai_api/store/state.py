@@ -180,7 +180,6 @@ class MemoryState:
         self.budget(key).exhaust(kind, period, until, now)
 
     async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
-        day_started = now - now % DAY
         return [
             WindowState(
                 w.kind,
@@ -188,8 +187,7 @@ class MemoryState:
                 w.limit,
                 w.used(now),
                 w.remaining(now),
-                # Only daily windows pace; the others need not walk their buckets.
-                w.spent_since(day_started) if w.period == DAY else 0.0,
+                w.spent_today(now) if w.period == DAY else 0.0,
             )
             for w in self.budget(key, specs).windows
         ]
