@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
@@ -95,7 +95,10 @@ def _decimal(text: str) -> float | None:
 
 
 def _count(text: str | None) -> int | None:
-    return int(text) if text is not None and _COUNT_RE.fullmatch(text) else None
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if _COUNT_RE.fullmatch(text) else None
 
 
 def _reset_after(text: str, now: float, wall_now: float) -> float | None:
@@ -118,6 +121,18 @@ class _Dialect:
 
     windows: Mapping[str, tuple[LimitKind, float]]
     reset_at: Callable[[str, float, float], float | None]
+    names: tuple[tuple[LimitKind, float, str, str, str], ...] = field(init=False)
+    """Each window with its three header names, sorted by (kind, period): made once."""
+
+    def __post_init__(self) -> None:
+        names = []
+        for suffix, (kind, period) in self.windows.items():
+            tail = f"-{suffix}" if suffix else ""
+            names.append((kind, period, *(f"x-ratelimit-{n}{tail}" for n in _NAMES)))
+        object.__setattr__(self, "names", tuple(sorted(names, key=lambda n: (n[0], n[1]))))
+
+
+_NAMES = ("limit", "remaining", "reset")
 
 
 _DIALECTS: dict[str, _Dialect] = {
@@ -161,12 +176,10 @@ def _dialect(style: str) -> _Dialect:
         ) from None
 
 
-def _stripped(value: str | None) -> str | None:
-    return None if value is None else value.strip()
-
-
 def _retry_at(headers: Mapping[str, str], now: float, wall_now: float) -> float | None:
     """`retry-after-ms` first, then `retry-after` as seconds or an HTTP date, as the SDKs do."""
+    if "retry-after-ms" not in headers and "retry-after" not in headers:
+        return None
     millis = _decimal(headers.get("retry-after-ms", "").strip())
     if millis is not None:
         return now + millis / 1000.0
@@ -199,16 +212,15 @@ def read_headers(
     if not dialect.windows and "retry-after" not in lowered and "retry-after-ms" not in lowered:
         return _NO_READING
     windows = []
-    for suffix, (kind, period) in dialect.windows.items():
-        tail = f"-{suffix}" if suffix else ""
-        limit = _count(_stripped(lowered.get(f"x-ratelimit-limit{tail}")))
-        remaining = _count(_stripped(lowered.get(f"x-ratelimit-remaining{tail}")))
+    get = lowered.get
+    for kind, period, limit_name, remaining_name, reset_name in dialect.names:
+        limit = _count(get(limit_name))
+        remaining = _count(get(remaining_name))
         if limit is None and remaining is None:
             continue
-        reset = _stripped(lowered.get(f"x-ratelimit-reset{tail}"))
-        reset_at = None if reset is None else dialect.reset_at(reset, now, wall_now)
+        reset = get(reset_name)
+        reset_at = None if reset is None else dialect.reset_at(reset.strip(), now, wall_now)
         windows.append(WindowReading(kind, period, limit, remaining, reset_at))
-    windows.sort(key=lambda w: (w.kind, w.period))
     return RateReading(tuple(windows), _retry_at(lowered, now, wall_now))
 
 
