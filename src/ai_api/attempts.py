@@ -182,16 +182,23 @@ async def _tracked(
     try:
         try:
             async with asyncio.timeout(first_wait):
-                chunk = await _next(chunks, rationing, ticket)
+                first = await _first(chunks, rationing, ticket)
         except TimeoutError:
             message = f"no first token within {first_wait:g} s"
             raise UpstreamTimeout(ticket.deployment.name, message) from None
         ticket.first_token = rationing.clock()
-        while chunk is not None:
-            ticket.chars += len(chunk.content) + len(chunk.reasoning)
-            usage = chunk.usage or usage
-            yield chunk
-            chunk = await _next(chunks, rationing, ticket)
+        if first is not None:
+            ticket.chars += len(first.content) + len(first.reasoning)
+            usage = first.usage
+            yield first
+            async for chunk in chunks:
+                if chunk.rate is not None:
+                    await rationing.observe(ticket, chunk.rate)
+                    continue
+                ticket.chars += len(chunk.content) + len(chunk.reasoning)
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                yield chunk
     except UpstreamError as exc:
         await rationing.failed(ticket, exc, usage)
         raise
@@ -204,10 +211,10 @@ async def _tracked(
         await chunks.aclose()
 
 
-async def _next(
+async def _first(
     chunks: AsyncGenerator[Chunk, None], rationing: Rationing, ticket: Ticket
 ) -> Chunk | None:
-    """The next chunk with content, observing rate-limit readings on the way."""
+    """The first chunk with content, observing rate-limit readings on the way."""
     async for chunk in chunks:
         if chunk.rate is None:
             return chunk
