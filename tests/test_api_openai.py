@@ -342,3 +342,31 @@ async def test_open_gateway_on_a_public_address_warns(groq, caplog):
     async with running(settings_for(groq, host="0.0.0.0")):
         pass
     assert "no gateway keys" in caplog.text
+
+
+async def test_a_finished_stream_leaves_its_upstream_connection_for_the_next(gateway, groq):
+    # The end of the upstream's body lags behind its `[DONE]`: the client has its whole answer
+    # before it, and the connection still goes back to the pool once it comes.
+    groq.add_fault(Fault(end_delay=0.3), times=2)
+    async with client_for(gateway) as client:
+        for i in range(3):
+            stream = await client.chat.completions.create(
+                model="groq/openai/gpt-oss-120b", messages=HI, stream=True
+            )
+            assert [c async for c in stream][-1].choices[0].finish_reason == "stop"
+            if i < 2:
+                assert not groq.requests[i].finished.is_set()
+            await groq.requests[i].finished.wait()
+            await asyncio.sleep(0.1)  # the gateway reads the end and pools the connection
+        groq.add_fault(Fault(cut_after=2))
+        stream = await client.chat.completions.create(
+            model="groq/openai/gpt-oss-120b", messages=HI, stream=True
+        )
+        with pytest.raises(openai.APIError):
+            _ = [c async for c in stream]
+        await client.chat.completions.create(model="groq/openai/gpt-oss-120b", messages=HI)
+    peers = [seen.peer for seen in groq.requests]
+    assert len(peers) == 5
+    assert None not in peers
+    assert peers[0] == peers[1] == peers[2] == peers[3]  # one connection, reused
+    assert peers[4] != peers[3]  # the cut one was not put back in the pool

@@ -48,6 +48,8 @@ class SeenRequest:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     disconnected: bool = False
     status: int = 0
+    peer: tuple[str, int] | None = None
+    """The client's address and port: one per connection (so tests can see reuse)."""
 
 
 class FakeUpstream:
@@ -210,7 +212,10 @@ class FakeUpstream:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.hits[f"POST {request.path}"] += 1
-        seen = SeenRequest(body={}, headers=request.headers, started=self._clock())
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        seen = SeenRequest(
+            body={}, headers=request.headers, started=self._clock(), peer=peer and tuple(peer)
+        )
         if self.record_requests:
             self.requests.append(seen)
         fault = self._faults.popleft() if self._faults else (self.default_fault or _NO_FAULT)

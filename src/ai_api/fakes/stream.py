@@ -33,7 +33,8 @@ class Fault:
     JSON; `error_after` sends the provider's in-stream error with `error_status` and ends the
     stream without `[DONE]`; `no_done` omits `[DONE]`; `drop` closes without any response;
     `comment_lines` SSE comments (`: keep-alive`, or `: {comment_text}`) precede the first chunk,
-    as keep-alives do (OpenRouter sends `: OPENROUTER PROCESSING`).
+    as keep-alives do (OpenRouter sends `: OPENROUTER PROCESSING`); `end_delay` sends the end
+    of the HTTP body that many seconds after the last event, as a lagging last packet does.
     Non-streaming answers honour `cut_after`/`stall_after` by sending half the body.
     """
 
@@ -53,6 +54,7 @@ class Fault:
     drop: bool = False
     comment_lines: int = 0
     comment_text: str = "keep-alive"
+    end_delay: float = 0.0
 
 
 class Exchange:
@@ -180,6 +182,8 @@ async def write_stream(
     if not fault.no_done:
         out.append(_DONE)
     await flush()
+    if await exchange.pause(fault.end_delay):
+        return exchange.cut()
     await response.write_eof()
     return response
 

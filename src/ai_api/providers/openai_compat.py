@@ -8,6 +8,7 @@ payload (with `status_code` on Cerebras) or as `x_groq.error`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
@@ -181,6 +182,60 @@ def _message_and_code(error: Mapping[str, Any]) -> tuple[str, str | None]:
     return message, str(code) if code is not None else None
 
 
+# How long a response may take to end after its `[DONE]` before its connection is dropped.
+_DRAIN_WAIT = 5.0
+
+
+async def _read_to_end(response: aiohttp.ClientResponse) -> None:
+    try:
+        async with asyncio.timeout(_DRAIN_WAIT):
+            while await response.content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError):
+        response.close()
+    finally:
+        response.release()
+
+
+class _Silence:
+    """Ends a stream whose upstream sent nothing for `limit` seconds while it was awaited.
+
+    Per block it costs two assignments (`since`), not the new timer per socket read that
+    aiohttp's `sock_read` schedules; one timer per `limit` seconds checks the stream.
+    """
+
+    __slots__ = ("_handle", "_limit", "_loop", "_provider", "_response", "since", "time")
+
+    def __init__(
+        self, provider: str, limit: float | None, response: aiohttp.ClientResponse
+    ) -> None:
+        self._provider = provider
+        self._limit = limit
+        self._loop = loop = asyncio.get_running_loop()
+        self._response = response
+        self.time = loop.time
+        self.since: float | None = None  # when the pending read began; None between reads
+        self._handle = None if limit is None else loop.call_later(limit, self._check)
+
+    def _check(self) -> None:
+        assert self._limit is not None
+        now = self._loop.time()
+        if self.since is None or now - self.since < self._limit:
+            start = now if self.since is None else self.since
+            self._handle = self._loop.call_at(start + self._limit, self._check)
+            return
+        self._handle = None
+        timeout = UpstreamTimeout(self._provider, "no data within the read timeout")
+        self._response.content.set_exception(timeout)
+        self._response.close()  # the connection is dropped, not reused half-read
+
+    def stop(self) -> None:
+        """Stop watching (the stream ended, one way or another)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class OpenAICompatible:
     """A provider speaking the OpenAI chat-completions wire format over one shared HTTP pool."""
 
@@ -193,6 +248,7 @@ class OpenAICompatible:
         base_url: str,
         session: aiohttp.ClientSession,
         timeout: aiohttp.ClientTimeout,
+        read_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
@@ -206,7 +262,9 @@ class OpenAICompatible:
         self._key = api_key
         self._session = session
         self._timeout = timeout
+        self._read_timeout = read_timeout
         self._clock = clock
+        self._draining: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -214,23 +272,45 @@ class OpenAICompatible:
         return self._name
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        """Stream the answer; every failure surfaces as an `UpstreamError`."""
+        """Stream the answer; every failure surfaces as an `UpstreamError`.
+
+        `timeout` bounds connecting and the whole exchange; `read_timeout` each wait for the
+        upstream: for its response headers, then for every block of the stream.
+        """
+        silence: _Silence | None = None
         try:
-            async with self._session.post(
-                self._url,
-                data=request_body(self.spec, request),
-                headers=self._headers,
-                timeout=self._timeout,
-            ) as response:
+            waiting = asyncio.timeout(self._read_timeout)
+            try:
+                async with waiting:
+                    response = await self._session.post(
+                        self._url,
+                        data=request_body(self.spec, request),
+                        headers=self._headers,
+                        timeout=self._timeout,
+                    )
+            except TimeoutError as exc:
+                if waiting.expired():
+                    raise UpstreamTimeout(self.name, "no response within the read timeout") from exc
+                raise
+            drained = False
+            try:
                 now = self._clock()
                 reading = read_headers(self.spec.rate_style, response.headers, now, now)
                 if response.status >= 400:
                     raise self._status_error(response.status, await response.read(), response)
                 if reading.windows or reading.retry_at is not None:
                     yield Chunk(rate=reading)
+                silence = _Silence(self.name, self._read_timeout, response)
+                time = silence.time
+                read = response.content.readany
                 finished = False
                 decoder = SSEDecoder()
-                async for block in response.content.iter_any():
+                while True:
+                    silence.since = time()
+                    block = await read()
+                    silence.since = None
+                    if not block:
+                        break
                     chunks, done, error = parse_events(self.name, decoder.feed(block))
                     for chunk in chunks:
                         finished = finished or chunk.finish_reason is not None
@@ -238,6 +318,7 @@ class OpenAICompatible:
                     if error is not None:
                         raise error
                     if done:
+                        drained = self._drain(response)
                         return
                 chunks, done, error = parse_events(self.name, decoder.close())
                 for chunk in chunks:
@@ -249,6 +330,9 @@ class OpenAICompatible:
                     raise UpstreamProtocol(
                         self.name, "the stream ended before the answer was complete"
                     )
+            finally:
+                if not drained:
+                    response.release()
         except UpstreamError as exc:
             exc.message = self._redact(exc.message)
             raise
@@ -261,6 +345,20 @@ class OpenAICompatible:
             raise UpstreamUnreachable(self.name, f"connection failed: {reason}") from exc
         except TimeoutError as exc:
             raise UpstreamTimeout(self.name, "timed out") from exc
+        finally:
+            if silence is not None:
+                silence.stop()
+
+    def _drain(self, response: aiohttp.ClientResponse) -> bool:
+        """After `[DONE]`: whether the rest of the response (the end of its chunked body,
+        normally already on its way) is being read in the background, so that its connection
+        goes back to the pool instead of being closed; False when there is nothing left."""
+        if response.content.is_eof():
+            return False
+        task = asyncio.get_running_loop().create_task(_read_to_end(response))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+        return True
 
     def _status_error(
         self, status: int, body: bytes, response: aiohttp.ClientResponse
