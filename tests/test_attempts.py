@@ -17,7 +17,6 @@ from ai_api.errors import (
     UpstreamStatus,
     UpstreamUnreachable,
 )
-from ai_api.limits import Cost
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
 from ai_api.rationing import Rationing, Ticket, daily_share
 from ai_api.routing import Deployment, Member, Route
@@ -229,8 +228,7 @@ async def test_budget_strategy_keeps_daily_shares_together(rationing, clock):
     small = Member(Deployment(Scripted("small"), GROQ, "m", 100, "", rates(rpd=300)))
     route = Route("r", "budget", (small, big))
     for _ in range(1000):
-        plan = await rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
-        chosen = plan.members[0].deployment
+        chosen = (await rationing.plan(route, route.order()))[0].deployment
         ticket = await rationing.begin(chosen, "r", "x", 0, 0)
         assert isinstance(ticket, Ticket)
         await rationing.succeeded(ticket, Usage(0, 0, 0))
@@ -241,14 +239,19 @@ async def test_budget_strategy_keeps_daily_shares_together(rationing, clock):
 
 
 async def test_round_robin_skips_a_member_without_headroom(rationing):
-    full = Member(Deployment(Scripted("full"), GROQ, "m", 100, "", rates(rpm=1)))
-    free = Member(Deployment(Scripted("free"), GROQ, "m2", 100))
-    route = Route("r", "round-robin", (full, free))
-    assert isinstance(await rationing.begin(full.deployment, "r", "x", 0, 0), Ticket)
-    for turn in range(4):
-        plan = await rationing.plan(route, route.order(turn), lambda d: Cost(tokens=0))
-        assert [m.deployment.name for m in plan.members] == ["free"]
-        assert plan.next_free == T0 + 61
+    full = Scripted("full")
+    free = Scripted("free")
+    route = Route("r", "round-robin", (member(full, limits=rates(rpm=1)), member(free, CEREBRAS)))
+    assert isinstance(await rationing.begin(route.members[0].deployment, "r", "x", 0, 0), Ticket)
+    for _ in range(4):
+        opened = await open_stream(route, ask(), rationing, Bounds())
+        assert (opened.deployment.name, opened.attempts) == ("free", 1)
+        await drain(opened)
+    assert full.seen == []
+    only_full = Route("only-full", "fallback", (route.members[0],))
+    with pytest.raises(RateLimited) as info:
+        await open_stream(only_full, ask(), rationing, Bounds())
+    assert info.value.headers["Retry-After"] == "61"  # when the full one has room again
 
 
 async def test_paced_members_come_last_once_ahead_of_the_day(rationing, clock):
@@ -258,8 +261,7 @@ async def test_paced_members_come_last_once_ahead_of_the_day(rationing, clock):
     route = Route("r", "fallback", (paced, other), burst=0.1)
     used = 0
     for _ in range(20):
-        plan = await rationing.plan(route, route.order(), lambda d: Cost(tokens=0))
-        chosen = plan.members[0].deployment
+        chosen = (await rationing.plan(route, route.order()))[0].deployment
         used += chosen.name == "paced"
         ticket = await rationing.begin(chosen, "r", "x", 0, 0)
         assert isinstance(ticket, Ticket)

@@ -15,6 +15,8 @@ import math
 from collections.abc import AsyncGenerator, Callable, Collection
 from dataclasses import dataclass
 
+import msgspec
+
 from .errors import (
     InvalidRequest,
     NoProviders,
@@ -23,7 +25,6 @@ from .errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
-from .limits import Cost
 from .params import missing
 from .rationing import Rationing, Ticket
 from .routing import Deployment, Member, Route
@@ -62,8 +63,7 @@ def retryable(error: UpstreamError) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Ask:
+class Ask(msgspec.Struct, frozen=True):
     """One client request as the failover loop needs it."""
 
     request_id: str
@@ -80,16 +80,10 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
     if not members:
         _refuse(route, ask)
 
-    def cost(d: Deployment) -> Cost:
-        return Cost(tokens=ask.prompt_tokens + d.cap(ask.max_tokens))
-
-    plan = await rationing.plan(route, members, cost)
-    if not plan.members:
-        raise await _pooled_429(route, plan.next_free, rationing, members)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bounds.deadline
     failures: list[str] = []
-    queue = list(plan.members)
+    queue = list(await rationing.plan(route, members))
     attempt = 0
     lost: list[float] = []
     error: UpstreamError | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import UpstreamError, UpstreamStatus
@@ -32,14 +32,6 @@ _GONE_REST = 10 * 365 * DAY
 # A 429 without any hint of when to retry: rest this long.
 _DEFAULT_RETRY = 60.0
 _GONE = frozenset({"model_decommissioned", "model_not_found"})
-
-
-@dataclass(slots=True)
-class Plan:
-    """The members to try, in order, and when a member now without room will have some."""
-
-    members: list[Member]
-    next_free: float | None
 
 
 @dataclass(slots=True)
@@ -105,32 +97,29 @@ class Rationing:
         """This request's turn on `route` (shared by every process)."""
         return await self.state.turn(route.name) if route.rotates else 0
 
-    async def plan(
-        self, route: Route, members: Iterable[Member], cost_of: Callable[[Deployment], Cost]
-    ) -> Plan:
-        """Members with headroom in the order to try them (paced members ahead of their pace
-        last), and the soonest moment one without room will have some."""
+    async def plan(self, route: Route, members: Sequence[Member]) -> Sequence[Member]:
+        """`members` in the order to try them: on the `budget` route the largest remaining
+        share of a daily limit first; paced members ahead of the day's pace last.
+
+        Health and headroom are not looked at here: `begin` checks both, atomically, as it
+        claims and reserves, and says when a member without them will have them again.
+        """
+        budget = route.strategy == "budget"
+        if not budget and not any(m.pace for m in members):
+            return members
         now = self.clock()
-        state = self.state
         ready: list[tuple[float, Member]] = []
         paced: list[Member] = []
-        waits: list[float] = []
         for member in members:
             d = member.deployment
-            if not await state.available(d.public_name, now):
-                waits.append(await state.ready_at(d.public_name))
-                continue
-            windows = await state.windows(d.budget_key, d.specs, now)
-            if not fits(windows, cost_of(d)):
-                waits.append(await state.free_at(d.budget_key, d.specs, cost_of(d), now))
-                continue
+            windows = await self.state.windows(d.budget_key, d.specs, now)
             if member.pace and ahead_of_pace(windows, now, route.burst):
                 paced.append(member)
-                continue
-            ready.append((daily_share(windows), member))
-        if route.strategy == "budget":
+            else:
+                ready.append((daily_share(windows) if budget else 1.0, member))
+        if budget:
             ready.sort(key=lambda item: -item[0])
-        return Plan([m for _, m in ready] + paced, min(waits) if waits else None)
+        return [m for _, m in ready] + paced
 
     async def begin(
         self, deployment: Deployment, route: str, request_id: str, prompt: int, cap: int
