@@ -1,10 +1,10 @@
 """Rate-limit signals: each provider's headers and 429 bodies, read into one shape."""
 
 import json
-from dataclasses import astuple
 from types import MappingProxyType
 
 import pytest
+from msgspec.structs import astuple
 
 from ai_api.ratelimits import (
     STYLES,

@@ -9,10 +9,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from ai_api.store import Attempt, MemoryLedger, SQLiteLedger, UsageLedger, UsageRow
 from ai_api.store.schema import SCHEMA_VERSION

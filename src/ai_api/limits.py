@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
+
 from .ratelimits import RateReading
 
 Kind = Literal["requests", "tokens"]
@@ -29,8 +31,7 @@ class Limit:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(msgspec.Struct, frozen=True):
     """What a request spends: one request and some tokens."""
 
     tokens: int

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = [
@@ -36,8 +37,7 @@ _MINUTE, _HOUR, _DAY, _MONTH = 60.0, 3600.0, 86400.0, 2592000.0
 _PERIODS = {"minute": _MINUTE, "hour": _HOUR, "day": _DAY, "month": _MONTH}
 
 
-@dataclass(frozen=True, slots=True)
-class WindowReading:
+class WindowReading(msgspec.Struct, frozen=True):
     """What a provider said about one window: its kind, length in seconds, and state."""
 
     kind: LimitKind
@@ -47,16 +47,14 @@ class WindowReading:
     reset_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class RateReading:
+class RateReading(msgspec.Struct, frozen=True):
     """Everything one response's headers said: the windows and when to retry."""
 
     windows: tuple[WindowReading, ...]
     retry_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorReading:
+class ErrorReading(msgspec.Struct, frozen=True):
     """What an error body said about a limit: when to retry, which kind and window ran out."""
 
     retry_at: float | None

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+
+class Attempt(msgspec.Struct, frozen=True):
     """One try of one request on one upstream.
 
     `at` is wall-clock epoch seconds when the attempt started; `status` is the upstream HTTP

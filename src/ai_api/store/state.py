@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Limit, Reservation
 from ..ratelimits import RateReading, WindowReading
@@ -29,8 +31,7 @@ class WindowSpec:
     limit: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class WindowState:
+class WindowState(msgspec.Struct, frozen=True):
     """A window now: its limit (configured, or learned from the provider), what was counted
     in the last `period`, what is left (the provider's reading wins while valid; None when
     unknown), and what was counted since the UTC day began (for pacing)."""
@@ -43,8 +44,7 @@ class WindowState:
     today: float
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(msgspec.Struct, frozen=True):
     """A reservation made by `reserve`, to `settle` once the real token count is known.
 
     `handle` is the home's own record of where the charge went.
