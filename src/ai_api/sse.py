@@ -36,15 +36,21 @@ class SSEDecoder:
         """The data of every event that `block` completes."""
         if self._cr and block.startswith(b"\n"):
             block = block[1:]
-        text = self._tail + block
+        text = self._tail + block if self._tail else block
         self._cr = text.endswith(b"\r")
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = text.split(b"\n")
         self._tail = lines.pop()
         events: list[bytes] = []
-        for line in lines:
-            self._line(line, events)
+        data = self._data
+        for line in lines:  # `_line`, inlined: this loop runs for every line of every stream
+            if not line:
+                if data:
+                    events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data.clear()
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line.startswith(b"data: ") else line[5:])
         return events
 
     def close(self) -> list[bytes]:
@@ -57,11 +63,11 @@ class SSEDecoder:
         return events
 
     def _line(self, line: bytes, events: list[bytes]) -> None:
+        data = self._data
         if not line:
-            if self._data:
-                events.append(self._data[0] if len(self._data) == 1 else b"\n".join(self._data))
-                self._data = []
+            if data:
+                events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                data.clear()
         elif line.startswith(b"data:"):
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(b" ") else value)
+            data.append(line[6:] if line.startswith(b"data: ") else line[5:])
         # Comments (`:`) and other fields (`event`, `id`, `retry`) carry nothing we use.

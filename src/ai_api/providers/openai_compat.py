@@ -74,10 +74,17 @@ def request_body(spec: ProviderSpec, request: ChatRequest) -> bytes:
 
 def parse_event(provider: str, data: bytes) -> Chunk:
     """One upstream SSE payload as a chunk; raises for error payloads and malformed JSON."""
+    return _chunk_of(provider, _decode(provider, data))
+
+
+def _decode(provider: str, data: bytes) -> _StreamEvent:
     try:
-        event = _event_decoder.decode(data)
+        return _event_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise UpstreamProtocol(provider, f"sent a malformed stream event: {exc}") from exc
+
+
+def _chunk_of(provider: str, event: _StreamEvent) -> Chunk:
     if event.error:
         raise _stream_error(provider, event.error, event.status_code)
     usage = event.usage
@@ -100,6 +107,20 @@ def parse_event(provider: str, data: bytes) -> Chunk:
     )
 
 
+def _plain(event: _StreamEvent) -> _Delta | None:
+    """The delta of an event that carries text (or nothing) and no more, else None."""
+    if event.usage is not None or event.error or len(event.choices) != 1:
+        return None
+    groq = event.x_groq
+    if groq is not None and (groq.usage is not None or groq.error):
+        return None
+    choice = event.choices[0]
+    delta = choice.delta
+    if delta is None or choice.finish_reason is not None or delta.tool_calls:
+        return None
+    return delta
+
+
 def parse_events(
     provider: str, events: list[bytes]
 ) -> tuple[list[Chunk], bool, UpstreamError | None]:
@@ -120,20 +141,24 @@ def parse_events(
             done = True
             break
         try:
-            chunk = parse_event(provider, data)
+            event = _decode(provider, data)
+            delta = _plain(event)
+            if delta is not None:
+                content = delta.content
+                thought = delta.reasoning or delta.reasoning_content
+                if not (content and thought):  # text of one kind, or none (a role chunk)
+                    if content or thought:
+                        if pieces and bool(thought) != reasoning:
+                            chunks.append(_joined(pieces, reasoning))
+                            pieces = []
+                        reasoning = bool(thought)
+                        pieces.append(content or thought or "")
+                    continue
+            chunk = _chunk_of(provider, event)
         except UpstreamError as exc:
             error = exc
             break
         if chunk == _NOTHING:
-            continue
-        plain = not (chunk.tool_calls or chunk.finish_reason or chunk.usage)
-        if plain and (bool(chunk.content) != bool(chunk.reasoning)):
-            is_reasoning = bool(chunk.reasoning)
-            if pieces and is_reasoning != reasoning:
-                chunks.append(_joined(pieces, reasoning))
-                pieces = []
-            reasoning = is_reasoning
-            pieces.append(chunk.reasoning or chunk.content)
             continue
         if pieces:
             chunks.append(_joined(pieces, reasoning))
