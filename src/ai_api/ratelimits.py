@@ -77,7 +77,12 @@ _COUNT_RE = re.compile(r"[0-9]{1,30}")
 
 def parse_go_duration(text: str) -> float | None:
     """Seconds in a Go `time.Duration` string (`940ms`, `2m59.56s`, `1h2m3s`, `0`), else None."""
-    match = _GO_DURATION_RE.fullmatch(text.strip())
+    text = text.strip()
+    one = _GO_PART_RE.fullmatch(text)  # one unit, as most resets are: no walk over parts
+    if one is not None:
+        seconds = float(one[1]) * _GO_UNITS[one[2]]
+        return seconds if math.isfinite(seconds) else None
+    match = _GO_DURATION_RE.fullmatch(text)
     if match is None:
         return None
     sign, body = match.group(1, 2)
