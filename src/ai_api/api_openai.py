@@ -105,7 +105,6 @@ async def _stream(
     envelope = _encode({**head, "choices": [{"index": 0, "delta": 0}]})
     prefix = envelope[: envelope.rindex(b"0}]}")]
     try:
-        await response.write(_event(prefix, b'{"role":"assistant","content":""}', None))
         usage, chars = await _relay(response, opened, prefix)
         if body.stream_options is not None and body.stream_options.include_usage:
             usage = usage or estimated_usage(body.messages, chars)
@@ -129,10 +128,11 @@ def _event(prefix: bytes, delta: bytes, finish_reason: str | None) -> bytes:
 async def _relay(
     response: web.StreamResponse, opened: Opened, prefix: bytes
 ) -> tuple[Usage | None, int]:
-    """Write each chunk as an OpenAI chunk; return the upstream usage and characters sent."""
+    """Write each chunk as an OpenAI chunk, after the role chunk (in the same write as the
+    first); return the upstream usage and characters sent."""
     usage = None
     chars = 0
-    held: list[bytes] = []
+    held = [_event(prefix, b'{"role":"assistant","content":""}', None)]
     chunk = opened.first
     while chunk is not None:
         delta = _delta(chunk)
