@@ -104,19 +104,20 @@ async def _stream(
     # Every chunk shares its envelope: encode it once, splice each delta in.
     envelope = _encode({**head, "choices": [{"index": 0, "delta": 0}]})
     prefix = envelope[: envelope.rindex(b"0}]}")]
+    held: list[bytes] = []
     try:
-        usage, chars = await _relay(response, opened, prefix)
+        usage, chars = await _relay(response, opened, prefix, held)
         if body.stream_options is not None and body.stream_options.include_usage:
             usage = usage or estimated_usage(body.messages, chars)
-            await response.write(encode_data({**head, "choices": [], "usage": usage}))
-        await response.write(_DONE)
+            held.append(encode_data({**head, "choices": [], "usage": usage}))
+        held.append(_DONE)
     except UpstreamError as exc:
         log.warning("%s failed mid-stream: %s", opened.deployment.name, exc.message)
-        await response.write(encode_data(exc.body()))
+        held.append(encode_data(exc.body()))
     except ConnectionResetError:
         log.info("client went away; upstream request to %s cancelled", opened.deployment.name)
         return response
-    await response.write_eof()
+    await response.write_eof(b"".join(held))  # the end of the answer in one write
     return response
 
 
@@ -126,26 +127,31 @@ def _event(prefix: bytes, delta: bytes, finish_reason: str | None) -> bytes:
 
 
 async def _relay(
-    response: web.StreamResponse, opened: Opened, prefix: bytes
+    response: web.StreamResponse, opened: Opened, prefix: bytes, held: list[bytes]
 ) -> tuple[Usage | None, int]:
     """Write each chunk as an OpenAI chunk, after the role chunk (in the same write as the
-    first); return the upstream usage and characters sent."""
+    first); return the upstream usage and characters sent.
+
+    The chunks of one upstream block go out in one write. From the finish reason on, the
+    answer is complete and what is left of it stays in `held`, for the caller to end the
+    stream with in one write (also when the upstream fails after it).
+    """
     usage = None
     chars = 0
-    held = [_event(prefix, b'{"role":"assistant","content":""}', None)]
+    held.append(_event(prefix, b'{"role":"assistant","content":""}', None))
     chunk = opened.first
+    finished = False
     while chunk is not None:
         delta = _delta(chunk)
         if delta or chunk.finish_reason:
             chars += len(chunk.content) + len(chunk.reasoning)
             held.append(_event(prefix, _encode(delta), chunk.finish_reason))
         usage = chunk.usage or usage
-        if held and not chunk.more:
+        finished = finished or chunk.finish_reason is not None
+        if held and not chunk.more and not finished:
             await response.write(b"".join(held))
             held.clear()
         chunk = await anext(opened.chunks, None)
-    if held:
-        await response.write(b"".join(held))
     return usage, chars
 
 
