@@ -370,3 +370,18 @@ async def test_a_finished_stream_leaves_its_upstream_connection_for_the_next(gat
     assert None not in peers
     assert peers[0] == peers[1] == peers[2] == peers[3]  # one connection, reused
     assert peers[4] != peers[3]  # the cut one was not put back in the pool
+
+
+async def test_an_upstream_silent_after_done_loses_its_connection_not_the_answer(groq):
+    groq.add_fault(Fault(end_delay=30))
+    async with running(settings_for(groq, read_timeout=0.3)) as url, client_for(url) as client:
+        stream = await client.chat.completions.create(
+            model="auto", messages=HI, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [c async for c in stream]
+        assert chunks[-1].usage is not None  # the whole answer, at once
+        async with asyncio.timeout(5):
+            await groq.requests[0].finished.wait()  # dropped after the read timeout
+        assert groq.requests[0].disconnected
+        await client.chat.completions.create(model="auto", messages=HI)
+    assert groq.requests[1].peer != groq.requests[0].peer

@@ -207,13 +207,11 @@ def _message_and_code(error: Mapping[str, Any]) -> tuple[str, str | None]:
     return message, str(code) if code is not None else None
 
 
-# How long a response may take to end after its `[DONE]` before its connection is dropped.
-_DRAIN_WAIT = 5.0
-
-
-async def _read_to_end(response: aiohttp.ClientResponse) -> None:
+async def _read_to_end(response: aiohttp.ClientResponse, wait: float | None) -> None:
+    """Read what is left of a response within `wait` seconds, then free its connection: back
+    to the pool when the response ended, closed when it did not."""
     try:
-        async with asyncio.timeout(_DRAIN_WAIT):
+        async with asyncio.timeout(wait):
             while await response.content.readany():
                 pass
     except (TimeoutError, aiohttp.ClientError):
@@ -377,10 +375,12 @@ class OpenAICompatible:
     def _drain(self, response: aiohttp.ClientResponse) -> bool:
         """After `[DONE]`: whether the rest of the response (the end of its chunked body,
         normally already on its way) is being read in the background, so that its connection
-        goes back to the pool instead of being closed; False when there is nothing left."""
+        goes back to the pool instead of being closed; False when there is nothing left.
+        An upstream silent for the read timeout after `[DONE]` loses its connection."""
         if response.content.is_eof():
             return False
-        task = asyncio.get_running_loop().create_task(_read_to_end(response))
+        wait = self._read_timeout  # silence after `[DONE]` is silence too
+        task = asyncio.get_running_loop().create_task(_read_to_end(response, wait))
         self._draining.add(task)
         task.add_done_callback(self._draining.discard)
         return True
