@@ -208,6 +208,12 @@ def machine_info() -> dict:
 # ------------------------------------------------------------------------------ processes
 
 
+def ai_api_loop() -> str:
+    """The event loop ai-api runs on here (its default, `auto`: uvloop when installed)."""
+    probe = subprocess.run([str(PY), "-c", "import uvloop"], capture_output=True)
+    return "uvloop" if probe.returncode == 0 else "asyncio"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -680,10 +686,12 @@ def build_report(data: dict) -> str:
     )
     ll = data.get("litellm_version")
     w("")
+    loops = data["settings"].get("yardstick_loop", "asyncio"), data["settings"].get("ai_api_loop")
     w(
         "Targets: **a** = the canned upstream directly; **p** = the bare aiohttp pass-through"
-        " proxy (`bench/passthrough.py`); **b** = ai-api (routing, rate-limit accounting, SQLite"
-        " usage ledger and a gateway key on); **c** = "
+        f" proxy (`bench/passthrough.py`, on {loops[0]}'s event loop); **b** = ai-api (routing,"
+        " rate-limit accounting, SQLite usage ledger and a gateway key on; on"
+        f" {loops[1] or '?'}'s event loop); **c** = "
         + (
             f"LiteLLM {ll} proxy (uvicorn, 1 or 2 workers: c1, c2; c is the better of the two"
             " at each point)."
@@ -1077,6 +1085,12 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,16,64,256")
     ap.add_argument("--upstream-impl", choices=("raw", "aiohttp"), default="raw")
     ap.add_argument(
+        "--yardstick-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of the pass-through p (asyncio, as the issue defines it; or uvloop)",
+    )
+    ap.add_argument(
         "--coalesce", action="store_true", help="the fast upstream sends each stream in one write"
     )
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
@@ -1113,8 +1127,11 @@ def main() -> None:
             "levels": levels,
             "upstream_impl": args.upstream_impl,
             "coalesce": args.coalesce,
+            "yardstick_loop": args.yardstick_loop,
+            "ai_api_loop": ai_api_loop(),
         },
     }
+    yardstick_args = ["--uvloop"] if args.yardstick_loop == "uvloop" else []
     log(f"machine: {data['machine']}")
     litellm_version = ensure_litellm() if args.litellm else None
     data["litellm_version"] = litellm_version
@@ -1185,6 +1202,7 @@ def main() -> None:
                     str(pp),
                     "--upstream",
                     f"http://127.0.0.1:{fast_port}",
+                    *yardstick_args,
                 ],
                 base_env(tmp),
                 tmp,
@@ -1300,6 +1318,7 @@ def main() -> None:
                     str(sp),
                     "--upstream",
                     f"http://127.0.0.1:{slow_port}",
+                    *yardstick_args,
                 ],
                 base_env(tmp),
                 tmp,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -44,7 +45,9 @@ def test_bad_setting_exits_2(tmp_path, monkeypatch, capsys):
 
 
 @asynccontextmanager
-async def ai_api(*args: str, cwd: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+async def ai_api(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """`python -m ai_api serve ...` in a child process; yields it and the URL it logged."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -55,7 +58,7 @@ async def ai_api(*args: str, cwd: Path) -> AsyncIterator[tuple[asyncio.subproces
         "0",
         *args,
         cwd=cwd,
-        env=CLEAN_ENV,
+        env={**CLEAN_ENV, **(env or {})},
         stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -77,6 +80,7 @@ async def next_url(process: asyncio.subprocess.Process) -> str:
         log += line
         match = re.search(r"listening on (http://\S+)", line)
         if match:
+            process.listening_line = line  # type: ignore[attr-defined]
             return match.group(1)
 
 
@@ -92,6 +96,27 @@ async def test_demo_mode_serves_real_streams_and_says_it_is_a_demo(tmp_path):
     assert events[-1][0] == "done"
     assert events[-1][1]["demo"] is True
     assert events[-1][1]["usage"]["completion_tokens"] > 0
+
+
+@pytest.mark.parametrize("choice", ["auto", "asyncio"])
+async def test_the_server_runs_on_the_event_loop_chosen(tmp_path, choice):
+    installed = importlib.util.find_spec("uvloop") is not None
+    expected = "uvloop" if choice == "auto" and installed else "asyncio"
+    env = {"AI_API_EVENT_LOOP": choice}
+    async with (
+        ai_api("--demo", cwd=tmp_path, env=env) as (process, url),
+        aiohttp.ClientSession() as s,
+        s.post(url + "/chat", json=HELLO) as response,
+    ):
+        assert parse_events(await response.text())[-1][0] == "done"
+    assert f"event loop: {expected})" in process.listening_line  # type: ignore[attr-defined]
+
+
+def test_an_unknown_event_loop_is_a_configuration_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AI_API_EVENT_LOOP", "trio")
+    assert main(["serve", "--demo"]) == 2
+    assert "AI_API_EVENT_LOOP='trio'" in capsys.readouterr().err
 
 
 async def test_demo_in_process_alternates_over_both_fakes():

@@ -144,7 +144,7 @@ def _without(args: Sequence[str], *, valued: set[str], flags: set[str]) -> list[
 
 
 def _serve(settings: Settings, fd: int | None = None) -> int:
-    from .server import serve
+    from .server import loop_factory, serve
 
     sock = None
     if fd is not None:
@@ -152,7 +152,13 @@ def _serve(settings: Settings, fd: int | None = None) -> int:
 
         sock = inherited_socket(fd)
     try:
-        asyncio.run(serve(settings, sock))
+        factory = loop_factory(settings.event_loop)
+    except ConfigError as exc:
+        print(f"ai-api: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(settings, sock))
     except OSError as exc:
         print(f"ai-api: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 1

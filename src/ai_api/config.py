@@ -140,6 +140,8 @@ class Settings:
     workers: int = 1
     demo: bool = False
     log_level: str = "INFO"
+    event_loop: str = "auto"
+    """`uvloop`, `asyncio`, or `auto`: uvloop where it is installed (not on Windows)."""
     problems: tuple[str, ...] = ()
     """What was configured but cannot be used (a missing key variable...); served without."""
 
@@ -187,6 +189,7 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
         state_file=env.get("AI_API_STATE_FILE") or None,
         workers=number(env, "AI_API_WORKERS", None, int, minimum=1),
         log_level=(env.get("AI_API_LOG_LEVEL") or "").upper() or None,
+        event_loop=choice(env, "AI_API_EVENT_LOOP", EVENT_LOOPS),
     )
 
 
@@ -236,6 +239,19 @@ def preset_settings(
 
 
 N = TypeVar("N", int, float)
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    """`env[name]` if it is one of `choices` (any case), None when unset; else `ConfigError`."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of: {', '.join(choices)}.")
+    return raw
 
 
 def number(env: Mapping[str, str], name: str, default: Any, kind: type[N], *, minimum: N) -> Any:

@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -123,6 +123,7 @@ class ServerEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     redis_url_env: str | None = None
     workers: int | None = None
     log_level: str | None = None
+    event_loop: Literal["auto", "uvloop", "asyncio"] | None = None
     gateway_keys_env: str | None = None
     gateway_keys: list[str] = []
 
@@ -220,6 +221,7 @@ def apply_file(settings: Settings, path: Path, env: Mapping[str, str]) -> Settin
         redis_url=_secret(env, server.redis_url_env),
         workers=server.workers,
         log_level=server.log_level and server.log_level.upper(),
+        event_loop=server.event_loop,
     )
 
 
