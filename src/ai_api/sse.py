@@ -44,30 +44,16 @@ class SSEDecoder:
         self._tail = lines.pop()
         events: list[bytes] = []
         data = self._data
-        for line in lines:  # `_line`, inlined: this loop runs for every line of every stream
+        for line in lines:  # every line of every stream: kept lean
             if not line:
                 if data:
                     events.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data.clear()
             elif line.startswith(b"data:"):
                 data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            # Comments (`:`) and other fields (`event`, `id`, `retry`) carry nothing we use.
         return events
 
     def close(self) -> list[bytes]:
         """The data of an event left undispatched when the stream ended, if any."""
-        events: list[bytes] = []
-        if self._tail:
-            self._line(self._tail, events)
-            self._tail = b""
-        self._line(b"", events)
-        return events
-
-    def _line(self, line: bytes, events: list[bytes]) -> None:
-        data = self._data
-        if not line:
-            if data:
-                events.append(data[0] if len(data) == 1 else b"\n".join(data))
-                data.clear()
-        elif line.startswith(b"data:"):
-            data.append(line[6:] if line.startswith(b"data: ") else line[5:])
-        # Comments (`:`) and other fields (`event`, `id`, `retry`) carry nothing we use.
+        return self.feed(b"\n\n")  # ends the last line and dispatches what it completes
