@@ -36,7 +36,7 @@ def attempt(at: float, **changes: object) -> Attempt:
         ttft=0.25,
         duration=1.5,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
 def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
