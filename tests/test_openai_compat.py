@@ -1,11 +1,21 @@
-"""Pure translations of the OpenAI-compatible adapter, on payloads shaped like real traffic."""
+"""The OpenAI-compatible adapter: its pure translations, on payloads shaped like real traffic,
+and its timeouts against a fake upstream."""
 
+import asyncio
 import json
 
+import aiohttp
 import pytest
 
-from ai_api.errors import UpstreamProtocol, UpstreamStatus
-from ai_api.providers.openai_compat import parse_event, parse_events, request_body, status_error
+from ai_api.errors import UpstreamProtocol, UpstreamStatus, UpstreamTimeout
+from ai_api.fakes import FakeUpstream, Fault
+from ai_api.providers.openai_compat import (
+    OpenAICompatible,
+    parse_event,
+    parse_events,
+    request_body,
+    status_error,
+)
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL
 from ai_api.schemas import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 
@@ -311,3 +321,29 @@ def test_an_error_event_keeps_the_text_before_it():
     assert [c.content for c in chunks] == ["Hi"]
     assert not done
     assert isinstance(error, UpstreamStatus)
+
+
+async def test_the_read_timeout_counts_only_time_spent_waiting_for_the_upstream():
+    """A consumer slower than the read timeout is not upstream silence; a stalled upstream is."""
+    async with (
+        FakeUpstream("groq", api_key="k", token_delay=0.02) as fake,
+        aiohttp.ClientSession() as session,
+    ):
+        groq = OpenAICompatible(
+            GROQ,
+            api_key="k",
+            base_url=fake.base_url,
+            session=session,
+            timeout=aiohttp.ClientTimeout(total=30),
+            read_timeout=0.2,
+        )
+        request = ChatRequest(messages=(Message("user", "hola"),), model="openai/gpt-oss-120b")
+        chunks = []
+        async for chunk in groq.stream(request):
+            chunks.append(chunk)
+            await asyncio.sleep(0.3)  # the consumer dawdles between chunks
+        assert chunks[-1].usage is not None
+        fake.add_fault(Fault(stall_after=2))
+        with pytest.raises(UpstreamTimeout, match="read timeout"):
+            async for _ in groq.stream(request):
+                pass
