@@ -90,6 +90,9 @@ def test_gateway_keys_from_file_variable_and_environment(tmp_path):
 
 def test_environment_wins_over_the_file(tmp_path):
     assert load(tmp_path, "[server]\nport = 4000\n", PORT="5000").port == 5000
+    loop = "[server]\nevent_loop = 'asyncio'\n"
+    assert load(tmp_path, loop).event_loop == "asyncio"
+    assert load(tmp_path, loop, AI_API_EVENT_LOOP="UVLOOP").event_loop == "uvloop"
 
 
 def test_disabled_preset(tmp_path):
@@ -113,6 +116,7 @@ def test_disabled_preset(tmp_path):
         ("[providers.auto]\n", "may not be 'auto'"),
         ("[server\n", "not valid TOML"),
         ("[providers.groq]\nmodels = 3\n", "[providers.groq]: Expected `array | null`, got `int`"),
+        ("[server]\nevent_loop = 'trio'\n", "event_loop"),
     ],
 )
 def test_bad_files_say_what_and_where(tmp_path, text, fragment):
