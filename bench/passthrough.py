@@ -20,7 +20,8 @@ from aiohttp import web
 HOP = {"content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
 
 
-async def main(port: int, upstream: str) -> None:
+def make_app(upstream: str) -> web.Application:
+    """The pass-through as an aiohttp application forwarding every POST to `upstream`."""
     session: aiohttp.ClientSession | None = None
 
     async def proxy(request: web.Request) -> web.StreamResponse:
@@ -54,6 +55,11 @@ async def main(port: int, upstream: str) -> None:
     app = web.Application(client_max_size=1 << 20)
     app.cleanup_ctx.append(start)
     app.router.add_post("/{tail:.*}", proxy)
+    return app
+
+
+async def main(port: int, upstream: str) -> None:
+    app = make_app(upstream)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()

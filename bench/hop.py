@@ -1,0 +1,197 @@
+"""One proxy hop's cost, measured in one process on one event loop: a quick, steadier check.
+
+    .venv/bin/python bench/hop.py [--mode together|separate] [--loop uvloop|asyncio]
+                                  [--requests 500] [--rounds 6]
+
+The full benchmark (`bench/run.py`) runs every target in its own process, as users do; on a
+shared 2-core machine its numbers move with the scheduling of those processes. This runs the
+canned upstream, the pass-through (`bench/passthrough.py`) and ai-api (SQLite ledger, a
+gateway key, huge limits: every request still planned, reserved, settled and recorded) in
+this one process, and a bare client that streams the same request through each of them in
+turn, sequentially. The CPU time of a request through a proxy, less that of a direct request,
+is what one hop of that proxy costs; the ratio of ai-api's hop to the pass-through's is the
+number to watch when changing the hot path (lower is better; the minimum over the rounds is
+reported, as noise only adds).
+
+`--mode together` has the upstream write a whole answer at once (what a busy gateway reads
+from a fast upstream); `--mode separate` gives each event its own turn of the loop (each one
+read and forwarded alone, as at low load). `--loop` is the event loop all of them share
+(ai-api's default, uvloop, unless told otherwise). Everything listens on 127.0.0.1; every loop
+is bounded by `--requests` and `--rounds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import cast
+
+from aiohttp import web
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from passthrough import make_app  # noqa: E402
+from upstream import RATE_HEADERS, canned_events  # noqa: E402
+
+PATH = b"/openai/v1/chat/completions"
+BODY = (
+    b'{"model":"openai/gpt-oss-120b","messages":[{"role":"user","content":"Say hello in one'
+    b' short sentence."}],"stream":true}'
+)
+LIMITS = "rpm = 100000000, rpd = 1000000000, tpm = 1000000000000, tpd = 10000000000000"
+
+
+class Upstream(asyncio.Protocol):
+    """The canned Groq-style stream, per request, over keep-alive HTTP/1.1."""
+
+    def __init__(self, head: bytes, frames: list[bytes], separate: bool) -> None:
+        self.head, self.frames, self.separate = head, frames, separate
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+            head = self.buf[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15 :].split(b"\r\n")[0]) if at >= 0 else 0
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length :]
+            asyncio.get_running_loop().create_task(self.answer())
+
+    async def answer(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.head)
+        if not self.separate:
+            self.transport.write(b"".join(self.frames) + b"0\r\n\r\n")
+            return
+        for frame in self.frames:
+            self.transport.write(frame)
+            await asyncio.sleep(0)  # the next event in a later turn of the loop
+        self.transport.write(b"0\r\n\r\n")
+
+
+class Client(asyncio.Protocol):
+    """One keep-alive connection sending the same streamed request, one at a time."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.done: asyncio.Future[bytes] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.buf.endswith(b"0\r\n\r\n") and self.done is not None and not self.done.done():
+            self.done.set_result(self.buf)
+
+    async def request(self) -> None:
+        assert self.transport is not None
+        self.buf = b""
+        self.done = asyncio.get_running_loop().create_future()
+        self.transport.write(
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (PATH, len(BODY), BODY)
+        )
+        answer = await asyncio.wait_for(self.done, timeout=10)
+        if b"data: [DONE]" not in answer:
+            raise RuntimeError(f"an incomplete answer: {answer[:300]!r}")
+
+
+async def cpu_per_request(port: int, requests: int) -> float:
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(Client, "127.0.0.1", port)
+    try:
+        for _ in range(20):  # warm-up
+            await client.request()
+        gc.collect()
+        started = time.process_time()
+        for _ in range(requests):
+            await client.request()
+        return (time.process_time() - started) / requests * 1e6
+    finally:
+        transport.close()
+
+
+async def main(mode: str, requests: int, rounds: int) -> None:
+    from ai_api.config import load_settings
+    from ai_api.server import loop_name, running
+
+    loop = asyncio.get_running_loop()
+    frames = [b"%x\r\n%s\r\n" % (len(e), e) for e in canned_events(20)]
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in RATE_HEADERS)
+        + "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    upstream = await loop.create_server(
+        lambda: Upstream(head, frames, mode == "separate"), "127.0.0.1", 0
+    )
+    up_port = upstream.sockets[0].getsockname()[1]
+    runner = web.AppRunner(
+        make_app(f"http://127.0.0.1:{up_port}"), access_log=None, handler_cancellation=True
+    )
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    pass_port = runner.addresses[0][1]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "ai-api.toml"
+        config.write_text(
+            f'[providers.groq]\nmodels = [{{ name = "openai/gpt-oss-120b", {LIMITS} }}]\n'
+        )
+        env = {
+            "GROQ_API_KEY": "bench",
+            "GROQ_BASE_URL": f"http://127.0.0.1:{up_port}",
+            "AI_API_CONFIG": str(config),
+            "AI_API_LEDGER": str(Path(tmp) / "usage.sqlite3"),
+            "AI_API_KEYS": "bench",
+            "HOST": "127.0.0.1",
+            "PORT": "0",
+        }
+        async with running(load_settings(env)) as url:
+            ports = {
+                "direct": up_port,
+                "pass-through": pass_port,
+                "ai-api": int(url.rsplit(":", 1)[1]),
+            }
+            best = {name: float("inf") for name in ports}
+            for _ in range(rounds):
+                for name, port in ports.items():
+                    best[name] = min(best[name], await cpu_per_request(port, requests))
+    await runner.cleanup()
+    upstream.close()
+    direct, through, ai_api = best["direct"], best["pass-through"], best["ai-api"]
+    print(
+        f"{mode}, {loop_name(loop)}: CPU µs per request: direct {direct:.0f};"
+        f" pass-through hop +{through - direct:.0f}; ai-api hop +{ai_api - direct:.0f};"
+        f" ai-api / pass-through hop {(ai_api - direct) / (through - direct):.2f}"
+        f" (min of {rounds} rounds of {requests})"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=("together", "separate"), default="together")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    args = parser.parse_args()
+    if not (1 <= args.requests <= 20_000 and 1 <= args.rounds <= 50):
+        parser.error("bounded runs only: 1-20000 requests, 1-50 rounds")
+    from ai_api.server import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(main(args.mode, args.requests, args.rounds))
