@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import re
@@ -11,6 +12,8 @@ import sys
 from typing import Any
 
 import aiohttp
+import pytest
+import redis.asyncio
 
 from ai_api.config import Secret
 from ai_api.fakes import FakeUpstream, Fault
@@ -91,8 +94,17 @@ async def test_two_instances_share_round_robin_turns_and_cooldowns():
             assert len(groq.requests) == before
 
 
-async def test_workers_share_one_port_and_one_budget(tmp_path):
-    async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.001) as groq:
+@pytest.mark.parametrize("home", ["sqlite", "redis"])
+async def test_workers_share_one_port_and_one_budget(tmp_path, home):
+    """Real worker processes (on their default event loop, uvloop where installed), their
+    shared state in the ledger's SQLite file or in Redis."""
+    async with contextlib.AsyncExitStack() as stack:
+        groq = await stack.enter_async_context(
+            FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.001)
+        )
+        redis_url = (
+            (await stack.enter_async_context(running_redis())).url if home == "redis" else ""
+        )
         model = '{ name = "openai/gpt-oss-120b", rpm = 6, max_tokens = 64 }'
         (tmp_path / "ai-api.toml").write_text(f"[providers.groq]\nmodels = [{model}]\n")
         env = {
@@ -101,6 +113,7 @@ async def test_workers_share_one_port_and_one_budget(tmp_path):
             "GROQ_BASE_URL": groq.base_url,
             "AI_API_CONFIG": str(tmp_path / "ai-api.toml"),
             "AI_API_LEDGER": str(tmp_path / "usage.sqlite3"),
+            "REDIS_URL": redis_url,
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -121,6 +134,10 @@ async def test_workers_share_one_port_and_one_budget(tmp_path):
         finally:
             process.send_signal(signal.SIGINT)
             await asyncio.wait_for(process.wait(), timeout=30)
+        if home == "redis":  # the shared state really lives there
+            client = redis.asyncio.Redis.from_url(redis_url)
+            assert await client.dbsize() > 0
+            await client.aclose()
     assert process.returncode == 0
     assert len(ready) == 2  # two worker processes served
     assert len(groq.requests) == 6
