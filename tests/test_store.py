@@ -251,7 +251,9 @@ async def test_record_never_waits_for_a_locked_file(tmp_path: Path) -> None:
             started = time.perf_counter()
             for i in range(1000):
                 ledger.record(attempt(MIDNIGHT + i))
-            assert time.perf_counter() - started < 0.1
+            # Waiting on the lock would take the 5 s busy timeout at least once; a full garbage
+            # collection of the test process's heap takes ~0.12 s on a slow machine.
+            assert time.perf_counter() - started < 1.0
 
             flushed = asyncio.create_task(ledger.flush())
             await asyncio.sleep(0.3)
