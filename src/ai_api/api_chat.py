@@ -63,9 +63,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         try:
             if fmt == "text":
-                await _write_text(response, opened.first, chunks)
+                end = await _write_text(response, opened.first, chunks)
             else:
-                await _write_events(
+                end = await _write_events(
                     response, opened.first, chunks, deployment, gateway.settings.demo
                 )
         except UpstreamError as exc:
@@ -73,11 +73,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
             if fmt == "text" and request.transport is not None:
                 request.transport.abort()
                 return response
-            await response.write(encode_event("error", exc.body()))
+            end = encode_event("error", exc.body())
         except ConnectionResetError:
             log.info("client went away; upstream request to %s cancelled", deployment.name)
             return response
-        await response.write_eof()
+        await response.write_eof(end)  # the last bytes and the end of the body in one write
         return response
 
 
@@ -87,7 +87,9 @@ async def _write_events(
     chunks: AsyncGenerator[Chunk, None],
     deployment: Deployment,
     demo: bool,
-) -> None:
+) -> bytes:
+    """Write each chunk's text as a `data:` event; return the last ones and the `done` event,
+    for the caller to end the body with."""
     finish_reason = None
     usage = None
     held: list[bytes] = []
@@ -109,12 +111,13 @@ async def _write_events(
     }
     if demo:
         done["demo"] = True
-    await response.write(b"".join([*held, encode_event("done", done)]))
+    return b"".join([*held, encode_event("done", done)])
 
 
 async def _write_text(
     response: web.StreamResponse, first: Chunk | None, chunks: AsyncGenerator[Chunk, None]
-) -> None:
+) -> bytes:
+    """Write the text as it comes; return what is left, for the caller to end the body with."""
     held: list[str] = []
     chunk = first
     while chunk is not None:
@@ -125,5 +128,4 @@ async def _write_text(
             if text:
                 await response.write(text.encode())
         chunk = await anext(chunks, None)
-    if held and (text := "".join(held)):
-        await response.write(text.encode())
+    return "".join(held).encode()
