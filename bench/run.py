@@ -484,6 +484,13 @@ def ai_api_config(path: Path, slow: int) -> None:
     )
 
 
+def start_passthrough(name: str, tmp: str, upstream: int, extra: list[str]) -> tuple[Proc, int]:
+    port = free_port()
+    cmd = [str(PY), str(BENCH / "passthrough.py"), "--port", str(port)]
+    cmd += ["--upstream", f"http://127.0.0.1:{upstream}", *extra]
+    return Proc(name, cmd, base_env(tmp), tmp, tmp), port
+
+
 def start_ai_api(name: str, tmp: str, fast: int, slow: int, key: str) -> tuple[Proc, int]:
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))
     cfg = workdir / "ai-api.toml"
@@ -1192,22 +1199,7 @@ def main() -> None:
         targets: dict[str, Target] = {"a": Target("a", "a (direct)", fast, fast_port, key)}
         need_load = any(s in only for s in ("stream", "json", "profile", "open1000", "soak"))
         if need_load:
-            pp = free_port()
-            pt = Proc(
-                "passthrough",
-                [
-                    str(PY),
-                    str(BENCH / "passthrough.py"),
-                    "--port",
-                    str(pp),
-                    "--upstream",
-                    f"http://127.0.0.1:{fast_port}",
-                    *yardstick_args,
-                ],
-                base_env(tmp),
-                tmp,
-                tmp,
-            )
+            pt, pp = start_passthrough("passthrough", tmp, fast_port, yardstick_args)
             procs.append(pt)
             targets["p"] = Target("p", "p (pass-through)", pt, pp, key)
             proc, port = start_ai_api("ai-api", tmp, fast_port, slow_port, key)
@@ -1308,22 +1300,7 @@ def main() -> None:
             slow_targets: dict[str, tuple[Target, str]] = {
                 "a (direct, slow upstream)": (Target("as", "a", slow, slow_port, key), MODEL)
             }
-            sp = free_port()
-            pts = Proc(
-                "passthrough-slow",
-                [
-                    str(PY),
-                    str(BENCH / "passthrough.py"),
-                    "--port",
-                    str(sp),
-                    "--upstream",
-                    f"http://127.0.0.1:{slow_port}",
-                    *yardstick_args,
-                ],
-                base_env(tmp),
-                tmp,
-                tmp,
-            )
+            pts, sp = start_passthrough("passthrough-slow", tmp, slow_port, yardstick_args)
             procs.append(pts)
             wait_ready(pts, sp, key, MODEL, 20)
             slow_targets["p (pass-through)"] = (Target("ps", "p", pts, sp, key), MODEL)

@@ -72,6 +72,19 @@ def _dump(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def canned_usage(n: int) -> dict[str, float]:
+    """Groq's usage block for an answer of `n` tokens to the benchmark's prompt."""
+    return {
+        "queue_time": 0.0002,
+        "prompt_tokens": 18,
+        "prompt_time": 0.00004,
+        "completion_tokens": n,
+        "completion_time": 0.04,
+        "total_tokens": 18 + n,
+        "total_time": 0.04004,
+    }
+
+
 def canned_events(n: int) -> list[bytes]:
     """The SSE events of one streamed answer, as Groq sends them (one `data:` each)."""
     head = {
@@ -81,15 +94,7 @@ def canned_events(n: int) -> list[bytes]:
         "model": MODEL,
         "system_fingerprint": "fp_bench00000",
     }
-    usage = {
-        "queue_time": 0.0002,
-        "prompt_tokens": 18,
-        "prompt_time": 0.00004,
-        "completion_tokens": n,
-        "completion_time": 0.04,
-        "total_tokens": 18 + n,
-        "total_time": 0.04004,
-    }
+    usage = canned_usage(n)
 
     def choice(delta: dict, finish: str | None = None) -> list:
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
@@ -134,15 +139,7 @@ def canned_completion(n: int) -> bytes:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "queue_time": 0.0002,
-                "prompt_tokens": 18,
-                "prompt_time": 0.00004,
-                "completion_tokens": n,
-                "completion_time": 0.04,
-                "total_tokens": 18 + n,
-                "total_time": 0.04004,
-            },
+            "usage": canned_usage(n),
             "system_fingerprint": "fp_bench00000",
             "x_groq": {"id": "req_01benchcannedupstream0000"},
         }

@@ -19,6 +19,8 @@ import pytest
 
 from ai_api.store.state import SharedState
 
+from .homes import closing_states
+
 
 def require_redis() -> str:
     """The path of redis-server; skips (or fails, in CI) the test when it cannot run."""
@@ -117,16 +119,8 @@ async def redis_home() -> AsyncIterator[Callable[[], Awaitable[SharedState]]]:
     """A factory of new `RedisState`s on one fresh server: each is another instance's view."""
     from ai_api.store.redis_state import RedisState
 
-    async with running_redis() as server:
-        opened: list[RedisState] = []
-
-        async def factory() -> SharedState:
-            state = await RedisState(server.url).open()
-            opened.append(state)
-            return state
-
-        try:
-            yield factory
-        finally:
-            for state in opened:
-                await state.close()
+    async with (
+        running_redis() as server,
+        closing_states(lambda: RedisState(server.url).open()) as factory,
+    ):
+        yield factory

@@ -9,20 +9,13 @@ from pathlib import Path
 from ai_api.store.sqlite_state import SQLiteState
 from ai_api.store.state import SharedState
 
+from .homes import closing_states
+
 
 @asynccontextmanager
 async def sqlite_home(tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[SharedState]]]:
     """A factory of states opened on one file (each its own connection and thread), all closed
     at exit."""
-    opened: list[SQLiteState] = []
-
-    async def factory() -> SharedState:
-        state = await SQLiteState(tmp_path / "state.sqlite3").open()
-        opened.append(state)
-        return state
-
-    try:
+    path = tmp_path / "state.sqlite3"
+    async with closing_states(lambda: SQLiteState(path).open()) as factory:
         yield factory
-    finally:
-        for state in opened:
-            await state.close()
