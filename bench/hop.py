@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
@@ -37,21 +39,22 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from passthrough import make_app  # noqa: E402
-from upstream import RATE_HEADERS, canned_events  # noqa: E402
+from upstream import RATE_HEADERS, canned_completion, canned_events  # noqa: E402
 
 PATH = b"/openai/v1/chat/completions"
 BODY = (
     b'{"model":"openai/gpt-oss-120b","messages":[{"role":"user","content":"Say hello in one'
-    b' short sentence."}],"stream":true}'
+    b' short sentence."}],"stream":%s}'
 )
 LIMITS = "rpm = 100000000, rpd = 1000000000, tpm = 1000000000000, tpd = 10000000000000"
 
 
 class Upstream(asyncio.Protocol):
-    """The canned Groq-style stream, per request, over keep-alive HTTP/1.1."""
+    """The canned Groq-style stream, or the whole answer when not asked for a stream, per
+    request, over keep-alive HTTP/1.1."""
 
-    def __init__(self, head: bytes, frames: list[bytes], separate: bool) -> None:
-        self.head, self.frames, self.separate = head, frames, separate
+    def __init__(self, head: bytes, frames: list[bytes], whole: bytes, separate: bool) -> None:
+        self.head, self.frames, self.whole, self.separate = head, frames, whole, separate
         self.buf = b""
         self.transport: asyncio.Transport | None = None
 
@@ -66,11 +69,15 @@ class Upstream(asyncio.Protocol):
             length = int(head[at + 15 :].split(b"\r\n")[0]) if at >= 0 else 0
             if len(self.buf) < end + 4 + length:
                 return
+            streamed = b'"stream":true' in self.buf[end + 4 : end + 4 + length]
             self.buf = self.buf[end + 4 + length :]
-            asyncio.get_running_loop().create_task(self.answer())
+            asyncio.get_running_loop().create_task(self.answer(streamed))
 
-    async def answer(self) -> None:
+    async def answer(self, streamed: bool) -> None:
         assert self.transport is not None
+        if not streamed:
+            self.transport.write(self.whole)
+            return
         self.transport.write(self.head)
         if not self.separate:
             self.transport.write(b"".join(self.frames) + b"0\r\n\r\n")
@@ -82,9 +89,11 @@ class Upstream(asyncio.Protocol):
 
 
 class Client(asyncio.Protocol):
-    """One keep-alive connection sending the same streamed request, one at a time."""
+    """One keep-alive connection sending the same request, one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, json: bool) -> None:
+        self.json = json
+        self.body = BODY % (b"false" if json else b"true")
         self.buf = b""
         self.done: asyncio.Future[bytes] | None = None
         self.transport: asyncio.Transport | None = None
@@ -94,7 +103,15 @@ class Client(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if self.buf.endswith(b"0\r\n\r\n") and self.done is not None and not self.done.done():
+        if self.done is None or self.done.done():
+            return
+        end = self.buf.find(b"\r\n\r\n")
+        at = self.buf.lower().find(b"content-length:", 0, end) if end >= 0 else -1
+        if at >= 0:  # a whole answer (chunked from the pass-through: below)
+            length = int(self.buf[at + 15 : self.buf.index(b"\r\n", at)])
+            if len(self.buf) >= end + 4 + length:
+                self.done.set_result(self.buf)
+        elif self.buf.endswith(b"0\r\n\r\n"):
             self.done.set_result(self.buf)
 
     async def request(self) -> None:
@@ -104,16 +121,16 @@ class Client(asyncio.Protocol):
         self.transport.write(
             b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (PATH, len(BODY), BODY)
+            % (PATH, len(self.body), self.body)
         )
         answer = await asyncio.wait_for(self.done, timeout=10)
-        if b"data: [DONE]" not in answer:
+        if (b'"finish_reason":"stop"' if self.json else b"data: [DONE]") not in answer:
             raise RuntimeError(f"an incomplete answer: {answer[:300]!r}")
 
 
-async def cpu_per_request(port: int, requests: int) -> float:
+async def cpu_per_request(port: int, requests: int, json: bool) -> float:
     loop = asyncio.get_running_loop()
-    transport, client = await loop.create_connection(Client, "127.0.0.1", port)
+    transport, client = await loop.create_connection(lambda: Client(json), "127.0.0.1", port)
     try:
         for _ in range(20):  # warm-up
             await client.request()
@@ -126,19 +143,33 @@ async def cpu_per_request(port: int, requests: int) -> float:
         transport.close()
 
 
-async def main(mode: str, requests: int, rounds: int) -> None:
-    from ai_api.config import load_settings
-    from ai_api.server import loop_name, running
-
-    loop = asyncio.get_running_loop()
+def canned_answers() -> tuple[bytes, list[bytes], bytes]:
+    """The upstream's stream head, its chunked frames, and a whole JSON answer with its head."""
     frames = [b"%x\r\n%s\r\n" % (len(e), e) for e in canned_events(20)]
+    rates = "".join(f"{k}: {v}\r\n" for k, v in RATE_HEADERS)
     head = (
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-        + "".join(f"{k}: {v}\r\n" for k, v in RATE_HEADERS)
+        + rates
         + "Transfer-Encoding: chunked\r\n\r\n"
     ).encode()
-    upstream = await loop.create_server(
-        lambda: Upstream(head, frames, mode == "separate"), "127.0.0.1", 0
+    completion = canned_completion(20)
+    whole = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + rates
+        + f"Content-Length: {len(completion)}\r\n\r\n"
+    ).encode() + completion
+    return head, frames, whole
+
+
+@contextlib.asynccontextmanager
+async def targets(mode: str) -> AsyncIterator[dict[str, int]]:
+    """The upstream, the pass-through and ai-api listening on 127.0.0.1: name -> port."""
+    from ai_api.config import load_settings
+    from ai_api.server import running
+
+    head, frames, whole = canned_answers()
+    upstream = await asyncio.get_running_loop().create_server(
+        lambda: Upstream(head, frames, whole, mode == "separate"), "127.0.0.1", 0
     )
     up_port = upstream.sockets[0].getsockname()[1]
     runner = web.AppRunner(
@@ -146,37 +177,49 @@ async def main(mode: str, requests: int, rounds: int) -> None:
     )
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    pass_port = runner.addresses[0][1]
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "ai-api.toml"
-        config.write_text(
-            f'[providers.groq]\nmodels = [{{ name = "openai/gpt-oss-120b", {LIMITS} }}]\n'
-        )
-        env = {
-            "GROQ_API_KEY": "bench",
-            "GROQ_BASE_URL": f"http://127.0.0.1:{up_port}",
-            "AI_API_CONFIG": str(config),
-            "AI_API_LEDGER": str(Path(tmp) / "usage.sqlite3"),
-            "AI_API_KEYS": "bench",
-            "HOST": "127.0.0.1",
-            "PORT": "0",
-        }
-        async with running(load_settings(env)) as url:
-            ports = {
-                "direct": up_port,
-                "pass-through": pass_port,
-                "ai-api": int(url.rsplit(":", 1)[1]),
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "ai-api.toml"
+            config.write_text(
+                f'[providers.groq]\nmodels = [{{ name = "openai/gpt-oss-120b", {LIMITS} }}]\n'
+            )
+            env = {
+                "GROQ_API_KEY": "bench",
+                "GROQ_BASE_URL": f"http://127.0.0.1:{up_port}",
+                "AI_API_CONFIG": str(config),
+                "AI_API_LEDGER": str(Path(tmp) / "usage.sqlite3"),
+                "AI_API_KEYS": "bench",
+                "HOST": "127.0.0.1",
+                "PORT": "0",
             }
-            best = {name: float("inf") for name in ports}
-            for _ in range(rounds):
-                for name, port in ports.items():
-                    best[name] = min(best[name], await cpu_per_request(port, requests))
-    await runner.cleanup()
-    upstream.close()
+            async with running(load_settings(env)) as url:
+                yield {
+                    "direct": up_port,
+                    "pass-through": runner.addresses[0][1],
+                    "ai-api": int(url.rsplit(":", 1)[1]),
+                }
+    finally:
+        await runner.cleanup()
+        upstream.close()
+
+
+async def main(mode: str, requests: int, rounds: int, json: bool, only: str | None) -> None:
+    from ai_api.server import loop_name
+
+    async with targets(mode) as ports:
+        if only is not None:  # one target, once: for an outside meter (bench/count.py)
+            await cpu_per_request(ports[only], requests, json)
+            return
+        best = {name: float("inf") for name in ports}
+        for _ in range(rounds):
+            for name, port in ports.items():
+                best[name] = min(best[name], await cpu_per_request(port, requests, json))
     direct, through, ai_api = best["direct"], best["pass-through"], best["ai-api"]
+    kind = "json" if json else "stream"
     print(
-        f"{mode}, {loop_name(loop)}: CPU µs per request: direct {direct:.0f};"
-        f" pass-through hop +{through - direct:.0f}; ai-api hop +{ai_api - direct:.0f};"
+        f"{kind}, {mode}, {loop_name(asyncio.get_running_loop())}: CPU µs per request:"
+        f" direct {direct:.0f}; pass-through hop +{through - direct:.0f};"
+        f" ai-api hop +{ai_api - direct:.0f};"
         f" ai-api / pass-through hop {(ai_api - direct) / (through - direct):.2f}"
         f" (min of {rounds} rounds of {requests})"
     )
@@ -188,10 +231,14 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--json", action="store_true", help="clients ask for a whole answer")
+    parser.add_argument(
+        "--only", choices=("direct", "pass-through", "ai-api"), help="drive one target, once"
+    )
     args = parser.parse_args()
     if not (1 <= args.requests <= 20_000 and 1 <= args.rounds <= 50):
         parser.error("bounded runs only: 1-20000 requests, 1-50 rounds")
     from ai_api.server import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(main(args.mode, args.requests, args.rounds))
+        runner.run(main(args.mode, args.requests, args.rounds, args.json, args.only))
