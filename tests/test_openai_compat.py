@@ -323,6 +323,36 @@ def test_an_error_event_keeps_the_text_before_it():
     assert isinstance(error, UpstreamStatus)
 
 
+def _text(content: str) -> bytes:
+    return json.dumps({"choices": [{"index": 0, "delta": {"content": content}}]}).encode()
+
+
+def test_a_block_ending_the_stream_is_read_whole():
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    events = [_text("Hel"), _text("lo"), json.dumps({"choices": [], "usage": usage}).encode()]
+    chunks, done, error = parse_events("p", [*events, b"[DONE]"])
+    assert (done, error) == (True, None)
+    assert [(c.content, c.usage) for c in chunks] == [
+        ("Hello", None),
+        ("", Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b'{"choices": [', b'{"choices": []},{"choices": []}', b"", b"[DONE] and more"],
+    ids=["cut", "two values", "empty", "done-like"],
+)
+def test_a_malformed_event_among_others_keeps_the_text_before_it(bad):
+    chunks, done, error = parse_events("p", [_text("Hi"), bad, _text("lost"), b"[DONE]"])
+    if bad.startswith(b"[DONE]"):  # `[DONE]` however it goes on ends the stream
+        assert (done, error) == (True, None)
+    else:
+        assert not done
+        assert isinstance(error, UpstreamProtocol)
+    assert [c.content for c in chunks] == ["Hi"]
+
+
 async def test_the_read_timeout_counts_only_time_spent_waiting_for_the_upstream():
     """A consumer slower than the read timeout is not upstream silence; a stalled upstream is."""
     async with (

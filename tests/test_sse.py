@@ -36,3 +36,25 @@ def test_lone_carriage_returns_split_lines_and_close_flushes_the_tail():
     assert decoder.feed(b"data: a\r\rdata: b\n\ndata: [DO") == [b"a", b"b"]
     assert decoder.feed(b"NE]") == []
     assert decoder.close() == [b"[DONE]"]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b'data: {"n":1}\n\ndata: {"n":2}\n\ndata: [DONE]\n\n',  # what upstreams send
+        b"data: a\n\n: keep-alive\n\ndata: b\n\n",  # a comment between events
+        b"data: a\ndata: b\n\ndata: c\n\n",  # an event of two lines
+        b"data: a\n\nevent: x\ndata: b\n\n",  # another field
+        b"data: a\n\ndata:b\n\n",  # no space after the colon
+        b"data: a\n\n\ndata: b\n\n",  # an extra blank line
+        b"data: \n\ndata: b\n\n",  # empty data
+    ],
+)
+def test_whole_events_in_one_block_read_as_line_by_line(block):
+    # Fed a byte at a time, no block holds a whole event: the decoder reads line by line.
+    by_byte = SSEDecoder()
+    expected = [e for i in range(len(block)) for e in by_byte.feed(block[i : i + 1])]
+    assert SSEDecoder().feed(block) == expected
+    decoder = SSEDecoder()  # and after a block that ended mid-event
+    assert decoder.feed(b"data: x") == []
+    assert decoder.feed(b"\n\n" + block) == [b"x", *expected]

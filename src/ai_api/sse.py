@@ -40,6 +40,14 @@ class SSEDecoder:
         self._cr = text.endswith(b"\r")
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        elif not self._data and text.startswith(b"data: ") and text.endswith(b"\n\n"):
+            # What OpenAI-compatible upstreams send: whole events of one `data: ` line each.
+            # Split at the event boundaries in one go; the count of line ends proves that no
+            # event had another line (a payload holds no raw line end), else read line by line.
+            payloads = text[6:-2].split(b"\n\ndata: ")
+            if text.count(b"\n") == 2 * len(payloads):
+                self._tail = b""
+                return payloads
         lines = text.split(b"\n")
         self._tail = lines.pop()
         events: list[bytes] = []
