@@ -166,6 +166,35 @@ async def test_failure_after_the_first_byte_ends_the_stream_and_is_recorded(
     assert attempt["estimated"] == 1
 
 
+@pytest.mark.parametrize(("fault", "code"), AFTER_FIRST_BYTE, ids=IDS)
+async def test_a_whole_answer_fails_over_until_its_end(
+    groq, cerebras, client, tmp_path, fault, code
+):
+    """A client that asked for the answer at once has seen nothing of it when the first
+    member fails mid-answer: the next member gives the whole answer."""
+    ledger = tmp_path / "usage.sqlite3"
+    groq.add_fault(fault)
+    settings = settings_for(groq, cerebras, read_timeout=0.3, ledger=str(ledger))
+    async with running(settings, clock=FakeClock()) as url:
+        answer = await complete(client, url)
+        assert (answer.status, answer.provider, answer.attempts) == (200, "cerebras", "2")
+        (choice,) = answer.json()["choices"]
+        assert choice["finish_reason"] == "stop"
+        assert choice["message"]["content"].startswith("Hello from the fake Cerebras ")
+        assert "Groq" not in choice["message"]["content"]  # nothing of the failed attempt
+        assert answer.json()["model"] == cerebras_member().model
+        report = await usage(client, url)
+    assert (day_row(report, "groq")["requests"], day_row(report, "groq")["errors"]) == (1, 1)
+    assert day_row(report, "cerebras")["errors"] == 0
+    groq_attempt, cerebras_attempt = stored(ledger)
+    assert groq_attempt["provider"] == "groq"
+    assert groq_attempt["completion_tokens"] > 0  # what it sent before failing is counted
+    if code:
+        assert groq_attempt["error"] == code
+    assert groq_attempt["request_id"] == cerebras_attempt["request_id"]
+    assert (cerebras_attempt["status"], cerebras_attempt["error"]) == (200, None)
+
+
 @pytest.mark.parametrize("endpoint", ["chat", "openai"])
 async def test_a_missing_done_still_completes_the_answer(groq, cerebras, client, endpoint):
     groq.add_fault(Fault(no_done=True))

@@ -66,7 +66,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     route = gateway.router.route(body.model)
     cap = body.max_completion_tokens or body.max_tokens
-    opened = await gateway.open(route, body.messages, max_tokens=cap, options=options)
+    opened = await gateway.open(
+        route, body.messages, max_tokens=cap, options=options, whole=not body.stream
+    )
     headers = {
         "X-AI-API-Provider": opened.deployment.name,
         "X-AI-API-Model": opened.deployment.model,

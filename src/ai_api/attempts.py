@@ -2,9 +2,10 @@
 
 Members are tried in the order the rationing plans (headroom first); a member failing before
 its first chunk with a retryable error hands the request to the next, up to `max_attempts`
-tries and one overall deadline. Every attempt is settled and recorded, whatever its end: the
-stream handed to the API is wrapped so that its end, its failure or the client leaving is
-recorded too.
+tries and one overall deadline. For a whole answer (a client that did not ask for a stream)
+that holds until its last chunk: the client has seen nothing yet. Every attempt is settled and
+recorded, whatever its end: the stream handed to the API is wrapped so that its end, its
+failure or the client leaving is recorded too.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Ask(msgspec.Struct, frozen=True):
     max_tokens: int | None
     required: Collection[str]
     build: Callable[[Deployment], ChatRequest]
+    whole: bool = False  # the client wants the answer at once: fail over until its end
 
 
 async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Bounds) -> Opened:
@@ -100,6 +102,8 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
         chunks = _tracked(d.provider.stream(ask.build(d)), rationing, ticket, wait)
         try:
             first = await anext(chunks, None)
+            if ask.whole and first is not None:
+                chunks = _replay([chunk async for chunk in chunks])
         except UpstreamError as exc:
             error = exc
             await chunks.aclose()
@@ -121,6 +125,11 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
         error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
     error.headers["X-AI-API-Attempts"] = str(attempt)
     raise error
+
+
+async def _replay(chunks: list[Chunk]) -> AsyncGenerator[Chunk, None]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _larger(candidate: Deployment, failed: Deployment) -> bool:

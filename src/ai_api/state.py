@@ -49,8 +49,10 @@ class Gateway:
         *,
         max_tokens: int | None = None,
         options: dict[str, Any] | None = None,
+        whole: bool = False,
     ) -> Opened:
-        """Start the answer to `messages` on `route` (see `attempts.open_stream`)."""
+        """Start the answer to `messages` on `route` (see `attempts.open_stream`); `whole`:
+        the client wants it at once, so failures until its end may go to another member."""
         fields: Collection[str] = options.keys() if options else ()
         ask = Ask(
             request_id=self.ids.next(),
@@ -58,6 +60,7 @@ class Gateway:
             max_tokens=max_tokens,
             required=fields,
             build=lambda d: d.request(messages, max_tokens=max_tokens, options=options),
+            whole=whole,
         )
         return await open_stream(route, ask, self.rationing, self.bounds)
 
