@@ -18,6 +18,7 @@ from ai_api.errors import (
     UpstreamUnreachable,
 )
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
+from ai_api.ratelimits import RateReading
 from ai_api.rationing import Rationing, Ticket, daily_share
 from ai_api.routing import Deployment, Member, Route
 from ai_api.schemas import ChatRequest, Chunk, Message, Usage
@@ -206,6 +207,34 @@ async def test_a_429_exhausts_the_window_it_names_and_cools_the_member(rationing
     opened = await open_stream(route, ask(), rationing, Bounds())
     assert opened.deployment.name == "a"  # rested, and the day window's reading expired
     await drain(opened)
+
+
+class Resting(Scripted):
+    """Answers, with rate-limit headers asking for a rest until `until`."""
+
+    def __init__(self, name: str, until: float) -> None:
+        super().__init__(name)
+        self.until = until
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
+        yield Chunk(rate=RateReading((), self.until))
+        async for chunk in super().stream(request):
+            yield chunk
+
+
+async def test_each_attempt_records_the_rest_it_left_its_member(rationing):
+    limited = UpstreamStatus("a", 429, "slow down")
+    limited.retry_at = T0 + 30
+    route = Route("r", "fallback", (member(Scripted("a", limited)), member(Resting("b", T0 + 40))))
+    await drain(await open_stream(route, ask(), rationing, Bounds()))
+    route = Route("r", "fallback", (member(Scripted("c")),))
+    await drain(await open_stream(route, ask(), rationing, Bounds()))
+    attempts = await rationing.ledger.attempts_since(0)
+    assert [(a.provider, a.status, a.cooldown_until) for a in attempts] == [
+        ("a", 429, T0 + 30),  # what the 429 asked
+        ("b", 200, T0 + 40),  # an answer whose headers asked for a rest
+        ("c", 200, None),
+    ]
 
 
 async def test_a_client_leaving_is_recorded_with_what_was_spent(rationing):

@@ -46,6 +46,7 @@ class Ticket:
     hold: Hold
     first_token: float | None = None
     chars: int = 0
+    cooled_until: float | None = None  # a rest the provider's headers asked for meanwhile
     closed: bool = field(default=False)
 
 
@@ -142,6 +143,7 @@ class Rationing:
         await self.state.observe(ticket.deployment.budget_key, reading, self.clock())
         if reading.retry_at is not None:
             await self.state.cool(ticket.deployment.public_name, reading.retry_at)
+            ticket.cooled_until = max(ticket.cooled_until or 0.0, reading.retry_at)
 
     async def succeeded(self, ticket: Ticket, usage: Usage | None) -> None:
         """The answer ended well: settle its real cost and record it."""
@@ -210,7 +212,12 @@ class Rationing:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         await self.state.settle(ticket.hold, prompt + completion, now)
         d = ticket.deployment
-        ready = await self.state.ready_at(d.public_name)
+        if error is None or status == 499:
+            # Nothing but the provider's headers rested the member: no read of the shared
+            # state (a round trip with Redis) on the way out of every answer.
+            ready = ticket.cooled_until
+        else:  # a failure may have rested it, or opened its circuit: the state knows how long
+            ready = await self.state.ready_at(d.public_name)
         self.ledger.record(
             Attempt(
                 at=ticket.started,
