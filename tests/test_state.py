@@ -157,3 +157,36 @@ async def test_cooldowns_and_circuits(home):
     assert (await b.health("m")).circuit == "closed"
     assert await b.claim("m", T0 + 58)
     assert await b.claim("m", T0 + 58)  # a closed circuit admits everyone
+
+
+async def test_begin_claims_and_reserves_as_one(home):
+    a, b = await home(), await home()
+    specs = (WindowSpec("requests", MINUTE, 10), WindowSpec("tokens", MINUTE, 100))
+    hold = await a.begin("m", "k", specs, Cost(tokens=60), T0)
+    assert isinstance(hold, Hold)
+    await b.settle(hold, 50, T0 + 1)  # the hold settles like a reservation's
+    # No room: when there will be, and nothing charged.
+    refused = await b.begin("m", "k", specs, Cost(tokens=60), T0 + 1)
+    assert isinstance(refused, float)
+    assert T0 + 59 <= refused <= T0 + 61
+    windows = {w.kind: w for w in await a.windows("k", specs, T0 + 2)}
+    assert (windows["requests"].used, windows["tokens"].used) == (1, 50)
+    # A resting member: when it may be tried, and nothing charged.
+    await a.cool("m", T0 + 30)
+    assert await b.begin("m", "k", specs, Cost(tokens=10), T0 + 2) == pytest.approx(T0 + 30)
+    assert (await a.windows("k", specs, T0 + 3))[0].used == 1
+
+
+async def test_begin_takes_an_open_circuits_probe_only_with_room(home):
+    a, b = await home(), await home()
+    for _ in range(3):
+        await a.failed("m", T0, None)
+    assert (await b.health("m")).circuit == "open"
+    full = (WindowSpec("requests", MINUTE, 0),)
+    # Past the rest, but no room: the probe stays for a request that can go.
+    assert isinstance(await a.begin("m", "full", full, Cost(tokens=0), T0 + 16), float)
+    assert (await b.health("m")).circuit == "open"
+    begun = [await s.begin("m", "k", RPM3, Cost(tokens=0), T0 + 16) for s in (a, b, a)]
+    assert [isinstance(x, Hold) for x in begun] == [True, False, False]  # one probe
+    assert (await b.health("m")).circuit == "half-open"
+    assert (await a.windows("k", RPM3, T0 + 16))[0].used == 1  # only the probe charged

@@ -86,9 +86,9 @@ async def test_an_unreachable_redis_is_served_from_memory_then_reconciled(caplog
     caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0.2).open()
-        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=100), T0), Hold)
+        assert isinstance(await state.begin("g/m", "k", SPECS, Cost(tokens=100), T0), Hold)
         await server.stop()
-        during = await state.reserve("k", SPECS, Cost(tokens=100), T0 + 1)
+        during = await state.begin("g/m", "k", SPECS, Cost(tokens=100), T0 + 1)
         assert isinstance(during, Hold)
         assert await state.claim("g/m", T0 + 1)
         assert await state.turn("route") == 0

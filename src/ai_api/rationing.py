@@ -129,12 +129,9 @@ class Rationing:
         when another request took the room or the probe first, when to try again."""
         d = deployment
         now = self.clock()
-        if not await self.state.claim(d.public_name, now):
-            return await self.state.ready_at(d.public_name)
         cost = Cost(tokens=prompt + cap)
-        hold = await self.state.reserve(d.budget_key, d.specs, cost, now)
+        hold = await self.state.begin(d.public_name, d.budget_key, d.specs, cost, now)
         if not isinstance(hold, Hold):
-            await self.state.release(d.public_name)
             return hold
         return Ticket(d, route, request_id, now, prompt, hold)
 

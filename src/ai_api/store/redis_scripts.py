@@ -149,6 +149,27 @@ local function register(base, id)
   if redis.call('HEXISTS', meta, 'c:' .. id) == 0 then redis.call('HSET', meta, 'c:' .. id, '') end
   extend(meta, period_of(id) + DAY)
 end
+-- Whether every window can take `cost` now, and the soonest moment they all could.
+local function room(windows, cost, now)
+  local fits, soonest = true, now
+  for _, w in ipairs(windows) do
+    local amount = cost[w.kind]
+    if w.remaining ~= nil and w.remaining < amount then fits = false end
+    soonest = math.max(soonest, free_at(w, amount, now))
+  end
+  return fits, soonest
+end
+-- Charge `cost` to every window: {'1', the ids of the token windows charged}.
+local function charge(windows, cost, now)
+  local charged = {'1'}
+  for _, w in ipairs(windows) do
+    local amount = cost[w.kind]
+    if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
+    extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
+    if w.kind == 'tokens' then charged[#charged + 1] = w.id end
+  end
+  return charged
+end
 """
 
 # KEYS[1] budget base; ARGV now, day started, mode (reserve|force|peek), tokens,
@@ -162,22 +183,10 @@ local base, now, day, mode = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV
 local cost = {tokens = tonumber(ARGV[4]), requests = tonumber(ARGV[5])}
 local windows = budget(base, now, day, 6)
 if mode ~= 'force' then
-  local fits, soonest = true, now
-  for _, w in ipairs(windows) do
-    local amount = cost[w.kind]
-    if w.remaining ~= nil and w.remaining < amount then fits = false end
-    soonest = math.max(soonest, free_at(w, amount, now))
-  end
+  local fits, soonest = room(windows, cost, now)
   if mode == 'peek' or not fits then return {'0', fmt(soonest)} end
 end
-local charged = {'1'}
-for _, w in ipairs(windows) do
-  local amount = cost[w.kind]
-  if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
-  extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
-  if w.kind == 'tokens' then charged[#charged + 1] = w.id end
-end
-return charged
+return charge(windows, cost, now)
 """
 )
 
@@ -280,6 +289,28 @@ return 0
 """
 )
 
+# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, then (window
+# id, configured limit) pairs. CLAIM, then RESERVE, as one: -> {'1', token window ids...} when
+# claimed and charged; {'0', c, f, o, u, p} (the health fields) when the member may not be
+# tried; {'2', the soonest moment it all fits} when the windows have no room (nothing claimed).
+BEGIN = (
+    _PRELUDE
+    + _BUDGET
+    + _HEALTH
+    + """
+local base, now, day = KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
+local cost = {tokens = tonumber(ARGV[3]), requests = tonumber(ARGV[4])}
+if now < get('c') or (get('o') ~= 0 and (now < get('u') or get('p') ~= 0)) then
+  return {'0', unpack(redis.call('HMGET', h, 'c', 'f', 'o', 'u', 'p'))}
+end
+local windows = budget(base, now, day, 5)
+local fits, soonest = room(windows, cost, now)
+if not fits then return {'2', fmt(soonest)} end
+if get('o') ~= 0 then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
+return charge(windows, cost, now)
+"""
+)
+
 # KEYS[1] health; ARGV now, retry at (''), threshold, base, cap.
 FAILED = (
     _PRELUDE
@@ -339,6 +370,7 @@ SCRIPTS: dict[str, str] = {
     "observe": OBSERVE,
     "exhaust": EXHAUST,
     "claim": CLAIM,
+    "begin": BEGIN,
     "failed": FAILED,
     "succeeded": SUCCEEDED,
     "release": RELEASE,

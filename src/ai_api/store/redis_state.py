@@ -30,7 +30,7 @@ from ..limits import DAY, Cost, Kind, Reservation
 from ..ratelimits import RateReading
 from . import redis_scripts
 from .redis_scripts import opt, spec_args, states, window_id
-from .state import Hold, MemoryState, WindowSpec, WindowState
+from .state import Hold, MemoryState, WindowSpec, WindowState, claim_and_reserve
 
 log = logging.getLogger("ai_api.store")
 
@@ -260,6 +260,24 @@ class RedisState:
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
         return Hold(key, cost.tokens, _Placed(now, tuple(got[1:]), cost.tokens, mirror))
 
+    async def begin(
+        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
+        self._seen(now)
+        args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests)]
+        args += spec_args(specs)
+        keys = [self._member(member), self._budget(key)]
+        got = await self._try(lambda: self._run("begin", keys, args))
+        if got is DOWN:  # step by step, each on the last known state (and Redis if it is back)
+            return await claim_and_reserve(self, member, key, specs, cost, now)
+        if got[0] == "0":
+            return self._book_of(member, got[1:]).ready_at(member)
+        if got[0] == "2":
+            return float(got[1])
+        self.fallback.book.begin(member, now)
+        mirror = self.fallback.budget(key, specs).reserve(cost, now)
+        return Hold(key, cost.tokens, _Placed(now, tuple(got[1:]), cost.tokens, mirror))
+
     async def _replay(self, stranded: _Stranded) -> None:
         s, cost = stranded, stranded.cost
         got = await self._charge(s.key, s.specs, cost, s.at, "force")
@@ -326,13 +344,16 @@ class RedisState:
 
         async def read() -> CooldownBook:
             values = await self._redis.hmget(self._member(member), ["c", "f", "o", "u", "p"])
-            book = CooldownBook(threshold=self.threshold, base=self.base, cap=self.cap)
-            health = _health(values)
-            if health is not None:
-                book.health[member] = health
-            return book
+            return self._book_of(member, values)
 
         return await self._try(read)
+
+    def _book_of(self, member: str, values: Sequence[bytes | str | None]) -> CooldownBook:
+        book = CooldownBook(threshold=self.threshold, base=self.base, cap=self.cap)
+        health = _health(values)
+        if health is not None:
+            book.health[member] = health
+        return book
 
     async def available(self, member: str, now: float) -> bool:
         self._seen(now)

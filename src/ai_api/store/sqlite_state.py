@@ -24,7 +24,7 @@ from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Window
 from ..ratelimits import RateReading
 from . import schema
-from .state import Hold, WindowSpec, WindowState, readings_of
+from .state import Hold, WindowSpec, WindowState, claim_and_reserve, readings_of
 from .state_sql import (
     _BUCKETS,
     _CHARGE,
@@ -132,6 +132,11 @@ class SQLiteState:
             return Hold(key, cost.tokens, _Charge(now, tokens, cost.tokens))
 
         return await self._transaction(reserve, write=True)
+
+    async def begin(
+        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
+        return await claim_and_reserve(self, member, key, specs, cost, now)
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         return await self._transaction(

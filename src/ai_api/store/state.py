@@ -70,6 +70,13 @@ class SharedState(Protocol):
         """Charge `cost` to every window of `key` if all can take it, atomically; otherwise
         charge nothing and return the soonest moment they all could."""
 
+    async def begin(
+        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
+        """`claim` on `member` and `reserve` on `key` as one step: the hold; or, charging and
+        claiming nothing, when to try again (the member's `ready_at` when it may not be tried,
+        else the soonest moment the windows could take `cost`)."""
+
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         """The soonest moment every window of `key` could take `cost` (now if it fits)."""
 
@@ -115,6 +122,24 @@ class SharedState(Protocol):
 
     async def close(self) -> None:
         """Release connections; idempotent."""
+
+
+async def claim_and_reserve(
+    state: SharedState,
+    member: str,
+    key: str,
+    specs: Sequence[WindowSpec],
+    cost: Cost,
+    now: float,
+) -> Hold | float:
+    """`SharedState.begin` made of a state's own steps (each atomic; a claim that finds no
+    room is released)."""
+    if not await state.claim(member, now):
+        return await state.ready_at(member)
+    hold = await state.reserve(key, specs, cost, now)
+    if not isinstance(hold, Hold):
+        await state.release(member)
+    return hold
 
 
 def specs_of(limits: Sequence[Limit]) -> tuple[WindowSpec, ...]:
@@ -163,6 +188,11 @@ class MemoryState:
         if not budget.fits(cost, now):
             return budget.free_at(cost, now)
         return Hold(key, cost.tokens, budget.reserve(cost, now))
+
+    async def begin(
+        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
+        return await claim_and_reserve(self, member, key, specs, cost, now)
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         return self.budget(key, specs).free_at(cost, now)
