@@ -24,7 +24,7 @@ from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Window
 from ..ratelimits import RateReading
 from . import schema
-from .state import Hold, WindowSpec, WindowState, claim_and_reserve, readings_of
+from .state import Hold, WindowSpec, WindowState, readings_of
 from .state_sql import (
     _BUCKETS,
     _CHARGE,
@@ -75,6 +75,24 @@ class _Charge:
     tokens: int
 
 
+def _reserve(
+    conn: sqlite3.Connection, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+) -> Hold | float:
+    """Charge `cost` to every window of `key` if all can take it, else when they could (to be
+    run in a write transaction)."""
+    rows, missing = _windows(conn, key, specs)
+    conn.execute(_EXPIRE, (key, now))
+    if not _budget(rows, _used(conn, key, now, now)[0]).fits(cost, now):
+        return _walk(conn, key, rows).free_at(cost, now)
+    conn.executemany(_CONFIGURED, [(key, *at) for at in missing])
+    starts = [(r.kind, r.period, _bucket(now, r.period)) for r in rows]
+    conn.executemany(_CHARGE, [(key, *at, cost.of(at[0])) for at in starts])
+    seen = [r for r in rows if r.seen_at is not None]
+    conn.executemany(_SPENT_AFTER, [(cost.of(r.kind), key, *r[:2], now) for r in seen])
+    tokens = tuple(at for at in starts if at[0] == "tokens")
+    return Hold(key, cost.tokens, _Charge(now, tokens, cost.tokens))
+
+
 class SQLiteState:
     """Turns, budgets and health in a SQLite file shared by the processes of one machine.
 
@@ -118,25 +136,23 @@ class SQLiteState:
     async def reserve(
         self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
-        def reserve(conn: sqlite3.Connection) -> Hold | float:
-            rows, missing = _windows(conn, key, specs)
-            conn.execute(_EXPIRE, (key, now))
-            if not _budget(rows, _used(conn, key, now, now)[0]).fits(cost, now):
-                return _walk(conn, key, rows).free_at(cost, now)
-            conn.executemany(_CONFIGURED, [(key, *at) for at in missing])
-            starts = [(r.kind, r.period, _bucket(now, r.period)) for r in rows]
-            conn.executemany(_CHARGE, [(key, *at, cost.of(at[0])) for at in starts])
-            seen = [r for r in rows if r.seen_at is not None]
-            conn.executemany(_SPENT_AFTER, [(cost.of(r.kind), key, *r[:2], now) for r in seen])
-            tokens = tuple(at for at in starts if at[0] == "tokens")
-            return Hold(key, cost.tokens, _Charge(now, tokens, cost.tokens))
-
-        return await self._transaction(reserve, write=True)
+        return await self._transaction(
+            lambda conn: _reserve(conn, key, specs, cost, now), write=True
+        )
 
     async def begin(
         self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
-        return await claim_and_reserve(self, member, key, specs, cost, now)
+        def begin(conn: sqlite3.Connection) -> Hold | float:
+            book = self._book(conn, member)
+            if not book.available(member, now):
+                return book.ready_at(member)
+            hold = _reserve(conn, key, specs, cost, now)
+            if isinstance(hold, Hold):
+                conn.execute(_PROBE, (member, now))  # an open circuit past its rest: the probe
+            return hold
+
+        return await self._transaction(begin, write=True)
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         return await self._transaction(
