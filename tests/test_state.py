@@ -190,3 +190,19 @@ async def test_begin_takes_an_open_circuits_probe_only_with_room(home):
     assert [isinstance(x, Hold) for x in begun] == [True, False, False]  # one probe
     assert (await b.health("m")).circuit == "half-open"
     assert (await a.windows("k", RPM3, T0 + 16))[0].used == 1  # only the probe charged
+
+
+async def test_finish_marks_the_member_healthy_and_settles_in_one_step(home):
+    a, b = await home(), await home()
+    specs = (WindowSpec("tokens", MINUTE, 100),)
+    for _ in range(2):
+        await a.failed("m", T0, None)
+    hold = await a.begin("m", "k", specs, Cost(tokens=80), T0)
+    assert isinstance(hold, Hold)
+    await a.finish("m", hold, 30, T0 + 1)
+    assert (await b.health("m")).failures == 0  # a third failure now opens nothing
+    await b.failed("m", T0 + 2, None)
+    assert (await a.health("m")).circuit == "closed"
+    assert (await b.windows("k", specs, T0 + 2))[0].used == 30
+    await a.finish("m", hold, 30, T0 + 3)  # the same count again changes nothing
+    assert (await b.windows("k", specs, T0 + 3))[0].used == 30

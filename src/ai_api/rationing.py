@@ -143,8 +143,7 @@ class Rationing:
             ticket.cooled_until = max(ticket.cooled_until or 0.0, reading.retry_at)
 
     async def succeeded(self, ticket: Ticket, usage: Usage | None) -> None:
-        """The answer ended well: settle its real cost and record it."""
-        await self.state.succeeded(ticket.deployment.public_name)
+        """The answer ended well: mark the member healthy, settle the real cost, record it."""
         await self._close(ticket, 200, None, usage)
 
     async def failed(
@@ -207,8 +206,11 @@ class Rationing:
             prompt = 0 if refused else ticket.prompt_tokens
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
-        await self.state.settle(ticket.hold, prompt + completion, now)
         d = ticket.deployment
+        if error is None:  # the answer ended well
+            await self.state.finish(d.public_name, ticket.hold, prompt + completion, now)
+        else:
+            await self.state.settle(ticket.hold, prompt + completion, now)
         if error is None or status == 499:
             # Nothing but the provider's headers rested the member: no read of the shared
             # state (a round trip with Redis) on the way out of every answer.

@@ -385,6 +385,12 @@ class RedisState:
         await self.fallback.succeeded(member)
         await self._write(lambda: self._run("succeeded", [self._member(member)], []))
 
+    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
+        # Two scripts, two round trips: one pipeline would need the NOSCRIPT recovery and the
+        # outage replay of `settle` redone for it.
+        await self.succeeded(member)
+        await self.settle(hold, tokens, now)
+
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
         self._seen(now)
         await self.fallback.failed(member, now, retry_at)

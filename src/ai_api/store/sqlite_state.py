@@ -93,6 +93,14 @@ def _reserve(
     return Hold(key, cost.tokens, _Charge(now, tokens, cost.tokens))
 
 
+def _settle_charge(conn: sqlite3.Connection, key: str, charge: _Charge, tokens: int) -> None:
+    """Replace the tokens `charge` counted by `tokens` (in a write transaction)."""
+    delta = tokens - charge.tokens
+    conn.executemany(_SETTLE, [(delta, key, *at) for at in charge.buckets])
+    after = [(delta, key, k, p, charge.at) for k, p, _ in charge.buckets]
+    conn.executemany(_SPENT_AFTER, after)
+
+
 class SQLiteState:
     """Turns, budgets and health in a SQLite file shared by the processes of one machine.
 
@@ -163,15 +171,22 @@ class SQLiteState:
         charge = hold.handle
         if not isinstance(charge, _Charge) or tokens == charge.tokens:
             return
-        delta = tokens - charge.tokens
-
-        def settle(conn: sqlite3.Connection) -> None:
-            conn.executemany(_SETTLE, [(delta, hold.key, *at) for at in charge.buckets])
-            after = [(delta, hold.key, k, p, charge.at) for k, p, _ in charge.buckets]
-            conn.executemany(_SPENT_AFTER, after)
-
-        await self._transaction(settle, write=True)
+        await self._transaction(
+            lambda conn: _settle_charge(conn, hold.key, charge, tokens), write=True
+        )
         charge.tokens = tokens
+
+    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
+        charge = hold.handle
+
+        def finish(conn: sqlite3.Connection) -> None:
+            conn.execute(_SUCCEEDED, (member,))
+            if isinstance(charge, _Charge) and tokens != charge.tokens:
+                _settle_charge(conn, hold.key, charge, tokens)
+
+        await self._transaction(finish, write=True)
+        if isinstance(charge, _Charge):
+            charge.tokens = tokens
 
     async def observe(self, key: str, reading: RateReading, now: float) -> None:
         rows = []

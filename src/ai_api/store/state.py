@@ -111,6 +111,9 @@ class SharedState(Protocol):
     async def succeeded(self, member: str) -> None:
         """`member` answered: failures forgotten, circuit closed."""
 
+    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
+        """`succeeded` for `member` and `settle` for `hold` at `tokens`, as one step."""
+
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
         """`member` failed; may open its circuit; `retry_at` starts a cooldown."""
 
@@ -239,6 +242,10 @@ class MemoryState:
 
     async def succeeded(self, member: str) -> None:
         self.book.succeeded(member)
+
+    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
+        self.book.succeeded(member)
+        await self.settle(hold, tokens, now)
 
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
         self.book.failed(member, now, retry_at)
