@@ -82,6 +82,26 @@ async def test_state_outlives_the_instance():
     assert health.circuit == "open"
 
 
+async def test_finish_survives_a_redis_that_forgot_its_scripts():
+    async with running_redis() as server:
+        state = await RedisState(server.url).open()
+        for _ in range(2):
+            await state.failed("g/m", T0, None)
+        hold = await state.begin("g/m", "k", SPECS, Cost(tokens=200), T0)
+        assert isinstance(hold, Hold)
+        admin = Redis.from_url(server.url)
+        await admin.script_flush()  # as after a restart that kept the data, or SCRIPT FLUSH
+        await state.finish("g/m", hold, 50, T0 + 1)
+        await admin.aclose()
+        other = await RedisState(server.url).open()
+        health = await other.health("g/m")
+        windows = {w.kind: w.used for w in await other.windows("k", SPECS, T0 + 2)}
+        await other.close()
+        await state.close()
+    assert (health.failures, health.circuit) == (0, "closed")
+    assert windows == {"requests": 1, "tokens": 50}
+
+
 async def test_an_unreachable_redis_is_served_from_memory_then_reconciled(caplog):
     caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:

@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..cooldowns import CooldownBook, Health
@@ -215,6 +216,20 @@ class RedisState:
     async def _run(self, name: str, keys: list[str], args: Sequence[str]) -> Any:
         return await self._scripts[name](keys=keys, args=list(args), client=self._redis)
 
+    async def _pipelined(self, calls: Sequence[tuple[str, list[str], list[str]]]) -> None:
+        """Run scripts in one round trip. (A pipeline of `AsyncScript`s would first ask
+        SCRIPT EXISTS, a round trip of its own; a script Redis lost since `open` runs again
+        alone, which loads it.)"""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        for (name, keys, args), result in zip(calls, results, strict=True):
+            if isinstance(result, NoScriptError):
+                await self._run(name, keys, args)
+            elif isinstance(result, Exception):
+                raise result
+
     def _budget(self, key: str) -> str:
         return f"{self.prefix}b:{key}"
 
@@ -386,10 +401,27 @@ class RedisState:
         await self._write(lambda: self._run("succeeded", [self._member(member)], []))
 
     async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
-        # Two scripts, two round trips: one pipeline would need the NOSCRIPT recovery and the
-        # outage replay of `settle` redone for it.
-        await self.succeeded(member)
-        await self.settle(hold, tokens, now)
+        placed = hold.handle
+        if not isinstance(placed, _Placed):  # charged during an outage: settle knows how
+            await self.succeeded(member)
+            await self.settle(hold, tokens, now)
+            return
+        self._seen(now)
+        await self.fallback.succeeded(member)
+        if placed.mirror is not None:
+            placed.mirror.settle(tokens)
+        member_key, budget = self._member(member), self._budget(hold.key)
+
+        async def both() -> None:  # one round trip; replayed whole after an outage
+            delta = tokens - placed.tokens
+            calls: list[tuple[str, list[str], list[str]]] = [("succeeded", [member_key], [])]
+            if delta != 0:
+                args = [repr(now), repr(placed.at), str(delta), *placed.windows]
+                calls.append(("settle", [budget], args))
+            await self._pipelined(calls)
+            placed.tokens = tokens
+
+        await self._write(both)
 
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
         self._seen(now)
