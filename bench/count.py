@@ -49,8 +49,9 @@ def instructions(target: str, requests: int, args: argparse.Namespace) -> int:
         "--loop",
         args.loop,
     ] + (["--json"] if args.json else [])
-    # Python's own allocator confuses valgrind less this way; counts stay comparable.
-    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    # The C allocator, which valgrind follows; a fixed hash seed, so that dicts and sets are
+    # laid out (and probed) the same way on every run.
+    env = {**os.environ, "PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, env=env, timeout=900, check=False)
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
