@@ -50,11 +50,6 @@ class Ticket:
     closed: bool = field(default=False)
 
 
-def fits(windows: Iterable[WindowState], cost: Cost) -> bool:
-    """Whether every window has room for `cost`."""
-    return all(w.remaining is None or w.remaining >= cost.of(w.kind) for w in windows)
-
-
 def daily_share(windows: Iterable[WindowState]) -> float:
     """The smallest remaining share of a daily (or longer) limit; 1.0 when there is none."""
     shares = [
@@ -207,16 +202,16 @@ class Rationing:
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         d = ticket.deployment
-        if error is None:  # the answer ended well
+        # Only a failure may have rested the member or opened its circuit (the state knows how
+        # long); otherwise nothing but the provider's headers did, and the shared state (a
+        # round trip with Redis) is not read back on the way out of every answer.
+        ready = ticket.cooled_until
+        if error is None:
             await self.state.finish(d.public_name, ticket.hold, prompt + completion, now)
         else:
             await self.state.settle(ticket.hold, prompt + completion, now)
-        if error is None or status == 499:
-            # Nothing but the provider's headers rested the member: no read of the shared
-            # state (a round trip with Redis) on the way out of every answer.
-            ready = ticket.cooled_until
-        else:  # a failure may have rested it, or opened its circuit: the state knows how long
-            ready = await self.state.ready_at(d.public_name)
+            if status != 499:
+                ready = await self.state.ready_at(d.public_name)
         self.ledger.record(
             Attempt(
                 at=ticket.started,

@@ -31,7 +31,7 @@ from ..limits import DAY, Cost, Kind, Reservation
 from ..ratelimits import RateReading
 from . import redis_scripts
 from .redis_scripts import opt, spec_args, states, window_id
-from .state import Hold, MemoryState, WindowSpec, WindowState, claim_and_reserve
+from .state import Hold, MemoryState, WindowSpec, WindowState
 
 log = logging.getLogger("ai_api.store")
 
@@ -272,8 +272,14 @@ class RedisState:
             return Hold(key, cost.tokens, stranded)
         if got[0] != "1":
             return float(got[1])
+        return self._placed(key, specs, cost, now, got[1:])
+
+    def _placed(
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, windows: list[str]
+    ) -> Hold:
+        """A hold charged in Redis (to its token `windows`), mirrored in the fallback."""
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
-        return Hold(key, cost.tokens, _Placed(now, tuple(got[1:]), cost.tokens, mirror))
+        return Hold(key, cost.tokens, _Placed(now, tuple(windows), cost.tokens, mirror))
 
     async def begin(
         self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
@@ -284,14 +290,18 @@ class RedisState:
         keys = [self._member(member), self._budget(key)]
         got = await self._try(lambda: self._run("begin", keys, args))
         if got is DOWN:  # step by step, each on the last known state (and Redis if it is back)
-            return await claim_and_reserve(self, member, key, specs, cost, now)
+            if not await self.claim(member, now):
+                return await self.ready_at(member)
+            hold = await self.reserve(key, specs, cost, now)
+            if not isinstance(hold, Hold):
+                await self.release(member)
+            return hold
         if got[0] == "0":
             return self._book_of(member, got[1:]).ready_at(member)
         if got[0] == "2":
             return float(got[1])
         self.fallback.book.begin(member, now)
-        mirror = self.fallback.budget(key, specs).reserve(cost, now)
-        return Hold(key, cost.tokens, _Placed(now, tuple(got[1:]), cost.tokens, mirror))
+        return self._placed(key, specs, cost, now, got[1:])
 
     async def _replay(self, stranded: _Stranded) -> None:
         s, cost = stranded, stranded.cost

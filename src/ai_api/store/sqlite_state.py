@@ -156,7 +156,8 @@ class SQLiteState:
             if not book.available(member, now):
                 return book.ready_at(member)
             hold = _reserve(conn, key, specs, cost, now)
-            if isinstance(hold, Hold):
+            health = book.health.get(member)
+            if isinstance(hold, Hold) and health is not None and health.opened:
                 conn.execute(_PROBE, (member, now))  # an open circuit past its rest: the probe
             return hold
 

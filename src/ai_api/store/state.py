@@ -127,24 +127,6 @@ class SharedState(Protocol):
         """Release connections; idempotent."""
 
 
-async def claim_and_reserve(
-    state: SharedState,
-    member: str,
-    key: str,
-    specs: Sequence[WindowSpec],
-    cost: Cost,
-    now: float,
-) -> Hold | float:
-    """`SharedState.begin` made of a state's own steps (each atomic; a claim that finds no
-    room is released)."""
-    if not await state.claim(member, now):
-        return await state.ready_at(member)
-    hold = await state.reserve(key, specs, cost, now)
-    if not isinstance(hold, Hold):
-        await state.release(member)
-    return hold
-
-
 def specs_of(limits: Sequence[Limit]) -> tuple[WindowSpec, ...]:
     """Window specs for configured limits."""
     return tuple(WindowSpec(lim.kind, lim.period, lim.limit) for lim in limits)
@@ -187,6 +169,11 @@ class MemoryState:
     async def reserve(
         self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
+        return self._reserve(key, specs, cost, now)
+
+    def _reserve(
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    ) -> Hold | float:
         budget = self.budget(key, specs)
         if not budget.fits(cost, now):
             return budget.free_at(cost, now)
@@ -195,7 +182,12 @@ class MemoryState:
     async def begin(
         self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
-        return await claim_and_reserve(self, member, key, specs, cost, now)
+        if not self.book.available(member, now):
+            return self.book.ready_at(member)
+        hold = self._reserve(key, specs, cost, now)
+        if isinstance(hold, Hold):
+            self.book.begin(member, now)  # past an open circuit's rest: the probe
+        return hold
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         return self.budget(key, specs).free_at(cost, now)
