@@ -18,11 +18,6 @@ Redis TIME; every key gets a TTL a little past the moment it stops mattering.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from ..limits import Kind
-from .state import WindowSpec, WindowState
-
 WINDOW_MARGIN = 60.0
 """Seconds a bucket hash or a reading outlives its last use (clock skew between machines)."""
 HEALTH_MARGIN = 900.0
@@ -376,41 +371,3 @@ SCRIPTS: dict[str, str] = {
     "release": RELEASE,
     "cool": COOL,
 }
-
-
-def window_id(kind: Kind, period: float) -> str:
-    """How a window is named in Redis keys and fields: `tokens|60.0`."""
-    return f"{kind}|{float(period)!r}"
-
-
-def spec_args(specs: Sequence[WindowSpec]) -> list[str]:
-    """(window id, configured limit) pairs, as RESERVE and WINDOWS take them."""
-    args: list[str] = []
-    for spec in specs:
-        args += [window_id(spec.kind, spec.period), "" if spec.limit is None else str(spec.limit)]
-    return args
-
-
-def opt(value: float | None) -> str:
-    """A number, or "" for unknown."""
-    return "" if value is None else repr(float(value))
-
-
-def states(flat: list[str]) -> list[WindowState]:
-    """The windows in the answer of WINDOWS."""
-    states = []
-    for i in range(0, len(flat), 5):
-        wid, limit, used, remaining, today = flat[i : i + 5]
-        name, period = wid.split("|")
-        kind: Kind = "tokens" if name == "tokens" else "requests"
-        states.append(
-            WindowState(
-                kind,
-                float(period),
-                int(float(limit)) if limit else None,
-                float(used),
-                float(remaining) if remaining else None,
-                float(today),
-            )
-        )
-    return states

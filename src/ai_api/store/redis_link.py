@@ -1,0 +1,175 @@
+"""`RedisLink`: one client of Redis that outlives outages, for `RedisState`.
+
+It loads the Lua scripts, runs them (alone, or several in one round trip), and tells its
+caller when Redis cannot be asked (`DOWN`), logging one warning an outage. Writes made while
+Redis is away are queued and replayed, in order, when it answers again; it is asked again at
+most every `retry_every` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("ai_api.store")
+
+T = TypeVar("T")
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_MAX_PENDING = 10_000  # writes kept while Redis is away; the oldest go first
+
+
+class Down(Enum):
+    """Redis could not be asked: answer from the fallback."""
+
+    DOWN = 0
+
+
+DOWN: Final = Down.DOWN
+
+Call = tuple[str, list[str], list[str]]
+"""A script's name, its keys and its arguments."""
+
+
+class RedisLink:
+    """A Redis client, its scripts, and the writes waiting for it to come back."""
+
+    def __init__(self, url: str, *, retry_every: float = 1.0) -> None:
+        parts = urlsplit(url)
+        self._url = url
+        self._secrets = [
+            p for p in (parts.password, *parse_qs(parts.query).get("password", [])) if p
+        ]
+        self._where = (
+            parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+        )
+        self.retry_every = retry_every
+        self._client: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._down = False
+        self._retry_at = 0.0
+        self._pending: deque[Callable[[], Awaitable[object]]] = deque(maxlen=_MAX_PENDING)
+
+    async def open(self, scripts: Mapping[str, str]) -> None:
+        """Connect and load `scripts` (name -> Lua); an unreachable Redis is waited for."""
+        try:
+            client = Redis.from_url(
+                self._url,
+                decode_responses=True,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError as exc:
+            raise ValueError(self._redact(str(exc))) from None
+        self._client = client
+        self._scripts = {name: client.register_script(text) for name, text in scripts.items()}
+        try:
+            await client.ping()
+            async with client.pipeline(transaction=False) as pipe:
+                for text in scripts.values():
+                    pipe.script_load(text)
+                await pipe.execute()
+        except _UNREACHABLE as exc:
+            self._lost(exc)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    @property
+    def redis(self) -> Redis:
+        """The client (RuntimeError before `open`)."""
+        if self._client is None:
+            raise RuntimeError("RedisState is not open")
+        return self._client
+
+    async def attempt(self, call: Callable[[], Awaitable[T]]) -> T | Down:
+        """`call` against Redis, or DOWN when it cannot be reached (now or lately)."""
+        if self._down and not await self._reconcile():
+            return DOWN
+        try:
+            return await call()
+        except _UNREACHABLE as exc:
+            self._lost(exc)
+            return DOWN
+
+    async def write(self, call: Callable[[], Awaitable[object]]) -> None:
+        """A write to Redis; replayed later when Redis cannot be reached now."""
+        if await self.attempt(call) is DOWN:
+            self.later(call)
+
+    def later(self, call: Callable[[], Awaitable[object]]) -> None:
+        """Replay `call` once Redis is back (after the writes queued before it)."""
+        self._pending.append(call)
+
+    async def run(self, name: str, keys: list[str], args: Sequence[str]) -> Any:
+        """The script `name`'s answer."""
+        return await self._scripts[name](keys=keys, args=list(args), client=self.redis)
+
+    async def pipelined(self, calls: Sequence[Call]) -> None:
+        """Run scripts in one round trip. (A pipeline of `AsyncScript`s would first ask
+        SCRIPT EXISTS, a round trip of its own; a script Redis lost since `open` runs again
+        alone, which loads it.)"""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        for (name, keys, args), result in zip(calls, results, strict=True):
+            if isinstance(result, NoScriptError):
+                await self.run(name, keys, args)
+            elif isinstance(result, Exception):
+                raise result
+
+    async def _reconcile(self) -> bool:
+        """Whether Redis is back: if so, replay what was written meanwhile (once per outage)."""
+        if time.monotonic() < self._retry_at:
+            return False
+        self._retry_at = time.monotonic() + self.retry_every  # one attempt at a time
+        replayed = 0
+        try:
+            await self.redis.ping()
+            while self._pending:
+                await self._pending[0]()
+                self._pending.popleft()
+                replayed += 1
+        except _UNREACHABLE as exc:
+            self._lost(exc)
+            return False
+        self._down = False
+        log.info(
+            "Redis at %s is reachable again: replayed %d writes made while it was away",
+            self._where,
+            replayed,
+        )
+        return True
+
+    def _lost(self, exc: BaseException) -> None:
+        self._retry_at = time.monotonic() + self.retry_every
+        if not self._down:
+            self._down = True
+            log.warning(
+                "Redis at %s is unreachable (%s: %s): serving from this instance's memory until"
+                " it is back",
+                self._where,
+                type(exc).__name__,
+                self._redact(str(exc)),
+            )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
