@@ -4,11 +4,11 @@ and its timeouts against a fake upstream."""
 import asyncio
 import json
 
-import aiohttp
 import pytest
 
 from ai_api.errors import UpstreamProtocol, UpstreamStatus, UpstreamTimeout
 from ai_api.fakes import FakeUpstream, Fault
+from ai_api.http_client import HTTPClient
 from ai_api.providers.openai_compat import (
     OpenAICompatible,
     parse_event,
@@ -355,17 +355,10 @@ def test_a_malformed_event_among_others_keeps_the_text_before_it(bad):
 
 async def test_the_read_timeout_counts_only_time_spent_waiting_for_the_upstream():
     """A consumer slower than the read timeout is not upstream silence; a stalled upstream is."""
-    async with (
-        FakeUpstream("groq", api_key="k", token_delay=0.02) as fake,
-        aiohttp.ClientSession() as session,
-    ):
+    client = HTTPClient()
+    async with FakeUpstream("groq", api_key="k", token_delay=0.02) as fake:
         groq = OpenAICompatible(
-            GROQ,
-            api_key="k",
-            base_url=fake.base_url,
-            session=session,
-            timeout=aiohttp.ClientTimeout(total=30),
-            read_timeout=0.2,
+            GROQ, api_key="k", base_url=fake.base_url, client=client, read_timeout=0.2
         )
         request = ChatRequest(messages=(Message("user", "hola"),), model="openai/gpt-oss-120b")
         chunks = []
@@ -377,3 +370,28 @@ async def test_the_read_timeout_counts_only_time_spent_waiting_for_the_upstream(
         with pytest.raises(UpstreamTimeout, match="read timeout"):
             async for _ in groq.stream(request):
                 pass
+    await client.close()
+
+
+async def test_the_total_timeout_ends_an_answer_that_keeps_coming():
+    client = HTTPClient()
+    async with FakeUpstream("groq", api_key="k", token_delay=0.1) as fake:
+        groq = OpenAICompatible(
+            GROQ,
+            api_key="k",
+            base_url=fake.base_url,
+            client=client,
+            read_timeout=5,
+            total_timeout=0.35,
+        )
+        request = ChatRequest(messages=(Message("user", "hola"),), model="openai/gpt-oss-120b")
+        got: list[str] = []
+
+        async def listen() -> None:
+            async for chunk in groq.stream(request):
+                got.append(chunk.content)
+
+        with pytest.raises(UpstreamTimeout, match="total timeout"):
+            await listen()
+        assert "".join(got)  # it was answering, never silent for the read timeout
+    await client.close()

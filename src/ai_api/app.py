@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -24,6 +23,7 @@ from .errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from .http_client import HTTPClient
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
 from .routing import Router, build_router
@@ -65,18 +65,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     settings = gateway.settings
-    # The read timeout is the providers' own (cheaper than aiohttp's sock_read per read).
-    timeout = aiohttp.ClientTimeout(total=settings.total_timeout, connect=settings.connect_timeout)
     rationing = gateway.rationing
     if settings.ledger:
         rationing.ledger = await SQLiteLedger(Path(settings.ledger)).open()
     rationing.state = await open_state(settings)
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-        auto_decompress=True,
-        trust_env=False,
-    )
-    providers = make_providers(settings, session, timeout, rationing.clock)
+    client = HTTPClient(connect_timeout=settings.connect_timeout)
+    providers = make_providers(settings, client, rationing.clock)
     gateway.router = build_router(settings, providers)
     replayed = await rationing.rebuild(gateway.router.deployments())
     if replayed:
@@ -84,7 +78,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await session.close()
+        await client.close()
         await rationing.drain()
         await rationing.state.close()
         await rationing.ledger.close()
@@ -111,20 +105,19 @@ async def open_state(settings: Settings) -> SharedState:
 
 def make_providers(
     settings: Settings,
-    session: aiohttp.ClientSession,
-    timeout: aiohttp.ClientTimeout,
+    client: HTTPClient,
     clock: Callable[[], float],
 ) -> dict[str, Provider]:
-    """One provider object per configured provider, sharing one HTTP pool."""
+    """One provider object per configured provider, sharing one HTTP client."""
     return {
         p.name: OpenAICompatible(
             p.spec,
             name=p.name,
             api_key=p.api_key.reveal(),
             base_url=p.base_url,
-            session=session,
-            timeout=timeout,
+            client=client,
             read_timeout=settings.read_timeout,
+            total_timeout=settings.total_timeout,
             clock=clock,
         )
         for p in settings.providers

@@ -105,9 +105,8 @@ async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> i
     """Replay the ledger as the gateway does at start, and report; no provider is called."""
     import json
 
-    import aiohttp
-
     from .app import make_providers
+    from .http_client import HTTPClient
     from .rationing import Rationing
     from .routing import build_router
     from .store import MemoryLedger, SQLiteLedger
@@ -117,11 +116,10 @@ async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> i
     if found:
         ledger = await SQLiteLedger(Path(settings.ledger)).open()
     rationing = Rationing(ledger)
-    async with aiohttp.ClientSession() as session:
-        providers = make_providers(settings, session, aiohttp.ClientTimeout(), rationing.clock)
-        deployments = build_router(settings, providers).deployments()
-        await rationing.rebuild(deployments)
-        data = await report(rationing, deployments, days)
+    providers = make_providers(settings, HTTPClient(), rationing.clock)  # nothing is called
+    deployments = build_router(settings, providers).deployments()
+    await rationing.rebuild(deployments)
+    data = await report(rationing, deployments, days)
     await ledger.close()
     print(json.dumps(data, indent=2) if as_json else render(data))
     return 0

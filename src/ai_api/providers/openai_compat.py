@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from ..errors import (
@@ -23,6 +22,7 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from ..http_client import BadResponse, HTTPClient, Response
 from ..params import translate
 from ..ratelimits import read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk, ToolCallDelta, Usage
@@ -207,50 +207,54 @@ def _message_and_code(error: Mapping[str, Any]) -> tuple[str, str | None]:
     return message, str(code) if code is not None else None
 
 
-async def _read_to_end(response: aiohttp.ClientResponse, wait: float | None) -> None:
-    """Read what is left of a response within `wait` seconds, then free its connection: back
-    to the pool when the response ended, closed when it did not."""
-    try:
-        async with asyncio.timeout(wait):
-            while await response.content.readany():
-                pass
-    except (TimeoutError, aiohttp.ClientError):
-        response.close()
-    finally:
-        response.release()
+class _Watch:
+    """Ends a stream whose upstream sent nothing for `limit` seconds while it was awaited, or
+    that is still going at `deadline` (the total timeout, on the loop's clock).
 
-
-class _Silence:
-    """Ends a stream whose upstream sent nothing for `limit` seconds while it was awaited.
-
-    Per block it costs two assignments (`since`), not the new timer per socket read that
-    aiohttp's `sock_read` schedules; one timer per `limit` seconds checks the stream.
+    Per block it costs two assignments (`since`), not a new timer per socket read; one timer
+    per `limit` seconds checks the stream.
     """
 
-    __slots__ = ("_handle", "_limit", "_loop", "_provider", "_response", "since", "time")
+    __slots__ = (
+        "_deadline",
+        "_handle",
+        "_limit",
+        "_loop",
+        "_provider",
+        "_response",
+        "since",
+        "time",
+    )
 
     def __init__(
-        self, provider: str, limit: float | None, response: aiohttp.ClientResponse
+        self, provider: str, limit: float | None, deadline: float, response: Response
     ) -> None:
         self._provider = provider
         self._limit = limit
+        self._deadline = deadline
         self._loop = loop = asyncio.get_running_loop()
         self._response = response
         self.time = loop.time
         self.since: float | None = None  # when the pending read began; None between reads
-        self._handle = None if limit is None else loop.call_later(limit, self._check)
+        self._handle: asyncio.TimerHandle | None = None
+        self._schedule(loop.time())
+
+    def _schedule(self, start: float) -> None:
+        when = self._deadline if self._limit is None else min(start + self._limit, self._deadline)
+        if when != float("inf"):
+            self._handle = self._loop.call_at(when, self._check)
 
     def _check(self) -> None:
-        assert self._limit is not None
         now = self._loop.time()
-        if self.since is None or now - self.since < self._limit:
-            start = now if self.since is None else self.since
-            self._handle = self._loop.call_at(start + self._limit, self._check)
-            return
         self._handle = None
-        timeout = UpstreamTimeout(self._provider, "no data within the read timeout")
-        self._response.content.set_exception(timeout)
-        self._response.close()  # the connection is dropped, not reused half-read
+        if now >= self._deadline:
+            message = "the answer took longer than the total timeout"
+        elif self._limit is None or self.since is None or now - self.since < self._limit:
+            self._schedule(now if self.since is None else self.since)
+            return
+        else:
+            message = "no data within the read timeout"
+        self._response.fail(UpstreamTimeout(self._provider, message))
 
     def stop(self) -> None:
         """Stop watching (the stream ended, one way or another)."""
@@ -260,7 +264,7 @@ class _Silence:
 
 
 class OpenAICompatible:
-    """A provider speaking the OpenAI chat-completions wire format over one shared HTTP pool."""
+    """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client."""
 
     def __init__(
         self,
@@ -269,25 +273,23 @@ class OpenAICompatible:
         name: str | None = None,
         api_key: str,
         base_url: str,
-        session: aiohttp.ClientSession,
-        timeout: aiohttp.ClientTimeout,
+        client: HTTPClient,
         read_timeout: float | None = None,
+        total_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
         self._name = name or spec.name
-        self._url = base_url.rstrip("/") + spec.chat_path
-        self._headers = {
+        headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
         }
+        self._endpoint = client.endpoint(base_url.rstrip("/") + spec.chat_path, headers)
         self._key = api_key
-        self._session = session
-        self._timeout = timeout
         self._read_timeout = read_timeout
+        self._total_timeout = total_timeout
         self._clock = clock
-        self._draining: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -297,41 +299,47 @@ class OpenAICompatible:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """Stream the answer; every failure surfaces as an `UpstreamError`.
 
-        `timeout` bounds connecting and the whole exchange; `read_timeout` each wait for the
-        upstream: for its response headers, then for every block of the stream.
+        `total_timeout` bounds the whole exchange; `read_timeout` each wait for the upstream:
+        for its response headers (connecting included), then for every block of the stream.
         """
-        silence: _Silence | None = None
+        watch: _Watch | None = None
+        response: Response | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._total_timeout or float("inf"))
         try:
-            waiting = asyncio.timeout(self._read_timeout)
+            read_limit = loop.time() + (self._read_timeout or float("inf"))
+            limit = min(read_limit, deadline)
+            waiting = asyncio.timeout_at(None if limit == float("inf") else limit)
             try:
                 async with waiting:
-                    response = await self._session.post(
-                        self._url,
-                        data=request_body(self.spec, request),
-                        headers=self._headers,
-                        timeout=self._timeout,
-                    )
+                    response = await self._endpoint.post(request_body(self.spec, request))
             except TimeoutError as exc:
-                if waiting.expired():
-                    raise UpstreamTimeout(self.name, "no response within the read timeout") from exc
-                raise
-            drained = False
+                if not waiting.expired():
+                    raise UpstreamTimeout(self.name, str(exc) or "timed out") from exc
+                raise UpstreamTimeout(
+                    self.name,
+                    "no response within the read timeout"
+                    if read_limit <= deadline
+                    else "the answer took longer than the total timeout",
+                ) from exc
+            ended = False
             try:
+                watch = _Watch(self.name, self._read_timeout, deadline, response)
+                time = watch.time
                 now = self._clock()
                 reading = read_headers(self.spec.rate_style, response.headers, now, now)
                 if response.status >= 400:
+                    watch.since = time()
                     raise self._status_error(response.status, await response.read(), response)
                 if reading.windows or reading.retry_at is not None:
                     yield Chunk(rate=reading)
-                silence = _Silence(self.name, self._read_timeout, response)
-                time = silence.time
-                read = response.content.readany
+                read = response.readany
                 finished = False
                 decoder = SSEDecoder()
                 while True:
-                    silence.since = time()
+                    watch.since = time()
                     block = await read()
-                    silence.since = None
+                    watch.since = None
                     if not block:
                         break
                     chunks, done, error = parse_events(self.name, decoder.feed(block))
@@ -341,7 +349,10 @@ class OpenAICompatible:
                     if error is not None:
                         raise error
                     if done:
-                        drained = self._drain(response)
+                        # The end of the body is normally on its way: read it, and the
+                        # connection goes back to the pool (silence now is silence too).
+                        response.release_after_end(self._read_timeout)
+                        ended = True
                         return
                 chunks, done, error = parse_events(self.name, decoder.close())
                 for chunk in chunks:
@@ -354,40 +365,25 @@ class OpenAICompatible:
                         self.name, "the stream ended before the answer was complete"
                     )
             finally:
-                if not drained:
+                if not ended:
                     response.release()
         except UpstreamError as exc:
             exc.message = self._redact(exc.message)
             raise
-        except aiohttp.ClientPayloadError as exc:
-            raise UpstreamUnreachable(self.name, "the connection was cut mid-answer") from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise UpstreamTimeout(self.name, "no data within the read timeout") from exc
-        except aiohttp.ClientConnectionError as exc:
-            reason = self._redact(str(exc)) or type(exc).__name__
-            raise UpstreamUnreachable(self.name, f"connection failed: {reason}") from exc
+        except BadResponse as exc:
+            raise UpstreamProtocol(self.name, self._redact(str(exc))) from exc
         except TimeoutError as exc:
             raise UpstreamTimeout(self.name, "timed out") from exc
+        except OSError as exc:
+            if response is not None:
+                raise UpstreamUnreachable(self.name, "the connection was cut mid-answer") from exc
+            reason = self._redact(str(exc)) or type(exc).__name__
+            raise UpstreamUnreachable(self.name, f"connection failed: {reason}") from exc
         finally:
-            if silence is not None:
-                silence.stop()
+            if watch is not None:
+                watch.stop()
 
-    def _drain(self, response: aiohttp.ClientResponse) -> bool:
-        """After `[DONE]`: whether the rest of the response (the end of its chunked body,
-        normally already on its way) is being read in the background, so that its connection
-        goes back to the pool instead of being closed; False when there is nothing left.
-        An upstream silent for the read timeout after `[DONE]` loses its connection."""
-        if response.content.is_eof():
-            return False
-        wait = self._read_timeout  # silence after `[DONE]` is silence too
-        task = asyncio.get_running_loop().create_task(_read_to_end(response, wait))
-        self._draining.add(task)
-        task.add_done_callback(self._draining.discard)
-        return True
-
-    def _status_error(
-        self, status: int, body: bytes, response: aiohttp.ClientResponse
-    ) -> UpstreamStatus:
+    def _status_error(self, status: int, body: bytes, response: Response) -> UpstreamStatus:
         now = self._clock()
         error = status_error(self.name, status, body, response.headers)
         error.rate = read_headers(self.spec.rate_style, response.headers, now, now)
