@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +19,24 @@ from ai_api.server import running
 PRESETS_BY_NAME = {spec.name: spec for spec in PRESETS}
 
 pytest_plugins = ["tests.fake_clients"]
+
+_ON_BOTH_LOOPS = {"test_http_client.py", "test_openai_compat.py"}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The upstream client's tests run on asyncio's loop and on uvloop (the gateway's default):
+    their transports differ. The others run on asyncio's."""
+    loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+    if item.path.name in _ON_BOTH_LOOPS:
+        try:
+            import uvloop
+        except ImportError:  # Windows: the gateway runs on asyncio's loop there too
+            return loops
+        loops["uvloop"] = uvloop.new_event_loop
+    return loops
+
 
 KEYS = {"groq": "gsk_test_key_0123456789", "cerebras": "csk-test-key-0123456789"}
 

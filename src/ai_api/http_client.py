@@ -17,6 +17,7 @@ within the connect timeout), `OSError` (could not connect, or the connection was
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import zlib
 from collections.abc import Mapping
@@ -30,6 +31,12 @@ _HIGH_WATER = 1 << 18
 """Bytes held for a reader that does not keep up before the socket stops being read."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_INFLATE_LIMIT = 1 << 22
+"""Most bytes one read of a compressed body may expand to (a bound on a decompression bomb)."""
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 class BadResponse(Exception):
@@ -37,7 +44,13 @@ class BadResponse(Exception):
 
 
 class _Stale(ConnectionError):
-    """A kept connection was closed by the server before it answered: try a new one."""
+    """A kept connection was closed by the server before it answered: try a new one.
+
+    Nearly always the server had closed it while it waited, before the request arrived (the
+    race every keep-alive client meets). If it had read the request and then closed without a
+    byte of answer, the provider sees the request twice; one more try, once, is the trade
+    urllib3 and browsers make too.
+    """
 
 
 class HTTPClient:
@@ -57,6 +70,7 @@ class HTTPClient:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
         self._ssl = ssl_context
+        self._alpn = False
         self._origins: dict[tuple[str, str, int], _Origin] = {}
         self.closed = False
 
@@ -64,7 +78,11 @@ class HTTPClient:
         """POSTs to `url` with `headers` (the request head is built once, here)."""
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+            raise ValueError("not an http(s) URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("credentials in a URL are not sent: use a header")
+        if _UNSAFE.search(url):
+            raise ValueError("the URL holds spaces or control characters")
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
         key = (parts.scheme, parts.hostname, port)
         origin = self._origins.get(key)
@@ -79,10 +97,13 @@ class HTTPClient:
         return Endpoint(origin, target, host, headers)
 
     def tls(self) -> ssl.SSLContext:
-        """The TLS context for https origins: the one given, else the system's (made once)."""
+        """The TLS context for https origins: the one given, else the system's (made once);
+        it offers HTTP/1.1 only, so that no server picks HTTP/2."""
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
+        if not self._alpn:
             self._ssl.set_alpn_protocols(["http/1.1"])
+            self._alpn = True
         return self._ssl
 
     async def close(self) -> None:
@@ -141,8 +162,10 @@ class Endpoint:
         lines = [f"POST {target} HTTP/1.1", f"Host: {host}"]
         given = {name.lower() for name in headers}
         for name, value in headers.items():
-            if any(c in name for c in "\r\n\0:") or any(c in value for c in "\r\n\0"):
+            if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
                 raise ValueError(f"header {name!r} holds a character HTTP does not allow there")
+            if name.lower() in _OWN_HEADERS:
+                raise ValueError(f"header {name!r} is the client's to send")
             lines.append(f"{name}: {value}")
         if "user-agent" not in given:
             lines.append("User-Agent: ai-api")
@@ -160,7 +183,7 @@ class Endpoint:
             try:
                 return await connection.exchange(request)
             except _Stale:
-                pass  # closed while it waited; the request never reached anyone
+                pass  # the server had closed it: once more, on a new connection
         connection = await origin.connect()
         return await connection.exchange(request)
 
@@ -206,20 +229,30 @@ class _Connection(asyncio.Protocol):
         response.answered = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # After a whole response, only more bytes nobody asked for: the response stands,
+            # the connection is not trusted with another.
+            response.keep = False
             if not response.complete:
+                self.pieces.clear()
                 response._fail(BadResponse(f"not an HTTP/1.1 response: {exc}"))
+                self.close()
+                return
             self.close()
-            return
         if self.pieces:
             response._deliver(self.pieces)
         if response.complete:
             if response.lingering:
                 self.rest()
             else:
-                response._wake()
+                response._ended()
 
     # llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        response = self.response
+        if response is not None and response.complete:
+            raise BadResponse("a second response nobody asked for")  # stops the parser
 
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self.response
@@ -279,14 +312,16 @@ class _Connection(asyncio.Protocol):
         ):
             self.close()
             return
+        if response._paused:  # a body that came whole faster than it was read
+            assert self.transport is not None
+            self.transport.resume_reading()
         self.idle_since = self.loop.time()
         self.origin.idle.append(self)
 
     def wait_for_end(self, wait: float | None) -> None:
-        """Keep reading (and dropping) the body until it ends, at most `wait` seconds, then
-        rest; a body that has not ended by then loses its connection."""
-        if wait is not None:
-            self.linger = self.loop.call_later(wait, self.close)
+        """Keep reading (and dropping) the body until it ends, at most `wait` seconds (a
+        minute if None), then rest; a body that has not ended by then loses its connection."""
+        self.linger = self.loop.call_later(60.0 if wait is None else wait, self.close)
 
     def fit(self) -> bool:
         """Whether the connection is still open at this end (the other may have closed it
@@ -447,12 +482,7 @@ class Response:
         if self.lingering:
             return
         if self._inflate is not None:
-            try:
-                data = self._inflate.decompress(data)
-            except zlib.error as exc:
-                self._fail(BadResponse(f"the compressed body is corrupt: {exc}"))
-                self.close()
-                return
+            data = self._inflated(data)
             if not data:
                 return
         self._buffer.append(data)
@@ -463,6 +493,28 @@ class Response:
                 self._paused = True
                 connection.transport.pause_reading()
         self._wake()
+
+    def _inflated(self, data: bytes) -> bytes:
+        assert self._inflate is not None
+        try:
+            data = self._inflate.decompress(data, _INFLATE_LIMIT)
+        except zlib.error as exc:
+            return self._broken(f"the compressed body is corrupt: {exc}")
+        if self._inflate.unconsumed_tail:
+            return self._broken(f"a piece of the compressed body expands past {_INFLATE_LIMIT} B")
+        return data
+
+    def _ended(self) -> None:
+        """The last byte arrived: wake the reader (or fail it, for a compressed body cut short)."""
+        if self._inflate is not None and not self._inflate.eof:
+            self._broken("the compressed body ends early")
+        else:
+            self._wake()
+
+    def _broken(self, message: str) -> bytes:
+        self._fail(BadResponse(message))
+        self.close()
+        return b""
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -483,12 +535,11 @@ class Response:
     def _lost(self, exc: Exception | None) -> None:
         if self.complete:
             return
-        if self.status and self._until_close:  # the body ends where the connection does
+        if self.status and self._until_close and exc is None:  # the body ends with the connection
             self.complete = True
             self.keep = False
-            if self.lingering and self._connection is None:
-                return
-            self._wake()
+            if not self.lingering:
+                self._ended()
             return
         if not self.answered:
             if self.reused:
