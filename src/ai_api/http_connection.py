@@ -1,0 +1,410 @@
+"""One connection to an upstream and the response it reads: bytes fed to llhttp (httptools) as
+they arrive, and whatever one socket read brought handed to the reader as one piece.
+
+`http_client` makes them and keeps them; this module knows HTTP/1.1's framings (Content-Length,
+chunked, until the connection closes), gzip and deflate, interim responses, flow control, and
+what a connection that misbehaves is no longer trusted with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import Protocol, cast
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+_HIGH_WATER = 1 << 18
+"""Bytes held for a reader that does not keep up before the socket stops being read."""
+
+_INFLATE_LIMIT = 1 << 22
+"""Most bytes one read of a compressed body may expand to (a bound on a decompression bomb)."""
+
+
+class BadResponse(Exception):
+    """The upstream's bytes are not an HTTP/1.1 response this client can read."""
+
+
+class Stale(ConnectionError):
+    """A kept connection was closed by the server before it answered: try a new one.
+
+    Nearly always the server had closed it while it waited, before the request arrived (the
+    race every keep-alive client meets). If it had read the request and then closed without a
+    byte of answer, the provider sees the request twice; one more try, once, is the trade
+    urllib3 and browsers make too.
+    """
+
+
+class Pool(Protocol):
+    """Where a connection goes between exchanges."""
+
+    def put(self, connection: Connection) -> None:
+        """Keep `connection` (idle, fit for another exchange) for the next request."""
+
+    def forget(self, connection: Connection) -> None:
+        """`connection` closed: no longer keep it."""
+
+
+class Connection(asyncio.Protocol):
+    """One connection: one exchange at a time, fed to llhttp as bytes arrive."""
+
+    def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.pieces: list[bytes] = []
+        self.names: list[bytes] = []
+        self.values: list[bytes] = []
+        self.lost = False
+        self.used = False
+        self.idle_since = 0.0
+        self.linger: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
+        response = self.response
+        if response is not None:
+            response._lost(exc)
+        else:
+            self.pool.forget(self)
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None or response.complete:  # bytes nobody asked for
+            self.close()
+            return
+        response.answered = True
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # After a whole response, only more bytes nobody asked for: the response stands,
+            # the connection is not trusted with another.
+            response.keep = False
+            if not response.complete:
+                self.pieces.clear()
+                response._fail(BadResponse(f"not an HTTP/1.1 response: {exc}"))
+                self.close()
+                return
+            self.close()
+        if self.pieces:
+            response._deliver(self.pieces)
+        if response.complete:
+            if response.lingering:
+                self.rest()
+            else:
+                response._ended()
+
+    # llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        response = self.response
+        if response is not None and response.complete:
+            raise BadResponse("a second response nobody asked for")  # stops the parser
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        response = self.response
+        if response is not None and response.status == 0:  # not the trailers
+            self.names.append(name)
+            self.values.append(value)
+
+    def on_headers_complete(self) -> None:
+        response = self.response
+        assert response is not None
+        status = self.parser.get_status_code()
+        names, values = self.names, self.values
+        self.names, self.values = [], []
+        if 100 <= status < 200:  # an interim response: the real one follows
+            return
+        response._start(status, names, values, self.parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        response = self.response
+        if response is not None and response.status:
+            response.complete = True
+            response.keep = response.keep and self.parser.should_keep_alive()
+
+    # the exchange
+
+    async def exchange(self, request: bytes) -> Response:
+        transport = self.transport
+        assert transport is not None
+        reused, self.used = self.used, True
+        if not self.fit():
+            self.close()
+            raise Stale() if reused else ConnectionResetError("the connection closed at once")
+        response = self.response = Response(self, reused)
+        transport.write(request)
+        try:
+            await response._started
+        except BaseException:
+            self.close()
+            raise
+        return response
+
+    def rest(self) -> None:
+        """The exchange is over: back to the pool if the connection can carry another."""
+        response = self.response
+        self.response = None
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
+        if response is None or not (response.complete and response.keep) or not self.fit():
+            self.close()
+            return
+        if response._paused:  # a body that came whole faster than it was read
+            assert self.transport is not None
+            self.transport.resume_reading()
+        self.pool.put(self)
+
+    def wait_for_end(self, wait: float | None) -> None:
+        """Keep reading (and dropping) the body until it ends, at most `wait` seconds (a
+        minute if None), then rest; a body that has not ended by then loses its connection."""
+        self.linger = self.loop.call_later(60.0 if wait is None else wait, self.close)
+
+    def fit(self) -> bool:
+        """Whether the connection is still open at this end (the other may have closed it
+        without this end knowing yet: see `Stale`)."""
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Response:
+    """One response: status and headers at once, the body as it arrives."""
+
+    __slots__ = (
+        "_buffer",
+        "_connection",
+        "_error",
+        "_inflate",
+        "_paused",
+        "_size",
+        "_started",
+        "_until_close",
+        "_waiter",
+        "answered",
+        "complete",
+        "headers",
+        "keep",
+        "lingering",
+        "reused",
+        "status",
+    )
+
+    def __init__(self, connection: Connection, reused: bool) -> None:
+        self._connection: Connection | None = connection
+        self._started: asyncio.Future[None] = connection.loop.create_future()
+        self._buffer: list[bytes] = []
+        self._size = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._inflate: zlib._Decompress | None = None
+        self._paused = False
+        self._until_close = False
+        self.reused = reused
+        self.answered = False  # a byte of the response arrived
+        self.status = 0
+        self.headers: CIMultiDictProxy[str] = _NO_HEADERS
+        self.keep = True
+        self.complete = False
+        self.lingering = False
+
+    async def readany(self) -> bytes:
+        """What has arrived of the body since the last read, waiting for some; b"" at its end."""
+        buffer = self._buffer
+        while not buffer:
+            if self._error is not None:
+                raise self._error
+            if self.complete or self._connection is None:
+                return b""
+            self._waiter = waiter = self._started.get_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
+        self._size = 0
+        if self._paused:
+            self._paused = False
+            connection = self._connection
+            if connection is not None and connection.transport is not None:
+                connection.transport.resume_reading()
+        return data
+
+    async def read(self, limit: int = 1 << 20) -> bytes:
+        """The whole body (its first `limit` bytes if longer: the rest is not read)."""
+        parts: list[bytes] = []
+        size = 0
+        while size < limit and (data := await self.readany()):
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)[:limit]
+
+    def is_eof(self) -> bool:
+        """Whether the whole body has arrived and been read."""
+        return self.complete and not self._buffer
+
+    def fail(self, exc: BaseException) -> None:
+        """End the exchange with `exc`: the pending and later reads raise it; the connection,
+        half-read, is closed."""
+        self._fail(exc)
+        self.close()
+
+    def release(self) -> None:
+        """Done with the response: its connection goes back to the pool if the body ended,
+        else it is closed."""
+        connection = self._connection
+        if connection is not None:
+            self._connection = None
+            connection.rest()
+
+    def release_after_end(self, wait: float | None) -> None:
+        """Done with the response, whose body is about to end (a stream past its last event):
+        the connection reads the rest, at most `wait` seconds, and goes back to the pool."""
+        connection = self._connection
+        if connection is None:
+            return
+        if self.complete:
+            self.release()
+            return
+        self._connection = None
+        self.lingering = True
+        self._buffer.clear()
+        if self._paused:
+            self._paused = False
+            if connection.transport is not None:
+                connection.transport.resume_reading()
+        connection.wait_for_end(wait)
+
+    def close(self) -> None:
+        """Done with the response, dropping its connection whatever it still holds."""
+        connection = self._connection
+        if connection is not None:
+            self._connection = None
+            connection.response = None
+            connection.close()
+
+    # fed by the connection
+
+    def _start(self, status: int, names: list[bytes], values: list[bytes], keep: bool) -> None:
+        headers: CIMultiDict[str] = CIMultiDict(
+            zip(
+                [n.decode("latin-1") for n in names],
+                [v.decode("latin-1") for v in values],
+                strict=True,
+            )
+        )
+        self.status = status
+        self.headers = CIMultiDictProxy(headers)
+        self.keep = keep
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            self._inflate = zlib.decompressobj(wbits=47)  # gzip or zlib, told by the header
+        elif encoding != "identity":
+            self._fail(BadResponse(f"content-encoding {encoding!r} is not supported"))
+            return
+        self._until_close = (
+            "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+            and status not in (204, 304)
+        )
+        if not self._started.done():
+            self._started.set_result(None)
+
+    def _deliver(self, pieces: list[bytes]) -> None:
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        if self.lingering:
+            return
+        if self._inflate is not None:
+            data = self._inflated(data)
+            if not data:
+                return
+        self._buffer.append(data)
+        self._size += len(data)
+        if self._size > _HIGH_WATER and not self._paused:
+            connection = self._connection
+            if connection is not None and connection.transport is not None:
+                self._paused = True
+                connection.transport.pause_reading()
+        self._wake()
+
+    def _inflated(self, data: bytes) -> bytes:
+        assert self._inflate is not None
+        try:
+            data = self._inflate.decompress(data, _INFLATE_LIMIT)
+        except zlib.error as exc:
+            return self._broken(f"the compressed body is corrupt: {exc}")
+        if self._inflate.unconsumed_tail:
+            return self._broken(f"a piece of the compressed body expands past {_INFLATE_LIMIT} B")
+        return data
+
+    def _ended(self) -> None:
+        """The last byte arrived: wake the reader (or fail it, for a compressed body cut short)."""
+        if self._inflate is not None and not self._inflate.eof:
+            self._broken("the compressed body ends early")
+        else:
+            self._wake()
+
+    def _broken(self, message: str) -> bytes:
+        self._fail(BadResponse(message))
+        self.close()
+        return b""
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        started = self._started
+        if not started.done():
+            started.set_exception(exc)
+            started.exception()  # retrieved: whoever awaits it sees it; nobody may
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self.complete:
+            return
+        if self.status and self._until_close and exc is None:  # the body ends with the connection
+            self.complete = True
+            self.keep = False
+            if not self.lingering:
+                self._ended()
+            return
+        if not self.answered:
+            if self.reused:
+                self._fail(Stale())
+                return
+            error: OSError = ConnectionResetError(
+                "the server closed the connection before answering"
+            )
+        else:
+            error = ConnectionResetError("the connection was cut before the response was complete")
+        if exc is not None:
+            error.__cause__ = exc
+        self._fail(error)
+
+
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
