@@ -918,6 +918,30 @@ async def test_https_offers_http_1_1_only_so_no_server_picks_http_2(certificate)
         await client.close()
 
 
+# Bulk reading
+
+
+async def test_a_reader_taking_the_body_whole_is_woken_at_its_end_not_per_arrival(http):
+    async def handle(conn: Conn) -> None:
+        await conn.request()
+        conn.send(CHUNKED + chunk(b"first"))
+        await conn.pause()
+        for piece in (b" second", b" third"):
+            conn.send(chunk(piece))
+            await conn.pause()
+        conn.send(LAST)
+        await conn.until_closed()
+
+    async with raw_server(handle) as raw:
+        response = await http.endpoint(raw.url(), {}).post(b"{}")
+        assert await response.readany() == b"first"
+        response.bulk = True
+        assert await response.readany() == b" second third"  # one piece, at the end
+        assert response.last_data > 0
+        assert await response.readany() == b""
+        response.release()
+
+
 # fail()
 
 

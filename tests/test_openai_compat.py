@@ -395,3 +395,25 @@ async def test_the_total_timeout_ends_an_answer_that_keeps_coming():
             await listen()
         assert "".join(got)  # it was answering, never silent for the read timeout
     await client.close()
+
+
+async def test_an_answer_taken_whole_is_read_in_bulk_yet_still_watched_for_silence():
+    """Past the first token a whole answer is read at once: an answer longer than the read
+    timeout, with short gaps, is not silence; a stalled one still is."""
+    client = HTTPClient()
+    async with FakeUpstream("groq", api_key="k", token_delay=0.03) as fake:
+        groq = OpenAICompatible(
+            GROQ, api_key="k", base_url=fake.base_url, client=client, read_timeout=0.2
+        )
+        messages = (Message("user", "hola"),)
+        streamed = ChatRequest(messages=messages, model="openai/gpt-oss-120b")
+        whole = ChatRequest(messages=messages, model="openai/gpt-oss-120b", whole=True)
+        # 20 tokens 30 ms apart: 0.6 s, three read timeouts, in one read after the first token
+        texts = [[c.content async for c in groq.stream(r)] for r in (streamed, whole)]
+        assert "".join(texts[1]) == "".join(texts[0])
+        assert len(texts[1]) < len(texts[0])  # the rest came in one piece, not token by token
+        fake.add_fault(Fault(stall_after=3))
+        with pytest.raises(UpstreamTimeout, match="read timeout"):
+            async for _ in groq.stream(whole):
+                pass
+    await client.close()

@@ -18,6 +18,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 _HIGH_WATER = 1 << 18
 """Bytes held for a reader that does not keep up before the socket stops being read."""
 
+_BULK = 1 << 16
+"""Bytes that wake a reader taking the body whole before the body ends."""
+
 _INFLATE_LIMIT = 1 << 22
 """Most bytes one read of a compressed body may expand to (a bound on a decompression bomb)."""
 
@@ -199,9 +202,11 @@ class Response:
         "_until_close",
         "_waiter",
         "answered",
+        "bulk",
         "complete",
         "headers",
         "keep",
+        "last_data",
         "lingering",
         "reused",
         "status",
@@ -224,6 +229,11 @@ class Response:
         self.keep = True
         self.complete = False
         self.lingering = False
+        # Set `bulk` when the reader takes the body whole: a read then returns when the body
+        # ends (or fails, or `_BULK` bytes wait), not on every arrival; `last_data` says when
+        # bytes last came (on the loop's clock), for whoever watches for silence.
+        self.bulk = False
+        self.last_data = 0.0
 
     async def readany(self) -> bytes:
         """What has arrived of the body since the last read, waiting for some; b"" at its end."""
@@ -344,6 +354,10 @@ class Response:
             if connection is not None and connection.transport is not None:
                 self._paused = True
                 connection.transport.pause_reading()
+        if self.bulk:
+            self.last_data = self._started.get_loop().time()
+            if self._size < _BULK:
+                return
         self._wake()
 
     def _inflated(self, data: bytes) -> bytes:

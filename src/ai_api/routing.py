@@ -59,6 +59,7 @@ class Deployment:
         *,
         max_tokens: int | None = None,
         options: dict[str, Any] | None = None,
+        whole: bool = False,
     ) -> ChatRequest:
         """The request sent here."""
         return ChatRequest(
@@ -66,6 +67,7 @@ class Deployment:
             model=self.model,
             max_tokens=self.cap(max_tokens),
             options=options or {},
+            whole=whole,
         )
 
 

@@ -40,6 +40,9 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     max_tokens: int | None = None
     options: dict[str, Any] = {}
+    whole: bool = False
+    """The answer is taken at once (the client asked for no stream): past its first token a
+    provider may read the rest in bulk instead of piece by piece."""
 
 
 class FunctionDelta(msgspec.Struct, frozen=True, omit_defaults=True):

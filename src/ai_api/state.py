@@ -59,7 +59,9 @@ class Gateway:
             prompt_tokens=prompt_tokens(messages),
             max_tokens=max_tokens,
             required=fields,
-            build=lambda d: d.request(messages, max_tokens=max_tokens, options=options),
+            build=lambda d: d.request(
+                messages, max_tokens=max_tokens, options=options, whole=whole
+            ),
             whole=whole,
         )
         return await open_stream(route, ask, self.rationing, self.bounds)

@@ -212,7 +212,8 @@ class _Watch:
     that is still going at `deadline` (the total timeout, on the loop's clock).
 
     Per block it costs two assignments (`since`), not a new timer per socket read; one timer
-    per `limit` seconds checks the stream.
+    per `limit` seconds checks the stream. Silence counts from the later of the pending read's
+    start and the last bytes to arrive (a read in bulk spans many arrivals).
     """
 
     __slots__ = (
@@ -249,8 +250,13 @@ class _Watch:
         self._handle = None
         if now >= self._deadline:
             message = "the answer took longer than the total timeout"
-        elif self._limit is None or self.since is None or now - self.since < self._limit:
-            self._schedule(now if self.since is None else self.since)
+        elif (
+            self._limit is None
+            or self.since is None
+            or now - max(self.since, self._response.last_data) < self._limit
+        ):
+            since = self.since
+            self._schedule(now if since is None else max(since, self._response.last_data))
             return
         else:
             message = "no data within the read timeout"
@@ -346,6 +352,8 @@ class OpenAICompatible:
                     for chunk in chunks:
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
+                    if chunks and request.whole:  # the first token is out: the rest at once
+                        response.bulk = True
                     if error is not None:
                         raise error
                     if done:
