@@ -10,6 +10,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -551,6 +552,28 @@ async def test_connecting_to_a_port_nobody_listens_on_is_an_oserror(http):
         port = unused.getsockname()[1]
     with pytest.raises(ConnectionRefusedError):  # an OSError
         await http.endpoint(f"http://127.0.0.1:{port}/", {}).post(b"{}")
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])  # it stands in for the lookup asyncio makes
+async def test_a_host_is_looked_up_once_for_a_burst_and_its_addresses_tried_in_turn(
+    http, monkeypatch
+):
+    lookups: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        lookups.append(host)
+        time.sleep(0.05)  # a slow resolver: the whole burst arrives while it works
+        stream = (socket.AF_INET, socket.SOCK_STREAM, 6, "")
+        return [(*stream, ("127.0.0.2", port)), (*stream, ("127.0.0.1", port))]
+
+    async with raw_server(keep_answering(ok())) as raw:  # on 127.0.0.1 only
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        endpoint = http.endpoint(f"http://provider.test:{raw.port}/v1", {})
+        bodies = await asyncio.gather(*(body_of(endpoint) for _ in range(10)))
+        assert bodies == [b"ok"] * 10
+        assert lookups == ["provider.test"]
+        assert raw.connections == 10  # each to the second address, the first refused
+        monkeypatch.undo()
 
 
 async def test_the_connect_timeout_bounds_a_tls_handshake_that_never_answers():

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .http_connection import BadResponse, Connection, Response, Stale
@@ -27,6 +29,8 @@ from .http_connection import BadResponse, Connection, Response, Stale
 __all__ = ["BadResponse", "Endpoint", "HTTPClient", "Response"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_DNS_TTL = 300.0
+"""Seconds a host's looked-up addresses are kept (aiohttp's client, used before, kept 300)."""
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -97,7 +101,16 @@ class HTTPClient:
 class _Origin:
     """One scheme, host and port: how to connect there, and its idle connections."""
 
-    __slots__ = ("client", "host", "idle", "port", "tls")
+    __slots__ = (
+        "_addresses",
+        "_resolved_at",
+        "_resolving",
+        "client",
+        "host",
+        "idle",
+        "port",
+        "tls",
+    )
 
     def __init__(self, client: HTTPClient, tls: bool, host: str, port: int) -> None:
         self.client = client
@@ -105,6 +118,9 @@ class _Origin:
         self.host = host
         self.port = port
         self.idle: list[Connection] = []  # the most recently used last
+        self._addresses: list[tuple[str, int]] = []
+        self._resolved_at = 0.0
+        self._resolving: asyncio.Task[list[tuple[str, int]]] | None = None
 
     def put(self, connection: Connection) -> None:
         if self.client.closed:
@@ -128,20 +144,54 @@ class _Origin:
         return None
 
     async def connect(self) -> Connection:
+        """A new connection, to the first of the host's addresses that takes it."""
         loop = asyncio.get_running_loop()
         tls = self.client.tls() if self.tls else None
         try:
             async with asyncio.timeout(self.client.connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(self, loop),
-                    self.host,
-                    self.port,
-                    ssl=tls,
-                    server_hostname=self.host if tls else None,
-                )
+                addresses = await self._resolve(loop)
+                for i, (ip, port) in enumerate(addresses):
+                    try:
+                        _, connection = await loop.create_connection(
+                            lambda: Connection(self, loop),
+                            ip,
+                            port,
+                            ssl=tls,
+                            server_hostname=self.host if tls else None,
+                        )
+                    except OSError:
+                        if i == len(addresses) - 1:
+                            self._addresses = []  # none took it: look again next time
+                            raise
+                        continue
+                    return connection
         except TimeoutError as exc:
             raise TimeoutError("no connection within the connect timeout") from exc
-        return connection
+        raise OSError(f"{self.host} has no address")  # getaddrinfo raises before that
+
+    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
+        """The host's addresses, looked up once for all who connect at the same moment and
+        kept `_DNS_TTL` seconds (the system's resolver may be slow, and a burst of new
+        connections would each ask it)."""
+        if self._addresses and loop.time() - self._resolved_at < _DNS_TTL:
+            return self._addresses
+        resolving = self._resolving
+        if resolving is None or resolving.done():
+            resolving = self._resolving = loop.create_task(self._lookup(loop))
+            resolving.add_done_callback(_retrieved)
+        return await asyncio.shield(resolving)  # a waiter that gives up leaves it to others
+
+    async def _lookup(self, loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
+        found = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys((str(a[4][0]), int(a[4][1])) for a in found))
+        self._addresses, self._resolved_at = addresses, loop.time()
+        return addresses
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Marks a shared task's failure as seen (its waiters may all have gone)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Endpoint:
