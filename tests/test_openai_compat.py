@@ -417,3 +417,21 @@ async def test_an_answer_taken_whole_is_read_in_bulk_yet_still_watched_for_silen
             async for _ in groq.stream(whole):
                 pass
     await client.close()
+
+
+async def test_an_answer_taken_whole_ends_at_done_though_the_body_ends_late():
+    """A bulk read still wakes at `[DONE]`: it does not wait for the end of the body, and an
+    end that comes after the read timeout is not silence."""
+    client = HTTPClient()
+    async with FakeUpstream("groq", api_key="k", token_delay=0.01) as fake:
+        groq = OpenAICompatible(
+            GROQ, api_key="k", base_url=fake.base_url, client=client, read_timeout=0.3
+        )
+        whole = ChatRequest(
+            messages=(Message("user", "hola"),), model="openai/gpt-oss-120b", whole=True
+        )
+        fake.add_fault(Fault(end_delay=5))
+        chunks = [chunk async for chunk in groq.stream(whole)]
+        assert chunks[-1].usage is not None
+        assert "".join(c.content for c in chunks)
+    await client.close()

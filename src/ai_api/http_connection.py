@@ -203,6 +203,7 @@ class Response:
         "_waiter",
         "answered",
         "bulk",
+        "bulk_until",
         "complete",
         "headers",
         "keep",
@@ -230,9 +231,11 @@ class Response:
         self.complete = False
         self.lingering = False
         # Set `bulk` when the reader takes the body whole: a read then returns when the body
-        # ends (or fails, or `_BULK` bytes wait), not on every arrival; `last_data` says when
-        # bytes last came (on the loop's clock), for whoever watches for silence.
+        # ends (or fails, or `_BULK` bytes wait, or bytes holding one of `bulk_until` come),
+        # not on every arrival; `last_data` says when bytes last came (on the loop's clock),
+        # for whoever watches for silence.
         self.bulk = False
+        self.bulk_until: tuple[bytes, ...] = ()
         self.last_data = 0.0
 
     async def readany(self) -> bytes:
@@ -356,7 +359,7 @@ class Response:
                 connection.transport.pause_reading()
         if self.bulk:
             self.last_data = self._started.get_loop().time()
-            if self._size < _BULK:
+            if self._size < _BULK and not any(mark in data for mark in self.bulk_until):
                 return
         self._wake()
 

@@ -56,6 +56,9 @@ class _StreamEvent(msgspec.Struct):
 
 
 _event_decoder = msgspec.json.Decoder(_StreamEvent)
+_STREAM_ENDS = (b"[DONE]", b'"error"')
+"""Bytes that may end a stream before its body does: `[DONE]`, an error event (a false alarm
+only wakes the reader once more)."""
 _encode = msgspec.json.encode
 _NOTHING = Chunk()
 
@@ -352,8 +355,9 @@ class OpenAICompatible:
                     for chunk in chunks:
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
-                    if chunks and request.whole:  # the first token is out: the rest at once
-                        response.bulk = True
+                    if chunks and request.whole:  # the first token is out: the rest at once,
+                        response.bulk = True  # or as soon as the stream says it ended
+                        response.bulk_until = _STREAM_ENDS
                     if error is not None:
                         raise error
                     if done:
