@@ -487,6 +487,21 @@ async def test_an_idle_connection_past_the_keepalive_is_closed_and_replaced():
 # Stale connections
 
 
+async def test_connections_left_idle_by_a_burst_are_closed_once_past_the_keepalive():
+    client = HTTPClient(keepalive=0.2)
+    try:
+        async with raw_server(keep_answering(ok())) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            await asyncio.gather(*(body_of(endpoint) for _ in range(5)))
+            assert raw.connections == 5
+            for _ in range(10):  # then one request at a time: one connection is enough
+                assert await body_of(endpoint) == b"ok"
+                await asyncio.sleep(0.05)
+            await eventually(lambda: raw.ended >= 4)
+    finally:
+        await client.close()
+
+
 async def test_a_kept_connection_the_server_closed_while_idle_is_replaced(http):
     idle = asyncio.Event()
 
@@ -691,6 +706,21 @@ async def test_an_unasked_for_switching_protocols_is_a_bad_response(http):
 
     async with raw_server(handle) as raw:
         with pytest.raises(BadResponse):
+            await http.endpoint(raw.url(), {}).post(b"{}")
+
+
+async def test_bare_lf_line_ends_are_read_as_aiohttps_client_read_them(http):
+    raw_response = b"HTTP/1.1 200 OK\nContent-Length: 2\nX-Odd: a\x01b\n\nok"
+    async with raw_server(keep_answering(raw_response)) as raw:
+        response = await http.endpoint(raw.url(), {}).post(b"{}")
+        assert (response.status, await response.read()) == (200, b"ok")
+        response.release()
+
+
+async def test_headers_past_64_kib_are_a_bad_response(http):
+    huge = head(*(b"X-Filler-%d: %s" % (i, b"y" * 1000) for i in range(70)), b"Content-Length: 0")
+    async with raw_server(keep_answering(huge)) as raw:
+        with pytest.raises(BadResponse, match="headers pass"):
             await http.endpoint(raw.url(), {}).post(b"{}")
 
 

@@ -24,6 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
+from aiohappyeyeballs import AddrInfoType
+
 from .http_connection import BadResponse, Connection, Response, Stale
 
 __all__ = ["BadResponse", "Endpoint", "HTTPClient", "Response"]
@@ -81,8 +84,8 @@ class HTTPClient:
         return Endpoint(origin, target, host, headers)
 
     def tls(self) -> ssl.SSLContext:
-        """The TLS context for https origins: the one given, else the system's (made once);
-        it offers HTTP/1.1 only, so that no server picks HTTP/2."""
+        """The TLS context for https origins: the one given, else the system's (made once).
+        Either is set to offer HTTP/1.1 only (ALPN), so that no server picks HTTP/2."""
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
         if not self._alpn:
@@ -95,7 +98,7 @@ class HTTPClient:
         self.closed = True
         for origin in self._origins.values():
             while origin.idle:
-                origin.idle.pop().close()
+                origin.idle.pop().close(graceful=True)
 
 
 class _Origin:
@@ -118,16 +121,19 @@ class _Origin:
         self.host = host
         self.port = port
         self.idle: list[Connection] = []  # the most recently used last
-        self._addresses: list[tuple[str, int]] = []
+        self._addresses: list[AddrInfoType] = []
         self._resolved_at = 0.0
-        self._resolving: asyncio.Task[list[tuple[str, int]]] | None = None
+        self._resolving: asyncio.Task[list[AddrInfoType]] | None = None
 
     def put(self, connection: Connection) -> None:
         if self.client.closed:
-            connection.close()
+            connection.close(graceful=True)
             return
-        connection.idle_since = connection.loop.time()
-        self.idle.append(connection)
+        now = connection.idle_since = connection.loop.time()
+        idle = self.idle
+        while idle and now - idle[0].idle_since >= self.client.keepalive:
+            idle.pop(0).close(graceful=True)  # the oldest, left over from a burst
+        idle.append(connection)
 
     def forget(self, connection: Connection) -> None:
         if connection in self.idle:
@@ -140,36 +146,35 @@ class _Origin:
             connection = idle.pop()
             if connection.fit() and now - connection.idle_since < self.client.keepalive:
                 return connection
-            connection.close()
+            connection.close(graceful=True)
         return None
 
     async def connect(self) -> Connection:
-        """A new connection, to the first of the host's addresses that takes it."""
+        """A new connection to the host: its addresses raced as aiohttp's client did (Happy
+        Eyeballs: the next one tried 0.25 s after the last, IPv6 and IPv4 in turn)."""
         loop = asyncio.get_running_loop()
         tls = self.client.tls() if self.tls else None
         try:
             async with asyncio.timeout(self.client.connect_timeout):
                 addresses = await self._resolve(loop)
-                for i, (ip, port) in enumerate(addresses):
-                    try:
-                        _, connection = await loop.create_connection(
-                            lambda: Connection(self, loop),
-                            ip,
-                            port,
-                            ssl=tls,
-                            server_hostname=self.host if tls else None,
-                        )
-                    except OSError:
-                        if i == len(addresses) - 1:
-                            self._addresses = []  # none took it: look again next time
-                            raise
-                        continue
-                    return connection
+                try:
+                    sock = await aiohappyeyeballs.start_connection(
+                        addresses, happy_eyeballs_delay=0.25, interleave=1, loop=loop
+                    )
+                except OSError:
+                    self._addresses = []  # none took it: look again next time
+                    raise
+                _, connection = await loop.create_connection(
+                    lambda: Connection(self, loop),
+                    sock=sock,
+                    ssl=tls,
+                    server_hostname=self.host if tls else None,
+                )
         except TimeoutError as exc:
             raise TimeoutError("no connection within the connect timeout") from exc
-        raise OSError(f"{self.host} has no address")  # getaddrinfo raises before that
+        return connection
 
-    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
+    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
         """The host's addresses, looked up once for all who connect at the same moment and
         kept `_DNS_TTL` seconds (the system's resolver may be slow, and a burst of new
         connections would each ask it)."""
@@ -181,11 +186,10 @@ class _Origin:
             resolving.add_done_callback(_retrieved)
         return await asyncio.shield(resolving)  # a waiter that gives up leaves it to others
 
-    async def _lookup(self, loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
+    async def _lookup(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
         found = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys((str(a[4][0]), int(a[4][1])) for a in found))
-        self._addresses, self._resolved_at = addresses, loop.time()
-        return addresses
+        self._addresses, self._resolved_at = list(found), loop.time()
+        return self._addresses
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

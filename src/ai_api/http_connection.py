@@ -21,6 +21,9 @@ _HIGH_WATER = 1 << 18
 _BULK = 1 << 16
 """Bytes that wake a reader taking the body whole before the body ends."""
 
+_HEAD_LIMIT = 1 << 16
+"""Most bytes of header names and values (trailers included) one response may send."""
+
 _INFLATE_LIMIT = 1 << 22
 """Most bytes one read of a compressed body may expand to (a bound on a decompression bomb)."""
 
@@ -34,8 +37,9 @@ class Stale(ConnectionError):
 
     Nearly always the server had closed it while it waited, before the request arrived (the
     race every keep-alive client meets). If it had read the request and then closed without a
-    byte of answer, the provider sees the request twice; one more try, once, is the trade
-    urllib3 and browsers make too.
+    byte of answer, the provider sees the request twice. aiohttp's client did not retry a
+    POST (it failed, and the gateway then failed over to another member, which also costs a
+    request); browsers do retry on a reused connection that gave no byte, as this does, once.
     """
 
 
@@ -57,6 +61,11 @@ class Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # As aiohttp's client: bare LF line ends and odd bytes in header values pass.
+        self.parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True
+        )
+        self.head_bytes = 0
         self.response: Response | None = None
         self.pieces: list[bytes] = []
         self.names: list[bytes] = []
@@ -96,7 +105,8 @@ class Connection(asyncio.Protocol):
             response.keep = False
             if not response.complete:
                 self.pieces.clear()
-                response._fail(BadResponse(f"not an HTTP/1.1 response: {exc}"))
+                said = exc.__context__ if isinstance(exc.__context__, BadResponse) else exc
+                response._fail(BadResponse(f"not an HTTP/1.1 response: {said}"))
                 self.close()
                 return
             self.close()
@@ -116,6 +126,9 @@ class Connection(asyncio.Protocol):
             raise BadResponse("a second response nobody asked for")  # stops the parser
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes > _HEAD_LIMIT:
+            raise BadResponse(f"its headers pass {_HEAD_LIMIT} bytes")  # stops the parser
         response = self.response
         if response is not None and response.status == 0:  # not the trailers
             self.names.append(name)
@@ -150,6 +163,7 @@ class Connection(asyncio.Protocol):
             self.close()
             raise Stale() if reused else ConnectionResetError("the connection closed at once")
         response = self.response = Response(self, reused)
+        self.head_bytes = 0
         transport.write(request)
         try:
             await response._started
@@ -183,9 +197,14 @@ class Connection(asyncio.Protocol):
         without this end knowing yet: see `Stale`)."""
         return not self.lost and self.transport is not None and not self.transport.is_closing()
 
-    def close(self) -> None:
+    def close(self, graceful: bool = False) -> None:
+        """Drop the connection at once (mid-exchange, TLS would wait up to 30 s for the
+        peer's goodbye), or, `graceful`, close it as an idle one is closed."""
         if self.transport is not None:
-            self.transport.close()
+            if graceful:
+                self.transport.close()
+            else:
+                self.transport.abort()
 
 
 class Response:
