@@ -151,6 +151,18 @@ def keep_answering(response: bytes) -> Handler:
     return handle
 
 
+def answer_once(response: bytes) -> Handler:
+    """Answers a connection's first request with `response`, then waits for the client to
+    close the connection."""
+
+    async def handle(conn: Conn) -> None:
+        await conn.request()
+        conn.send(response)
+        await conn.until_closed()
+
+    return handle
+
+
 # An aiohttp server that notes the connections its requests came on.
 
 
@@ -400,12 +412,7 @@ async def test_a_response_that_closes_its_connection_is_not_reused(http, respons
 
 
 async def test_a_response_released_before_its_end_has_its_connection_closed(http):
-    async def handle(conn: Conn) -> None:
-        await conn.request()
-        conn.send(head(b"Content-Length: 10") + b"half.")
-        await conn.until_closed()
-
-    async with raw_server(handle) as raw:
+    async with raw_server(answer_once(head(b"Content-Length: 10") + b"half.")) as raw:
         endpoint = http.endpoint(raw.url(), {})
         response = await endpoint.post(b"")
         assert await response.readany() == b"half."
@@ -610,12 +617,7 @@ async def test_the_connect_timeout_bounds_a_tls_handshake_that_never_answers():
     ids=["protocol", "status", "garbage"],
 )
 async def test_a_malformed_status_line_is_a_bad_response(http, response):
-    async def handle(conn: Conn) -> None:
-        await conn.request()
-        conn.send(response)
-        await conn.until_closed()
-
-    async with raw_server(handle) as raw:
+    async with raw_server(answer_once(response)) as raw:
         with pytest.raises(BadResponse):
             await http.endpoint(raw.url(), {}).post(b"{}")
         await eventually(lambda: raw.ended == 1)  # the client closed the connection
@@ -668,12 +670,7 @@ async def test_a_body_followed_by_stray_bytes_is_still_delivered(http):
     """The server sends more than its Content-Length said, in the same write: the body it
     declared is the body; the rest makes the connection unusable, not the body empty."""
 
-    async def handle(conn: Conn) -> None:
-        await conn.request()
-        conn.send(head(b"Content-Length: 5") + b"hello world")
-        await conn.until_closed()
-
-    async with raw_server(handle) as raw:
+    async with raw_server(answer_once(head(b"Content-Length: 5") + b"hello world")) as raw:
         response = await http.endpoint(raw.url(), {}).post(b"{}")
         assert response.status == 200
         assert await response.read() == b"hello"
@@ -684,12 +681,9 @@ async def test_a_second_response_in_the_same_write_does_not_become_the_first(htt
     """Bytes after the end of a response are nobody's answer: they must not change the status,
     headers or body of the response they follow."""
 
-    async def handle(conn: Conn) -> None:
-        await conn.request()
-        conn.send(ok(b"ok", b"X-First: 1") + ok(b"extra").replace(b"200 OK", b"500 Oops"))
-        await conn.until_closed()
-
-    async with raw_server(handle) as raw:
+    async with raw_server(
+        answer_once(ok(b"ok", b"X-First: 1") + ok(b"extra").replace(b"200 OK", b"500 Oops"))
+    ) as raw:
         response = await http.endpoint(raw.url(), {}).post(b"{}")
         assert (response.status, response.headers.get("X-First")) == (200, "1")
         assert await response.read() == b"ok"
@@ -699,12 +693,7 @@ async def test_a_second_response_in_the_same_write_does_not_become_the_first(htt
 async def test_an_unasked_for_switching_protocols_is_a_bad_response(http):
     upgrade = head(b"Upgrade: websocket", b"Connection: Upgrade", status=b"101 Switching Protocols")
 
-    async def handle(conn: Conn) -> None:
-        await conn.request()
-        conn.send(upgrade)
-        await conn.until_closed()
-
-    async with raw_server(handle) as raw:
+    async with raw_server(answer_once(upgrade)) as raw:
         with pytest.raises(BadResponse):
             await http.endpoint(raw.url(), {}).post(b"{}")
 
@@ -780,12 +769,9 @@ async def test_a_corrupt_gzip_body_is_a_bad_response(http):
 
 
 async def test_an_unsupported_content_encoding_is_a_bad_response(http):
-    async def handle(conn: Conn) -> None:
-        await conn.request()
-        conn.send(ok(b"\x0b\x02\x80hello\x03", b"Content-Encoding: br"))
-        await conn.until_closed()
-
-    async with raw_server(handle) as raw:
+    async with raw_server(
+        answer_once(ok(b"\x0b\x02\x80hello\x03", b"Content-Encoding: br"))
+    ) as raw:
         with pytest.raises(BadResponse, match="br"):
             await http.endpoint(raw.url(), {}).post(b"{}")
         await eventually(lambda: raw.ended == 1)  # the client closed the connection
@@ -1003,12 +989,7 @@ class Stop(Exception):
 
 
 async def test_fail_raises_in_the_pending_read_and_closes_the_connection(http):
-    async def handle(conn: Conn) -> None:
-        await conn.request()
-        conn.send(CHUNKED + chunk(b"first"))
-        await conn.until_closed()
-
-    async with raw_server(handle) as raw:
+    async with raw_server(answer_once(CHUNKED + chunk(b"first"))) as raw:
         endpoint = http.endpoint(raw.url(), {})
         response = await endpoint.post(b"{}")
         assert await response.readany() == b"first"
