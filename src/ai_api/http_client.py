@@ -17,6 +17,7 @@ within the connect timeout), `OSError` (could not connect, or the connection was
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
 import ssl
@@ -187,9 +188,18 @@ class _Origin:
         return await asyncio.shield(resolving)  # a waiter that gives up leaves it to others
 
     async def _lookup(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
-        found = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        self._addresses, self._resolved_at = list(found), loop.time()
-        return self._addresses
+        addresses: list[AddrInfoType]
+        try:  # an address already: no lookup (it would take a thread of the executor)
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            addresses = list(await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM))
+        else:
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            addresses = [
+                (family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (self.host, self.port))
+            ]
+        self._addresses, self._resolved_at = addresses, loop.time()
+        return addresses
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:
