@@ -915,7 +915,28 @@ def build_report(data: dict) -> str:
             "Whole answers (json) are streamed from the upstream and assembled, by design: why,"
             ' and what it costs the json rows, in "Whole answers and the 0.6 ms target" above.'
         )
+        beside = streamed_baseline(data)
+        if beside is not None:
+            w(
+                "Against the direct answer ai-api actually asks for (a streamed one: the points"
+                " stream c=1 for a and json c=1 for b of this run, medians over rounds), a whole"
+                f" answer through ai-api adds {fmt(beside[0], 2)} ms at p50 and"
+                f" {fmt(beside[1], 2)} ms at p99."
+            )
     return "\n".join(out) + "\n"
+
+
+def streamed_baseline(data: dict) -> tuple[float, float] | None:
+    """A whole answer through ai-api (json c=1, b) less a streamed answer straight from the
+    upstream (stream c=1, a), p50 and p99; None unless both points ran."""
+    pts = data.get("points", {})
+    json1, stream1 = pts.get("json:1"), pts.get("stream:1")
+    if not json1 or not stream1:
+        return None
+    b, a = json1["summary"]["b"], stream1["summary"]["a"]
+    if None in (b["p50"], b["p99"], a["p50"], a["p99"]):
+        return None
+    return b["p50"] - a["p50"], b["p99"] - a["p99"]
 
 
 def check_targets(data: dict) -> list[tuple[str, str, bool | None]]:
