@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -43,11 +45,13 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
         await state.turn("route")
         raw = Redis.from_url(server.url, decode_responses=True)
         try:
-            ttls = {key: await raw.pttl(key) for key in await raw.keys("p:*")}
+            ttls = {str(key): await raw.pttl(key) for key in await raw.keys("p:*")}
         finally:
             await raw.aclose()
         await state.close()
-    assert set(ttls) == {
+    holds = {key for key in ttls if key.startswith("p:b:acct|m:o:")}
+    assert len(holds) == 1  # the names of the hold's applied writes (charge, settlement)
+    assert set(ttls) - holds == {
         "p:b:acct|m:meta",
         "p:b:acct|m:w:requests|60.0",
         "p:b:acct|m:w:tokens|60.0",
@@ -63,6 +67,7 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
     assert ttls["p:b:acct|m:r:tokens|60.0"] <= (29 + 60) * 1000
     assert ttls["p:b:acct|m:r:requests|86400.0"] <= (598 + 60) * 1000
     assert ttls["p:h:g/m"] <= (15 + 900) * 1000
+    assert ttls[holds.pop()] <= 3600 * 1000
 
 
 async def test_state_outlives_the_instance():
@@ -132,6 +137,87 @@ async def test_an_unreachable_redis_is_served_from_memory_then_reconciled(caplog
     assert cooled_until == T0 + 100
     assert len(warnings_in(caplog)) == 1
     assert "replayed 3 writes" in caplog.text
+
+
+# Keeps Redis busy for ARGV[1] microseconds: commands sent meanwhile wait, then run.
+_BUSY = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > tonumber(ARGV[1])
+return 1
+"""
+
+
+@contextlib.asynccontextmanager
+async def answers_lost(server: RedisServer) -> AsyncIterator[None]:
+    """Within the block, Redis runs what it is sent only after the sender (whose socket timeout
+    is 0.5 s) has given up waiting for the answer: the write ran, its answer was lost. At the
+    end, Redis has run it."""
+    admin = Redis.from_url(server.url)
+    busy = asyncio.ensure_future(admin.eval(_BUSY, 0, "900000"))
+    await asyncio.sleep(0.1)  # Redis is in the script now
+    try:
+        yield
+    finally:
+        await busy
+        await admin.aclose()
+
+
+async def shared_use(server: RedisServer, now: float) -> dict[str, float]:
+    """The windows' use as another instance reads it from Redis."""
+    other = await RedisState(server.url).open()
+    try:
+        return {w.kind: w.used for w in await other.windows("k", SPECS, now)}
+    finally:
+        await other.close()
+
+
+async def test_a_settlement_whose_answer_was_lost_counts_once(caplog):
+    caplog.set_level(logging.INFO, logger="ai_api.store")
+    async with running_redis() as server:
+        state = await RedisState(server.url, retry_every=0.2).open()
+        hold = await state.reserve("k", SPECS, Cost(tokens=300), T0)
+        assert isinstance(hold, Hold)
+        async with answers_lost(server):
+            await state.settle(hold, 120, T0 + 1)  # gives up: queued for a replay
+        await asyncio.sleep(0.25)
+        assert await state.turn("route") == 0  # Redis is back: the settlement is replayed
+        assert "replayed 1 writes" in caplog.text
+        await state.settle(hold, 100, T0 + 2)  # and a later one still counts
+        used = await shared_use(server, T0 + 3)
+        await state.close()
+    assert used == {"requests": 1, "tokens": 100}
+
+
+async def test_a_finish_whose_answer_was_lost_counts_once(caplog):
+    caplog.set_level(logging.INFO, logger="ai_api.store")
+    async with running_redis() as server:
+        state = await RedisState(server.url, retry_every=0.2).open()
+        hold = await state.begin("g/m", "k", SPECS, Cost(tokens=300), T0)
+        assert isinstance(hold, Hold)
+        async with answers_lost(server):
+            await state.finish("g/m", hold, 50, T0 + 1)
+        await asyncio.sleep(0.25)
+        assert await state.turn("route") == 0
+        assert "replayed 1 writes" in caplog.text
+        used = await shared_use(server, T0 + 2)
+        await state.close()
+    assert used == {"requests": 1, "tokens": 50}
+
+
+async def test_a_begin_whose_answer_was_lost_is_charged_once(caplog):
+    caplog.set_level(logging.INFO, logger="ai_api.store")
+    async with running_redis() as server:
+        state = await RedisState(server.url, retry_every=0.2).open()
+        async with answers_lost(server):
+            hold = await state.begin("g/m", "k", SPECS, Cost(tokens=100), T0)
+            assert isinstance(hold, Hold)  # from memory: its charge waits for a replay
+        await asyncio.sleep(0.25)
+        await state.settle(hold, 80, T0 + 1)  # Redis is back: the charge is replayed first
+        assert "replayed 1 writes" in caplog.text
+        used = await shared_use(server, T0 + 2)
+        await state.close()
+    assert used == {"requests": 1, "tokens": 80}
 
 
 async def test_redis_is_retried_at_most_every_interval(caplog):

@@ -8,6 +8,11 @@ deployment):
     P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, base
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
     P t:{route}            int   the next round-robin turn
+    P b:{key}:o:{hold}     hash  the writes of one hold already applied: c charge, s{n} settles
+
+A write whose answer was lost (a timeout after Redis ran it) is replayed, so the writes that
+add (a hold's charge and its settlements) name themselves and count once: `first_time`. Those
+names are kept ONCE_TTL seconds; a replay later than that could count twice.
 
 A window `id` is `{kind}|{period}` (`tokens|60.0`). A bucket counts while its end lies within
 the window, so a charge leaves at most one bucket late and never early. A reading's `base` is
@@ -24,11 +29,14 @@ HEALTH_MARGIN = 900.0
 """Seconds a member's health outlives its cooldown and rest (then its failures are forgotten)."""
 TURN_TTL_MS = 30 * 86_400_000
 """A route's turn counter lives this long after its last use."""
+ONCE_TTL = 3600.0
+"""Seconds the names of a hold's applied writes are kept (the longest a replay is told from a
+first run)."""
 
 _PRELUDE = (
     f"""
 local DAY = 86400
-local WINDOW_MARGIN, HEALTH_MARGIN = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}
+local WINDOW_MARGIN, HEALTH_MARGIN, ONCE_TTL = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}, {ONCE_TTL!r}
 """
     + """
 local function num(v)
@@ -45,6 +53,13 @@ local function extend(key, seconds)
   if ms < 1 then ms = 1 end
   local left = redis.call('PTTL', key)
   if left ~= -2 and left < ms then redis.call('PEXPIRE', key, ms) end
+end
+-- Whether the write `name` of hold `hold` (of budget `base`) runs for the first time; notes it.
+local function first_time(base, hold, name)
+  local key = base .. ':o:' .. hold
+  if redis.call('HSETNX', key, name, 1) == 0 then return false end
+  redis.call('PEXPIRE', key, math.ceil(ONCE_TTL * 1000))
+  return true
 end
 """
 )
@@ -154,13 +169,17 @@ local function room(windows, cost, now)
   end
   return fits, soonest
 end
--- Charge `cost` to every window: {'1', the ids of the token windows charged}.
-local function charge(windows, cost, now)
+-- Charge hold `hold`'s `cost` to every window, unless that charge was made already:
+-- {'1', the ids of the token windows charged}.
+local function charge(base, hold, windows, cost, now)
+  local again = not first_time(base, hold, 'c')
   local charged = {'1'}
   for _, w in ipairs(windows) do
     local amount = cost[w.kind]
-    if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
-    extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
+    if not again then
+      if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
+      extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
+    end
     if w.kind == 'tokens' then charged[#charged + 1] = w.id end
   end
   return charged
@@ -168,20 +187,20 @@ end
 """
 
 # KEYS[1] budget base; ARGV now, day started, mode (reserve|force|peek), tokens,
-# requests, then (window id, configured limit) pairs. -> {'1', token window ids...} when
-# charged, else {'0', the soonest moment it all fits}.
+# requests, hold id, then (window id, configured limit) pairs. -> {'1', token window ids...}
+# when charged (or charged before), else {'0', the soonest moment it all fits}.
 RESERVE = (
     _PRELUDE
     + _BUDGET
     + """
 local base, now, day, mode = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local cost = {tokens = tonumber(ARGV[4]), requests = tonumber(ARGV[5])}
-local windows = budget(base, now, day, 6)
+local windows = budget(base, now, day, 7)
 if mode ~= 'force' then
   local fits, soonest = room(windows, cost, now)
   if mode == 'peek' or not fits then return {'0', fmt(soonest)} end
 end
-return charge(windows, cost, now)
+return charge(base, ARGV[6], windows, cost, now)
 """
 )
 
@@ -203,13 +222,15 @@ return out
 """
 )
 
-# KEYS[1] budget base; ARGV now, charged at, tokens delta, token window ids...
+# KEYS[1] budget base; ARGV now, charged at, tokens delta, hold id, this settlement's name
+# (s1, s2, ...), token window ids...
 SETTLE = (
     _PRELUDE
     + _BUDGET
     + """
 local base, now, at, delta = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV do
+if not first_time(base, ARGV[4], ARGV[5]) then return 0 end
+for i = 6, #ARGV do
   local id = ARGV[i]
   local period, key, rkey = period_of(id), base .. ':w:' .. id, base .. ':r:' .. id
   local b = index(at, period)
@@ -284,10 +305,11 @@ return 0
 """
 )
 
-# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, then (window
-# id, configured limit) pairs. CLAIM, then RESERVE, as one: -> {'1', token window ids...} when
-# claimed and charged; {'0', c, f, o, u, p} (the health fields) when the member may not be
-# tried; {'2', the soonest moment it all fits} when the windows have no room (nothing claimed).
+# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, hold id, then
+# (window id, configured limit) pairs. CLAIM, then RESERVE, as one: -> {'1', token window
+# ids...} when claimed and charged; {'0', c, f, o, u, p} (the health fields) when the member
+# may not be tried; {'2', the soonest moment it all fits} when the windows have no room
+# (nothing claimed).
 BEGIN = (
     _PRELUDE
     + _BUDGET
@@ -298,11 +320,11 @@ local cost = {tokens = tonumber(ARGV[3]), requests = tonumber(ARGV[4])}
 if now < get('c') or (get('o') ~= 0 and (now < get('u') or get('p') ~= 0)) then
   return {'0', unpack(redis.call('HMGET', h, 'c', 'f', 'o', 'u', 'p'))}
 end
-local windows = budget(base, now, day, 5)
+local windows = budget(base, now, day, 6)
 local fits, soonest = room(windows, cost, now)
 if not fits then return {'2', fmt(soonest)} end
 if get('o') ~= 0 then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
-return charge(windows, cost, now)
+return charge(base, ARGV[5], windows, cost, now)
 """
 )
 

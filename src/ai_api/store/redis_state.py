@@ -5,10 +5,14 @@ layout). When Redis cannot be reached (`redis_link` tells, logs one warning, and
 again at most every `retry_every` seconds), the state answers from a `MemoryState` fallback
 (kept close by mirroring this instance's writes into it), and the writes it made meanwhile
 (charges, settlements, readings, health) are replayed, in order, once Redis answers again.
+A write whose answer was lost may have run: a hold's charge and settlements carry names
+(`hold`, and the settlement's rank) so that their replays count once.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,28 +67,44 @@ def states(flat: list[str]) -> list[WindowState]:
 
 @dataclass(slots=True)
 class _Placed:
-    """Where a reservation was charged in Redis (token windows, at `at`), and its mirror."""
+    """Where a reservation was charged in Redis (token windows, at `at`), and its mirror;
+    `hold` names it in Redis, `settles` counts the settlements applied."""
 
     at: float
     windows: tuple[str, ...]
     tokens: int
     mirror: Reservation | None
+    hold: str
+    settles: int = 0
 
 
 @dataclass(slots=True)
 class _Stranded:
-    """A reservation charged to the fallback while Redis was away: replayed once it is back."""
+    """A reservation charged to the fallback while Redis was away: replayed once it is back
+    (its `cost`, as first sent, then settled to `tokens`)."""
 
     key: str
     specs: tuple[WindowSpec, ...]
     cost: Cost
     at: float
     mirror: Reservation | None
+    hold: str
+    tokens: int
     placed: _Placed | None = None
 
 
 async def _nothing() -> None:
     return None
+
+
+def _settlement(placed: _Placed, tokens: int, now: float) -> list[str]:
+    """SETTLE's arguments to bring `placed` to `tokens` (none when it is there): each
+    settlement of a hold is named by its rank, so that a replayed one counts once."""
+    delta = tokens - placed.tokens
+    if delta == 0:
+        return []
+    name = f"s{placed.settles + 1}"
+    return [repr(now), repr(placed.at), str(delta), placed.hold, name, *placed.windows]
 
 
 def _health(values: Sequence[bytes | str | None]) -> Health | None:
@@ -119,6 +139,8 @@ class RedisState:
             else MemoryState(threshold=threshold, base=base, cap=cap)
         )
         self._hint: float | None = None
+        named = os.urandom(6).hex()  # this instance's holds: {named}0, {named}1, ...
+        self._holds = (f"{named}{n:x}" for n in itertools.count())
 
     async def open(self) -> RedisState:
         """Connect and load the scripts; an unreachable Redis is waited for, not fatal."""
@@ -149,48 +171,66 @@ class RedisState:
         return await self.fallback.turn(route) if turn is DOWN else turn
 
     async def _charge(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, mode: str
+        self,
+        key: str,
+        specs: Sequence[WindowSpec],
+        cost: Cost,
+        now: float,
+        mode: str,
+        hold: str = "",
     ) -> list[str]:
         args = [repr(now), repr(now - now % DAY), mode, str(cost.tokens), str(cost.requests)]
-        args += spec_args(specs)
+        args += [hold, *spec_args(specs)]
         return list(await self._link.run("reserve", [self._budget(key)], args))
 
     async def reserve(
         self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
+        return await self._reserve(key, specs, cost, now, next(self._holds))
+
+    async def _reserve(
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, hold: str
+    ) -> Hold | float:
         self._seen(now)
-        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "reserve"))
+        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "reserve", hold))
         if got is DOWN:
-            hold = await self.fallback.reserve(key, specs, cost, now)
-            if not isinstance(hold, Hold):
-                return hold
-            mirror = hold.handle if isinstance(hold.handle, Reservation) else None
-            stranded = _Stranded(key, tuple(specs), cost, now, mirror)
+            local = await self.fallback.reserve(key, specs, cost, now)
+            if not isinstance(local, Hold):
+                return local
+            mirror = local.handle if isinstance(local.handle, Reservation) else None
+            stranded = _Stranded(key, tuple(specs), cost, now, mirror, hold, cost.tokens)
             self._link.later(lambda: self._replay(stranded))
             return Hold(key, cost.tokens, stranded)
         if got[0] != "1":
             return float(got[1])
-        return self._placed(key, specs, cost, now, got[1:])
+        return self._placed(key, specs, cost, now, got[1:], hold)
 
     def _placed(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, windows: list[str]
+        self,
+        key: str,
+        specs: Sequence[WindowSpec],
+        cost: Cost,
+        now: float,
+        windows: list[str],
+        hold: str,
     ) -> Hold:
         """A hold charged in Redis (to its token `windows`), mirrored in the fallback."""
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
-        return Hold(key, cost.tokens, _Placed(now, tuple(windows), cost.tokens, mirror))
+        return Hold(key, cost.tokens, _Placed(now, tuple(windows), cost.tokens, mirror, hold))
 
     async def begin(
         self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
         self._seen(now)
-        args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests)]
+        named = next(self._holds)  # a BEGIN whose answer was lost is not charged again
+        args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests), named]
         args += spec_args(specs)
         keys = [self._member(member), self._budget(key)]
         got = await self._link.attempt(lambda: self._link.run("begin", keys, args))
         if got is DOWN:  # step by step, each on the last known state (and Redis if it is back)
             if not await self.claim(member, now):
                 return await self.ready_at(member)
-            hold = await self.reserve(key, specs, cost, now)
+            hold = await self._reserve(key, specs, cost, now, named)
             if not isinstance(hold, Hold):
                 await self.release(member)
             return hold
@@ -199,14 +239,15 @@ class RedisState:
         if got[0] == "2":
             return float(got[1])
         self.fallback.book.begin(member, now)
-        return self._placed(key, specs, cost, now, got[1:])
+        return self._placed(key, specs, cost, now, got[1:], named)
 
     async def _replay(self, stranded: _Stranded) -> None:
+        # The charge as first sent (which Redis may have run, its answer lost: then it is not
+        # charged again), then the settlement made since.
         s, cost = stranded, stranded.cost
-        got = await self._charge(s.key, s.specs, cost, s.at, "force")
-        s.placed = _Placed(s.at, tuple(got[1:]), cost.tokens, s.mirror)
-        # Settled while the charge was on its way: correct it now.
-        await self._settle(s.key, s.placed, s.cost.tokens, s.at)
+        got = await self._charge(s.key, s.specs, cost, s.at, "force", s.hold)
+        s.placed = _Placed(s.at, tuple(got[1:]), cost.tokens, s.mirror, s.hold)
+        await self._settle(s.key, s.placed, s.tokens, s.at)
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         self._seen(now)
@@ -219,7 +260,7 @@ class RedisState:
         if isinstance(handle, _Placed | _Stranded) and handle.mirror is not None:
             handle.mirror.settle(tokens)
         if isinstance(handle, _Stranded):
-            handle.cost = Cost(tokens, handle.cost.requests)  # what its replay will charge
+            handle.tokens = tokens  # what its replay will settle to
             if handle.placed is None:
                 await self._link.attempt(_nothing)  # if Redis is back, this replays it
             if handle.placed is None:
@@ -231,11 +272,10 @@ class RedisState:
         await self._link.write(lambda: self._settle(hold.key, placed, tokens, now))
 
     async def _settle(self, key: str, placed: _Placed, tokens: int, now: float) -> None:
-        delta = tokens - placed.tokens
-        if delta != 0:
-            args = [repr(now), repr(placed.at), str(delta), *placed.windows]
+        args = _settlement(placed, tokens, now)
+        if args:
             await self._link.run("settle", [self._budget(key)], args)
-            placed.tokens = tokens
+            placed.tokens, placed.settles = tokens, placed.settles + 1
 
     async def observe(self, key: str, reading: RateReading, now: float) -> None:
         self._seen(now)
@@ -323,13 +363,13 @@ class RedisState:
         member_key, budget = self._member(member), self._budget(hold.key)
 
         async def both() -> None:  # one round trip; replayed whole after an outage
-            delta = tokens - placed.tokens
             calls: list[Call] = [("succeeded", [member_key], [])]
-            if delta != 0:
-                args = [repr(now), repr(placed.at), str(delta), *placed.windows]
+            args = _settlement(placed, tokens, now)
+            if args:
                 calls.append(("settle", [budget], args))
             await self._link.pipelined(calls)
-            placed.tokens = tokens
+            if args:
+                placed.tokens, placed.settles = tokens, placed.settles + 1
 
         await self._link.write(both)
 
