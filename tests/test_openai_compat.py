@@ -2,12 +2,13 @@
 whole answers read in bulk."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
-from ai_api.errors import UpstreamTimeout
+from ai_api.errors import UpstreamStatus, UpstreamTimeout
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.http_client import HTTPClient
 from ai_api.providers.openai_compat import OpenAICompatible
@@ -93,3 +94,24 @@ async def test_an_answer_taken_whole_ends_at_done_though_the_body_ends_late():
         chunks = [chunk async for chunk in groq.stream(hola(whole=True))]
         assert chunks[-1].usage is not None
         assert "".join(c.content for c in chunks)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(status=429, retry_after=7, cut_after=0),
+        Fault(status=429, retry_after=7, stall_after=0),
+    ],
+    ids=["cut", "stall"],
+)
+async def test_an_error_whose_body_breaks_off_still_tells_its_status_and_when_to_retry(fault):
+    """The status line and headers said it: a 429 whose body is cut, or stalls past the read
+    timeout, is still a 429 with its retry-after, not an unreachable or silent provider."""
+    async with groq_over_fake(0.01, read_timeout=0.3) as (fake, groq):
+        fake.add_fault(fault)
+        before = time.time()
+        with pytest.raises(UpstreamStatus) as caught:
+            async for _ in groq.stream(hola()):
+                pass
+    assert caught.value.upstream_status == 429
+    assert caught.value.retry_at == pytest.approx(before + 7, abs=1)

@@ -24,7 +24,7 @@ from .flavors import FLAVORS, Flavor
 from .limits import RateBook
 from .plan import make_plan
 from .rules import Violation, violation
-from .stream import Exchange, Fault, write_completion, write_stream
+from .stream import Exchange, Fault, write_completion, write_stream, write_whole
 from .wire import ErrorSpec, Reply
 
 __all__ = ["FakeUpstream", "Fault", "SeenRequest"]
@@ -184,9 +184,16 @@ class FakeUpstream:
             headers.update(extra)
         return web.Response(status=status, body=msgspec.json.encode(body), headers=headers)
 
+    def _error_headers(self, retry_after: float | None) -> dict[str, str]:
+        headers = self._headers(self._request_id())
+        headers["Content-Type"] = _JSON
+        if retry_after is not None:
+            headers["retry-after"] = f"{retry_after:g}"
+        return headers
+
     def _error(self, spec: ErrorSpec, retry_after: float | None = None) -> web.Response:
-        extra = {"retry-after": f"{retry_after:g}"} if retry_after is not None else None
-        return self._json(spec.status, self.flavor.error_body(spec), self._request_id(), extra)
+        body = msgspec.json.encode(self.flavor.error_body(spec))
+        return web.Response(status=spec.status, body=body, headers=self._error_headers(retry_after))
 
     def _authorized(self, request: web.Request) -> bool:
         value = request.headers.get("Authorization", "")
@@ -263,7 +270,9 @@ class FakeUpstream:
                 retry_after=fault.retry_after,
                 model=model,
             )
-            return self._error(spec, fault.retry_after)
+            headers = self._error_headers(fault.retry_after)
+            body = msgspec.json.encode(self.flavor.error_body(spec))
+            return await write_whole(exchange, spec.status, body, headers)
         call_id = f"call_{self._rng.getrandbits(96):024x}"
         plan = make_plan(body, self.flavor.label, self.flavor.rules, self.answer_tokens, call_id)
         cost = plan.usage.total_tokens

@@ -35,7 +35,8 @@ class Fault:
     `comment_lines` SSE comments (`: keep-alive`, or `: {comment_text}`) precede the first chunk,
     as keep-alives do (OpenRouter sends `: OPENROUTER PROCESSING`); `end_delay` sends the end
     of the HTTP body that many seconds after the last event, as a lagging last packet does.
-    Non-streaming answers honour `cut_after`/`stall_after` by sending half the body.
+    Non-streaming answers and error answers (`status`) honour `cut_after`/`stall_after` by
+    sending half the body.
     """
 
     status: int | None = None
@@ -198,9 +199,18 @@ async def write_completion(
     message = plan.message()
     body = _encode(flavor.wire.completion(reply, message, plan.usage, plan.finish_reason))
     headers["Content-Type"] = "application/json"
+    return await write_whole(exchange, 200, body, headers)
+
+
+async def write_whole(
+    exchange: Exchange, status: int, body: bytes, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send `body` with its length, or, under `cut_after` or `stall_after`, only its first
+    half, then cut or stall."""
+    fault = exchange.fault
     if fault.cut_after is None and fault.stall_after is None:
-        return web.Response(body=body, headers=headers)
-    response = exchange.response = web.StreamResponse(headers=headers)
+        return web.Response(status=status, body=body, headers=headers)
+    response = exchange.response = web.StreamResponse(status=status, headers=headers)
     response.content_length = len(body)
     await response.prepare(exchange.request)
     await response.write(body[: len(body) // 2])

@@ -82,6 +82,21 @@ class _Watch:
             self._handle = None
 
 
+async def _error_body(response: Response, limit: int = 1 << 20) -> bytes:
+    """What arrives of an error response's body (its first `limit` bytes). One cut or stalled
+    (the watch fails the response) is taken as far as it came: the status and headers already
+    say what happened, and when to retry."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while size < limit and (data := await response.readany()):
+            parts.append(data)
+            size += len(data)
+    except (OSError, BadResponse, UpstreamTimeout):
+        pass
+    return b"".join(parts)[:limit]
+
+
 class OpenAICompatible:
     """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client."""
 
@@ -149,7 +164,7 @@ class OpenAICompatible:
                 reading = read_headers(self.spec.rate_style, response.headers, now, now)
                 if response.status >= 400:
                     watch.since = time()
-                    raise self._status_error(response.status, await response.read(), response)
+                    raise self._status_error(response.status, await _error_body(response), response)
                 if reading.windows or reading.retry_at is not None:
                     yield Chunk(rate=reading)
                 read = response.readany
