@@ -10,6 +10,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -953,6 +954,69 @@ async def test_https_offers_http_1_1_only_so_no_server_picks_http_2(certificate)
         async with raw_server(handle, tls=tls) as raw:
             assert await body_of(client.endpoint(raw.url(scheme="https"), {})) == b"ok"
         assert chosen == ["http/1.1"]
+    finally:
+        await client.close()
+
+
+class StuckPeer:
+    """A TLS server in a thread, with blocking sockets: it answers one request with its headers
+    and part of its body, then neither sends nor reads, so a TLS goodbye sent to it is never
+    answered (as from a provider that hung)."""
+
+    def __init__(self, certificate: tuple[Path, Path]) -> None:
+        self._tls = serving(certificate)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(5)
+        self.port = self._listener.getsockname()[1]
+        self.client_port = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> StuckPeer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(10)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        raw, (_, self.client_port) = self._listener.accept()
+        raw.settimeout(5)
+        with self._tls.wrap_socket(raw, server_side=True) as conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(1 << 16)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            self._done.wait(10)
+
+
+def tcp_state(local_port: int, remote_port: int) -> str | None:
+    """The state of the IPv4 TCP socket from `local_port` to `remote_port` on this machine
+    (`01` established), or None when there is none."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) == (
+            local_port,
+            remote_port,
+        ):
+            return state
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
+async def test_a_tls_connection_dropped_mid_answer_is_let_go_at_once(certificate):
+    """Mid-answer, a polite TLS close would keep the socket open (up to 30 s) for the peer's
+    goodbye, which a hung provider never sends: the connection is aborted instead."""
+    client = HTTPClient(ssl_context=ssl.create_default_context(cafile=certificate[0]))
+    try:
+        with StuckPeer(certificate) as peer:
+            response = await client.endpoint(f"https://127.0.0.1:{peer.port}/", {}).post(b"{}")
+            assert await response.readany() == b"x" * 10
+            assert tcp_state(peer.client_port, peer.port) == "01"
+            response.close()  # as the silence watch does
+            await eventually(lambda: tcp_state(peer.client_port, peer.port) != "01")
     finally:
         await client.close()
 
