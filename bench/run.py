@@ -491,7 +491,10 @@ def start_passthrough(name: str, tmp: str, upstream: int, extra: list[str]) -> t
     return Proc(name, cmd, base_env(tmp), tmp, tmp), port
 
 
-def start_ai_api(name: str, tmp: str, fast: int, slow: int, key: str) -> tuple[Proc, int]:
+def start_ai_api(
+    name: str, tmp: str, fast: int, slow: int, key: str, launcher: list[str] | None = None
+) -> tuple[Proc, int]:
+    """ai-api (`python -m ai_api`, or `python *launcher`) serving the upstreams on a new port."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))
     cfg = workdir / "ai-api.toml"
     ai_api_config(cfg, slow)
@@ -507,9 +510,10 @@ def start_ai_api(name: str, tmp: str, fast: int, slow: int, key: str) -> tuple[P
         HOST="127.0.0.1",
         PYTHONPATH=SNAPSHOT["path"],
     )
+    serving = ["--host", "127.0.0.1", "--port", str(port)]
     proc = Proc(
         name,
-        [str(PY), "-m", "ai_api", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(PY), *(launcher or ["-m", "ai_api"]), "serve", *serving],
         env,
         str(workdir),
         tmp,
