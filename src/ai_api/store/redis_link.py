@@ -60,6 +60,7 @@ class RedisLink:
         self._scripts: dict[str, AsyncScript] = {}
         self._down = False
         self._retry_at = 0.0
+        self._reconciling = False  # one replay at a time, however long it takes
         self._pending: deque[Callable[[], Awaitable[object]]] = deque(maxlen=_MAX_PENDING)
 
     async def open(self, scripts: Mapping[str, str]) -> None:
@@ -136,9 +137,10 @@ class RedisLink:
 
     async def _reconcile(self) -> bool:
         """Whether Redis is back: if so, replay what was written meanwhile (once per outage)."""
-        if time.monotonic() < self._retry_at:
+        if self._reconciling or time.monotonic() < self._retry_at:
             return False
-        self._retry_at = time.monotonic() + self.retry_every  # one attempt at a time
+        self._retry_at = time.monotonic() + self.retry_every
+        self._reconciling = True
         replayed = 0
         try:
             await self.redis.ping()
@@ -149,6 +151,8 @@ class RedisLink:
         except _UNREACHABLE as exc:
             self._lost(exc)
             return False
+        finally:
+            self._reconciling = False
         self._down = False
         log.info(
             "Redis at %s is reachable again: replayed %d writes made while it was away",

@@ -8,11 +8,14 @@ deployment):
     P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, base
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
     P t:{route}            int   the next round-robin turn
-    P b:{key}:o:{hold}     hash  the writes of one hold already applied: c charge, s{n} settles
+    P b:{key}:o:{hold}     hash  one hold: w the token windows charged, t the tokens it counts
+                                 for, n the rank of its last settlement
 
-A write whose answer was lost (a timeout after Redis ran it) is replayed, so the writes that
-add (a hold's charge and its settlements) name themselves and count once: `first_time`. Those
-names are kept ONCE_TTL seconds; a replay later than that could count twice.
+A write whose answer was lost (a timeout after Redis ran it) is replayed, so a hold's charge
+and settlements count once: a charge made already answers with what it charged, and a
+settlement names the count it brings the hold to and its rank (the n-th asked for), and is
+skipped when one of its rank or later was applied. A hold's record is kept HOLD_TTL seconds
+from its last write; a replay later than that could count twice.
 
 A window `id` is `{kind}|{period}` (`tokens|60.0`). A bucket counts while its end lies within
 the window, so a charge leaves at most one bucket late and never early. A reading's `base` is
@@ -29,14 +32,14 @@ HEALTH_MARGIN = 900.0
 """Seconds a member's health outlives its cooldown and rest (then its failures are forgotten)."""
 TURN_TTL_MS = 30 * 86_400_000
 """A route's turn counter lives this long after its last use."""
-ONCE_TTL = 3600.0
-"""Seconds the names of a hold's applied writes are kept (the longest a replay is told from a
-first run)."""
+HOLD_TTL = 900.0
+"""Seconds a hold's record outlives its last write (past the default 600 s total timeout of an
+answer): the longest a replay is told from a first run. About 200 bytes a hold."""
 
 _PRELUDE = (
     f"""
 local DAY = 86400
-local WINDOW_MARGIN, HEALTH_MARGIN, ONCE_TTL = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}, {ONCE_TTL!r}
+local WINDOW_MARGIN, HEALTH_MARGIN, HOLD_TTL = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}, {HOLD_TTL!r}
 """
     + """
 local function num(v)
@@ -54,12 +57,13 @@ local function extend(key, seconds)
   local left = redis.call('PTTL', key)
   if left ~= -2 and left < ms then redis.call('PEXPIRE', key, ms) end
 end
--- Whether the write `name` of hold `hold` (of budget `base`) runs for the first time; notes it.
-local function first_time(base, hold, name)
-  local key = base .. ':o:' .. hold
-  if redis.call('HSETNX', key, name, 1) == 0 then return false end
-  redis.call('PEXPIRE', key, math.ceil(ONCE_TTL * 1000))
-  return true
+-- What the hold recorded at `o` was charged: {'1', its token window ids...}; nil if it was not.
+local function charged(o)
+  local w = redis.call('HGET', o, 'w')
+  if w == false then return nil end
+  local out = {'1'}
+  for id in string.gmatch(w, '[^,]+') do out[#out + 1] = id end
+  return out
 end
 """
 )
@@ -169,38 +173,42 @@ local function room(windows, cost, now)
   end
   return fits, soonest
 end
--- Charge hold `hold`'s `cost` to every window, unless that charge was made already:
--- {'1', the ids of the token windows charged}.
-local function charge(base, hold, windows, cost, now)
-  local again = not first_time(base, hold, 'c')
-  local charged = {'1'}
+-- Charge `cost` to every window for the hold recorded at `o`: {'1', the token window ids}.
+local function charge(o, windows, cost, now)
+  local ids = {'1'}
   for _, w in ipairs(windows) do
     local amount = cost[w.kind]
-    if not again then
-      if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
-      extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
-    end
-    if w.kind == 'tokens' then charged[#charged + 1] = w.id end
+    if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
+    extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
+    if w.kind == 'tokens' then ids[#ids + 1] = w.id end
   end
-  return charged
+  redis.call('HSET', o, 'w', table.concat(ids, ',', 2), 't', cost.tokens, 'n', 0)
+  redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
+  return ids
 end
 """
 
 # KEYS[1] budget base; ARGV now, day started, mode (reserve|force|peek), tokens,
-# requests, hold id, then (window id, configured limit) pairs. -> {'1', token window ids...}
-# when charged (or charged before), else {'0', the soonest moment it all fits}.
+# requests, hold id ('' to peek), then (window id, configured limit) pairs. -> {'1', token
+# window ids...} when charged (or charged before, whatever the room now), else {'0', the
+# soonest moment it all fits}.
 RESERVE = (
     _PRELUDE
     + _BUDGET
     + """
 local base, now, day, mode = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local cost = {tokens = tonumber(ARGV[4]), requests = tonumber(ARGV[5])}
+local o = base .. ':o:' .. ARGV[6]
+if mode ~= 'peek' then
+  local before = charged(o)
+  if before ~= nil then return before end
+end
 local windows = budget(base, now, day, 7)
 if mode ~= 'force' then
   local fits, soonest = room(windows, cost, now)
   if mode == 'peek' or not fits then return {'0', fmt(soonest)} end
 end
-return charge(base, ARGV[6], windows, cost, now)
+return charge(o, windows, cost, now)
 """
 )
 
@@ -222,15 +230,20 @@ return out
 """
 )
 
-# KEYS[1] budget base; ARGV now, charged at, tokens delta, hold id, this settlement's name
-# (s1, s2, ...), token window ids...
+# KEYS[1] budget base; ARGV now, charged at, hold id, rank, the tokens the hold counts for as
+# the caller knows it (used if Redis forgot the hold), the tokens it should count for, token
+# window ids... -> 1, or 0 when a settlement of this rank or later was applied already.
 SETTLE = (
     _PRELUDE
     + _BUDGET
     + """
-local base, now, at, delta = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if not first_time(base, ARGV[4], ARGV[5]) then return 0 end
-for i = 6, #ARGV do
+local base, now, at = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local o, rank, target = base .. ':o:' .. ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
+if rank <= (num(redis.call('HGET', o, 'n')) or 0) then return 0 end
+local delta = target - (num(redis.call('HGET', o, 't')) or tonumber(ARGV[5]))
+redis.call('HSET', o, 't', target, 'n', rank)
+redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
+for i = 7, #ARGV do
   local id = ARGV[i]
   local period, key, rkey = period_of(id), base .. ':w:' .. id, base .. ':r:' .. id
   local b = index(at, period)
@@ -317,6 +330,9 @@ BEGIN = (
     + """
 local base, now, day = KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
 local cost = {tokens = tonumber(ARGV[3]), requests = tonumber(ARGV[4])}
+local o = base .. ':o:' .. ARGV[5]
+local before = charged(o)
+if before ~= nil then return before end
 if now < get('c') or (get('o') ~= 0 and (now < get('u') or get('p') ~= 0)) then
   return {'0', unpack(redis.call('HMGET', h, 'c', 'f', 'o', 'u', 'p'))}
 end
@@ -324,7 +340,7 @@ local windows = budget(base, now, day, 6)
 local fits, soonest = room(windows, cost, now)
 if not fits then return {'2', fmt(soonest)} end
 if get('o') ~= 0 then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
-return charge(base, ARGV[5], windows, cost, now)
+return charge(o, windows, cost, now)
 """
 )
 

@@ -5,8 +5,8 @@ layout). When Redis cannot be reached (`redis_link` tells, logs one warning, and
 again at most every `retry_every` seconds), the state answers from a `MemoryState` fallback
 (kept close by mirroring this instance's writes into it), and the writes it made meanwhile
 (charges, settlements, readings, health) are replayed, in order, once Redis answers again.
-A write whose answer was lost may have run: a hold's charge and settlements carry names
-(`hold`, and the settlement's rank) so that their replays count once.
+A write whose answer was lost may have run: a hold is named in Redis, a settlement says the
+count it brings its hold to and its rank, so that their replays count once.
 """
 
 from __future__ import annotations
@@ -67,21 +67,42 @@ def states(flat: list[str]) -> list[WindowState]:
 
 @dataclass(slots=True)
 class _Placed:
-    """Where a reservation was charged in Redis (token windows, at `at`), and its mirror;
-    `hold` names it in Redis, `settles` counts the settlements applied."""
+    """A reservation charged in Redis as hold `hold` (to its token `windows`, at `at`), and its
+    mirror. `tokens` is what Redis counts for it as last confirmed here (settlement `done`);
+    `asked` the count last asked for, by settlement `rank`."""
 
     at: float
     windows: tuple[str, ...]
     tokens: int
     mirror: Reservation | None
     hold: str
-    settles: int = 0
+    asked: int
+    rank: int = 0
+    done: int = 0
+
+    def ask(self, tokens: int) -> int | None:
+        """The rank of a new settlement to `tokens`; None when that is the count asked for."""
+        if tokens == self.asked:
+            return None
+        self.asked, self.rank = tokens, self.rank + 1
+        return self.rank
+
+    def settlement(self, rank: int, tokens: int, now: float) -> list[str]:
+        """SETTLE's arguments for settlement `rank`, to `tokens`."""
+        args = [repr(now), repr(self.at), self.hold, str(rank), str(self.tokens), str(tokens)]
+        return args + list(self.windows)
+
+    def confirm(self, rank: int, tokens: int) -> None:
+        """Redis has settlement `rank` (applied now or before)."""
+        if rank > self.done:
+            self.done, self.tokens = rank, tokens
 
 
 @dataclass(slots=True)
 class _Stranded:
-    """A reservation charged to the fallback while Redis was away: replayed once it is back
-    (its `cost`, as first sent, then settled to `tokens`)."""
+    """A reservation charged to the fallback while Redis was away, as hold `hold`: once Redis
+    is back, its charge as first sent (`cost`), then a settlement to the count last asked for
+    (`asked`, by settlement `rank`)."""
 
     key: str
     specs: tuple[WindowSpec, ...]
@@ -89,22 +110,13 @@ class _Stranded:
     at: float
     mirror: Reservation | None
     hold: str
-    tokens: int
+    asked: int
+    rank: int = 0
     placed: _Placed | None = None
 
 
 async def _nothing() -> None:
     return None
-
-
-def _settlement(placed: _Placed, tokens: int, now: float) -> list[str]:
-    """SETTLE's arguments to bring `placed` to `tokens` (none when it is there): each
-    settlement of a hold is named by its rank, so that a replayed one counts once."""
-    delta = tokens - placed.tokens
-    if delta == 0:
-        return []
-    name = f"s{placed.settles + 1}"
-    return [repr(now), repr(placed.at), str(delta), placed.hold, name, *placed.windows]
 
 
 def _health(values: Sequence[bytes | str | None]) -> Health | None:
@@ -177,7 +189,7 @@ class RedisState:
         cost: Cost,
         now: float,
         mode: str,
-        hold: str = "",
+        hold: str,
     ) -> list[str]:
         args = [repr(now), repr(now - now % DAY), mode, str(cost.tokens), str(cost.requests)]
         args += [hold, *spec_args(specs)]
@@ -216,7 +228,8 @@ class RedisState:
     ) -> Hold:
         """A hold charged in Redis (to its token `windows`), mirrored in the fallback."""
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
-        return Hold(key, cost.tokens, _Placed(now, tuple(windows), cost.tokens, mirror, hold))
+        placed = _Placed(now, tuple(windows), cost.tokens, mirror, hold, cost.tokens)
+        return Hold(key, cost.tokens, placed)
 
     async def begin(
         self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
@@ -241,17 +254,21 @@ class RedisState:
         self.fallback.book.begin(member, now)
         return self._placed(key, specs, cost, now, got[1:], named)
 
-    async def _replay(self, stranded: _Stranded) -> None:
-        # The charge as first sent (which Redis may have run, its answer lost: then it is not
-        # charged again), then the settlement made since.
-        s, cost = stranded, stranded.cost
-        got = await self._charge(s.key, s.specs, cost, s.at, "force", s.hold)
-        s.placed = _Placed(s.at, tuple(got[1:]), cost.tokens, s.mirror, s.hold)
-        await self._settle(s.key, s.placed, s.tokens, s.at)
+    async def _replay(self, s: _Stranded) -> None:
+        # The charge as first sent (if Redis ran it already, its answer lost, it answers with
+        # what it charged then), then the settlement last asked for; run again whole if it
+        # failed on the way.
+        if s.placed is None:
+            got = await self._charge(s.key, s.specs, s.cost, s.at, "force", s.hold)
+            windows = tuple(got[1:])
+            s.placed = _Placed(s.at, windows, s.cost.tokens, s.mirror, s.hold, s.asked, s.rank)
+        placed = s.placed
+        if placed.done < placed.rank:
+            await self._settle(s.key, placed, placed.rank, placed.asked, s.at)
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         self._seen(now)
-        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "peek"))
+        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "peek", ""))
         return await self.fallback.free_at(key, specs, cost, now) if got is DOWN else float(got[1])
 
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
@@ -260,7 +277,8 @@ class RedisState:
         if isinstance(handle, _Placed | _Stranded) and handle.mirror is not None:
             handle.mirror.settle(tokens)
         if isinstance(handle, _Stranded):
-            handle.tokens = tokens  # what its replay will settle to
+            if handle.placed is None and tokens != handle.asked:  # for its replay to settle
+                handle.asked, handle.rank = tokens, handle.rank + 1
             if handle.placed is None:
                 await self._link.attempt(_nothing)  # if Redis is back, this replays it
             if handle.placed is None:
@@ -269,13 +287,13 @@ class RedisState:
         if not isinstance(handle, _Placed):
             return
         placed = handle
-        await self._link.write(lambda: self._settle(hold.key, placed, tokens, now))
+        rank = placed.ask(tokens)
+        if rank is not None:
+            await self._link.write(lambda: self._settle(hold.key, placed, rank, tokens, now))
 
-    async def _settle(self, key: str, placed: _Placed, tokens: int, now: float) -> None:
-        args = _settlement(placed, tokens, now)
-        if args:
-            await self._link.run("settle", [self._budget(key)], args)
-            placed.tokens, placed.settles = tokens, placed.settles + 1
+    async def _settle(self, key: str, placed: _Placed, rank: int, tokens: int, now: float) -> None:
+        await self._link.run("settle", [self._budget(key)], placed.settlement(rank, tokens, now))
+        placed.confirm(rank, tokens)
 
     async def observe(self, key: str, reading: RateReading, now: float) -> None:
         self._seen(now)
@@ -361,15 +379,15 @@ class RedisState:
         if placed.mirror is not None:
             placed.mirror.settle(tokens)
         member_key, budget = self._member(member), self._budget(hold.key)
+        rank = placed.ask(tokens)
 
         async def both() -> None:  # one round trip; replayed whole after an outage
             calls: list[Call] = [("succeeded", [member_key], [])]
-            args = _settlement(placed, tokens, now)
-            if args:
-                calls.append(("settle", [budget], args))
+            if rank is not None:
+                calls.append(("settle", [budget], placed.settlement(rank, tokens, now)))
             await self._link.pipelined(calls)
-            if args:
-                placed.tokens, placed.settles = tokens, placed.settles + 1
+            if rank is not None:
+                placed.confirm(rank, tokens)
 
         await self._link.write(both)
 
