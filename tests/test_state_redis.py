@@ -295,6 +295,43 @@ async def test_a_begin_whose_answer_was_lost_keeps_its_charge_when_redis_is_back
     assert used == {"requests": 1, "tokens": 100}
 
 
+async def test_a_lost_begin_that_is_refused_on_the_way_back_takes_back_its_charge_and_probe():
+    """The circuit is open, its rest is over: a BEGIN takes the probe and charges, its answer
+    is lost, and the begin's step-by-step fallback finds the probe taken (by that very BEGIN)
+    and refuses. What the BEGIN took is given back: the next instance may probe."""
+    async with running_redis() as server:
+        state = await RedisState(server.url, threshold=1, base=10, retry_every=0).open()
+        await state.failed("g/m", T0, None)  # open until T0 + 10
+        answer_lost_next(state, "begin")
+        refused = await state.begin("g/m", "k", SPECS, Cost(tokens=300), T0 + 11)
+        assert not isinstance(refused, Hold)
+        used = await shared_use(server, T0 + 12)
+        other = await RedisState(server.url).open()
+        probe = await other.claim("g/m", T0 + 12)
+        await other.close()
+        await state.close()
+    assert used == {"requests": 0, "tokens": 0}
+    assert probe
+
+
+async def test_writes_made_while_others_wait_for_redis_keep_their_order():
+    """A failure, then a success, of one member while earlier writes wait for Redis to come
+    back: Redis ends with the success, as the instance's memory does."""
+    async with running_redis() as server:
+        state = await RedisState(server.url, threshold=2, retry_every=0.05).open()
+        await server.stop()
+        await state.cool("g/m", T0 + 5)  # waits for Redis
+        await server.start()
+        await asyncio.sleep(0.06)
+        await asyncio.gather(state.failed("g/m", T0, None), state.succeeded("g/m"))
+        other = await RedisState(server.url).open()
+        shared = await other.health("g/m")
+        await other.close()
+        mine = await state.fallback.health("g/m")
+        await state.close()
+    assert shared.failures == mine.failures == 0
+
+
 async def test_redis_is_retried_at_most_every_interval(caplog):
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=60).open()

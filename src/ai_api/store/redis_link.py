@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("ai_api.store")
@@ -29,6 +29,7 @@ log = logging.getLogger("ai_api.store")
 T = TypeVar("T")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _MAX_PENDING = 10_000  # writes kept while Redis is away; the oldest go first
+_REFUSALS = 3  # times a replayed write Redis refuses is tried before it is dropped
 
 
 class Down(Enum):
@@ -61,6 +62,7 @@ class RedisLink:
         self._down = False
         self._retry_at = 0.0
         self._reconciling = False  # one replay at a time, however long it takes
+        self._refusals: dict[int, int] = {}  # tries of the write at the head of the queue
         self._pending: deque[Callable[[], Awaitable[object]]] = deque(maxlen=_MAX_PENDING)
 
     async def open(self, scripts: Mapping[str, str]) -> None:
@@ -109,8 +111,12 @@ class RedisLink:
             return DOWN
 
     async def write(self, call: Callable[[], Awaitable[object]]) -> None:
-        """A write to Redis; replayed later when Redis cannot be reached now."""
-        if await self.attempt(call) is DOWN:
+        """A write to Redis; replayed later when Redis cannot be reached now. While writes wait
+        for Redis, a new one goes after them (and with them, if Redis is back)."""
+        if self._down:
+            self.later(call)
+            await self._reconcile()
+        elif await self.attempt(call) is DOWN:
             self.later(call)
 
     def later(self, call: Callable[[], Awaitable[object]]) -> None:
@@ -145,8 +151,16 @@ class RedisLink:
         try:
             await self.redis.ping()
             while self._pending:
-                await self._pending[0]()
-                self._pending.popleft()
+                call = self._pending[0]
+                try:
+                    await call()
+                except _UNREACHABLE:
+                    raise
+                except RedisError as exc:  # Redis refused it (out of memory, read-only, ...)
+                    if not self._refused(call, exc):
+                        return False
+                if self._pending and self._pending[0] is call:  # (not pushed out meanwhile)
+                    self._pending.popleft()
                 replayed += 1
         except _UNREACHABLE as exc:
             self._lost(exc)
@@ -158,6 +172,28 @@ class RedisLink:
             "Redis at %s is reachable again: replayed %d writes made while it was away",
             self._where,
             replayed,
+        )
+        return True
+
+    def _refused(self, call: Callable[[], Awaitable[object]], exc: RedisError) -> bool:
+        """Whether to drop a replayed write Redis refused: after `_REFUSALS` tries (a refusal
+        that lasts would hold every later write back); until then Redis is asked again later."""
+        tries = self._refusals.get(id(call), 0) + 1
+        self._retry_at = time.monotonic() + self.retry_every
+        if tries < _REFUSALS:
+            self._refusals = {id(call): tries}
+            log.warning(
+                "Redis at %s refused a replayed write (%s); trying again later",
+                self._where,
+                self._redact(str(exc)),
+            )
+            return False
+        self._refusals = {}
+        log.error(
+            "Redis at %s refused a replayed write %d times (%s): dropped",
+            self._where,
+            tries,
+            self._redact(str(exc)),
         )
         return True
 

@@ -8,8 +8,10 @@ deployment):
     P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, base
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
     P t:{route}            int   the next round-robin turn
-    P b:{key}:o:{hold}     hash  one hold: w the token windows charged, t the tokens it counts
-                                 for, n the rank of its last settlement
+    P b:{key}:o:{hold}     hash  one hold: w and q the token and request windows charged, at
+                                 when, t the tokens it counts for, r its requests, p 1 if it
+                                 took its member's probe, n the rank of its last settlement,
+                                 x 1 once undone
 
 A write whose answer was lost (a timeout after Redis ran it) is replayed, so a hold's charge
 and settlements count once: a charge made already answers with what it charged, and a
@@ -173,18 +175,36 @@ local function room(windows, cost, now)
   end
   return fits, soonest
 end
--- Charge `cost` to every window for the hold recorded at `o`: {'1', the token window ids}.
-local function charge(o, windows, cost, now)
-  local ids = {'1'}
+-- Charge `cost` to every window for the hold recorded at `o` (`probe`: it took its member's
+-- probe): {'1', the token window ids}.
+local function charge(o, windows, cost, now, probe)
+  local ids, requests = {'1'}, {}
   for _, w in ipairs(windows) do
     local amount = cost[w.kind]
     if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
     extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
-    if w.kind == 'tokens' then ids[#ids + 1] = w.id end
+    if w.kind == 'tokens' then ids[#ids + 1] = w.id else requests[#requests + 1] = w.id end
   end
-  redis.call('HSET', o, 'w', table.concat(ids, ',', 2), 't', cost.tokens, 'n', 0)
+  redis.call('HSET', o, 'w', table.concat(ids, ',', 2), 'q', table.concat(requests, ','),
+    'at', fmt(now), 't', cost.tokens, 'r', cost.requests, 'p', probe and 1 or 0, 'n', 0)
   redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
   return ids
+end
+-- Add `delta` to what window `id` counted in its bucket of `at` (if that bucket still counts),
+-- and to the base of a reading taken after `at` in that bucket.
+local function adjust(base, id, at, now, delta)
+  local period, key, rkey = period_of(id), base .. ':w:' .. id, base .. ':r:' .. id
+  local b = index(at, period)
+  if delta ~= 0 and edge(b, period) > now - period then
+    if tonumber(redis.call('HINCRBYFLOAT', key, field(b), delta)) <= 0 then
+      redis.call('HDEL', key, field(b))
+    end
+    extend(key, edge(b, period) + period - now + WINDOW_MARGIN)
+    local seen = num(redis.call('HGET', rkey, 'at'))
+    if seen ~= nil and at <= seen and index(seen, period) == b then
+      redis.call('HINCRBYFLOAT', rkey, 'base', delta)
+    end
+  end
 end
 """
 
@@ -208,7 +228,7 @@ if mode ~= 'force' then
   local fits, soonest = room(windows, cost, now)
   if mode == 'peek' or not fits then return {'0', fmt(soonest)} end
 end
-return charge(o, windows, cost, now)
+return charge(o, windows, cost, now, false)
 """
 )
 
@@ -243,21 +263,7 @@ if rank <= (num(redis.call('HGET', o, 'n')) or 0) then return 0 end
 local delta = target - (num(redis.call('HGET', o, 't')) or tonumber(ARGV[5]))
 redis.call('HSET', o, 't', target, 'n', rank)
 redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
-for i = 7, #ARGV do
-  local id = ARGV[i]
-  local period, key, rkey = period_of(id), base .. ':w:' .. id, base .. ':r:' .. id
-  local b = index(at, period)
-  if delta ~= 0 and edge(b, period) > now - period then
-    if tonumber(redis.call('HINCRBYFLOAT', key, field(b), delta)) <= 0 then
-      redis.call('HDEL', key, field(b))
-    end
-    extend(key, edge(b, period) + period - now + WINDOW_MARGIN)
-    local seen = num(redis.call('HGET', rkey, 'at'))
-    if seen ~= nil and at <= seen and index(seen, period) == b then
-      redis.call('HINCRBYFLOAT', rkey, 'base', delta)
-    end
-  end
-end
+for i = 7, #ARGV do adjust(base, ARGV[i], at, now, delta) end
 return 1
 """
 )
@@ -339,8 +345,9 @@ end
 local windows = budget(base, now, day, 6)
 local fits, soonest = room(windows, cost, now)
 if not fits then return {'2', fmt(soonest)} end
-if get('o') ~= 0 then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
-return charge(o, windows, cost, now)
+local probe = get('o') ~= 0
+if probe then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
+return charge(o, windows, cost, now, probe)
 """
 )
 
@@ -396,6 +403,28 @@ return 1
 """
 )
 
+# KEYS[1] health, KEYS[2] budget base; ARGV hold id, now. Takes back what the hold was charged
+# (and the probe it took) unless it was undone already; a charge for it arriving after this one
+# finds it made.
+UNDO = (
+    _PRELUDE
+    + _BUDGET
+    + _HEALTH
+    + """
+local base, now = KEYS[2], tonumber(ARGV[2])
+local o = base .. ':o:' .. ARGV[1]
+local w, q, at, t, r, p, x = unpack(redis.call('HMGET', o, 'w', 'q', 'at', 't', 'r', 'p', 'x'))
+if w ~= false and at ~= false and x == false then
+  for id in string.gmatch(w, '[^,]+') do adjust(base, id, tonumber(at), now, -tonumber(t)) end
+  for id in string.gmatch(q or '', '[^,]+') do adjust(base, id, tonumber(at), now, -tonumber(r)) end
+  if p == '1' and redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'p', 0) end
+end
+redis.call('HSET', o, 'x', 1, 'w', w or '')
+redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
+return 1
+"""
+)
+
 SCRIPTS: dict[str, str] = {
     "reserve": RESERVE,
     "windows": WINDOWS,
@@ -408,4 +437,5 @@ SCRIPTS: dict[str, str] = {
     "succeeded": SUCCEEDED,
     "release": RELEASE,
     "cool": COOL,
+    "undo": UNDO,
 }

@@ -242,10 +242,12 @@ class RedisState:
         got = await self._link.attempt(lambda: self._link.run("begin", keys, args))
         if got is DOWN:  # step by step, each on the last known state (and Redis if it is back)
             if not await self.claim(member, now):
+                await self._undo(member, key, named, now)
                 return await self.ready_at(member)
             hold = await self._reserve(key, specs, cost, now, named)
             if not isinstance(hold, Hold):
                 await self.release(member)
+                await self._undo(member, key, named, now)
             return hold
         if got[0] == "0":
             return self._book_of(member, got[1:]).ready_at(member)
@@ -253,6 +255,12 @@ class RedisState:
             return float(got[1])
         self.fallback.book.begin(member, now)
         return self._placed(key, specs, cost, now, got[1:], named)
+
+    async def _undo(self, member: str, key: str, hold: str, now: float) -> None:
+        """Take back what a BEGIN for `hold` charged (and the probe it took), in case it ran
+        though its answer was lost: the begin was refused on the way back."""
+        keys, args = [self._member(member), self._budget(key)], [hold, repr(now)]
+        await self._link.write(lambda: self._link.run("undo", keys, args))
 
     async def _replay(self, s: _Stranded) -> None:
         # The charge as first sent (if Redis ran it already, its answer lost, it answers with
@@ -277,12 +285,13 @@ class RedisState:
         if isinstance(handle, _Placed | _Stranded) and handle.mirror is not None:
             handle.mirror.settle(tokens)
         if isinstance(handle, _Stranded):
-            if handle.placed is None and tokens != handle.asked:  # for its replay to settle
-                handle.asked, handle.rank = tokens, handle.rank + 1
             if handle.placed is None:
+                if tokens != handle.asked:  # for its replay to settle
+                    handle.asked, handle.rank = tokens, handle.rank + 1
+                mine = handle.rank
                 await self._link.attempt(_nothing)  # if Redis is back, this replays it
-            if handle.placed is None:
-                return
+                if handle.placed is None or handle.placed.rank > mine:  # (or a later one)
+                    return
             handle = handle.placed
         if not isinstance(handle, _Placed):
             return
