@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from .home_redis import RedisServer, require_redis, running_redis
 require_redis()
 
 from redis.asyncio import Redis  # noqa: E402
+from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
 
 from ai_api.store.redis_state import RedisState  # noqa: E402
@@ -167,9 +169,15 @@ async def answers_lost(server: RedisServer) -> AsyncIterator[None]:
 
 async def shared_use(server: RedisServer, now: float) -> dict[str, float]:
     """The windows' use as another instance reads it from Redis."""
+    return await shared_use_of(server, "k", SPECS, now)
+
+
+async def shared_use_of(
+    server: RedisServer, key: str, specs: Sequence[WindowSpec], now: float
+) -> dict[str, float]:
     other = await RedisState(server.url).open()
     try:
-        return {w.kind: w.used for w in await other.windows("k", SPECS, now)}
+        return {w.kind: w.used for w in await other.windows(key, specs, now)}
     finally:
         await other.close()
 
@@ -330,6 +338,84 @@ async def test_writes_made_while_others_wait_for_redis_keep_their_order():
         mine = await state.fallback.health("g/m")
         await state.close()
     assert shared.failures == mine.failures == 0
+
+
+def faulty(state: RedisState, rng: random.Random, on: list[bool]) -> None:
+    """While `on[0]`, some of `state`'s charges and settlements never reach Redis (unreachable)
+    and some run there but their answer is lost (a timeout)."""
+    link = state._link
+    run, pipelined = link.run, link.pipelined
+
+    def fault() -> str:
+        draw = rng.random() if on[0] else 1.0
+        return "before" if draw < 0.12 else "after" if draw < 0.27 else "none"
+
+    async def faulty_run(name: str, keys: list[str], args: Sequence[str]) -> Any:
+        chosen = "none" if name not in ("reserve", "begin", "settle", "undo") else fault()
+        if chosen == "before":
+            raise RedisConnectionError("not sent")
+        result = await run(name, keys, args)
+        if chosen == "after":
+            raise RedisTimeoutError("Timeout reading from socket")
+        return result
+
+    async def faulty_pipelined(calls: Sequence[Any]) -> None:
+        chosen = fault()
+        if chosen == "before":
+            raise RedisConnectionError("not sent")
+        await pipelined(calls)
+        if chosen == "after":
+            raise RedisTimeoutError("Timeout reading from socket")
+
+    link.run = faulty_run  # type: ignore[method-assign]
+    link.pipelined = faulty_pipelined  # type: ignore[method-assign]
+
+
+async def test_lost_and_unsent_writes_leave_the_shared_budget_exact():
+    """Randomised, seeded: two instances reserve, begin, settle and finish holds while some of
+    their calls never reach Redis and others run with their answer lost; once Redis answers
+    again, it counts each hold once, at the count it was last settled to."""
+    roomy = (WindowSpec("requests", MINUTE, 10**9), WindowSpec("tokens", MINUTE, 10**9))
+    async with running_redis() as server:
+        for trial in range(60):
+            rng, on = random.Random(trial), [True]
+            states = [await RedisState(server.url, retry_every=0).open() for _ in range(2)]
+            for state in states:
+                faulty(state, rng, on)
+            key, now = f"k{trial}", T0
+            holds: list[list[Any]] = []  # state, hold, member, last count, finished
+            for _ in range(rng.randint(5, 30)):
+                now += 0.01
+                state = rng.choice(states)
+                if rng.random() < 0.35 or not holds:
+                    tokens = rng.randint(1, 500)
+                    member = rng.choice([None, "g/m", "c/m"])
+                    hold = await (
+                        state.reserve(key, roomy, Cost(tokens=tokens), now)
+                        if member is None
+                        else state.begin(member, key, roomy, Cost(tokens=tokens), now)
+                    )
+                    assert isinstance(hold, Hold)
+                    holds.append([state, hold, member, tokens, False])
+                    continue
+                entry = rng.choice(holds)
+                if entry[4]:
+                    continue
+                entry[3] = rng.randint(0, 800)
+                if entry[2] is not None and rng.random() < 0.4:
+                    await entry[0].finish(entry[2], entry[1], entry[3], now)
+                    entry[4] = True
+                else:
+                    await entry[0].settle(entry[1], entry[3], now)
+            on[0] = False
+            for state in states:
+                for _ in range(3):
+                    await state.turn("route")  # Redis answers: what waited is replayed
+            used = await shared_use_of(server, key, roomy, now + 0.5)
+            for state in states:
+                await state.close()
+            truth = {"requests": len(holds), "tokens": sum(entry[3] for entry in holds)}
+            assert used == truth, f"trial {trial}"
 
 
 async def test_redis_is_retried_at_most_every_interval(caplog):
