@@ -55,7 +55,9 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
         await state.close()
     holds = {key for key in ttls if key.startswith("p:b:acct|m:o:")}
     assert len(holds) == 1  # the hold: what it charged, counts for, and its last settlement
-    assert set(ttls) - holds == {
+    failures = {key for key in ttls if key.startswith("p:h:g/m:f:")}
+    assert len(failures) == 3  # each failure, counted once
+    assert set(ttls) - holds - failures == {
         "p:b:acct|m:meta",
         "p:b:acct|m:w:requests|60.0",
         "p:b:acct|m:w:tokens|60.0",
@@ -72,6 +74,7 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
     assert ttls["p:b:acct|m:r:requests|86400.0"] <= (598 + 60) * 1000
     assert ttls["p:h:g/m"] <= (15 + 900) * 1000
     assert ttls[holds.pop()] <= 900 * 1000
+    assert all(ttls[key] <= 900 * 1000 for key in failures)
 
 
 async def test_state_outlives_the_instance():
@@ -213,6 +216,19 @@ async def test_a_finish_whose_answer_was_lost_counts_once(caplog):
         used = await shared_use(server, T0 + 2)
         await state.close()
     assert used == {"requests": 1, "tokens": 50}
+
+
+async def test_a_failure_whose_answer_was_lost_counts_once():
+    async with running_redis() as server:
+        state = await RedisState(server.url, threshold=2, retry_every=0).open()
+        answer_lost_next(state, "failed")
+        await state.failed("g/m", T0, None)  # ran, answer lost: replayed at the next call
+        assert await state.turn("route") == 0
+        other = await RedisState(server.url).open()
+        health = await other.health("g/m")
+        await other.close()
+        await state.close()
+    assert (health.failures, health.circuit) == (1, "closed")
 
 
 async def test_a_begin_whose_answer_was_lost_is_charged_once(caplog):

@@ -7,6 +7,7 @@ deployment):
     P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/60 long)
     P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, base
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
+    P h:{member}:f:{id}    str   a failure counted already (kept HOLD_TTL)
     P t:{route}            int   the next round-robin turn
     P b:{key}:o:{hold}     hash  one hold: w and q the token and request windows charged, at
                                  when, t the tokens it counts for, r its requests, p 1 if it
@@ -351,11 +352,14 @@ return charge(o, windows, cost, now, probe)
 """
 )
 
-# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap.
+# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap, the failure's id. -> 1, or 0
+# when that failure was counted already.
 FAILED = (
     _PRELUDE
     + _HEALTH
     + """
+local once = h .. ':f:' .. ARGV[6]
+if not redis.call('SET', once, 1, 'NX', 'PX', math.ceil(HOLD_TTL * 1000)) then return 0 end
 local now, retry = tonumber(ARGV[1]), num(ARGV[2])
 local threshold, base, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local c, f, o, u, p = get('c'), get('f') + 1, get('o'), get('u'), get('p')

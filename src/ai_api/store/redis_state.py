@@ -404,6 +404,7 @@ class RedisState:
         self._seen(now)
         await self.fallback.failed(member, now, retry_at)
         args = [repr(now), opt(retry_at), str(self.threshold), repr(self.base), repr(self.cap)]
+        args.append(next(self._holds))  # names the failure: a replay does not count it again
         await self._link.write(lambda: self._link.run("failed", [self._member(member)], args))
 
     async def release(self, member: str) -> None:
