@@ -280,13 +280,18 @@ class Response:
                 connection.transport.resume_reading()
         return data
 
-    async def read(self, limit: int = 1 << 20) -> bytes:
-        """The whole body (its first `limit` bytes if longer: the rest is not read)."""
+    async def read(self, limit: int = 1 << 20, *, partial: bool = False) -> bytes:
+        """The whole body (its first `limit` bytes if longer: the rest is not read); with
+        `partial`, a body that breaks off (cut, or failed by `fail`) as far as it came."""
         parts: list[bytes] = []
         size = 0
-        while size < limit and (data := await self.readany()):
-            parts.append(data)
-            size += len(data)
+        try:
+            while size < limit and (data := await self.readany()):
+                parts.append(data)
+                size += len(data)
+        except Exception as exc:
+            if not partial or exc is not self._error:
+                raise
         return b"".join(parts)[:limit]
 
     def is_eof(self) -> bool:

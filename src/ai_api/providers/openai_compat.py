@@ -82,21 +82,6 @@ class _Watch:
             self._handle = None
 
 
-async def _error_body(response: Response, limit: int = 1 << 20) -> bytes:
-    """What arrives of an error response's body (its first `limit` bytes). One cut or stalled
-    (the watch fails the response) is taken as far as it came: the status and headers already
-    say what happened, and when to retry."""
-    parts: list[bytes] = []
-    size = 0
-    try:
-        while size < limit and (data := await response.readany()):
-            parts.append(data)
-            size += len(data)
-    except (OSError, BadResponse, UpstreamTimeout):
-        pass
-    return b"".join(parts)[:limit]
-
-
 class OpenAICompatible:
     """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client."""
 
@@ -164,7 +149,10 @@ class OpenAICompatible:
                 reading = read_headers(self.spec.rate_style, response.headers, now, now)
                 if response.status >= 400:
                     watch.since = time()
-                    raise self._status_error(response.status, await _error_body(response), response)
+                    # A body cut or stalled is taken as far as it came: the status and headers
+                    # already say what happened, and when to retry.
+                    body = await response.read(partial=True)
+                    raise self._status_error(response.status, body, response)
                 if reading.windows or reading.retry_at is not None:
                     yield Chunk(rate=reading)
                 read = response.readany
