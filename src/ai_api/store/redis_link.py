@@ -62,7 +62,7 @@ class RedisLink:
         self._down = False
         self._retry_at = 0.0
         self._reconciling = False  # one replay at a time, however long it takes
-        self._refusals: dict[int, int] = {}  # tries of the write at the head of the queue
+        self._refused: tuple[Callable[[], Awaitable[object]], int] | None = None  # and tries
         self._pending: deque[Callable[[], Awaitable[object]]] = deque(maxlen=_MAX_PENDING)
 
     async def open(self, scripts: Mapping[str, str]) -> None:
@@ -157,7 +157,7 @@ class RedisLink:
                 except _UNREACHABLE:
                     raise
                 except RedisError as exc:  # Redis refused it (out of memory, read-only, ...)
-                    if not self._refused(call, exc):
+                    if not self._drop(call, exc):
                         return False
                 if self._pending and self._pending[0] is call:  # (not pushed out meanwhile)
                     self._pending.popleft()
@@ -175,20 +175,20 @@ class RedisLink:
         )
         return True
 
-    def _refused(self, call: Callable[[], Awaitable[object]], exc: RedisError) -> bool:
+    def _drop(self, call: Callable[[], Awaitable[object]], exc: RedisError) -> bool:
         """Whether to drop a replayed write Redis refused: after `_REFUSALS` tries (a refusal
         that lasts would hold every later write back); until then Redis is asked again later."""
-        tries = self._refusals.get(id(call), 0) + 1
+        tries = self._refused[1] + 1 if self._refused and self._refused[0] is call else 1
         self._retry_at = time.monotonic() + self.retry_every
         if tries < _REFUSALS:
-            self._refusals = {id(call): tries}
+            self._refused = (call, tries)
             log.warning(
                 "Redis at %s refused a replayed write (%s); trying again later",
                 self._where,
                 self._redact(str(exc)),
             )
             return False
-        self._refusals = {}
+        self._refused = None
         log.error(
             "Redis at %s refused a replayed write %d times (%s): dropped",
             self._where,

@@ -151,8 +151,8 @@ class RedisState:
             else MemoryState(threshold=threshold, base=base, cap=cap)
         )
         self._hint: float | None = None
-        named = os.urandom(6).hex()  # this instance's holds: {named}0, {named}1, ...
-        self._holds = (f"{named}{n:x}" for n in itertools.count())
+        named = os.urandom(6).hex()  # names of this instance's holds and failures in Redis
+        self._names = (f"{named}{n:x}" for n in itertools.count())
 
     async def open(self) -> RedisState:
         """Connect and load the scripts; an unreachable Redis is waited for, not fatal."""
@@ -198,7 +198,7 @@ class RedisState:
     async def reserve(
         self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
-        return await self._reserve(key, specs, cost, now, next(self._holds))
+        return await self._reserve(key, specs, cost, now, next(self._names))
 
     async def _reserve(
         self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, hold: str
@@ -235,7 +235,7 @@ class RedisState:
         self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
         self._seen(now)
-        named = next(self._holds)  # a BEGIN whose answer was lost is not charged again
+        named = next(self._names)  # a BEGIN whose answer was lost is not charged again
         args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests), named]
         args += spec_args(specs)
         keys = [self._member(member), self._budget(key)]
@@ -404,7 +404,7 @@ class RedisState:
         self._seen(now)
         await self.fallback.failed(member, now, retry_at)
         args = [repr(now), opt(retry_at), str(self.threshold), repr(self.base), repr(self.cap)]
-        args.append(next(self._holds))  # names the failure: a replay does not count it again
+        args.append(next(self._names))  # names the failure: a replay does not count it again
         await self._link.write(lambda: self._link.run("failed", [self._member(member)], args))
 
     async def release(self, member: str) -> None:
