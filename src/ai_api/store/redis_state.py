@@ -15,12 +15,12 @@ import itertools
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Cost, Kind, Reservation
 from ..ratelimits import RateReading
 from . import redis_scripts
+from .redis_holds import Placed, Stranded
 from .redis_link import DOWN, Call, Down, RedisLink
 from .state import Hold, MemoryState, WindowSpec, WindowState
 
@@ -63,56 +63,6 @@ def states(flat: list[str]) -> list[WindowState]:
             )
         )
     return states
-
-
-@dataclass(slots=True)
-class _Placed:
-    """A reservation charged in Redis as hold `hold` (to its token `windows`, at `at`), and its
-    mirror. `tokens` is what Redis counts for it as last confirmed here (settlement `done`);
-    `asked` the count last asked for, by settlement `rank`."""
-
-    at: float
-    windows: tuple[str, ...]
-    tokens: int
-    mirror: Reservation | None
-    hold: str
-    asked: int
-    rank: int = 0
-    done: int = 0
-
-    def ask(self, tokens: int) -> int | None:
-        """The rank of a new settlement to `tokens`; None when that is the count asked for."""
-        if tokens == self.asked:
-            return None
-        self.asked, self.rank = tokens, self.rank + 1
-        return self.rank
-
-    def settlement(self, rank: int, tokens: int, now: float) -> list[str]:
-        """SETTLE's arguments for settlement `rank`, to `tokens`."""
-        args = [repr(now), repr(self.at), self.hold, str(rank), str(self.tokens), str(tokens)]
-        return args + list(self.windows)
-
-    def confirm(self, rank: int, tokens: int) -> None:
-        """Redis has settlement `rank` (applied now or before)."""
-        if rank > self.done:
-            self.done, self.tokens = rank, tokens
-
-
-@dataclass(slots=True)
-class _Stranded:
-    """A reservation charged to the fallback while Redis was away, as hold `hold`: once Redis
-    is back, its charge as first sent (`cost`), then a settlement to the count last asked for
-    (`asked`, by settlement `rank`)."""
-
-    key: str
-    specs: tuple[WindowSpec, ...]
-    cost: Cost
-    at: float
-    mirror: Reservation | None
-    hold: str
-    asked: int
-    rank: int = 0
-    placed: _Placed | None = None
 
 
 async def _nothing() -> None:
@@ -210,7 +160,7 @@ class RedisState:
             if not isinstance(local, Hold):
                 return local
             mirror = local.handle if isinstance(local.handle, Reservation) else None
-            stranded = _Stranded(key, tuple(specs), cost, now, mirror, hold, cost.tokens)
+            stranded = Stranded(key, tuple(specs), cost, now, mirror, hold, cost.tokens)
             self._link.later(lambda: self._replay(stranded))
             return Hold(key, cost.tokens, stranded)
         if got[0] != "1":
@@ -228,7 +178,7 @@ class RedisState:
     ) -> Hold:
         """A hold charged in Redis (to its token `windows`), mirrored in the fallback."""
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
-        placed = _Placed(now, tuple(windows), cost.tokens, mirror, hold, cost.tokens)
+        placed = Placed(now, tuple(windows), cost.tokens, mirror, hold, cost.tokens)
         return Hold(key, cost.tokens, placed)
 
     async def begin(
@@ -262,14 +212,14 @@ class RedisState:
         keys, args = [self._member(member), self._budget(key)], [hold, repr(now)]
         await self._link.write(lambda: self._link.run("undo", keys, args))
 
-    async def _replay(self, s: _Stranded) -> None:
+    async def _replay(self, s: Stranded) -> None:
         # The charge as first sent (if Redis ran it already, its answer lost, it answers with
         # what it charged then), then the settlement last asked for; run again whole if it
         # failed on the way.
         if s.placed is None:
             got = await self._charge(s.key, s.specs, s.cost, s.at, "force", s.hold)
             windows = tuple(got[1:])
-            s.placed = _Placed(s.at, windows, s.cost.tokens, s.mirror, s.hold, s.asked, s.rank)
+            s.placed = Placed(s.at, windows, s.cost.tokens, s.mirror, s.hold, s.asked, s.rank)
         placed = s.placed
         if placed.done < placed.rank:
             await self._settle(s.key, placed, placed.rank, placed.asked, s.at)
@@ -282,9 +232,9 @@ class RedisState:
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
         self._seen(now)
         handle = hold.handle
-        if isinstance(handle, _Placed | _Stranded) and handle.mirror is not None:
+        if isinstance(handle, Placed | Stranded) and handle.mirror is not None:
             handle.mirror.settle(tokens)
-        if isinstance(handle, _Stranded):
+        if isinstance(handle, Stranded):
             if handle.placed is None:
                 if tokens != handle.asked:  # for its replay to settle
                     handle.asked, handle.rank = tokens, handle.rank + 1
@@ -293,14 +243,14 @@ class RedisState:
                 if handle.placed is None or handle.placed.rank > mine:  # (or a later one)
                     return
             handle = handle.placed
-        if not isinstance(handle, _Placed):
+        if not isinstance(handle, Placed):
             return
         placed = handle
         rank = placed.ask(tokens)
         if rank is not None:
             await self._link.write(lambda: self._settle(hold.key, placed, rank, tokens, now))
 
-    async def _settle(self, key: str, placed: _Placed, rank: int, tokens: int, now: float) -> None:
+    async def _settle(self, key: str, placed: Placed, rank: int, tokens: int, now: float) -> None:
         await self._link.run("settle", [self._budget(key)], placed.settlement(rank, tokens, now))
         placed.confirm(rank, tokens)
 
@@ -379,7 +329,7 @@ class RedisState:
 
     async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
         placed = hold.handle
-        if not isinstance(placed, _Placed):  # charged during an outage: settle knows how
+        if not isinstance(placed, Placed):  # charged during an outage: settle knows how
             await self.succeeded(member)
             await self.settle(hold, tokens, now)
             return
