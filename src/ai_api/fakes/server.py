@@ -175,25 +175,20 @@ class FakeUpstream:
     def _request_id(self) -> str:
         return f"req_{self._rng.getrandbits(104):026x}"
 
-    def _json(
-        self, status: int, body: object, request_id: str, extra: Mapping[str, str] | None = None
-    ) -> web.Response:
-        headers = self._headers(request_id)
-        headers["Content-Type"] = _JSON
-        if extra:
-            headers.update(extra)
-        return web.Response(status=status, body=msgspec.json.encode(body), headers=headers)
-
-    def _error_headers(self, retry_after: float | None) -> dict[str, str]:
+    def _json_headers(self, retry_after: float | None = None) -> dict[str, str]:
+        """A JSON answer's headers: rate-limit ones, a new request id, `retry-after` if given."""
         headers = self._headers(self._request_id())
         headers["Content-Type"] = _JSON
         if retry_after is not None:
             headers["retry-after"] = f"{retry_after:g}"
         return headers
 
+    def _json(self, status: int, body: object, retry_after: float | None = None) -> web.Response:
+        headers = self._json_headers(retry_after)
+        return web.Response(status=status, body=msgspec.json.encode(body), headers=headers)
+
     def _error(self, spec: ErrorSpec, retry_after: float | None = None) -> web.Response:
-        body = msgspec.json.encode(self.flavor.error_body(spec))
-        return web.Response(status=spec.status, body=body, headers=self._error_headers(retry_after))
+        return self._json(spec.status, self.flavor.error_body(spec), retry_after)
 
     def _authorized(self, request: web.Request) -> bool:
         value = request.headers.get("Authorization", "")
@@ -206,7 +201,7 @@ class FakeUpstream:
         if not self._authorized(request):
             return self._error(self.flavor.error(401))
         data = [self.flavor.wire.model_entry(m, self._created) for m in self.flavor.models]
-        return self._json(200, {"object": "list", "data": data}, self._request_id())
+        return self._json(200, {"object": "list", "data": data})
 
     async def _warm(self, request: web.Request) -> web.Response:
         self.hits[f"GET {request.path}"] += 1
@@ -270,7 +265,7 @@ class FakeUpstream:
                 retry_after=fault.retry_after,
                 model=model,
             )
-            headers = self._error_headers(fault.retry_after)
+            headers = self._json_headers(fault.retry_after)
             body = msgspec.json.encode(self.flavor.error_body(spec))
             return await write_whole(exchange, spec.status, body, headers)
         call_id = f"call_{self._rng.getrandbits(96):024x}"
