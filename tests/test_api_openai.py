@@ -107,6 +107,7 @@ async def test_tool_calls_pass_through(gateway, groq, stream):
             finish = None
             async for chunk in await client.chat.completions.create(**args, stream=True):
                 for call in chunk.choices[0].delta.tool_calls or []:
+                    assert call.index == 0
                     entry = calls.setdefault(call.index, {"name": "", "arguments": ""})
                     entry["name"] += call.function.name or ""
                     entry["arguments"] += call.function.arguments or ""
@@ -123,6 +124,43 @@ async def test_tool_calls_pass_through(gateway, groq, stream):
     assert json.loads(call["arguments"])["city"]
     assert finish == "tool_calls"
     assert groq.requests[0].body["tools"] == [WEATHER_TOOL]
+
+
+async def test_every_streamed_tool_call_piece_carries_its_index(gateway, client):
+    body = {"model": "groq/openai/gpt-oss-120b", "messages": HI, "tools": [WEATHER_TOOL]}
+    async with client.post(gateway + "/v1/chat/completions", json={**body, "stream": True}) as r:
+        raw = await r.text()
+    pieces = [
+        call
+        for line in raw.split("\n")
+        if line.startswith("data: {")
+        for choice in json.loads(line[6:])["choices"]
+        for call in choice["delta"].get("tool_calls", [])
+    ]
+    assert len(pieces) >= 2  # the call's head, then its arguments
+    assert all(piece["index"] == 0 for piece in pieces), pieces
+    assert pieces[0]["id"].startswith("call_")
+    assert "id" not in pieces[-1]
+
+
+async def test_the_openai_sdk_stream_helper_assembles_the_tool_call(gateway):
+    async with (
+        client_for(gateway) as client,
+        client.chat.completions.stream(
+            model="groq/openai/gpt-oss-120b", messages=HI, tools=[WEATHER_TOOL]
+        ) as stream,
+    ):
+        done = [
+            e
+            for e in [event async for event in stream]
+            if e.type == "tool_calls.function.arguments.done"
+        ]
+        final = await stream.get_final_completion()
+    (call,) = final.choices[0].message.tool_calls or []
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "example", "days": 1}
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert [e.name for e in done] == ["get_weather"]
 
 
 async def test_tool_results_go_upstream_as_sent(gateway, groq):

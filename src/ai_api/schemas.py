@@ -53,9 +53,12 @@ class FunctionDelta(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ToolCallDelta(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A piece of one tool call, as OpenAI streams them (joined by `index`)."""
+    """A piece of one tool call, as OpenAI streams them (joined by `index`).
 
-    index: int = 0
+    `index` has no default so that it is always written, 0 included: the SDKs' stream
+    helpers join pieces by it and lose a call whose pieces lack it."""
+
+    index: int
     id: str | None = None
     type: str | None = None
     function: FunctionDelta | None = None

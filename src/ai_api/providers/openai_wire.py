@@ -16,15 +16,23 @@ import msgspec
 
 from ..errors import UpstreamError, UpstreamProtocol, UpstreamStatus
 from ..params import translate
-from ..schemas import ChatRequest, Chunk, ToolCallDelta, Usage
+from ..schemas import ChatRequest, Chunk, FunctionDelta, ToolCallDelta, Usage
 from .presets import ProviderSpec
+
+
+class _ToolCallPiece(msgspec.Struct):
+    # Read with `index` 0 when absent (a provider with one call per answer may leave it out).
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: FunctionDelta | None = None
 
 
 class _Delta(msgspec.Struct):
     content: str | None = None
     reasoning: str | None = None
     reasoning_content: str | None = None
-    tool_calls: tuple[ToolCallDelta, ...] | None = None
+    tool_calls: tuple[_ToolCallPiece, ...] | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -94,7 +102,9 @@ def _chunk_of(provider: str, event: _StreamEvent) -> Chunk:
     return Chunk(
         content=delta.content or "",
         reasoning=delta.reasoning or delta.reasoning_content or "",
-        tool_calls=delta.tool_calls or (),
+        tool_calls=tuple(
+            ToolCallDelta(c.index, c.id, c.type, c.function) for c in delta.tool_calls or ()
+        ),
         finish_reason=choice.finish_reason,
         usage=usage,
     )
