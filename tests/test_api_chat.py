@@ -123,6 +123,7 @@ def assert_error_shape(body: dict, status_type: str) -> dict:
     ("data", "status", "fragment"),
     [
         (b"{oops", 400, "not valid JSON"),
+        (b'{"messages": [{"role": "user", "content": "\xe9t\xe9"}]}', 400, "UTF-8"),
         (b"", 400, "empty"),
         (b"{}", 400, "messages"),
         (b'{"messages": []}', 400, "at least one message"),

@@ -253,6 +253,18 @@ async def test_bad_fields_are_400s_in_the_openai_shape(gateway, groq, args, para
     assert groq.requests == []
 
 
+async def test_a_body_that_is_not_utf8_is_a_400_and_the_server_stays_healthy(gateway, client):
+    raw = b'{"model": "auto", "messages": [{"role": "user", "content": "caf\xe9"}]}'
+    async with client.post(gateway + "/v1/chat/completions", data=raw) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "UTF-8" in error["message"]
+    async with client_for(gateway) as sdk:
+        completion = await sdk.chat.completions.create(model="auto", messages=HI)
+    assert completion.choices[0].message.content
+
+
 async def test_unknown_model_is_a_404_listing_what_exists(gateway):
     async with client_for(gateway) as client:
         with pytest.raises(openai.NotFoundError) as info:

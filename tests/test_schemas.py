@@ -20,6 +20,8 @@ def test_valid_body_decodes_to_typed_messages():
     [
         (b"", "empty", None),
         (b"{not json", "not valid JSON", None),
+        (b'{"messages": [{"role": "user", "content": "\xff"}]}', "not valid UTF-8", None),
+        (b'{"messages": [{"role": "user", "content": "caf\xc3"}]}', "not valid UTF-8", None),
         (b"[]", "Expected `object`", None),
         (b"{}", "missing required field `messages`", None),
         (b'{"messages": []}', "at least one message", "messages"),

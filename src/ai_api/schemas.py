@@ -156,6 +156,11 @@ def decode_body(raw: bytes, kind: type[B]) -> B:
         raise InvalidRequest(f"Invalid request body: {exc}", param=_param_of(exc)) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:  # msgspec raises it for a string that is not UTF-8
+        raise InvalidRequest(
+            f"The request body is not valid UTF-8 (byte {exc.start} of a string); JSON must be"
+            " sent as UTF-8."
+        ) from exc
     if not body.messages:
         raise InvalidRequest("`messages` must hold at least one message.", param="messages")
     return body
