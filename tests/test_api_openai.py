@@ -265,6 +265,19 @@ async def test_a_body_that_is_not_utf8_is_a_400_and_the_server_stays_healthy(gat
     assert completion.choices[0].message.content
 
 
+async def test_a_message_with_a_name_is_answered_by_every_member_in_turn(gateway, groq, cerebras):
+    named: Any = [{"role": "user", "content": "Hola", "name": "ana"}]
+    async with client_for(gateway) as client:
+        answers = [
+            await client.chat.completions.with_raw_response.create(model="auto", messages=named)
+            for _ in range(4)
+        ]
+    assert [a.headers["x-ai-api-provider"] for a in answers] == ["groq", "cerebras"] * 2
+    assert [a.headers["x-ai-api-attempts"] for a in answers] == ["1"] * 4
+    assert all("name" not in m for r in groq.requests for m in r.body["messages"])
+    assert all(r.body["messages"][0]["name"] == "ana" for r in cerebras.requests)
+
+
 async def test_unknown_model_is_a_404_listing_what_exists(gateway):
     async with client_for(gateway) as client:
         with pytest.raises(openai.NotFoundError) as info:

@@ -23,6 +23,19 @@ def test_request_body_asks_for_a_capped_stream_with_usage():
     }
 
 
+def test_message_names_are_dropped_only_for_a_provider_that_refuses_them():
+    request = ChatRequest(
+        messages=(Message("system", "be brief"), Message("user", "hola", name="ana")), model="m"
+    )
+    groq = json.loads(request_body(GROQ, request))
+    assert groq["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hola"},
+    ]
+    cerebras = json.loads(request_body(CEREBRAS, request))
+    assert cerebras["messages"][1] == {"role": "user", "content": "hola", "name": "ana"}
+
+
 GROQ_FIRST = {
     "id": "chatcmpl-1",
     "object": "chat.completion.chunk",

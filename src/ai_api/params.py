@@ -9,7 +9,8 @@ Rules, in the order they apply:
    features of one vendor, meaningless through a gateway).
 4. Dropped where a provider does not take them (they tune, they do not change what an answer
    is): `user`, `seed`, `frequency_penalty`, `presence_penalty`, `parallel_tool_calls`,
-   `reasoning_effort`, `reasoning_format`, `include_reasoning`.
+   `reasoning_effort`, `reasoning_format`, `include_reasoning`; and `messages[].name` (a
+   speaker's name) for a provider that refuses it (Groq).
 5. Required where asked (`temperature`, `top_p`, `stop`, `tools`, `tool_choice`,
    `response_format`): a route member that does not take one is skipped; if no member can,
    the request is refused with a 400 that names the field.

@@ -63,7 +63,10 @@ _NOTHING = Chunk()
 
 def request_body(spec: ProviderSpec, request: ChatRequest) -> bytes:
     """The upstream JSON body for a streamed chat completion, in `spec`'s dialect."""
-    body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+    messages = request.messages
+    if not spec.message_names and any(m.name is not None for m in messages):
+        messages = tuple(msgspec.structs.replace(m, name=None) for m in messages)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.max_tokens is not None:
         body[spec.max_tokens_field] = request.max_tokens
     body.update(translate(spec, request.options))

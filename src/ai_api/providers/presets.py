@@ -74,6 +74,8 @@ class ProviderSpec:
     max_tokens_field: str = "max_completion_tokens"
     stream_usage: bool = True
     """Whether it takes `stream_options.include_usage` (else usage may be missing)."""
+    message_names: bool = True
+    """Whether it takes `messages[].name` (else the names are dropped for it)."""
     rate_style: str = "none"
     """Its rate-limit header dialect (see `ai_api.ratelimits`)."""
     limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
@@ -109,6 +111,8 @@ GROQ = ProviderSpec(
     models=("openai/gpt-oss-20b", "llama-3.1-8b-instant", "qwen/qwen3.6-27b"),
     default_max_tokens=4096,
     params=OPENAI_PARAMS - PENALTIES | REASONING,
+    # "`name` in messages is not supported" (400), per its OpenAI-compatibility page.
+    message_names=False,
     rate_style="groq",
     limits={
         "openai/gpt-oss-120b": rates(rpm=30, rpd=1000, tpm=8000, tpd=200_000),
