@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import socket
 from typing import Any
 
 import aiohttp
@@ -301,3 +302,62 @@ async def test_no_key_ever_reaches_a_log_or_a_response(groq, client, caplog):
     assert "[redacted]" in text
     assert key not in caplog.text
     assert json.loads(text.split("}}")[0] + "}}")["error"]["code"] == "invalid_api_key"
+
+
+EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"hola"}}]}\n\n'
+
+
+@pytest.mark.parametrize("path", ["/chat", "/v1/chat/completions"])
+async def test_a_client_leaving_as_its_stream_starts_is_no_error(
+    groq, client, tmp_path, caplog, path
+):
+    """The upstream's first bytes reach the gateway in the same turn of the loop as the
+    client's goodbye: the gateway starts the answer on a closing connection."""
+    leaving: list[asyncio.StreamWriter] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(EVENT), EVENT)
+        )
+        leaving[0].get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+        await reader.read()  # until the gateway lets go
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = settings_for(groq, ledger=str(tmp_path / "usage.sqlite3"))
+    settings = dataclasses.replace(
+        settings,
+        providers=(
+            dataclasses.replace(settings.providers[0], base_url=f"http://127.0.0.1:{port}"),
+        ),
+    )
+    body = json.dumps({"model": "auto", "stream": True, **HELLO}).encode()
+    caplog.set_level(logging.DEBUG)
+    async with server, running(settings) as url:
+        host, gateway_port = url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(gateway_port))
+        leaving.append(writer)
+        writer.write(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+        )
+        for _ in range(100):  # the attempt is recorded in the background
+            async with client.get(url + "/usage") as response:
+                (day,) = (await response.json())["days"] or [None]
+            if day is not None:
+                break
+            await asyncio.sleep(0.02)
+        writer.close()
+    assert day is not None
+    assert (day["requests"], day["errors"], day["client_closed"]) == (1, 0, 1)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("client went away" in r.getMessage() for r in caplog.records)

@@ -246,7 +246,7 @@ async def test_a_client_leaving_is_recorded_with_what_was_spent(rationing):
     (attempt,) = await rationing.ledger.attempts_since(0)
     assert (attempt.status, attempt.error, attempt.estimated) == (
         499,
-        "client_closed_request",
+        "client_closed",
         True,
     )
     assert attempt.completion_tokens == 1  # "ok": two characters, about one token

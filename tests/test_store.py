@@ -157,8 +157,12 @@ async def test_queries_include_attempts_not_yet_flushed(ledger: UsageLedger) -> 
         MIDNIGHT + 1,
         MIDNIGHT + 2,
     ]
+    ledger.record(attempt(MIDNIGHT + 3, error="client_closed", status=499))
+    ledger.record(attempt(MIDNIGHT + 4, error="client_closed_request", status=499))  # older name
     [row] = await ledger.usage("2026-01-01")
-    assert (row.requests, row.errors, row.prompt_tokens) == (3, 1, 30)
+    assert (row.requests, row.errors, row.client_closed, row.prompt_tokens) == (5, 1, 2, 50)
+    await ledger.flush()
+    assert await ledger.usage("2026-01-01") == [row]
 
 
 async def test_usage_rejects_a_malformed_day(ledger: UsageLedger) -> None:

@@ -60,8 +60,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 "X-AI-API-Attempts": str(opened.attempts),
             }
         )
-        await response.prepare(request)
         try:
+            await response.prepare(request)
             if fmt == "text":
                 end = await _write_text(response, opened.first, chunks)
             else:
@@ -74,8 +74,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 request.transport.abort()
                 return response
             end = encode_event("error", exc.body())
-        except ConnectionResetError:
-            log.info("client went away; upstream request to %s cancelled", deployment.name)
+        except ConnectionResetError:  # the client left: neither our failure nor the provider's
+            log.debug("client went away; upstream request to %s cancelled", deployment.name)
             return response
         await response.write_eof(end)  # the last bytes and the end of the body in one write
         return response

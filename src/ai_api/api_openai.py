@@ -95,7 +95,6 @@ async def _stream(
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     head = {
         "id": _completion_id(request),
         "object": "chat.completion.chunk",
@@ -108,6 +107,7 @@ async def _stream(
     prefix = envelope[: envelope.rindex(b"0}]}")]
     held: list[bytes] = []
     try:
+        await response.prepare(request)
         usage, chars = await _relay(response, opened, prefix, held)
         if body.stream_options is not None and body.stream_options.include_usage:
             usage = usage or estimated_usage(body.messages, chars)
@@ -116,8 +116,8 @@ async def _stream(
     except UpstreamError as exc:
         log.warning("%s failed mid-stream: %s", opened.deployment.name, exc.message)
         held.append(encode_data(exc.body()))
-    except ConnectionResetError:
-        log.info("client went away; upstream request to %s cancelled", opened.deployment.name)
+    except ConnectionResetError:  # the client left: neither our failure nor the provider's
+        log.debug("client went away; upstream request to %s cancelled", opened.deployment.name)
         return response
     await response.write_eof(b"".join(held))  # the end of the answer in one write
     return response

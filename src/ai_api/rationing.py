@@ -184,7 +184,7 @@ class Rationing:
 
     async def _cancelled(self, ticket: Ticket) -> None:
         await self.state.release(ticket.deployment.public_name)
-        await self._close(ticket, 499, "client_closed_request", None)
+        await self._close(ticket, 499, "client_closed", None)
 
     async def _close(
         self, ticket: Ticket, status: int, error: str | None, usage: Usage | None

@@ -67,6 +67,7 @@ async def report(
                 "model": r.model,
                 "requests": r.requests,
                 "errors": r.errors,
+                "client_closed": r.client_closed,
                 "prompt_tokens": r.prompt_tokens,
                 "completion_tokens": r.completion_tokens,
                 "estimated_requests": r.estimated_requests,
@@ -82,13 +83,15 @@ def render(data: dict[str, Any]) -> str:
     """The report as readable tables."""
     lines = ["Usage per day (UTC):"]
     lines.append(
-        f"  {'day':<10}  {'provider/model':<44} {'requests':>8} {'errors':>6} {'tokens':>10}"
+        f"  {'day':<10}  {'provider/model':<44} {'requests':>8} {'errors':>6} {'left':>5}"
+        f" {'tokens':>10}"
     )
     for r in data["days"]:
         tokens = r["prompt_tokens"] + r["completion_tokens"]
         name = f"{r['provider']}/{r['model']}"
         lines.append(
-            f"  {r['day']:<10}  {name:<44} {r['requests']:>8} {r['errors']:>6} {tokens:>10}"
+            f"  {r['day']:<10}  {name:<44} {r['requests']:>8} {r['errors']:>6}"
+            f" {r['client_closed']:>5} {tokens:>10}"
         )
     if not data["days"]:
         lines.append("  (nothing recorded yet)")

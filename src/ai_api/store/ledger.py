@@ -35,12 +35,18 @@ class Attempt(msgspec.Struct, frozen=True):
     cooldown_until: float | None = None
 
 
+CLIENT_CLOSED = ("client_closed", "client_closed_request")
+"""The `error` of an attempt whose client left (the second: its name before 2026-12-02)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     """Totals for one (day, provider, account, model); `day` is "YYYY-MM-DD" in UTC.
 
     `requests` counts every recorded attempt, including those that got no response (status 0);
-    `errors` counts attempts whose `error` is set; `estimated_requests` those with estimated tokens.
+    `errors` counts attempts whose `error` is set, but for a client that left (`client_closed`,
+    counted apart: neither the gateway's failure nor the provider's); `estimated_requests` those
+    with estimated tokens.
     """
 
     day: str
@@ -52,6 +58,7 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     estimated_requests: int
+    client_closed: int = 0
 
 
 class UsageLedger(Protocol):
@@ -91,18 +98,21 @@ def tally(rows: Iterable[UsageRow], attempts: Iterable[Attempt]) -> list[UsageRo
     sums: dict[tuple[str, str, str, str], list[int]] = {}
     for row in rows:
         key = (row.day, row.provider, row.account, row.model)
-        counts = sums.setdefault(key, [0, 0, 0, 0, 0])
+        counts = sums.setdefault(key, [0, 0, 0, 0, 0, 0])
         counts[0] += row.requests
         counts[1] += row.errors
         counts[2] += row.prompt_tokens
         counts[3] += row.completion_tokens
         counts[4] += row.estimated_requests
+        counts[5] += row.client_closed
     for attempt in attempts:
         key = (day_of(attempt.at), attempt.provider, attempt.account, attempt.model)
-        counts = sums.setdefault(key, [0, 0, 0, 0, 0])
+        counts = sums.setdefault(key, [0, 0, 0, 0, 0, 0])
         counts[0] += 1
-        counts[1] += attempt.error is not None
+        closed = attempt.error in CLIENT_CLOSED
+        counts[1] += attempt.error is not None and not closed
         counts[2] += attempt.prompt_tokens
         counts[3] += attempt.completion_tokens
         counts[4] += attempt.estimated
+        counts[5] += closed
     return [UsageRow(*key, *counts) for key, counts in sorted(sums.items())]

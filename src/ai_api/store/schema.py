@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from .ledger import Attempt, UsageRow
+from .ledger import CLIENT_CLOSED, Attempt, UsageRow
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
@@ -41,11 +41,15 @@ _COLUMNS = (
 )
 INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 _SELECT_SINCE = f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? ORDER BY at, id"
+_CLOSED = (
+    "count(CASE WHEN error IN (" + ", ".join(f"'{c}'" for c in CLIENT_CLOSED) + ") THEN 1 END)"
+)
 # Whole seconds, because date(at, 'unixepoch') rounds to the millisecond and could put an
 # attempt a hair before midnight on the next day, unlike ledger.day_of.
-_USAGE_SINCE = """
+_USAGE_SINCE = f"""
     SELECT date(CAST(at AS INTEGER), 'unixepoch') AS day, provider, account, model,
-           count(*), count(error), sum(prompt_tokens), sum(completion_tokens), sum(estimated)
+           count(*), count(error) - {_CLOSED}, sum(prompt_tokens), sum(completion_tokens),
+           sum(estimated), {_CLOSED}
     FROM attempts WHERE at >= ?
     GROUP BY day, provider, account, model
 """
