@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ai_api.config import Settings, preset_settings
+from ai_api.config import preset_settings
 from ai_api.fakes import FakeUpstream
 from ai_api.providers import PRESETS
 from ai_api.server import running
+from ai_api.settings import Settings
 
 PRESETS_BY_NAME = {spec.name: spec for spec in PRESETS}
 

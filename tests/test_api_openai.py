@@ -14,9 +14,9 @@ import pytest
 from cerebras.cloud.sdk import AsyncCerebras
 from cerebras.cloud.sdk.types.chat.chat_completion import ChatChunkResponse
 
-from ai_api.config import MemberSettings, RouteSettings
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.server import running
+from ai_api.settings import MemberSettings, RouteSettings
 
 from .conftest import KEYS, settings_for
 
@@ -369,7 +369,7 @@ async def test_fallback_route_from_the_config_moves_on_and_says_so(groq, cerebra
 async def test_gateway_keys_guard_every_endpoint_but_health(groq, caplog):
     caplog.set_level(logging.DEBUG)
     keys = ("gw-key-one-0123456789", "gw-key-two-0123456789")
-    from ai_api.config import Secret
+    from ai_api.settings import Secret
 
     settings = settings_for(groq, gateway_keys=tuple(Secret(k) for k in keys))
     async with running(settings) as url, aiohttp.ClientSession() as session:

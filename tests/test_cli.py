@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from ai_api.cli import main
-from ai_api.config import Settings
 from ai_api.server import running
+from ai_api.settings import Settings
 
 from .conftest import content_of, parse_events
 

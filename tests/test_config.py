@@ -2,8 +2,9 @@
 
 import pytest
 
-from ai_api.config import ConfigError, Secret, load_settings, read_environment
+from ai_api.config import load_settings, read_environment
 from ai_api.providers import CEREBRAS, GROQ
+from ai_api.settings import ConfigError, Secret
 
 
 def test_no_keys_means_no_providers_and_original_defaults():

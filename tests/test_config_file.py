@@ -2,7 +2,8 @@
 
 import pytest
 
-from ai_api.config import ConfigError, load_settings
+from ai_api.config import load_settings
+from ai_api.settings import KNOBS, ConfigError
 
 
 def load(tmp_path, text, **env):
@@ -93,6 +94,34 @@ def test_environment_wins_over_the_file(tmp_path):
     loop = "[server]\nevent_loop = 'asyncio'\n"
     assert load(tmp_path, loop).event_loop == "asyncio"
     assert load(tmp_path, loop, AI_API_EVENT_LOOP="UVLOOP").event_loop == "uvloop"
+
+
+SAMPLES = {int: ("7", 7), float: ("2.5", 2.5), str: ("somewhere", "somewhere")}
+
+
+@pytest.mark.parametrize("knob", KNOBS, ids=lambda k: k.name)
+def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, knob):
+    raw, value = ("asyncio", "asyncio") if knob.choices else SAMPLES[knob.kind]
+    if knob.upper:
+        raw, value = "debug", "DEBUG"
+    assert getattr(load(tmp_path, "", **{knob.env: raw}), knob.name) == value
+    if knob.in_file:
+        toml = f"[server]\n{knob.name} = {raw if knob.kind is not str else repr(raw)}\n"
+        assert getattr(load(tmp_path, toml), knob.name) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[server]\nport = -1\n", "port = -1 must be at least 0"),
+        ("[server]\nmax_attempts = 0\n", "max_attempts = 0 must be at least 1"),
+        ("[server]\nread_timeout = 0.0\n", "read_timeout = 0.0 must be at least 0.001"),
+        ("[server]\nstate_file = 'x'\n", "unknown field `state_file`"),
+    ],
+)
+def test_server_values_in_the_file_are_checked_as_their_variables_are(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load(tmp_path, text)
 
 
 def test_disabled_preset(tmp_path):

@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 import redis.asyncio
 
-from ai_api.config import Secret
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.providers.presets import rates
 from ai_api.server import running
+from ai_api.settings import Secret
 
 from .conftest import KEYS, settings_for
 from .home_redis import running_redis

@@ -13,10 +13,11 @@ from urllib.parse import urlparse
 import openai
 import pytest
 
-from ai_api.config import Settings, preset_settings
+from ai_api.config import preset_settings
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.providers import PRESETS, ProviderSpec
 from ai_api.server import running
+from ai_api.settings import Settings
 
 HI: Any = [{"role": "user", "content": "hello"}]
 

@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ai_api.config import MemberSettings, RouteSettings, Settings
 from ai_api.fakes import FLAVORS, FakeUpstream, Fault
 from ai_api.limits import DAY
 from ai_api.providers.presets import rates
 from ai_api.server import running
+from ai_api.settings import MemberSettings, RouteSettings, Settings
 
 from .conftest import KEYS, parse_events, settings_for
 

@@ -2,12 +2,12 @@
 
 import pytest
 
-from ai_api.config import MemberSettings, ModelSettings, RouteSettings, Secret, Settings
-from ai_api.config import ProviderSettings as PS
 from ai_api.errors import NotFound
 from ai_api.providers.presets import CEREBRAS, GROQ, OPENROUTER
 from ai_api.routing import Deployment, Member, Route, build_router
 from ai_api.schemas import Message
+from ai_api.settings import MemberSettings, ModelSettings, RouteSettings, Secret, Settings
+from ai_api.settings import ProviderSettings as PS
 
 
 class Named:

@@ -4,7 +4,6 @@ The names below are the plug-in API: what a new provider module needs.
 """
 
 from .app import create_app
-from .config import Settings
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -16,6 +15,7 @@ from .errors import (
 )
 from .providers import OpenAICompatible, Provider, ProviderSpec
 from .schemas import ChatRequest, Chunk, Message, Usage
+from .settings import Settings
 
 __all__ = [
     "ChatRequest",

@@ -14,7 +14,6 @@ from aiohttp.typedefs import Middleware
 from .api_chat import chat
 from .api_openai import add_routes
 from .attempts import Bounds
-from .config import Secret, Settings
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -27,6 +26,7 @@ from .http_client import HTTPClient
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
 from .routing import Router, build_router
+from .settings import Secret, Settings
 from .state import GATEWAY, Gateway
 from .store import MemoryLedger, SQLiteLedger
 from .store.state import MemoryState, SharedState

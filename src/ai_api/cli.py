@@ -11,8 +11,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import ConfigError, Settings, load_settings, read_environment
+from .config import load_settings, read_environment
 from .providers import PRESETS
+from .settings import ConfigError, Settings
 
 NO_PROVIDERS = """\
 ai-api: no provider is configured.

@@ -1,153 +1,32 @@
 """Settings, read once from the environment, a `.env` file and an optional TOML file, then
-passed in. Nothing here reads the environment except through the mapping it is given."""
+passed in. Nothing here reads the environment except through the mapping it is given.
+
+The file's shape is `config_file`; the settings themselves and the table of server settings
+that both the file and a variable can set are `settings`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
-from .limits import Limit
-from .providers.presets import PRESETS, ProviderSpec
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says what to change."""
-
-
-class Secret:
-    """A string that never shows itself in a repr, a log line or an error."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the one place that must use it."""
-        return self._value
-
-    def masked(self) -> str:
-        """A hint for humans: the first characters of a long key, never the rest."""
-        return self._value[:4] + "****" if len(self._value) >= 20 else "****"
-
-    def __repr__(self) -> str:
-        return "Secret('****')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSettings:
-    """One upstream model a provider serves, its completion-token cap and its known limits."""
-
-    name: str
-    max_tokens: int
-    limits: tuple[Limit, ...] = ()
-    context: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderSettings:
-    """One active provider: its spec, key, upstream root and models (the first is its default)."""
-
-    name: str
-    spec: ProviderSpec
-    api_key: Secret
-    base_url: str
-    models: tuple[ModelSettings, ...]
-    key_env: str | None = None
-    account: str = ""
-    """Providers with the same account share one budget (keys of one organisation)."""
-
-    @property
-    def budget_account(self) -> str:
-        """The account whose budgets this provider spends."""
-        return self.account or self.name
-
-    @property
-    def model(self) -> str:
-        """The default model: the one the `auto` route uses."""
-        return self.models[0].name
-
-
-Strategy = Literal["round-robin", "fallback", "weighted", "budget"]
-
-
-@dataclass(frozen=True, slots=True)
-class MemberSettings:
-    """One member of a route: a provider's model, its weight and whether it is paced."""
-
-    provider: str
-    model: str
-    weight: int = 1
-    pace: bool = False
-
-    @property
-    def name(self) -> str:
-        """`provider/model`."""
-        return f"{self.provider}/{self.model}"
-
-
-@dataclass(frozen=True, slots=True)
-class RouteSettings:
-    """A public model name and its members, in order."""
-
-    name: str
-    strategy: Strategy
-    members: tuple[MemberSettings, ...]
-    burst: float = 0.1
-    """For paced members: the share of a day's quota usable ahead of the day's pace."""
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the server needs, resolved; built by the CLI or a test."""
-
-    providers: tuple[ProviderSettings, ...] = ()
-    routes: tuple[RouteSettings, ...] = ()
-    gateway_keys: tuple[Secret, ...] = ()
-    host: str = "127.0.0.1"
-    port: int = 3000
-    max_body_bytes: int = 1024 * 1024
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    """Longest silence allowed from an upstream: before its headers and between chunks."""
-    first_token_timeout: float = 30.0
-    """Longest wait for a provider's first chunk, once it has accepted the request."""
-    total_timeout: float = 600.0
-    """Longest any one upstream request may last."""
-    max_attempts: int = 3
-    """Members tried for one request before giving up."""
-    deadline: float = 60.0
-    """Longest time to find a member that answers, across attempts."""
-    ledger: str = "ai-api-usage.sqlite3"
-    """The usage ledger's SQLite file; empty for an in-memory ledger (lost at exit)."""
-    redis_url: Secret | None = None
-    """Where instances share turns, budgets and health; None: this machine only."""
-    state_file: str = ""
-    """The SQLite file where the worker processes of one machine share them; empty: this
-    process only (a single worker without Redis)."""
-    workers: int = 1
-    demo: bool = False
-    log_level: str = "INFO"
-    event_loop: str = "auto"
-    """`uvloop`, `asyncio`, or `auto`: uvloop where it is installed (not on Windows)."""
-    problems: tuple[str, ...] = ()
-    """What was configured but cannot be used (a missing key variable...); served without."""
-
-    def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (None values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+from .config_file import ConfigFile, MemberEntry, ModelEntry, ProviderEntry, RouteEntry, read_file
+from .providers.presets import GENERIC, PRESETS, ProviderSpec, preset
+from .settings import (
+    KNOBS,
+    ConfigError,
+    Knob,
+    MemberSettings,
+    ModelSettings,
+    ProviderSettings,
+    RouteSettings,
+    Secret,
+    Settings,
+)
 
 
 def read_environment(environ: Mapping[str, str], dotenv_path: Path | None) -> dict[str, str]:
@@ -164,33 +43,43 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
 
     The file is `config_file`, else `AI_API_CONFIG` if set. Raises `ConfigError`.
     """
-    from .config_file import apply_file
-
     settings = Settings(
         providers=tuple(preset_settings(spec, env) for spec in PRESETS if preset_active(spec, env))
     )
     path = config_file or (Path(env["AI_API_CONFIG"]) if env.get("AI_API_CONFIG") else None)
     if path is not None:
-        settings = apply_file(settings, path, env)
+        settings = apply_file(settings, read_file(path), path, env)
     keys = tuple(Secret(k.strip()) for k in env.get("AI_API_KEYS", "").split(",") if k.strip())
     return settings.with_overrides(
         gateway_keys=settings.gateway_keys + keys or None,
-        host=env.get("HOST") or None,
-        port=number(env, "PORT", None, int, minimum=0),
-        max_body_bytes=number(env, "AI_API_MAX_BODY_BYTES", None, int, minimum=1),
-        connect_timeout=number(env, "AI_API_CONNECT_TIMEOUT", None, float, minimum=0.001),
-        read_timeout=number(env, "AI_API_READ_TIMEOUT", None, float, minimum=0.001),
-        first_token_timeout=number(env, "AI_API_FIRST_TOKEN_TIMEOUT", None, float, minimum=0.001),
-        total_timeout=number(env, "AI_API_TOTAL_TIMEOUT", None, float, minimum=0.001),
-        max_attempts=number(env, "AI_API_MAX_ATTEMPTS", None, int, minimum=1),
-        deadline=number(env, "AI_API_DEADLINE", None, float, minimum=0.001),
-        ledger=env.get("AI_API_LEDGER"),
         redis_url=Secret(env["REDIS_URL"]) if env.get("REDIS_URL") else None,
-        state_file=env.get("AI_API_STATE_FILE") or None,
-        workers=number(env, "AI_API_WORKERS", None, int, minimum=1),
-        log_level=(env.get("AI_API_LOG_LEVEL") or "").upper() or None,
-        event_loop=choice(env, "AI_API_EVENT_LOOP", EVENT_LOOPS),
+        **{knob.name: _from_env(knob, env) for knob in KNOBS},
     )
+
+
+def _from_env(knob: Knob, env: Mapping[str, str]) -> Any:
+    """The knob's variable as a value, None when unset; `ConfigError` if invalid."""
+    if knob.choices:
+        return choice(env, knob.env, knob.choices)
+    if knob.kind is str:
+        raw = env.get(knob.env)
+        if raw is None or not (raw or knob.empty_is_value):
+            return None
+        return raw.upper() if knob.upper else raw
+    if knob.kind is int:
+        return number(env, knob.env, None, int, minimum=int(knob.minimum or 0))
+    return number(env, knob.env, None, float, minimum=float(knob.minimum or 0))
+
+
+def _from_file(knob: Knob, value: Any, path: Path) -> Any:
+    """A `[server]` value, checked as its variable would be."""
+    if value is None:
+        return None
+    if knob.minimum is not None and value < knob.minimum:
+        raise ConfigError(
+            f"{path}: [server] {knob.name} = {value!r} must be at least {knob.minimum:g}."
+        )
+    return value.upper() if knob.upper else value
 
 
 def preset_active(spec: ProviderSpec, env: Mapping[str, str]) -> bool:
@@ -241,9 +130,6 @@ def preset_settings(
 N = TypeVar("N", int, float)
 
 
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
-
-
 def choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
     """`env[name]` if it is one of `choices` (any case), None when unset; else `ConfigError`."""
     raw = env.get(name, "").strip().lower()
@@ -266,3 +152,131 @@ def number(env: Mapping[str, str], name: str, default: Any, kind: type[N], *, mi
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}.")
     return value
+
+
+def apply_file(
+    settings: Settings, file: ConfigFile, path: Path, env: Mapping[str, str]
+) -> Settings:
+    """`settings` with the file's providers, routes and server values applied."""
+    problems: list[str] = []
+    providers = {p.name: p for p in settings.providers}
+    for name, entry in file.providers.items():
+        if "/" in name or name == "auto":
+            raise ConfigError(f"{path}: provider name {name!r} may not be 'auto' or contain '/'.")
+        provider = _provider(name, entry, env, problems)
+        if provider is None:
+            providers.pop(name, None)
+        else:
+            providers[name] = provider
+    known = {spec.name for spec in PRESETS} | set(file.providers)
+    routes = tuple(
+        _route(name, entry, providers, known, problems) for name, entry in file.routes.items()
+    )
+    server = file.server
+    keys = list(server.gateway_keys)
+    if server.gateway_keys_env:
+        raw = env.get(server.gateway_keys_env, "")
+        if not raw.strip():
+            problems.append(f"gateway keys: {server.gateway_keys_env} is not set")
+        keys += [k.strip() for k in raw.split(",") if k.strip()]
+    return replace(
+        settings,
+        providers=tuple(providers.values()),
+        routes=routes,
+        gateway_keys=tuple(Secret(k) for k in keys),
+        problems=settings.problems + tuple(problems),
+    ).with_overrides(
+        redis_url=_secret(env, server.redis_url_env),
+        **{k.name: _from_file(k, getattr(server, k.name), path) for k in KNOBS if k.in_file},
+    )
+
+
+def _secret(env: Mapping[str, str], name: str | None) -> Secret | None:
+    value = env.get(name, "") if name else ""
+    return Secret(value) if value else None
+
+
+def _provider(
+    name: str, entry: ProviderEntry, env: Mapping[str, str], problems: list[str]
+) -> ProviderSettings | None:
+    kind = entry.kind or (name if preset(name) else None)
+    spec = preset(kind) if kind else None
+    if spec is None:
+        known = "openai (any OpenAI-compatible endpoint) or a preset name"
+        raise ConfigError(f"providers.{name}: unknown kind {kind!r}; use {known}.")
+    if not entry.enabled:
+        return None
+    if spec is GENERIC and not (entry.base_url and entry.models):
+        raise ConfigError(f"providers.{name}: kind 'openai' needs base_url and models.")
+    key_env = entry.api_key_env or spec.key_env
+    if key_env and not env.get(key_env, "").strip():
+        problems.append(f"providers.{name}: {key_env} is not set; provider inactive")
+        return None
+    if spec.local and entry.models is None and not preset_active(spec, env):
+        problems.append(f"providers.{name}: no model; set models or {spec.env_prefix}_MODEL")
+        return None
+    entries: dict[str, ModelEntry] = {}
+    models = None
+    if entry.models is not None:
+        if not entry.models:
+            raise ConfigError(f"providers.{name}: models is empty.")
+        for model in entry.models:
+            given = model if isinstance(model, ModelEntry) else ModelEntry(name=model)
+            entries[given.name] = given
+        models = tuple(entries)
+    settings = preset_settings(
+        spec,
+        env,
+        name=name,
+        key_env=key_env,
+        base_url=entry.base_url,
+        models=models,
+        max_tokens=entry.max_tokens,
+    )
+    resolved = []
+    for m in settings.models:
+        override = entries.get(m.name)
+        if override is not None:
+            cap = override.max_tokens or m.max_tokens
+            context = override.context or m.context
+            m = replace(m, max_tokens=cap, limits=override.limits(m.limits), context=context)
+        resolved.append(m)
+    return replace(settings, models=tuple(resolved), account=entry.account or "")
+
+
+def _route(
+    name: str,
+    entry: RouteEntry,
+    providers: Mapping[str, ProviderSettings],
+    known: set[str],
+    problems: list[str],
+) -> RouteSettings:
+    if "/" in name:
+        raise ConfigError(f"routes.{name}: a route name may not contain '/' (that pins a model).")
+    members = []
+    seen = set()
+    for item in entry.members:
+        given = item if isinstance(item, MemberEntry) else MemberEntry(member=item)
+        provider, _, model = given.member.partition("/")
+        if not model:
+            raise ConfigError(f"routes.{name}: member {given.member!r} is not 'provider/model'.")
+        if given.member in seen:
+            raise ConfigError(f"routes.{name}: member {given.member!r} is listed twice.")
+        if given.weight < 1:
+            raise ConfigError(
+                f"routes.{name}: member {given.member!r} needs a weight of 1 or more."
+            )
+        seen.add(given.member)
+        if provider not in known:
+            raise ConfigError(f"routes.{name}: member {given.member!r} names no provider.")
+        if provider not in providers:
+            problems.append(
+                f"routes.{name}: {given.member} skipped, provider {provider!r} is inactive"
+            )
+            continue
+        members.append(MemberSettings(provider, model, given.weight, given.pace))
+    if not members:
+        problems.append(f"routes.{name}: no active member")
+    return RouteSettings(
+        name=name, strategy=entry.strategy, members=tuple(members), burst=entry.burst
+    )

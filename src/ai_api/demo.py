@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from .config import Settings, preset_settings
+from .config import preset_settings
 from .fakes import FakeUpstream
 from .providers import CEREBRAS, GROQ
+from .settings import Settings
 
 # A readable pace for a person watching the stream: about 40 tokens a second.
 DEMO_TOKEN_DELAY = 0.025

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ProviderSettings, RouteSettings, Settings, Strategy
 from .errors import NotFound
 from .limits import Limit
 from .providers import Provider, ProviderSpec
 from .schemas import ChatRequest, Message
+from .settings import ProviderSettings, RouteSettings, Settings, Strategy
 from .store.state import WindowSpec, specs_of
 
 DEFAULT_ROUTE = "auto"

@@ -15,8 +15,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from aiohttp import web
 
 from .app import create_app
-from .config import ConfigError, Settings
 from .demo import demo_upstreams
+from .settings import ConfigError, Settings
 
 log = logging.getLogger("ai_api")
 

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from .attempts import Ask, Bounds, Opened, open_stream
-from .config import Settings
 from .rationing import Rationing
 from .routing import Route, Router
 from .schemas import Message
+from .settings import Settings
 from .tokens import prompt_tokens
 
 

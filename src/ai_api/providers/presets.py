@@ -10,34 +10,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..limits import DAY, HOUR, MINUTE, Limit
+from ..limits import DAY, HOUR, MINUTE, Kind, Limit
 
 MONTH = 30 * DAY
 
 
-def rates(
-    *,
-    rpm: int | None = None,
-    rph: int | None = None,
-    rpd: int | None = None,
-    rpmonth: int | None = None,
-    tpm: int | None = None,
-    tph: int | None = None,
-    tpd: int | None = None,
-    tpmonth: int | None = None,
-) -> tuple[Limit, ...]:
-    """Limits from the usual abbreviations (requests/tokens per minute, hour, day, month)."""
-    table = [
-        ("requests", MINUTE, rpm),
-        ("requests", HOUR, rph),
-        ("requests", DAY, rpd),
-        ("requests", MONTH, rpmonth),
-        ("tokens", MINUTE, tpm),
-        ("tokens", HOUR, tph),
-        ("tokens", DAY, tpd),
-        ("tokens", MONTH, tpmonth),
-    ]
-    return tuple(Limit(kind, period, n) for kind, period, n in table if n)  # type: ignore[arg-type]
+RATES: Mapping[str, tuple[Kind, float]] = {
+    "rpm": ("requests", MINUTE),
+    "rph": ("requests", HOUR),
+    "rpd": ("requests", DAY),
+    "rpmonth": ("requests", MONTH),
+    "tpm": ("tokens", MINUTE),
+    "tph": ("tokens", HOUR),
+    "tpd": ("tokens", DAY),
+    "tpmonth": ("tokens", MONTH),
+}
+"""The usual abbreviations of limits (requests/tokens per minute, hour, day, month); the
+config file's model entries take the same names."""
+
+
+def rates(**given: int | None) -> tuple[Limit, ...]:
+    """Limits from the abbreviations in `RATES` (`rates(rpm=30, tpd=200_000)`)."""
+    unknown = set(given) - set(RATES)
+    if unknown:
+        raise TypeError(f"unknown rate names: {sorted(unknown)}")
+    return tuple(Limit(*RATES[name], n) for name in RATES if (n := given.get(name)))
 
 
 SAMPLING = frozenset({"temperature", "top_p", "stop", "seed", "user"})

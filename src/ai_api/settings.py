@@ -1,0 +1,186 @@
+"""The resolved settings the server is built from, and the table of the server settings that
+the config file's `[server]` table and the environment can both set (read by `ai_api.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from .limits import Limit
+from .providers.presets import ProviderSpec
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must use it."""
+        return self._value
+
+    def masked(self) -> str:
+        """A hint for humans: the first characters of a long key, never the rest."""
+        return self._value[:4] + "****" if len(self._value) >= 20 else "****"
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """One upstream model a provider serves, its completion-token cap and its known limits."""
+
+    name: str
+    max_tokens: int
+    limits: tuple[Limit, ...] = ()
+    context: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """One active provider: its spec, key, upstream root and models (the first is its default)."""
+
+    name: str
+    spec: ProviderSpec
+    api_key: Secret
+    base_url: str
+    models: tuple[ModelSettings, ...]
+    key_env: str | None = None
+    account: str = ""
+    """Providers with the same account share one budget (keys of one organisation)."""
+
+    @property
+    def budget_account(self) -> str:
+        """The account whose budgets this provider spends."""
+        return self.account or self.name
+
+    @property
+    def model(self) -> str:
+        """The default model: the one the `auto` route uses."""
+        return self.models[0].name
+
+
+Strategy = Literal["round-robin", "fallback", "weighted", "budget"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSettings:
+    """One member of a route: a provider's model, its weight and whether it is paced."""
+
+    provider: str
+    model: str
+    weight: int = 1
+    pace: bool = False
+
+    @property
+    def name(self) -> str:
+        """`provider/model`."""
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """A public model name and its members, in order."""
+
+    name: str
+    strategy: Strategy
+    members: tuple[MemberSettings, ...]
+    burst: float = 0.1
+    """For paced members: the share of a day's quota usable ahead of the day's pace."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server needs, resolved; built by the CLI or a test."""
+
+    providers: tuple[ProviderSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
+    gateway_keys: tuple[Secret, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 3000
+    max_body_bytes: int = 1024 * 1024
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    """Longest silence allowed from an upstream: before its headers and between chunks."""
+    first_token_timeout: float = 30.0
+    """Longest wait for a provider's first chunk, once it has accepted the request."""
+    total_timeout: float = 600.0
+    """Longest any one upstream request may last."""
+    max_attempts: int = 3
+    """Members tried for one request before giving up."""
+    deadline: float = 60.0
+    """Longest time to find a member that answers, across attempts."""
+    ledger: str = "ai-api-usage.sqlite3"
+    """The usage ledger's SQLite file; empty for an in-memory ledger (lost at exit)."""
+    redis_url: Secret | None = None
+    """Where instances share turns, budgets and health; None: this machine only."""
+    state_file: str = ""
+    """The SQLite file where the worker processes of one machine share them; empty: this
+    process only (a single worker without Redis)."""
+    workers: int = 1
+    demo: bool = False
+    log_level: str = "INFO"
+    event_loop: str = "auto"
+    """`uvloop`, `asyncio`, or `auto`: uvloop where it is installed (not on Windows)."""
+    problems: tuple[str, ...] = ()
+    """What was configured but cannot be used (a missing key variable...); served without."""
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+@dataclass(frozen=True, slots=True)
+class Knob:
+    """A server setting that both the file's `[server]` table and a variable can set."""
+
+    name: str
+    """The `Settings` field, and the key in `[server]`."""
+    env: str
+    """The environment variable (it wins over the file)."""
+    kind: type[int] | type[float] | type[str]
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    """The values allowed (any case in the variable)."""
+    empty_is_value: bool = False
+    """An empty variable sets an empty value (the ledger: in memory) instead of nothing."""
+    upper: bool = False
+    in_file: bool = True
+
+
+KNOBS = (
+    Knob("host", "HOST", str),
+    Knob("port", "PORT", int, minimum=0),
+    Knob("max_body_bytes", "AI_API_MAX_BODY_BYTES", int, minimum=1),
+    Knob("connect_timeout", "AI_API_CONNECT_TIMEOUT", float, minimum=0.001),
+    Knob("read_timeout", "AI_API_READ_TIMEOUT", float, minimum=0.001),
+    Knob("first_token_timeout", "AI_API_FIRST_TOKEN_TIMEOUT", float, minimum=0.001),
+    Knob("total_timeout", "AI_API_TOTAL_TIMEOUT", float, minimum=0.001),
+    Knob("max_attempts", "AI_API_MAX_ATTEMPTS", int, minimum=1),
+    Knob("deadline", "AI_API_DEADLINE", float, minimum=0.001),
+    Knob("ledger", "AI_API_LEDGER", str, empty_is_value=True),
+    Knob("state_file", "AI_API_STATE_FILE", str, in_file=False),
+    Knob("workers", "AI_API_WORKERS", int, minimum=1),
+    Knob("log_level", "AI_API_LOG_LEVEL", str, upper=True),
+    Knob("event_loop", "AI_API_EVENT_LOOP", str, choices=EVENT_LOOPS),
+)
+"""Every such setting, once: `config` reads the variables and the file through it."""
