@@ -106,7 +106,7 @@ class Verdict:
     exhausts: Exhaustion | None = None
     rest_until: float | None = None  # out of rotation until then, without counting a failure
     counts_failure: bool = False  # toward the circuit; otherwise a probe held is released
-    retry_at: float | None = None  # the cooldown the provider asked for, with a counted failure
+    retry_at: float | None = None  # when to retry (a 429's default too); a counted failure cools
     may_rest: bool = False  # the member may now rest: the ledger reads until when
     charges_prompt: bool = True  # the estimated prompt counts when the provider gave no usage
     alarm: Alarm | None = None
