@@ -1,11 +1,11 @@
 """The failover loop: start an answer on the first member that gives one, within bounds.
 
 Members are tried in the order the rationing plans (headroom first); a member failing before
-its first chunk with a retryable error hands the request to the next, up to `max_attempts`
-tries and one overall deadline. For a whole answer (a client that did not ask for a stream)
-that holds until its last chunk: the client has seen nothing yet. Every attempt is settled and
-recorded, whatever its end: the stream handed to the API is wrapped so that its end, its
-failure or the client leaving is recorded too.
+its first chunk hands the request to the next when the failure's verdict allows (`verdicts`),
+up to `max_attempts` tries and one overall deadline. For a whole answer (a client that did not
+ask for a stream) that holds until its last chunk: the client has seen nothing yet. Every
+attempt is settled and recorded, whatever its end: the stream handed to the API is wrapped so
+that its end, its failure or the client leaving is recorded too.
 """
 
 from __future__ import annotations
@@ -23,19 +23,15 @@ from .errors import (
     NoProviders,
     RateLimited,
     UpstreamError,
-    UpstreamStatus,
     UpstreamTimeout,
 )
 from .params import missing
 from .rationing import Rationing, Ticket
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
+from .verdicts import Retry, retry_of
 
 log = logging.getLogger("ai_api.attempts")
-
-# Statuses that say nothing against the request itself: another member may serve it. 413 is
-# here because Groq answers 413 when one request exceeds its tokens-per-minute budget.
-_RETRYABLE = frozenset({401, 402, 403, 404, 408, 409, 413, 429, 498})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +51,6 @@ class Opened:
     first: Chunk | None
     chunks: AsyncGenerator[Chunk, None]
     attempts: int
-
-
-def retryable(error: UpstreamError) -> bool:
-    """Whether another member might succeed where this one failed."""
-    if isinstance(error, UpstreamStatus):
-        return error.upstream_status in _RETRYABLE or error.upstream_status >= 500
-    return True
 
 
 class Ask(msgspec.Struct, frozen=True):
@@ -114,10 +103,10 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
             return Opened(d, first, chunks, attempt)
         failures.append(error.message)
         log.warning("attempt %d on %s failed: %s", attempt, d.public_name, error.message)
-        if error.code == "context_length_exceeded":
-            # Not again on this model: only a member with a larger window may take it.
+        retry = retry_of(error.outcome())
+        if retry is Retry.LARGER_CONTEXT:
             queue = [m for m in queue if _larger(m.deployment, d)]
-        elif not retryable(error) or attempt >= bounds.max_attempts or loop.time() >= deadline:
+        elif retry is Retry.NONE or attempt >= bounds.max_attempts or loop.time() >= deadline:
             queue = []
     if error is None:
         raise await _pooled_429(route, min(lost, default=None), rationing, members)

@@ -9,7 +9,7 @@
     ├── RateLimited          429     every member is out of headroom (Retry-After says when)
     ├── NoProviders          503     nothing is configured to answer
     └── UpstreamError        502     a provider failed; `provider` names it
-        ├── UpstreamStatus   4xx/5xx the provider answered an HTTP error (mapped, see below)
+        ├── UpstreamStatus   4xx/5xx the provider answered an HTTP error (mapped in verdicts.py)
         ├── UpstreamTimeout  504     no answer in time
         ├── UpstreamUnreachable 502  connection refused, reset or cut mid-stream
         └── UpstreamProtocol 502     the provider spoke nonsense or ended a stream early
@@ -21,6 +21,8 @@ Each error knows its HTTP status and its OpenAI-style `type` and `code`, and ren
 from __future__ import annotations
 
 from typing import Any
+
+from .verdicts import Ending, Outcome, client_answer
 
 
 class GatewayError(Exception):
@@ -118,6 +120,9 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    ending = Ending.FAILED
+    upstream_status = 0
+    """The provider's HTTP status (or its error payload's); 0 when it gave none."""
 
     retry_at: float | None = None
     """When the provider said to retry (absolute, on the rationing clock), if it did."""
@@ -132,42 +137,47 @@ class UpstreamError(GatewayError):
         super().__init__(f"{provider}: {message}", **kwargs)
         self.provider = provider
 
+    def outcome(self, *, started: bool = False) -> Outcome:
+        """This failure as `ai_api.verdicts.verdict_of` takes it; `started`: after a first chunk."""
+        return Outcome(
+            self.ending,
+            self.upstream_status,
+            self.code,
+            self.retry_at,
+            self.rate,
+            self.exhausted,
+            self.period,
+            started,
+        )
+
 
 class UpstreamTimeout(UpstreamError):
     """The provider did not answer (or went silent) within the timeout."""
 
     status = 504
     code = "upstream_timeout"
+    ending = Ending.TIMEOUT
 
 
 class UpstreamUnreachable(UpstreamError):
     """The connection failed, or was cut before the answer was complete."""
 
     code = "upstream_unreachable"
+    ending = Ending.UNREACHABLE
 
 
 class UpstreamProtocol(UpstreamError):
     """The provider sent something that is not its documented wire format."""
 
     code = "upstream_protocol_error"
-
-
-# Upstream HTTP status -> (status the client sees, OpenAI error type). The client sees the
-# provider's verdict when it is about the request itself (400, 413, 422) or about load (429,
-# 503); a provider rejecting the gateway's own key or configuration is the gateway's fault (502).
-_UPSTREAM_STATUS: dict[int, tuple[int, str]] = {
-    400: (400, "invalid_request_error"),
-    413: (413, "invalid_request_error"),
-    422: (400, "invalid_request_error"),
-    429: (429, "rate_limit_error"),
-    503: (503, "upstream_error"),
-    408: (504, "upstream_error"),
-    504: (504, "upstream_error"),
-}
+    ending = Ending.PROTOCOL
 
 
 class UpstreamStatus(UpstreamError):
-    """The provider answered with an HTTP error status (or an in-stream error payload)."""
+    """The provider answered with an HTTP error status (or an in-stream error payload); the
+    status its client gets is `ai_api.verdicts.client_answer`'s."""
+
+    ending = Ending.STATUS
 
     def __init__(
         self,
@@ -185,4 +195,4 @@ class UpstreamStatus(UpstreamError):
             headers=headers,
         )
         self.upstream_status = upstream_status
-        self.status, self.type = _UPSTREAM_STATUS.get(upstream_status, (502, "upstream_error"))
+        self.status, self.type = client_answer(upstream_status)

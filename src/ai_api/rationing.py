@@ -14,24 +14,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import UpstreamError, UpstreamStatus
+from .errors import UpstreamError
 from .limits import DAY, Cost
 from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
 from .store import Attempt, UsageLedger
 from .store.state import Hold, MemoryState, SharedState, WindowState
+from .verdicts import Alarm, Ending, Outcome, Verdict, verdict_of
 
 log = logging.getLogger("ai_api.rationing")
 
-# How long a member rests after the provider refused our key (401/403) or wants payment
-# (402): long enough not to hammer it, short enough to notice a fixed key without a restart.
-_KEY_REST = 3600.0
-# How long a model the provider says no longer exists stays out of rotation.
-_GONE_REST = 10 * 365 * DAY
-# A 429 without any hint of when to retry: rest this long.
-_DEFAULT_RETRY = 60.0
-_GONE = frozenset({"model_decommissioned", "model_not_found"})
+# An answer and a client leaving mean the same at any time (and reading the clock once more
+# would move a test's stepping clock).
+_ANSWERED = verdict_of(Outcome(Ending.ANSWERED), 0.0)
+_LEFT = verdict_of(Outcome(Ending.LEFT), 0.0)
 
 
 @dataclass(slots=True)
@@ -139,7 +136,7 @@ class Rationing:
 
     async def succeeded(self, ticket: Ticket, usage: Usage | None) -> None:
         """The answer ended well: mark the member healthy, settle the real cost, record it."""
-        await self._close(ticket, 200, None, usage)
+        await self._close(ticket, _ANSWERED, usage)
 
     async def failed(
         self, ticket: Ticket, error: UpstreamError, usage: Usage | None = None
@@ -148,16 +145,14 @@ class Rationing:
         now = self.clock()
         d = ticket.deployment
         key, state = d.public_name, self.state
-        status = error.upstream_status if isinstance(error, UpstreamStatus) else 0
-        if isinstance(error, UpstreamStatus) and error.rate is not None:
-            await state.observe(d.budget_key, error.rate, now)
-        retry_at = error.retry_at
-        if status == 429:
-            retry_at = retry_at or now + _DEFAULT_RETRY
-            await state.exhaust(d.budget_key, error.exhausted, error.period, retry_at, now)
-            await state.cool(key, retry_at)
-        elif error.code in _GONE:
-            await state.cool(key, now + _GONE_REST)
+        verdict = verdict_of(error.outcome(started=ticket.first_token is not None), now)
+        if verdict.reading is not None:
+            await state.observe(d.budget_key, verdict.reading, now)
+        if (spent := verdict.exhausts) is not None:
+            await state.exhaust(d.budget_key, spent.kind, spent.period, spent.until, now)
+        if verdict.rest_until is not None:
+            await state.cool(key, verdict.rest_until)
+        if verdict.alarm is Alarm.MODEL_GONE:
             log.error(
                 "%s answered %s for %s: it is out of rotation. Remove it from your configuration"
                 " or set %s_MODEL to a current model (see `ai-api config check`).",
@@ -166,14 +161,15 @@ class Rationing:
                 d.model,
                 d.spec.env_prefix,
             )
-        elif status in (401, 402, 403):
-            await state.cool(key, now + _KEY_REST)
-            log.error("%s refused the key (HTTP %d): check %s", d.name, status, d.spec.key_env)
-        if status == 0 or status >= 500 or status in (408, 413, 498):
-            await state.failed(key, now, retry_at)
+        elif verdict.alarm is Alarm.KEY_REFUSED:
+            log.error(
+                "%s refused the key (HTTP %d): check %s", d.name, verdict.status, d.spec.key_env
+            )
+        if verdict.counts_failure:
+            await state.failed(key, now, verdict.retry_at)
         else:
             await state.release(key)
-        await self._close(ticket, status, error.code, usage)
+        await self._close(ticket, verdict, usage)
 
     def cancelled(self, ticket: Ticket) -> None:
         """The client went away: record what was spent, with status 499 (in the background:
@@ -184,11 +180,9 @@ class Rationing:
 
     async def _cancelled(self, ticket: Ticket) -> None:
         await self.state.release(ticket.deployment.public_name)
-        await self._close(ticket, 499, "client_closed", None)
+        await self._close(ticket, _LEFT, None)
 
-    async def _close(
-        self, ticket: Ticket, status: int, error: str | None, usage: Usage | None
-    ) -> None:
+    async def _close(self, ticket: Ticket, verdict: Verdict, usage: Usage | None) -> None:
         if ticket.closed:
             return
         ticket.closed = True
@@ -196,9 +190,7 @@ class Rationing:
         estimated = usage is None
         if usage is None:
             completion = (ticket.chars + 3) // 4
-            # Refused before processing (no output, an error status): the prompt was not run.
-            refused = ticket.first_token is None and status not in (0, 200, 499)
-            prompt = 0 if refused else ticket.prompt_tokens
+            prompt = ticket.prompt_tokens if verdict.charges_prompt else 0
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         d = ticket.deployment
@@ -206,11 +198,11 @@ class Rationing:
         # long); otherwise nothing but the provider's headers did, and the shared state (a
         # round trip with Redis) is not read back on the way out of every answer.
         ready = ticket.cooled_until
-        if error is None:
+        if verdict.healthy:
             await self.state.finish(d.public_name, ticket.hold, prompt + completion, now)
         else:
             await self.state.settle(ticket.hold, prompt + completion, now)
-            if status != 499:
+            if verdict.may_rest:
                 ready = await self.state.ready_at(d.public_name)
         self.ledger.record(
             Attempt(
@@ -220,8 +212,8 @@ class Rationing:
                 provider=d.name,
                 account=d.budget_key.split("|", 1)[0],
                 model=d.model,
-                status=status,
-                error=error,
+                status=verdict.status,
+                error=verdict.error,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 estimated=estimated,
