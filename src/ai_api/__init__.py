@@ -13,6 +13,7 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from .gateway import Gateway, build_gateway
 from .providers import OpenAICompatible, Provider, ProviderSpec
 from .schemas import ChatRequest, Chunk, Message, Usage
 from .settings import Settings
@@ -20,6 +21,7 @@ from .settings import Settings
 __all__ = [
     "ChatRequest",
     "Chunk",
+    "Gateway",
     "GatewayError",
     "InvalidRequest",
     "Message",
@@ -33,5 +35,6 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnreachable",
     "Usage",
+    "build_gateway",
     "create_app",
 ]

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from .errors import InvalidRequest, PayloadTooLarge, UpstreamError
+from .gateway import GATEWAY
 from .routing import Deployment
 from .schemas import Chunk, decode_chat_body
 from .sse import encode_data, encode_event
-from .state import GATEWAY
 
 log = logging.getLogger("ai_api.chat")
 

@@ -18,11 +18,11 @@ from aiohttp import web
 from .api_chat import read_body
 from .attempts import Opened
 from .errors import UpstreamError
+from .gateway import GATEWAY
 from .params import options_of
 from .routing import Deployment
 from .schemas import Chunk, CompletionBody, ToolCallDelta, Usage, decode_body
 from .sse import encode_data
-from .state import GATEWAY
 from .tokens import estimated_usage
 
 log = logging.getLogger("ai_api.openai")

@@ -1,19 +1,16 @@
-"""`create_app(settings)`: routes, one error handler, and the lifespan of shared resources."""
+"""`create_app(gateway)`: the HTTP routes over a built gateway, and one error handler."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .api_chat import chat
 from .api_openai import add_routes
-from .attempts import Bounds
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -22,14 +19,8 @@ from .errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from .http_client import HTTPClient
-from .providers import OpenAICompatible, Provider
-from .rationing import Rationing
-from .routing import Router, build_router
-from .settings import Secret, Settings
-from .state import GATEWAY, Gateway
-from .store import MemoryLedger, SQLiteLedger
-from .store.state import MemoryState, SharedState
+from .gateway import GATEWAY, Gateway
+from .settings import Secret
 from .usage import report
 
 log = logging.getLogger("ai_api")
@@ -37,91 +28,19 @@ log = logging.getLogger("ai_api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """The gateway as an aiohttp application; providers connect and the usage ledger opens
-    when it starts. `clock` drives every budget, cooldown and ledger time."""
+def create_app(gateway: Gateway) -> web.Application:
+    """The gateway's HTTP API as an aiohttp application (see `gateway.build_gateway`)."""
+    settings = gateway.settings
     middlewares: list[Middleware] = [_errors_as_json]
     if settings.gateway_keys:
         middlewares.append(_require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
-    app[GATEWAY] = Gateway(
-        settings=settings,
-        router=Router({}),
-        rationing=Rationing(MemoryLedger(), clock=clock),
-        bounds=Bounds(
-            max_attempts=settings.max_attempts,
-            deadline=settings.deadline,
-            first_token_timeout=settings.first_token_timeout,
-        ),
-    )
-    app.cleanup_ctx.append(_lifespan)
+    app[GATEWAY] = gateway
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
     add_routes(app)
     return app
-
-
-async def _lifespan(app: web.Application) -> AsyncIterator[None]:
-    gateway = app[GATEWAY]
-    settings = gateway.settings
-    rationing = gateway.rationing
-    if settings.ledger:
-        rationing.ledger = await SQLiteLedger(Path(settings.ledger)).open()
-    rationing.state = await open_state(settings)
-    client = HTTPClient(connect_timeout=settings.connect_timeout)
-    providers = make_providers(settings, client, rationing.clock)
-    gateway.router = build_router(settings, providers)
-    replayed = await rationing.rebuild(gateway.router.deployments())
-    if replayed:
-        log.info("usage ledger: replayed %d attempts of the last day into the budgets", replayed)
-    try:
-        yield
-    finally:
-        await client.close()
-        await rationing.drain()
-        await rationing.state.close()
-        await rationing.ledger.close()
-
-
-async def open_state(settings: Settings) -> SharedState:
-    """Where turns, budgets and health live: Redis across machines, a SQLite file across the
-    worker processes of one machine, else this process's memory."""
-    if settings.redis_url is not None:
-        from .store.redis_state import RedisState
-
-        state: SharedState = await RedisState(
-            settings.redis_url.reveal(), fallback=MemoryState()
-        ).open()
-        log.info("shared state: Redis")
-        return state
-    if settings.state_file:
-        from .store.sqlite_state import SQLiteState
-
-        log.info("shared state: %s", settings.state_file)
-        return await SQLiteState(Path(settings.state_file)).open()
-    return MemoryState()
-
-
-def make_providers(
-    settings: Settings,
-    client: HTTPClient,
-    clock: Callable[[], float],
-) -> dict[str, Provider]:
-    """One provider object per configured provider, sharing one HTTP client."""
-    return {
-        p.name: OpenAICompatible(
-            p.spec,
-            name=p.name,
-            api_key=p.api_key.reveal(),
-            base_url=p.base_url,
-            client=client,
-            read_timeout=settings.read_timeout,
-            total_timeout=settings.total_timeout,
-            clock=clock,
-        )
-        for p in settings.providers
-    }
 
 
 async def health(request: web.Request) -> web.Response:

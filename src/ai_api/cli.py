@@ -104,24 +104,18 @@ def describe(settings: Settings) -> str:
 
 async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> int:
     """Replay the ledger as the gateway does at start, and report; no provider is called."""
+    import dataclasses
     import json
 
-    from .app import make_providers
-    from .http_client import HTTPClient
-    from .rationing import Rationing
-    from .routing import build_router
-    from .store import MemoryLedger, SQLiteLedger
+    from .gateway import build_gateway
     from .usage import render, report
 
-    ledger: MemoryLedger | SQLiteLedger = MemoryLedger()
-    if found:
-        ledger = await SQLiteLedger(Path(settings.ledger)).open()
-    rationing = Rationing(ledger)
-    providers = make_providers(settings, HTTPClient(), rationing.clock)  # nothing is called
-    deployments = build_router(settings, providers).deployments()
-    await rationing.rebuild(deployments)
-    data = await report(rationing, deployments, days)
-    await ledger.close()
+    # This machine's view: the ledger file if there is one, replayed into memory.
+    local = dataclasses.replace(
+        settings, ledger=settings.ledger if found else "", redis_url=None, state_file=""
+    )
+    async with build_gateway(local) as gateway:
+        data = await report(gateway.rationing, gateway.router.deployments(), days)
     print(json.dumps(data, indent=2) if as_json else render(data))
     return 0
 

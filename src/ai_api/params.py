@@ -22,11 +22,13 @@ Rules, in the order they apply:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidRequest
-from .providers.presets import ProviderSpec
 from .schemas import CompletionBody
+
+if TYPE_CHECKING:  # the providers' wire format imports these rules: no import back at run time
+    from .providers.presets import ProviderSpec
 
 REFUSED = ("logprobs", "top_logprobs", "logit_bias")
 GATEWAY_DROPPED = frozenset({"metadata", "store", "service_tier"})

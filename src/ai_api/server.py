@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .app import create_app
 from .demo import demo_upstreams
+from .gateway import build_gateway
 from .settings import ConfigError, Settings
 
 log = logging.getLogger("ai_api")
@@ -36,9 +37,8 @@ async def running(
             log.warning(
                 "DEMO MODE: answers come from built-in fake providers, not from real models."
             )
-        runner = web.AppRunner(
-            create_app(settings, clock=clock), handler_cancellation=True, access_log=None
-        )
+        gateway = await stack.enter_async_context(build_gateway(settings, clock))
+        runner = web.AppRunner(create_app(gateway), handler_cancellation=True, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site: web.BaseSite = (

@@ -1,0 +1,156 @@
+"""The running gateway, built once from settings: its ledger, shared state, upstream client,
+providers and routes, and the one way handlers start answers."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .attempts import Ask, Bounds, Opened, open_stream
+from .http_client import HTTPClient
+from .providers import OpenAICompatible, Provider
+from .rationing import Rationing
+from .routing import Route, Router, build_router
+from .schemas import Message
+from .settings import Settings
+from .store import MemoryLedger, SQLiteLedger, UsageLedger
+from .store.state import MemoryState, SharedState
+from .tokens import prompt_tokens
+
+log = logging.getLogger("ai_api")
+
+
+class Ids:
+    """Unique ids, cheaply: a random prefix per process and a counter (no syscall per id)."""
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        """A new id."""
+        return f"{self._prefix}{next(self._counter):08x}"
+
+
+@dataclass(slots=True)
+class Gateway:
+    """The live state behind the HTTP handlers."""
+
+    settings: Settings
+    router: Router
+    rationing: Rationing
+    bounds: Bounds
+    ids: Ids = field(default_factory=lambda: Ids())
+
+    async def open(
+        self,
+        route: Route,
+        messages: tuple[Message, ...],
+        *,
+        max_tokens: int | None = None,
+        options: dict[str, Any] | None = None,
+        whole: bool = False,
+    ) -> Opened:
+        """Start the answer to `messages` on `route` (see `attempts.open_stream`); `whole`:
+        the client wants it at once, so failures until its end may go to another member."""
+        fields: Collection[str] = options.keys() if options else ()
+        ask = Ask(
+            request_id=self.ids.next(),
+            prompt_tokens=prompt_tokens(messages),
+            max_tokens=max_tokens,
+            required=fields,
+            build=lambda d: d.request(
+                messages, max_tokens=max_tokens, options=options, whole=whole
+            ),
+            whole=whole,
+        )
+        return await open_stream(route, ask, self.rationing, self.bounds)
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+@asynccontextmanager
+async def build_gateway(
+    settings: Settings, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Gateway]:
+    """The gateway for `settings`, its resources open; they close at exit. `clock` drives
+    every budget, cooldown and ledger time (tests pass a fake one)."""
+    async with AsyncExitStack() as stack:
+        ledger: UsageLedger = MemoryLedger()
+        if settings.ledger:
+            ledger = await SQLiteLedger(Path(settings.ledger)).open()
+        stack.push_async_callback(ledger.close)
+        state = await open_state(settings)
+        stack.push_async_callback(state.close)
+        rationing = Rationing(ledger, state, clock=clock)
+        stack.push_async_callback(rationing.drain)
+        client = HTTPClient(connect_timeout=settings.connect_timeout)
+        stack.push_async_callback(client.close)
+        router = build_router(settings, make_providers(settings, client, clock))
+        replayed = await rationing.rebuild(router.deployments())
+        if replayed:
+            log.info(
+                "usage ledger: replayed %d attempts of the last day into the budgets", replayed
+            )
+        yield Gateway(
+            settings=settings,
+            router=router,
+            rationing=rationing,
+            bounds=Bounds(
+                max_attempts=settings.max_attempts,
+                deadline=settings.deadline,
+                first_token_timeout=settings.first_token_timeout,
+            ),
+        )
+
+
+async def open_state(settings: Settings) -> SharedState:
+    """Where turns, budgets and health live: Redis across machines, a SQLite file across the
+    worker processes of one machine, else this process's memory."""
+    if settings.redis_url is not None:
+        from .store.redis_state import RedisState
+
+        state: SharedState = await RedisState(
+            settings.redis_url.reveal(), fallback=MemoryState()
+        ).open()
+        log.info("shared state: Redis")
+        return state
+    if settings.state_file:
+        from .store.sqlite_state import SQLiteState
+
+        log.info("shared state: %s", settings.state_file)
+        return await SQLiteState(Path(settings.state_file)).open()
+    return MemoryState()
+
+
+def make_providers(
+    settings: Settings,
+    client: HTTPClient,
+    clock: Callable[[], float],
+) -> dict[str, Provider]:
+    """One provider object per configured provider, sharing one HTTP client."""
+    return {
+        p.name: OpenAICompatible(
+            p.spec,
+            name=p.name,
+            api_key=p.api_key.reveal(),
+            base_url=p.base_url,
+            client=client,
+            read_timeout=settings.read_timeout,
+            total_timeout=settings.total_timeout,
+            clock=clock,
+        )
+        for p in settings.providers
+    }
