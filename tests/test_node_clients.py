@@ -142,3 +142,15 @@ async def test_the_ai_sdk_runs_a_tool_then_answers(node, gateway, groq: FakeUpst
         assert step["usage"]["outputTokens"] > 0
     usage = result["usage"]
     assert usage["outputTokens"] == sum(s["usage"]["outputTokens"] for s in result["steps"])
+
+
+def test_the_lock_pins_every_package_by_hash_without_its_download_address():
+    lock = json.loads((NODE_DIR / "package-lock.json").read_text(encoding="utf-8"))
+    packages = {path: entry for path, entry in lock["packages"].items() if path}
+    assert packages
+    for path, entry in packages.items():
+        assert entry["version"], path
+        assert entry["integrity"].startswith("sha512-"), path
+        assert "resolved" not in entry, path
+    direct = json.loads((NODE_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]
+    assert {name: packages[f"node_modules/{name}"]["version"] for name in direct} == direct
