@@ -14,10 +14,11 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from .providers import OpenAICompatible, Provider, ProviderSpec
+from .providers import Answer, OpenAICompatible, Provider, ProviderSpec
 from .schemas import ChatRequest, Chunk, Message, Usage
 
 __all__ = [
+    "Answer",
     "ChatRequest",
     "Chunk",
     "GatewayError",

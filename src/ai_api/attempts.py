@@ -27,6 +27,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .params import missing
+from .providers import Provider
 from .rationing import Rationing, Ticket
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
@@ -99,7 +100,7 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
             continue
         attempt += 1
         wait = max(0.0, min(bounds.first_token_timeout, deadline - loop.time()))
-        chunks = _tracked(d.provider.stream(ask.build(d)), rationing, ticket, wait)
+        chunks = _tracked(d.provider, ask.build(d), rationing, ticket, wait)
         try:
             first = await anext(chunks, None)
             if ask.whole and first is not None:
@@ -177,15 +178,24 @@ async def _pooled_429(
 
 
 async def _tracked(
-    chunks: AsyncGenerator[Chunk, None], rationing: Rationing, ticket: Ticket, first_wait: float
+    provider: Provider,
+    request: ChatRequest,
+    rationing: Rationing,
+    ticket: Ticket,
+    first_wait: float,
 ) -> AsyncGenerator[Chunk, None]:
-    """`chunks` without the rate-limit readings (observed here), settled and recorded; an
-    upstream that sends nothing within `first_wait` seconds is a timeout."""
+    """The answer of `provider` to `request`, its rate reading observed, settled and recorded;
+    an upstream that sends nothing within `first_wait` seconds is a timeout."""
     usage: Usage | None = None
+    chunks: AsyncGenerator[Chunk, None] | None = None
     try:
         try:
             async with asyncio.timeout(first_wait):
-                first = await _first(chunks, rationing, ticket)
+                answer = await provider.open(request)
+                chunks = answer.chunks
+                if answer.rate is not None:
+                    await rationing.observe(ticket, answer.rate)
+                first = await anext(chunks, None)
         except TimeoutError:
             message = f"no first token within {first_wait:g} s"
             raise UpstreamTimeout(ticket.deployment.name, message) from None
@@ -195,9 +205,6 @@ async def _tracked(
             usage = first.usage
             yield first
             async for chunk in chunks:
-                if chunk.rate is not None:
-                    await rationing.observe(ticket, chunk.rate)
-                    continue
                 ticket.chars += len(chunk.content) + len(chunk.reasoning)
                 if chunk.usage is not None:
                     usage = chunk.usage
@@ -211,15 +218,5 @@ async def _tracked(
     else:
         await rationing.succeeded(ticket, usage)
     finally:
-        await chunks.aclose()
-
-
-async def _first(
-    chunks: AsyncGenerator[Chunk, None], rationing: Rationing, ticket: Ticket
-) -> Chunk | None:
-    """The first chunk with content, observing rate-limit readings on the way."""
-    async for chunk in chunks:
-        if chunk.rate is None:
-            return chunk
-        await rationing.observe(ticket, chunk.rate)
-    return None
+        if chunks is not None:
+            await chunks.aclose()
