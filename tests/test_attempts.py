@@ -53,9 +53,9 @@ class Scripted:
             await asyncio.sleep(self.delay)
         return Answer(None, self.chunks())
 
-    async def chunks(self) -> AsyncGenerator[Chunk, None]:
-        yield Chunk(content="ok")
-        yield Chunk(finish_reason="stop", usage=Usage(10, 2, 12))
+    async def chunks(self) -> AsyncGenerator[list[Chunk], None]:
+        yield [Chunk(content="ok")]
+        yield [Chunk(finish_reason="stop", usage=Usage(10, 2, 12))]
 
 
 def member(provider: Scripted, spec=GROQ, limits=(), context=None, pace=False) -> Member:
@@ -70,9 +70,9 @@ def ask(required=()) -> Ask:
 
 
 async def drain(opened) -> list[Chunk]:
-    chunks = [opened.first] if opened.first else []
-    chunks += [c async for c in opened.chunks]
-    return chunks
+    blocks = [opened.first] if opened.first else []
+    blocks += [b async for b in opened.chunks]
+    return [chunk for block in blocks for chunk in block]
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ class Resting(Scripted):
 
     async def open(self, request: ChatRequest) -> Answer:
         answer = await super().open(request)
-        return Answer(RateReading((), self.until), answer.chunks)
+        return Answer(RateReading((), self.until), answer.blocks)
 
 
 async def test_each_attempt_records_the_rest_it_left_its_member(rationing):

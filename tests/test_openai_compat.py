@@ -42,9 +42,10 @@ async def groq_over_fake(
 async def stream(provider: OpenAICompatible, request: ChatRequest) -> AsyncIterator[Chunk]:
     """The chunks of the answer `provider` opens for `request`."""
     answer = await provider.open(request)
-    async with aclosing(answer.chunks) as chunks:
-        async for chunk in chunks:
-            yield chunk
+    async with aclosing(answer.blocks) as blocks:
+        async for block in blocks:
+            for chunk in block:
+                yield chunk
 
 
 def hola(whole: bool = False) -> ChatRequest:

@@ -50,11 +50,12 @@ class Bounds:
 
 @dataclass(slots=True)
 class Opened:
-    """A stream that has produced its first chunk: who serves it and after how many tries."""
+    """A stream that has produced its first block of chunks: who serves it and after how many
+    tries."""
 
     deployment: Deployment
-    first: Chunk | None
-    chunks: AsyncGenerator[Chunk, None]
+    first: list[Chunk] | None
+    chunks: AsyncGenerator[list[Chunk], None]
     attempts: int
 
 
@@ -128,9 +129,9 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
     raise error
 
 
-async def _replay(chunks: list[Chunk]) -> AsyncGenerator[Chunk, None]:
-    for chunk in chunks:
-        yield chunk
+async def _replay(blocks: list[list[Chunk]]) -> AsyncGenerator[list[Chunk], None]:
+    for block in blocks:
+        yield block
 
 
 def _larger(candidate: Deployment, failed: Deployment) -> bool:
@@ -183,32 +184,29 @@ async def _tracked(
     rationing: Rationing,
     ticket: Ticket,
     first_wait: float,
-) -> AsyncGenerator[Chunk, None]:
-    """The answer of `provider` to `request`, its rate reading observed, settled and recorded;
-    an upstream that sends nothing within `first_wait` seconds is a timeout."""
+) -> AsyncGenerator[list[Chunk], None]:
+    """The blocks of the answer of `provider` to `request`, its rate reading observed, settled
+    and recorded; an upstream that sends nothing within `first_wait` seconds is a timeout."""
     usage: Usage | None = None
-    chunks: AsyncGenerator[Chunk, None] | None = None
+    blocks: AsyncGenerator[list[Chunk], None] | None = None
     try:
         try:
             async with asyncio.timeout(first_wait):
                 answer = await provider.open(request)
-                chunks = answer.chunks
+                blocks = answer.blocks
                 if answer.rate is not None:
                     await rationing.observe(ticket, answer.rate)
-                first = await anext(chunks, None)
+                block = await anext(blocks, None)
         except TimeoutError:
             message = f"no first token within {first_wait:g} s"
             raise UpstreamTimeout(ticket.deployment.name, message) from None
         ticket.first_token = rationing.clock()
-        if first is not None:
-            ticket.chars += len(first.content) + len(first.reasoning)
-            usage = first.usage
-            yield first
-            async for chunk in chunks:
-                ticket.chars += len(chunk.content) + len(chunk.reasoning)
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                yield chunk
+        if block is not None:
+            usage = _counted(ticket, block, usage)
+            yield block
+            async for block in blocks:
+                usage = _counted(ticket, block, usage)
+                yield block
     except UpstreamError as exc:
         await rationing.failed(ticket, exc, usage)
         raise
@@ -218,5 +216,14 @@ async def _tracked(
     else:
         await rationing.succeeded(ticket, usage)
     finally:
-        if chunks is not None:
-            await chunks.aclose()
+        if blocks is not None:
+            await blocks.aclose()
+
+
+def _counted(ticket: Ticket, block: list[Chunk], usage: Usage | None) -> Usage | None:
+    """Count `block`'s characters on `ticket`; the usage it reports, else `usage`."""
+    for chunk in block:
+        ticket.chars += len(chunk.content) + len(chunk.reasoning)
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return usage

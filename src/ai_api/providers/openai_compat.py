@@ -121,7 +121,7 @@ class OpenAICompatible:
 
     async def open(self, request: ChatRequest) -> Answer:
         """Send `request`; the answer once the upstream's head says it began. Every failure,
-        now or during the chunks, is an `UpstreamError`.
+        now or during the blocks, is an `UpstreamError`.
 
         `total_timeout` bounds the whole exchange; `read_timeout` each wait for the upstream:
         for its response headers (connecting included), then for every block of the stream.
@@ -132,7 +132,7 @@ class OpenAICompatible:
         return Answer(rate, exchange)
 
     async def _exchange(self, request: ChatRequest) -> AsyncGenerator[Any, None]:
-        """The rate reading of the head (or None), then the chunks; every failure mapped."""
+        """The head's rate reading (or None), then the answer's chunks, a list per block read."""
         watch: _Watch | None = None
         response: Response | None = None
         deadline = asyncio.get_running_loop().time() + (self._total_timeout or _NEVER)
@@ -144,8 +144,32 @@ class OpenAICompatible:
             if response.status >= 400:
                 raise await self._refusal(response, watch)
             yield reading if reading.windows or reading.retry_at is not None else None
-            async for chunk in self._chunks(response, watch, request.whole):
-                yield chunk
+            time = watch.time
+            decoder = SSEDecoder()
+            finished = False
+            while True:
+                watch.since = time()
+                block = await response.readany()
+                watch.since = None
+                events = decoder.feed(block) if block else decoder.close()
+                chunks, done, error = parse_events(self.name, events)
+                if chunks:
+                    finished = finished or _finishes(chunks)
+                    yield chunks
+                    if request.whole:  # the first token is out: the rest at once,
+                        response.bulk = True  # or as soon as the stream says it ended
+                        response.bulk_until = STREAM_ENDS
+                if error is not None:
+                    raise error
+                if not block:
+                    break
+                if done:
+                    # The end of the body is normally on its way: read it, and the connection
+                    # goes back to the pool (silence now is silence too).
+                    response.release_after_end(self._read_timeout)
+                    return
+            if not finished:
+                raise UpstreamProtocol(self.name, "the stream ended before the answer was complete")
         except UpstreamError as exc:
             exc.message = self._redact(exc.message)
             raise
@@ -183,38 +207,6 @@ class OpenAICompatible:
         body = await response.read(partial=True)
         return self._status_error(response.status, body, response)
 
-    async def _chunks(
-        self, response: Response, watch: _Watch, whole: bool
-    ) -> AsyncGenerator[Chunk, None]:
-        """The stream's chunks, block by block, until `[DONE]` or the end of the body."""
-        time = watch.time
-        read = response.readany
-        decoder = SSEDecoder()
-        finished = False
-        while True:
-            watch.since = time()
-            block = await read()
-            watch.since = None
-            events = decoder.feed(block) if block else decoder.close()
-            chunks, done, error = parse_events(self.name, events)
-            for chunk in chunks:
-                finished = finished or chunk.finish_reason is not None
-                yield chunk
-            if chunks and whole:  # the first token is out: the rest at once,
-                response.bulk = True  # or as soon as the stream says it ended
-                response.bulk_until = STREAM_ENDS
-            if error is not None:
-                raise error
-            if not block:
-                break
-            if done:
-                # The end of the body is normally on its way: read it, and the connection
-                # goes back to the pool (silence now is silence too).
-                response.release_after_end(self._read_timeout)
-                return
-        if not finished:
-            raise UpstreamProtocol(self.name, "the stream ended before the answer was complete")
-
     def _failure(self, exc: BadResponse | OSError, answered: bool) -> UpstreamError:
         """The gateway error for a failure of the exchange itself."""
         if isinstance(exc, BadResponse):
@@ -237,3 +229,7 @@ class OpenAICompatible:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def _finishes(chunks: list[Chunk]) -> bool:
+    return any(chunk.finish_reason is not None for chunk in chunks)

@@ -121,8 +121,7 @@ def parse_events(
     and the error an event carried, if one did (the chunks before it still count).
 
     Consecutive pieces of plain text (or of plain reasoning) that arrived together become one
-    chunk: they reach the client as one delta, as soon as they would have anyway. All chunks
-    but the last are marked `more`.
+    chunk: they reach the client as one delta, as soon as they would have anyway.
     """
     chunks: list[Chunk] = []
     pieces: list[str] = []
@@ -159,8 +158,6 @@ def parse_events(
         chunks.append(chunk)
     if pieces:
         chunks.append(_joined(pieces, reasoning))
-    for i in range(len(chunks) - 1):
-        chunks[i] = msgspec.structs.replace(chunks[i], more=True)
     return chunks, done, error
 
 

@@ -12,17 +12,18 @@ from ..schemas import ChatRequest, Chunk
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """An answer the upstream began: its rate-limit reading, if its headers held one, and the
-    chunks (iterate them to the end or close them: that frees the exchange)."""
+    """An answer the upstream began: its rate-limit reading, if its headers held one, and its
+    chunks, a list per block the upstream sent (iterate them to the end or close them: that
+    frees the exchange). Blocks are never empty; a writer sends each in one write."""
 
     rate: RateReading | None
-    chunks: AsyncGenerator[Chunk, None]
+    blocks: AsyncGenerator[list[Chunk], None]
 
 
 class Provider(Protocol):
     """An upstream that answers chat requests as a stream of chunks.
 
-    `open` and the chunks it returns raise `ai_api.errors.UpstreamError` (or a subclass) for
+    `open` and the blocks it returns raise `ai_api.errors.UpstreamError` (or a subclass) for
     every upstream failure, before the first chunk or during the stream, and nothing else.
     """
 
