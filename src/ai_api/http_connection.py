@@ -18,8 +18,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 _HIGH_WATER = 1 << 18
 """Bytes held for a reader that does not keep up before the socket stops being read."""
 
-_BULK = 1 << 16
-"""Bytes that wake a reader taking the body whole before the body ends."""
+_ENOUGH = 1 << 16
+"""Bytes that wake a read waiting for the end of the body (or a mark) before it comes."""
 
 _HEAD_LIMIT = 1 << 16
 """Most bytes of header names and values (trailers included) one response may send."""
@@ -213,16 +213,16 @@ class Response:
     __slots__ = (
         "_buffer",
         "_connection",
+        "_enough",
         "_error",
         "_inflate",
+        "_marks",
         "_paused",
         "_size",
         "_started",
         "_until_close",
         "_waiter",
         "answered",
-        "bulk",
-        "bulk_until",
         "complete",
         "headers",
         "keep",
@@ -249,16 +249,19 @@ class Response:
         self.keep = True
         self.complete = False
         self.lingering = False
-        # Set `bulk` when the reader takes the body whole: a read then returns when the body
-        # ends (or fails, or `_BULK` bytes wait, or bytes holding one of `bulk_until` come),
-        # not on every arrival; `last_data` says when bytes last came (on the loop's clock),
-        # for whoever watches for silence.
-        self.bulk = False
-        self.bulk_until: tuple[bytes, ...] = ()
+        # What wakes the pending read (see `readany`); None: any bytes.
+        self._marks: tuple[bytes, ...] | None = None
+        self._enough = _ENOUGH
+        # When bytes last came to a read waiting for marks (on the loop's clock), for whoever
+        # watches for silence: such a read spans many arrivals.
         self.last_data = 0.0
 
-    async def readany(self) -> bytes:
-        """What has arrived of the body since the last read, waiting for some; b"" at its end."""
+    async def readany(
+        self, *, until_any: tuple[bytes, ...] | None = None, max_bytes: int = _ENOUGH
+    ) -> bytes:
+        """What has arrived of the body since the last read, waiting for some; b"" at its end.
+        With `until_any`, a wait lasts until the body ends, `max_bytes` wait, or bytes holding
+        one of `until_any` arrive (one wake, not one per arrival)."""
         buffer = self._buffer
         while not buffer:
             if self._error is not None:
@@ -266,10 +269,11 @@ class Response:
             if self.complete or self._connection is None:
                 return b""
             self._waiter = waiter = self._started.get_loop().create_future()
+            self._marks, self._enough = until_any, max_bytes
             try:
                 await waiter
             finally:
-                self._waiter = None
+                self._waiter = self._marks = None
         data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
         buffer.clear()
         self._size = 0
@@ -381,9 +385,10 @@ class Response:
             if connection is not None and connection.transport is not None:
                 self._paused = True
                 connection.transport.pause_reading()
-        if self.bulk:
+        marks = self._marks
+        if marks is not None:
             self.last_data = self._started.get_loop().time()
-            if self._size < _BULK and not any(mark in data for mark in self.bulk_until):
+            if self._size < self._enough and not any(mark in data for mark in marks):
                 return
         self._wake()
 

@@ -147,18 +147,18 @@ class OpenAICompatible:
             time = watch.time
             decoder = SSEDecoder()
             finished = False
+            until: tuple[bytes, ...] | None = None
             while True:
                 watch.since = time()
-                block = await response.readany()
+                block = await response.readany(until_any=until)
                 watch.since = None
                 events = decoder.feed(block) if block else decoder.close()
                 chunks, done, error = parse_events(self.name, events)
                 if chunks:
                     finished = finished or _finishes(chunks)
                     yield chunks
-                    if request.whole:  # the first token is out: the rest at once,
-                        response.bulk = True  # or as soon as the stream says it ended
-                        response.bulk_until = STREAM_ENDS
+                    if request.whole:  # the first token is out: the rest at once, or as
+                        until = STREAM_ENDS  # soon as the stream may have ended
                 if error is not None:
                     raise error
                 if not block:

@@ -48,7 +48,7 @@ class _StreamEvent(msgspec.Struct):
 _event_decoder = msgspec.json.Decoder(_StreamEvent)
 STREAM_ENDS = (b"[DONE]", b'"error"')
 """Bytes that may end a stream before its body does: `[DONE]`, an error event (a false alarm
-only wakes a reader in bulk once more)."""
+only wakes a read waiting for them once more)."""
 _encode = msgspec.json.encode
 _NOTHING = Chunk()
 
