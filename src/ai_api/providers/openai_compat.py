@@ -16,7 +16,7 @@ from ..errors import (
     UpstreamUnreachable,
 )
 from ..http_client import BadResponse, HTTPClient, Response
-from ..ratelimits import read_error_body, read_headers
+from ..ratelimits import RateReading, read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk
 from ..sse import SSEDecoder
 from .openai_wire import STREAM_ENDS, parse_events, request_body, status_error
@@ -139,15 +139,13 @@ class OpenAICompatible:
         try:
             response = await self._post(request, deadline)
             watch = _Watch(self.name, self._read_timeout, deadline, response)
-            now = self._clock()
-            reading = read_headers(self.spec.rate_style, response.headers, now, now)
-            if response.status >= 400:
-                raise await self._refusal(response, watch)
-            yield reading if reading.windows or reading.retry_at is not None else None
+            yield await self._head(response, watch)
+            # Past its first token a whole answer is read at once, or until the stream may end.
+            rest = STREAM_ENDS if request.whole else None
+            until: tuple[bytes, ...] | None = None
             time = watch.time
             decoder = SSEDecoder()
             finished = False
-            until: tuple[bytes, ...] | None = None
             while True:
                 watch.since = time()
                 block = await response.readany(until_any=until)
@@ -157,8 +155,7 @@ class OpenAICompatible:
                 if chunks:
                     finished = finished or _finishes(chunks)
                     yield chunks
-                    if request.whole:  # the first token is out: the rest at once, or as
-                        until = STREAM_ENDS  # soon as the stream may have ended
+                    until = rest
                 if error is not None:
                     raise error
                 if not block:
@@ -180,6 +177,14 @@ class OpenAICompatible:
                 watch.stop()
             if response is not None:
                 response.release()  # nothing, if the stream's end already released it
+
+    async def _head(self, response: Response, watch: _Watch) -> RateReading | None:
+        """The rate reading the head holds, if any; an error response raises its error."""
+        now = self._clock()
+        reading = read_headers(self.spec.rate_style, response.headers, now, now)
+        if response.status >= 400:
+            raise await self._refusal(response, watch)
+        return reading if reading.windows or reading.retry_at is not None else None
 
     async def _post(self, request: ChatRequest, deadline: float) -> Response:
         """The response's head, within the read timeout (connecting included) and `deadline`."""
