@@ -17,6 +17,7 @@ from ai_api.errors import (
     UpstreamStatus,
     UpstreamUnreachable,
 )
+from ai_api.providers import Answer
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
 from ai_api.ratelimits import RateReading
 from ai_api.rationing import Rationing, Ticket, daily_share
@@ -44,14 +45,17 @@ class Scripted:
         self.seen: list[ChatRequest] = []
         self.delay = delay
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
+    async def open(self, request: ChatRequest) -> Answer:
         self.seen.append(request)
         if self.errors:
             raise self.errors.pop(0)
         if self.delay:
             await asyncio.sleep(self.delay)
-        yield Chunk(content="ok")
-        yield Chunk(finish_reason="stop", usage=Usage(10, 2, 12))
+        return Answer(None, self.chunks())
+
+    async def chunks(self) -> AsyncGenerator[list[Chunk], None]:
+        yield [Chunk(content="ok")]
+        yield [Chunk(finish_reason="stop", usage=Usage(10, 2, 12))]
 
 
 def member(provider: Scripted, spec=GROQ, limits=(), context=None, pace=False) -> Member:
@@ -66,9 +70,9 @@ def ask(required=()) -> Ask:
 
 
 async def drain(opened) -> list[Chunk]:
-    chunks = [opened.first] if opened.first else []
-    chunks += [c async for c in opened.chunks]
-    return chunks
+    blocks = [opened.first] if opened.first else []
+    blocks += [b async for b in opened.chunks]
+    return [chunk for block in blocks for chunk in block]
 
 
 @pytest.fixture
@@ -216,10 +220,9 @@ class Resting(Scripted):
         super().__init__(name)
         self.until = until
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        yield Chunk(rate=RateReading((), self.until))
-        async for chunk in super().stream(request):
-            yield chunk
+    async def open(self, request: ChatRequest) -> Answer:
+        answer = await super().open(request)
+        return Answer(RateReading((), self.until), answer.blocks)
 
 
 async def test_each_attempt_records_the_rest_it_left_its_member(rationing):

@@ -571,7 +571,7 @@ async def test_generic_rate_limit_headers_once_limits_are_given(session):
     ],
 )
 async def test_generic_mounts_at_other_paths(session, chat_path, models_path):
-    fake = FakeUpstream("openai", api_key=GENERIC_KEY, chat_path=chat_path, models_path=models_path)
+    fake = FakeUpstream(FLAVORS["openai"].mounted(chat_path, models_path), api_key=GENERIC_KEY)
     headers = {"Authorization": f"Bearer {GENERIC_KEY}"}
     async with fake:
         body = {"model": GENERIC_MODEL, "messages": MESSAGES}

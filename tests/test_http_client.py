@@ -1031,9 +1031,29 @@ async def test_a_reader_taking_the_body_whole_is_woken_at_its_end_not_per_arriva
     async with raw_server(handle) as raw:
         response = await http.endpoint(raw.url(), {}).post(b"{}")
         assert await response.readany() == b"first"
-        response.bulk = True
-        assert await response.readany() == b" second third"  # one piece, at the end
+        assert await response.readany(until_any=()) == b" second third"  # one piece, at the end
         assert response.last_data > 0
+        assert await response.readany() == b""
+        response.release()
+
+
+async def test_a_reader_waiting_for_a_mark_is_woken_by_it_or_by_enough_bytes(http):
+    async def handle(conn: Conn) -> None:
+        await conn.request()
+        conn.send(CHUNKED + chunk(b"first"))
+        for piece in (b" second", b" [END]", b" 1234", b"5678", b" rest"):
+            await conn.pause()
+            conn.send(chunk(piece))
+        await conn.pause()
+        conn.send(LAST)
+        await conn.until_closed()
+
+    async with raw_server(handle) as raw:
+        response = await http.endpoint(raw.url(), {}).post(b"{}")
+        assert await response.readany() == b"first"
+        assert await response.readany(until_any=(b"[END]",)) == b" second [END]"
+        assert await response.readany(until_any=(b"[END]",), max_bytes=9) == b" 12345678"
+        assert await response.readany() == b" rest"
         assert await response.readany() == b""
         response.release()
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from ai_api.config import preset_settings
-from ai_api.fakes import FakeUpstream, Fault
+from ai_api.fakes import FLAVORS, FakeUpstream, Fault
 from ai_api.providers import PRESETS, ProviderSpec
 from ai_api.server import running
 from ai_api.settings import Settings
@@ -26,7 +26,7 @@ def fake_for(spec: ProviderSpec) -> FakeUpstream:
     if spec.name in ("groq", "cerebras"):
         return FakeUpstream(spec.name, api_key="k")
     prefix = urlparse(spec.base_url.replace("{", "").replace("}", "")).path
-    return FakeUpstream("openai", chat_path=prefix + spec.chat_path)
+    return FakeUpstream(FLAVORS["openai"].mounted(prefix + spec.chat_path))
 
 
 def model_for(spec: ProviderSpec) -> str:

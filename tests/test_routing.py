@@ -16,8 +16,8 @@ class Named:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def stream(self, request):
-        raise AssertionError("routing does not stream")
+    async def open(self, request):
+        raise AssertionError("routing does not open answers")
 
 
 def member(name: str, weight: int = 1) -> Member:

@@ -14,11 +14,12 @@ from .errors import (
     UpstreamUnreachable,
 )
 from .gateway import Gateway, build_gateway
-from .providers import OpenAICompatible, Provider, ProviderSpec
+from .providers import Answer, OpenAICompatible, Provider, ProviderSpec
 from .schemas import ChatRequest, Chunk, Message, Usage
 from .settings import Settings
 
 __all__ = [
+    "Answer",
     "ChatRequest",
     "Chunk",
     "Gateway",

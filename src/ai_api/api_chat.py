@@ -83,26 +83,26 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 async def _write_events(
     response: web.StreamResponse,
-    first: Chunk | None,
-    chunks: AsyncGenerator[Chunk, None],
+    first: list[Chunk] | None,
+    chunks: AsyncGenerator[list[Chunk], None],
     deployment: Deployment,
     demo: bool,
 ) -> bytes:
-    """Write each chunk's text as a `data:` event; return the last ones and the `done` event,
-    for the caller to end the body with."""
+    """Write each chunk's text as a `data:` event, a block in one write; return the `done`
+    event, for the caller to end the body with."""
     finish_reason = None
     usage = None
-    held: list[bytes] = []
-    chunk = first
-    while chunk is not None:
-        if chunk.content:
-            held.append(encode_data({"content": chunk.content}))
-        if held and not chunk.more:  # one write for the chunks at hand
+    block = first
+    while block is not None:
+        held: list[bytes] = []
+        for chunk in block:
+            if chunk.content:
+                held.append(encode_data({"content": chunk.content}))
+            finish_reason = chunk.finish_reason or finish_reason
+            usage = chunk.usage or usage
+        if held:
             await response.write(b"".join(held))
-            held.clear()
-        finish_reason = chunk.finish_reason or finish_reason
-        usage = chunk.usage or usage
-        chunk = await anext(chunks, None)
+        block = await anext(chunks, None)
     done: dict[str, Any] = {
         "provider": deployment.name,
         "model": deployment.model,
@@ -111,21 +111,19 @@ async def _write_events(
     }
     if demo:
         done["demo"] = True
-    return b"".join([*held, encode_event("done", done)])
+    return encode_event("done", done)
 
 
 async def _write_text(
-    response: web.StreamResponse, first: Chunk | None, chunks: AsyncGenerator[Chunk, None]
+    response: web.StreamResponse,
+    first: list[Chunk] | None,
+    chunks: AsyncGenerator[list[Chunk], None],
 ) -> bytes:
-    """Write the text as it comes; return what is left, for the caller to end the body with."""
-    held: list[str] = []
-    chunk = first
-    while chunk is not None:
-        held.append(chunk.content)
-        if not chunk.more:
-            text = "".join(held)
-            held.clear()
-            if text:
-                await response.write(text.encode())
-        chunk = await anext(chunks, None)
-    return "".join(held).encode()
+    """Write the text as it comes, a block in one write."""
+    block = first
+    while block is not None:
+        text = "".join([chunk.content for chunk in block])
+        if text:
+            await response.write(text.encode())
+        block = await anext(chunks, None)
+    return b""  # all written: nothing left to end the body with

@@ -141,19 +141,20 @@ async def _relay(
     usage = None
     chars = 0
     held.append(_event(prefix, b'{"role":"assistant","content":""}', None))
-    chunk = opened.first
+    block = opened.first
     finished = False
-    while chunk is not None:
-        delta = _delta(chunk)
-        if delta or chunk.finish_reason:
-            chars += len(chunk.content) + len(chunk.reasoning)
-            held.append(_event(prefix, _encode(delta), chunk.finish_reason))
-        usage = chunk.usage or usage
-        finished = finished or chunk.finish_reason is not None
-        if held and not chunk.more and not finished:
+    while block is not None:
+        for chunk in block:
+            delta = _delta(chunk)
+            if delta or chunk.finish_reason:
+                chars += len(chunk.content) + len(chunk.reasoning)
+                held.append(_event(prefix, _encode(delta), chunk.finish_reason))
+            usage = chunk.usage or usage
+            finished = finished or chunk.finish_reason is not None
+        if held and not finished:
             await response.write(b"".join(held))
             held.clear()
-        chunk = await anext(opened.chunks, None)
+        block = await anext(opened.chunks, None)
     return usage, chars
 
 
@@ -176,15 +177,16 @@ async def _complete(
     calls: dict[int, dict[str, Any]] = {}
     finish_reason = None
     usage = None
-    chunk = opened.first
-    while chunk is not None:
-        content.append(chunk.content)
-        reasoning.append(chunk.reasoning)
-        for call in chunk.tool_calls:
-            _merge_call(calls, call)
-        finish_reason = chunk.finish_reason or finish_reason
-        usage = chunk.usage or usage
-        chunk = await anext(opened.chunks, None)
+    block = opened.first
+    while block is not None:
+        for chunk in block:
+            content.append(chunk.content)
+            reasoning.append(chunk.reasoning)
+            for call in chunk.tool_calls:
+                _merge_call(calls, call)
+            finish_reason = chunk.finish_reason or finish_reason
+            usage = chunk.usage or usage
+        block = await anext(opened.chunks, None)
     text = "".join(content)
     message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
     if any(reasoning):

@@ -26,6 +26,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .params import missing
+from .providers import Provider
 from .rationing import Rationing, Ticket
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
@@ -45,11 +46,12 @@ class Bounds:
 
 @dataclass(slots=True)
 class Opened:
-    """A stream that has produced its first chunk: who serves it and after how many tries."""
+    """A stream that has produced its first block of chunks: who serves it and after how many
+    tries."""
 
     deployment: Deployment
-    first: Chunk | None
-    chunks: AsyncGenerator[Chunk, None]
+    first: list[Chunk] | None
+    chunks: AsyncGenerator[list[Chunk], None]
     attempts: int
 
 
@@ -88,7 +90,7 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
             continue
         attempt += 1
         wait = max(0.0, min(bounds.first_token_timeout, deadline - loop.time()))
-        chunks = _tracked(d.provider.stream(ask.build(d)), rationing, ticket, wait)
+        chunks = _tracked(d.provider, ask.build(d), rationing, ticket, wait)
         try:
             first = await anext(chunks, None)
             if ask.whole and first is not None:
@@ -116,9 +118,9 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
     raise error
 
 
-async def _replay(chunks: list[Chunk]) -> AsyncGenerator[Chunk, None]:
-    for chunk in chunks:
-        yield chunk
+async def _replay(blocks: list[list[Chunk]]) -> AsyncGenerator[list[Chunk], None]:
+    for block in blocks:
+        yield block
 
 
 def _larger(candidate: Deployment, failed: Deployment) -> bool:
@@ -166,31 +168,34 @@ async def _pooled_429(
 
 
 async def _tracked(
-    chunks: AsyncGenerator[Chunk, None], rationing: Rationing, ticket: Ticket, first_wait: float
-) -> AsyncGenerator[Chunk, None]:
-    """`chunks` without the rate-limit readings (observed here), settled and recorded; an
-    upstream that sends nothing within `first_wait` seconds is a timeout."""
+    provider: Provider,
+    request: ChatRequest,
+    rationing: Rationing,
+    ticket: Ticket,
+    first_wait: float,
+) -> AsyncGenerator[list[Chunk], None]:
+    """The blocks of the answer of `provider` to `request`, its rate reading observed, settled
+    and recorded; an upstream that sends nothing within `first_wait` seconds is a timeout."""
     usage: Usage | None = None
+    blocks: AsyncGenerator[list[Chunk], None] | None = None
     try:
         try:
             async with asyncio.timeout(first_wait):
-                first = await _first(chunks, rationing, ticket)
+                answer = await provider.open(request)
+                blocks = answer.blocks
+                if answer.rate is not None:
+                    await rationing.observe(ticket, answer.rate)
+                block = await anext(blocks, None)
         except TimeoutError:
             message = f"no first token within {first_wait:g} s"
             raise UpstreamTimeout(ticket.deployment.name, message) from None
         ticket.first_token = rationing.clock()
-        if first is not None:
-            ticket.chars += len(first.content) + len(first.reasoning)
-            usage = first.usage
-            yield first
-            async for chunk in chunks:
-                if chunk.rate is not None:
-                    await rationing.observe(ticket, chunk.rate)
-                    continue
-                ticket.chars += len(chunk.content) + len(chunk.reasoning)
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                yield chunk
+        if block is not None:
+            usage = _counted(ticket, block, usage)
+            yield block
+            async for block in blocks:
+                usage = _counted(ticket, block, usage)
+                yield block
     except UpstreamError as exc:
         await rationing.failed(ticket, exc, usage)
         raise
@@ -200,15 +205,14 @@ async def _tracked(
     else:
         await rationing.succeeded(ticket, usage)
     finally:
-        await chunks.aclose()
+        if blocks is not None:
+            await blocks.aclose()
 
 
-async def _first(
-    chunks: AsyncGenerator[Chunk, None], rationing: Rationing, ticket: Ticket
-) -> Chunk | None:
-    """The first chunk with content, observing rate-limit readings on the way."""
-    async for chunk in chunks:
-        if chunk.rate is None:
-            return chunk
-        await rationing.observe(ticket, chunk.rate)
-    return None
+def _counted(ticket: Ticket, block: list[Chunk], usage: Usage | None) -> Usage | None:
+    """Count `block`'s characters on `ticket`; the usage it reports, else `usage`."""
+    for chunk in block:
+        ticket.chars += len(chunk.content) + len(chunk.reasoning)
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return usage

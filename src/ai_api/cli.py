@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"ai-api: no usage ledger at {settings.ledger or '(memory)'} yet", file=sys.stderr
             )
         return asyncio.run(_usage(settings, args.days, args.json, found))
+    return _serve_command(settings, args, argv)
+
+
+def _serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """`ai-api serve`: one process, a set of workers, or one that reloads on changes."""
     settings = settings.with_overrides(host=args.host, port=args.port, demo=args.demo or None)
     _configure_logging(settings)
     if not settings.providers and not settings.demo:

@@ -73,11 +73,6 @@ class Chunk(msgspec.Struct, frozen=True):
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
-    rate: Any = None
-    """On a provider's first chunk only: its rate-limit headers (`ratelimits.RateReading`)."""
-    more: bool = False
-    """More chunks are already at hand: a writer may hold this one and send them together
-    (one write, not one per chunk). False means send now."""
 
 
 class ChatMessage(msgspec.Struct, frozen=True):

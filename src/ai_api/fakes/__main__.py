@@ -42,7 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     """Run the fake until cancelled."""
     fake = FakeUpstream(
-        args.flavor,
+        FLAVORS[args.flavor].mounted(args.chat_path, args.models_path),
         api_key=args.api_key,
         token_delay=args.token_delay,
         answer_tokens=args.answer_tokens,
@@ -50,8 +50,6 @@ async def serve(args: argparse.Namespace) -> None:
         port=args.port,
         record_requests=args.record,
         enforce_limits=args.enforce_limits,
-        chat_path=args.chat_path,
-        models_path=args.models_path,
     )
     async with fake:
         log.info("fake %s listening on %s", fake.flavor.label, fake.base_url)

@@ -69,6 +69,14 @@ class Flavor:
     def limited(self) -> bool:
         return self.requests_limit is not None or self.tokens_limit is not None
 
+    def mounted(self, chat_path: str | None = None, models_path: str | None = None) -> Flavor:
+        """This flavor with its endpoints elsewhere (an OpenRouter-like `/api/v1/...`)."""
+        return replace(
+            self,
+            chat_path=chat_path or self.chat_path,
+            models_path=models_path or self.models_path,
+        )
+
     def error(
         self,
         status: int | None = None,

@@ -7,7 +7,6 @@ rate-limit headers that drain as requests arrive, and misbehaves on demand throu
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -57,8 +56,8 @@ class FakeUpstream:
 
     `base_url` is the server root, as the SDKs want. `api_key=None` accepts any bearer token.
     With `enforce_limits` the fake answers 429 once its request or token allowance runs dry.
-    `record_requests=False` keeps `requests` empty (for long benchmark runs). `chat_path` and
-    `models_path` mount the endpoints elsewhere than the flavor's paths (an OpenRouter-like
+    `record_requests=False` keeps `requests` empty (for long benchmark runs). A flavor's
+    `mounted` copy serves elsewhere than its paths (an OpenRouter-like
     `/api/v1/chat/completions`, a Gemini-like `/v1beta/openai/chat/completions`).
     """
 
@@ -74,17 +73,8 @@ class FakeUpstream:
         clock: Callable[[], float] = time.monotonic,
         record_requests: bool = True,
         enforce_limits: bool = False,
-        chat_path: str | None = None,
-        models_path: str | None = None,
     ) -> None:
-        base = FLAVORS[flavor] if isinstance(flavor, str) else flavor
-        self.flavor = base
-        if chat_path or models_path:
-            self.flavor = dataclasses.replace(
-                base,
-                chat_path=chat_path or base.chat_path,
-                models_path=models_path or base.models_path,
-            )
+        base = self.flavor = FLAVORS[flavor] if isinstance(flavor, str) else flavor
         self.api_key = api_key
         self.token_delay = token_delay
         self.answer_tokens = answer_tokens
@@ -246,16 +236,28 @@ class FakeUpstream:
             return exchange.drop()
         if not self._authorized(exchange.request):
             return self._error(self.flavor.error(401))
+        body = await self._body(exchange)
+        if isinstance(body, web.Response):
+            return body
+        seen.body = body
+        problem = self._check(body)
+        if problem is not None:
+            return self._error(problem)
+        return await self._serve(exchange, body)
+
+    async def _body(self, exchange: Exchange) -> dict[str, Any] | web.Response:
+        """The request's JSON object, or the answer refusing it."""
         try:
             body = msgspec.json.decode(await exchange.request.read())
         except msgspec.DecodeError:
             return self._refuse(None, "We could not parse the JSON body of your request.")
         if not isinstance(body, dict):
             return self._refuse(None, "The request body must be a JSON object.")
-        seen.body = body
-        problem = self._check(body)
-        if problem is not None:
-            return self._error(problem)
+        return body
+
+    async def _serve(self, exchange: Exchange, body: dict[str, Any]) -> web.StreamResponse:
+        """The answer to a request that passed its checks: a fault's, a 429, or the chat."""
+        fault = exchange.fault
         model = body["model"]
         if fault.status is not None:
             spec = self.flavor.error(
@@ -266,8 +268,8 @@ class FakeUpstream:
                 model=model,
             )
             headers = self._json_headers(fault.retry_after)
-            body = msgspec.json.encode(self.flavor.error_body(spec))
-            return await write_whole(exchange, spec.status, body, headers)
+            error = msgspec.json.encode(self.flavor.error_body(spec))
+            return await write_whole(exchange, spec.status, error, headers)
         call_id = f"call_{self._rng.getrandbits(96):024x}"
         plan = make_plan(body, self.flavor.label, self.flavor.rules, self.answer_tokens, call_id)
         cost = plan.usage.total_tokens

@@ -180,9 +180,18 @@ async def write_stream(
         out.append(next(chunks))
     finish = flavor.wire.finish_chunks(reply, plan.usage, plan.finish_reason, plan.include_usage)
     out.extend(_event(chunk) for chunk in finish)
+    return await _end(exchange, response, out)
+
+
+async def _end(
+    exchange: Exchange, response: web.StreamResponse, out: list[bytes]
+) -> web.StreamResponse:
+    """Send the last events and `[DONE]` (unless the fault drops it), then end the body."""
+    fault = exchange.fault
     if not fault.no_done:
         out.append(_DONE)
-    await flush()
+    if out:
+        await response.write(b"".join(out))
     if await exchange.pause(fault.end_delay):
         return exchange.cut()
     await response.write_eof()

@@ -2,6 +2,6 @@
 
 from .openai_compat import OpenAICompatible
 from .presets import CEREBRAS, GROQ, PRESETS, ProviderSpec
-from .protocol import Provider
+from .protocol import Answer, Provider
 
-__all__ = ["CEREBRAS", "GROQ", "PRESETS", "OpenAICompatible", "Provider", "ProviderSpec"]
+__all__ = ["CEREBRAS", "GROQ", "PRESETS", "Answer", "OpenAICompatible", "Provider", "ProviderSpec"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 from ..errors import (
     UpstreamError,
@@ -15,11 +16,14 @@ from ..errors import (
     UpstreamUnreachable,
 )
 from ..http_client import BadResponse, HTTPClient, Response
-from ..ratelimits import read_error_body, read_headers
+from ..ratelimits import RateReading, read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk
 from ..sse import SSEDecoder
 from .openai_wire import STREAM_ENDS, parse_events, request_body, status_error
 from .presets import ProviderSpec
+from .protocol import Answer
+
+_NEVER = float("inf")
 
 
 class _Watch:
@@ -57,7 +61,7 @@ class _Watch:
 
     def _schedule(self, start: float) -> None:
         when = self._deadline if self._limit is None else min(start + self._limit, self._deadline)
-        if when != float("inf"):
+        if when != _NEVER:
             self._handle = self._loop.call_at(when, self._check)
 
     def _check(self) -> None:
@@ -115,98 +119,109 @@ class OpenAICompatible:
         """The configured name (by default the preset's: `groq`, `cerebras`, ...)."""
         return self._name
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        """Stream the answer; every failure surfaces as an `UpstreamError`.
+    async def open(self, request: ChatRequest) -> Answer:
+        """Send `request`; the answer once the upstream's head says it began. Every failure,
+        now or during the blocks, is an `UpstreamError`.
 
         `total_timeout` bounds the whole exchange; `read_timeout` each wait for the upstream:
         for its response headers (connecting included), then for every block of the stream.
         """
+        exchange = self._exchange(request)
+        # Its first step posts and reads the head: from then on, closing it frees the response.
+        rate = await anext(exchange)
+        return Answer(rate, exchange)
+
+    async def _exchange(self, request: ChatRequest) -> AsyncGenerator[Any, None]:
+        """The head's rate reading (or None), then the answer's chunks, a list per block read."""
         watch: _Watch | None = None
         response: Response | None = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._total_timeout or float("inf"))
+        deadline = asyncio.get_running_loop().time() + (self._total_timeout or _NEVER)
         try:
-            read_limit = loop.time() + (self._read_timeout or float("inf"))
-            limit = min(read_limit, deadline)
-            waiting = asyncio.timeout_at(None if limit == float("inf") else limit)
-            try:
-                async with waiting:
-                    response = await self._endpoint.post(request_body(self.spec, request))
-            except TimeoutError as exc:
-                if not waiting.expired():
-                    raise UpstreamTimeout(self.name, str(exc) or "timed out") from exc
-                raise UpstreamTimeout(
-                    self.name,
-                    "no response within the read timeout"
-                    if read_limit <= deadline
-                    else "the answer took longer than the total timeout",
-                ) from exc
-            ended = False
-            try:
-                watch = _Watch(self.name, self._read_timeout, deadline, response)
-                time = watch.time
-                now = self._clock()
-                reading = read_headers(self.spec.rate_style, response.headers, now, now)
-                if response.status >= 400:
-                    watch.since = time()
-                    # A body cut or stalled is taken as far as it came: the status and headers
-                    # already say what happened, and when to retry.
-                    body = await response.read(partial=True)
-                    raise self._status_error(response.status, body, response)
-                if reading.windows or reading.retry_at is not None:
-                    yield Chunk(rate=reading)
-                read = response.readany
-                finished = False
-                decoder = SSEDecoder()
-                while True:
-                    watch.since = time()
-                    block = await read()
-                    watch.since = None
-                    if not block:
-                        break
-                    chunks, done, error = parse_events(self.name, decoder.feed(block))
-                    for chunk in chunks:
-                        finished = finished or chunk.finish_reason is not None
-                        yield chunk
-                    if chunks and request.whole:  # the first token is out: the rest at once,
-                        response.bulk = True  # or as soon as the stream says it ended
-                        response.bulk_until = STREAM_ENDS
-                    if error is not None:
-                        raise error
-                    if done:
-                        # The end of the body is normally on its way: read it, and the
-                        # connection goes back to the pool (silence now is silence too).
-                        response.release_after_end(self._read_timeout)
-                        ended = True
-                        return
-                chunks, done, error = parse_events(self.name, decoder.close())
-                for chunk in chunks:
-                    finished = finished or chunk.finish_reason is not None
-                    yield chunk
+            response = await self._post(request, deadline)
+            watch = _Watch(self.name, self._read_timeout, deadline, response)
+            yield await self._head(response, watch)
+            # Past its first token a whole answer is read at once, or until the stream may end.
+            rest = STREAM_ENDS if request.whole else None
+            until: tuple[bytes, ...] | None = None
+            time = watch.time
+            decoder = SSEDecoder()
+            finished = False
+            while True:
+                watch.since = time()
+                block = await response.readany(until_any=until)
+                watch.since = None
+                events = decoder.feed(block) if block else decoder.close()
+                chunks, done, error = parse_events(self.name, events)
+                if chunks:
+                    finished = finished or _finishes(chunks)
+                    yield chunks
+                    until = rest
                 if error is not None:
                     raise error
-                if not finished:
-                    raise UpstreamProtocol(
-                        self.name, "the stream ended before the answer was complete"
-                    )
-            finally:
-                if not ended:
-                    response.release()
+                if not block:
+                    break
+                if done:
+                    # The end of the body is normally on its way: read it, and the connection
+                    # goes back to the pool (silence now is silence too).
+                    response.release_after_end(self._read_timeout)
+                    return
+            if not finished:
+                raise UpstreamProtocol(self.name, "the stream ended before the answer was complete")
         except UpstreamError as exc:
             exc.message = self._redact(exc.message)
             raise
-        except BadResponse as exc:
-            raise UpstreamProtocol(self.name, self._redact(str(exc))) from exc
-        except TimeoutError as exc:
-            raise UpstreamTimeout(self.name, "timed out") from exc
-        except OSError as exc:
-            if response is not None:
-                raise UpstreamUnreachable(self.name, "the connection was cut mid-answer") from exc
-            reason = self._redact(str(exc)) or type(exc).__name__
-            raise UpstreamUnreachable(self.name, f"connection failed: {reason}") from exc
+        except (BadResponse, OSError) as exc:
+            raise self._failure(exc, response is not None) from exc
         finally:
             if watch is not None:
                 watch.stop()
+            if response is not None:
+                response.release()  # nothing, if the stream's end already released it
+
+    async def _head(self, response: Response, watch: _Watch) -> RateReading | None:
+        """The rate reading the head holds, if any; an error response raises its error."""
+        now = self._clock()
+        reading = read_headers(self.spec.rate_style, response.headers, now, now)
+        if response.status >= 400:
+            raise await self._refusal(response, watch)
+        return reading if reading.windows or reading.retry_at is not None else None
+
+    async def _post(self, request: ChatRequest, deadline: float) -> Response:
+        """The response's head, within the read timeout (connecting included) and `deadline`."""
+        read_limit = asyncio.get_running_loop().time() + (self._read_timeout or _NEVER)
+        limit = min(read_limit, deadline)
+        waiting = asyncio.timeout_at(None if limit == _NEVER else limit)
+        try:
+            async with waiting:
+                return await self._endpoint.post(request_body(self.spec, request))
+        except TimeoutError as exc:
+            if not waiting.expired():
+                raise UpstreamTimeout(self.name, str(exc) or "timed out") from exc
+            raise UpstreamTimeout(
+                self.name,
+                "no response within the read timeout"
+                if read_limit <= deadline
+                else "the answer took longer than the total timeout",
+            ) from exc
+
+    async def _refusal(self, response: Response, watch: _Watch) -> UpstreamStatus:
+        """The error an HTTP error response stands for."""
+        watch.since = watch.time()
+        # A body cut or stalled is taken as far as it came: the status and headers already
+        # say what happened, and when to retry.
+        body = await response.read(partial=True)
+        return self._status_error(response.status, body, response)
+
+    def _failure(self, exc: BadResponse | OSError, answered: bool) -> UpstreamError:
+        """The gateway error for a failure of the exchange itself."""
+        if isinstance(exc, BadResponse):
+            return UpstreamProtocol(self.name, self._redact(str(exc)))
+        if isinstance(exc, TimeoutError):
+            return UpstreamTimeout(self.name, "timed out")
+        if answered:
+            return UpstreamUnreachable(self.name, "the connection was cut mid-answer")
+        reason = self._redact(str(exc)) or type(exc).__name__
+        return UpstreamUnreachable(self.name, f"connection failed: {reason}")
 
     def _status_error(self, status: int, body: bytes, response: Response) -> UpstreamStatus:
         now = self._clock()
@@ -219,3 +234,7 @@ class OpenAICompatible:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def _finishes(chunks: list[Chunk]) -> bool:
+    return any(chunk.finish_reason is not None for chunk in chunks)

@@ -56,7 +56,7 @@ class _StreamEvent(msgspec.Struct):
 _event_decoder = msgspec.json.Decoder(_StreamEvent)
 STREAM_ENDS = (b"[DONE]", b'"error"')
 """Bytes that may end a stream before its body does: `[DONE]`, an error event (a false alarm
-only wakes a reader in bulk once more)."""
+only wakes a read waiting for them once more)."""
 _encode = msgspec.json.encode
 _NOTHING = Chunk()
 
@@ -113,8 +113,9 @@ def _chunk_of(provider: str, event: _StreamEvent) -> Chunk:
     )
 
 
-def _plain(event: _StreamEvent) -> _Delta | None:
-    """The delta of an event that carries text (or nothing) and no more, else None."""
+def _plain_text(event: _StreamEvent) -> tuple[str, bool] | None:
+    """The text of an event that carries text of one kind (or nothing) and no more, and whether
+    it is reasoning; None for any other event."""
     if event.usage is not None or event.error or len(event.choices) != 1:
         return None
     groq = event.x_groq
@@ -124,7 +125,11 @@ def _plain(event: _StreamEvent) -> _Delta | None:
     delta = choice.delta
     if delta is None or choice.finish_reason is not None or delta.tool_calls:
         return None
-    return delta
+    content = delta.content
+    thought = delta.reasoning or delta.reasoning_content
+    if content and thought:
+        return None
+    return (thought, True) if thought else (content or "", False)
 
 
 def parse_events(
@@ -134,47 +139,40 @@ def parse_events(
     and the error an event carried, if one did (the chunks before it still count).
 
     Consecutive pieces of plain text (or of plain reasoning) that arrived together become one
-    chunk: they reach the client as one delta, as soon as they would have anyway. All chunks
-    but the last are marked `more`.
+    chunk: they reach the client as one delta, as soon as they would have anyway.
     """
     chunks: list[Chunk] = []
     pieces: list[str] = []
     reasoning = False  # what `pieces` holds
-    done = False
-    error = None
     for data in events:
         if data.startswith(b"[DONE]"):
-            done = True
-            break
+            _flush(chunks, pieces, reasoning)
+            return chunks, True, None
         try:
             event = _decode(provider, data)
-            delta = _plain(event)
-            if delta is not None:
-                content = delta.content
-                thought = delta.reasoning or delta.reasoning_content
-                if not (content and thought):  # text of one kind, or none (a role chunk)
-                    if content or thought:
-                        if pieces and bool(thought) != reasoning:
-                            chunks.append(_joined(pieces, reasoning))
-                            pieces = []
-                        reasoning = bool(thought)
-                        pieces.append(content or thought or "")
-                    continue
-            chunk = _chunk_of(provider, event)
+            text = _plain_text(event)
+            chunk = _NOTHING if text is not None else _chunk_of(provider, event)
         except UpstreamError as exc:
-            error = exc
-            break
-        if chunk == _NOTHING:
-            continue
-        if pieces:
-            chunks.append(_joined(pieces, reasoning))
-            pieces = []
-        chunks.append(chunk)
+            _flush(chunks, pieces, reasoning)
+            return chunks, False, exc
+        if text is None:
+            if chunk != _NOTHING:
+                _flush(chunks, pieces, reasoning)
+                chunks.append(chunk)
+        elif text[0]:
+            if text[1] != reasoning:
+                _flush(chunks, pieces, reasoning)
+            reasoning = text[1]
+            pieces.append(text[0])
+    _flush(chunks, pieces, reasoning)
+    return chunks, False, None
+
+
+def _flush(chunks: list[Chunk], pieces: list[str], reasoning: bool) -> None:
+    """Join the pieces held into one chunk, if there are any."""
     if pieces:
         chunks.append(_joined(pieces, reasoning))
-    for i in range(len(chunks) - 1):
-        chunks[i] = msgspec.structs.replace(chunks[i], more=True)
-    return chunks, done, error
+        pieces.clear()
 
 
 def _joined(pieces: list[str], reasoning: bool) -> Chunk:

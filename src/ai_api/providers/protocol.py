@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Protocol
 
+from ..ratelimits import RateReading
 from ..schemas import ChatRequest, Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer the upstream began: its rate-limit reading, if its headers held one, and its
+    chunks, a list per block the upstream sent (iterate them to the end or close them: that
+    frees the exchange). Blocks are never empty; a writer sends each in one write."""
+
+    rate: RateReading | None
+    blocks: AsyncGenerator[list[Chunk], None]
 
 
 class Provider(Protocol):
     """An upstream that answers chat requests as a stream of chunks.
 
-    `stream` raises `ai_api.errors.UpstreamError` (or a subclass) for every upstream failure,
-    before the first chunk or during the stream, and nothing else.
+    `open` and the blocks it returns raise `ai_api.errors.UpstreamError` (or a subclass) for
+    every upstream failure, before the first chunk or during the stream, and nothing else.
     """
 
     @property
@@ -20,6 +32,6 @@ class Provider(Protocol):
         """Short, stable name used in logs, headers and the API (e.g. `groq`)."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        """The answer, chunk by chunk; the last chunks carry the finish reason and usage."""
+    async def open(self, request: ChatRequest) -> Answer:
+        """The answer, once begun; its last chunks carry the finish reason and usage."""
         ...
