@@ -8,33 +8,20 @@ connection so the client sees an incomplete transfer, never a truncated answer t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
 from aiohttp import web
 
-from .errors import InvalidRequest, PayloadTooLarge, UpstreamError
+from .answers import read_body, stream
+from .errors import InvalidRequest
 from .gateway import GATEWAY
 from .routing import Deployment
 from .schemas import Chunk, decode_chat_body
 from .sse import encode_data, encode_event
 
-log = logging.getLogger("ai_api.chat")
-
 _FORMATS = {"sse": "text/event-stream", "text": "text/plain; charset=utf-8"}
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The raw body, or `PayloadTooLarge` past the configured limit."""
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(
-            f"The request body is over the limit of {request.app[GATEWAY].settings.max_body_bytes}"
-            " bytes (AI_API_MAX_BODY_BYTES)."
-        ) from exc
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -46,39 +33,25 @@ async def chat(request: web.Request) -> web.StreamResponse:
             f"Unknown format {fmt!r}; use 'sse' (default) or 'text'.", param="format"
         )
     body = decode_chat_body(await read_body(request))
-    messages = body.to_messages()
-    opened = await gateway.open(gateway.router.route(None), messages)
-    deployment, chunks = opened.deployment, opened.chunks
+    opened = await gateway.open(gateway.router.route(None), body.to_messages())
+    first, chunks = opened.first, opened.chunks
     async with aclosing(chunks):
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": _FORMATS[fmt],
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                "X-AI-API-Provider": deployment.name,
-                "X-AI-API-Model": deployment.model,
-                "X-AI-API-Attempts": str(opened.attempts),
-            }
+        if fmt == "text":
+            return await stream(
+                request,
+                opened,
+                _FORMATS[fmt],
+                lambda response: _write_text(response, first, chunks),
+                lambda _: None,
+            )
+        demo = gateway.settings.demo
+        return await stream(
+            request,
+            opened,
+            _FORMATS[fmt],
+            lambda response: _write_events(response, first, chunks, opened.deployment, demo),
+            lambda exc: encode_event("error", exc.body()),
         )
-        try:
-            await response.prepare(request)
-            if fmt == "text":
-                end = await _write_text(response, opened.first, chunks)
-            else:
-                end = await _write_events(
-                    response, opened.first, chunks, deployment, gateway.settings.demo
-                )
-        except UpstreamError as exc:
-            log.warning("%s failed mid-stream: %s", deployment.name, exc.message)
-            if fmt == "text" and request.transport is not None:
-                request.transport.abort()
-                return response
-            end = encode_event("error", exc.body())
-        except ConnectionResetError:  # the client left: neither our failure nor the provider's
-            log.debug("client went away; upstream request to %s cancelled", deployment.name)
-            return response
-        await response.write_eof(end)  # the last bytes and the end of the body in one write
-        return response
 
 
 async def _write_events(

@@ -7,7 +7,6 @@ an `error` object and no `[DONE]`, which every official SDK raises as an error.
 
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import aclosing
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .api_chat import read_body
+from .answers import answered_by, read_body, stream
 from .attempts import Opened
 from .errors import UpstreamError
 from .gateway import GATEWAY
@@ -24,8 +23,6 @@ from .routing import Deployment
 from .schemas import Chunk, CompletionBody, ToolCallDelta, Usage, decode_body
 from .sse import encode_data
 from .tokens import estimated_usage
-
-log = logging.getLogger("ai_api.openai")
 
 _encode = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
@@ -69,32 +66,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     opened = await gateway.open(
         route, body.messages, max_tokens=cap, options=options, whole=not body.stream
     )
-    headers = {
-        "X-AI-API-Provider": opened.deployment.name,
-        "X-AI-API-Model": opened.deployment.model,
-        "X-AI-API-Attempts": str(opened.attempts),
-    }
     async with aclosing(opened.chunks):
         if body.stream:
-            return await _stream(request, body, opened, headers)
-        return await _complete(_completion_id(request), body, opened, headers)
+            return await _stream(request, body, opened)
+        return await _complete(_completion_id(request), body, opened)
 
 
 def _completion_id(request: web.Request) -> str:
     return f"chatcmpl-{request.app[GATEWAY].ids.next()}"
 
 
-async def _stream(
-    request: web.Request, body: CompletionBody, opened: Opened, headers: dict[str, str]
-) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={
-            **headers,
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
+async def _stream(request: web.Request, body: CompletionBody, opened: Opened) -> web.StreamResponse:
     head = {
         "id": _completion_id(request),
         "object": "chat.completion.chunk",
@@ -106,21 +88,19 @@ async def _stream(
     envelope = _encode({**head, "choices": [{"index": 0, "delta": 0}]})
     prefix = envelope[: envelope.rindex(b"0}]}")]
     held: list[bytes] = []
-    try:
-        await response.prepare(request)
+
+    async def answer(response: web.StreamResponse) -> bytes:
         usage, chars = await _relay(response, opened, prefix, held)
         if body.stream_options is not None and body.stream_options.include_usage:
             usage = usage or estimated_usage(body.messages, chars)
             held.append(encode_data({**head, "choices": [], "usage": usage}))
-        held.append(_DONE)
-    except UpstreamError as exc:
-        log.warning("%s failed mid-stream: %s", opened.deployment.name, exc.message)
-        held.append(encode_data(exc.body()))
-    except ConnectionResetError:  # the client left: neither our failure nor the provider's
-        log.debug("client went away; upstream request to %s cancelled", opened.deployment.name)
-        return response
-    await response.write_eof(b"".join(held))  # the end of the answer in one write
-    return response
+        return b"".join([*held, _DONE])
+
+    def failure(exc: UpstreamError) -> bytes:
+        # What was held past the finish reason goes out before the error.
+        return b"".join([*held, encode_data(exc.body())])
+
+    return await stream(request, opened, "text/event-stream", answer, failure)
 
 
 def _event(prefix: bytes, delta: bytes, finish_reason: str | None) -> bytes:
@@ -169,9 +149,7 @@ def _delta(chunk: Chunk) -> dict[str, Any]:
     return delta
 
 
-async def _complete(
-    completion_id: str, body: CompletionBody, opened: Opened, headers: dict[str, str]
-) -> web.Response:
+async def _complete(completion_id: str, body: CompletionBody, opened: Opened) -> web.Response:
     content: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
@@ -204,7 +182,9 @@ async def _complete(
         ],
         "usage": usage or estimated_usage(body.messages, len(text) + sum(map(len, reasoning))),
     }
-    return web.Response(body=_encode(result), content_type="application/json", headers=headers)
+    return web.Response(
+        body=_encode(result), content_type="application/json", headers=answered_by(opened)
+    )
 
 
 def _merge_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:

@@ -1,0 +1,74 @@
+"""What every API does to answer over HTTP: read the body within its limit, name who answered,
+and stream an answer to its end: its last bytes, an error in the API's own shape, or nothing
+when the client has left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .attempts import Opened
+from .errors import PayloadTooLarge, UpstreamError
+from .gateway import GATEWAY
+
+log = logging.getLogger("ai_api.answers")
+
+Body = Callable[[web.StreamResponse], Awaitable[bytes]]
+"""Writes the answer as it comes; returns its last bytes, to end the body with in one write."""
+Failure = Callable[[UpstreamError], bytes | None]
+"""The API's in-band error for a failure after the first byte; None: abort the connection
+(the client sees an incomplete transfer, never a truncated answer that looks whole)."""
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, or `PayloadTooLarge` past the configured limit."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(
+            f"The request body is over the limit of {request.app[GATEWAY].settings.max_body_bytes}"
+            " bytes (AI_API_MAX_BODY_BYTES)."
+        ) from exc
+
+
+def answered_by(opened: Opened) -> dict[str, str]:
+    """The headers that say who answered, after how many attempts."""
+    return {
+        "X-AI-API-Provider": opened.deployment.name,
+        "X-AI-API-Model": opened.deployment.model,
+        "X-AI-API-Attempts": str(opened.attempts),
+    }
+
+
+async def stream(
+    request: web.Request, opened: Opened, content_type: str, body: Body, failure: Failure
+) -> web.StreamResponse:
+    """Stream `opened` with `body`; a failure mid-answer ends it as `failure` says."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": content_type,
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **answered_by(opened),
+        }
+    )
+    name = opened.deployment.name
+    try:
+        await response.prepare(request)
+        end = await body(response)
+    except UpstreamError as exc:
+        log.warning("%s failed mid-stream: %s", name, exc.message)
+        end_or_none = failure(exc)
+        if end_or_none is None:
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        end = end_or_none
+    except ConnectionResetError:  # the client left: neither our failure nor the provider's
+        log.debug("client went away; upstream request to %s cancelled", name)
+        return response
+    await response.write_eof(end)  # the last bytes and the end of the body in one write
+    return response
