@@ -15,7 +15,7 @@ import pytest
 from msgspec.structs import replace
 
 from ai_api.store import Attempt, MemoryLedger, SQLiteLedger, UsageLedger, UsageRow
-from ai_api.store.schema import SCHEMA_VERSION
+from ai_api.store.ledger_sql import SCHEMA_VERSION
 
 MIDNIGHT = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

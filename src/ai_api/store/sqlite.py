@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self, TypeVar
 
-from . import schema
+from . import ledger_sql
 from .ledger import Attempt, UsageRow, day_start, tally
 
 logger = logging.getLogger("ai_api.store")
@@ -106,13 +106,13 @@ class SQLiteLedger:
 
     async def attempts_since(self, since: float) -> list[Attempt]:
         """Every attempt with at >= since, oldest first, including ones still queued."""
-        stored, queued = await self._read(lambda conn: schema.attempts_since(conn, since))
+        stored, queued = await self._read(lambda conn: ledger_sql.attempts_since(conn, since))
         return sorted(stored + [a for a in queued if a.at >= since], key=lambda a: a.at)
 
     async def usage(self, since_day: str) -> list[UsageRow]:
         """Per-day totals from since_day (inclusive), sorted; includes queued attempts."""
         start = day_start(since_day)
-        stored, queued = await self._read(lambda conn: schema.usage_since(conn, start))
+        stored, queued = await self._read(lambda conn: ledger_sql.usage_since(conn, start))
         return tally(stored, (a for a in queued if a.at >= start))
 
     async def flush(self) -> None:
@@ -149,7 +149,7 @@ class SQLiteLedger:
         return await asyncio.to_thread(self._snapshot, query)
 
     def _snapshot(self, query: Callable[[sqlite3.Connection], T]) -> tuple[T, list[Attempt]]:
-        conn = schema.connect(self._path)
+        conn = ledger_sql.connect(self._path)
         try:
             with self._commit_lock:
                 conn.execute("BEGIN")
@@ -165,12 +165,12 @@ class SQLiteLedger:
     def _run(self, opened: Callable[[Exception | None], None]) -> None:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = schema.connect(self._path)
+            conn = ledger_sql.connect(self._path)
         except Exception as exc:
             opened(exc)
             return
         try:
-            schema.prepare(conn)
+            ledger_sql.prepare(conn)
         except Exception as exc:
             conn.close()
             opened(exc)
@@ -223,7 +223,7 @@ class SQLiteLedger:
 
     def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, Attempt]]) -> None:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(schema.INSERT, [schema.to_row(attempt) for _, attempt in batch])
+        conn.executemany(ledger_sql.INSERT, [ledger_sql.to_row(attempt) for _, attempt in batch])
         with self._commit_lock:
             conn.execute("COMMIT")
             self._written(batch[-1][0])

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Self, TypeVar
 from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Window
 from ..ratelimits import RateReading
-from . import schema
+from . import ledger_sql
 from .state import Hold, WindowSpec, WindowState, readings_of
 from .state_sql import (
     _BUCKETS,
@@ -313,7 +313,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     `state_schema`: user_version belongs to whatever else is in the file, like the ledger)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
-        path, timeout=schema.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        path, timeout=ledger_sql.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
     )
     try:
         conn.execute("PRAGMA journal_mode = WAL")

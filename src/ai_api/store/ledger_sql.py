@@ -1,4 +1,4 @@
-"""The SQLite file behind the usage ledger: connections, schema and migrations, rows."""
+"""The SQL of the usage ledger's file: connections, schema and migrations, rows."""
 
 from __future__ import annotations
 
