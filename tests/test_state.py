@@ -206,3 +206,15 @@ async def test_finish_marks_the_member_healthy_and_settles_in_one_step(home):
     assert (await b.windows("k", specs, T0 + 2))[0].used == 30
     await a.finish("m", hold, 30, T0 + 3)  # the same count again changes nothing
     assert (await b.windows("k", specs, T0 + 3))[0].used == 30
+
+
+async def test_free_at_counts_what_was_spent_since_a_reading(home):
+    """100 tokens left until T0+30 by the provider's word, 50 reserved since: 80 fit at T0+30
+    (when the reading's window resets), not a minute after the reservation leaves."""
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 100, T0 + 30),), None)
+    await state.observe("k", reading, T0)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=50), T0 + 1), Hold)
+    assert await state.free_at("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
+    assert await state.reserve("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30

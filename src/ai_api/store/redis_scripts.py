@@ -102,8 +102,8 @@ local function load(base, id, limit, now, day)
       if e[1] > mark then since = since + e[2]
       elseif e[1] == mark then since = since + math.max(0, e[2] - (num(r[4]) or 0)) end
     end
-    w.observed = {tonumber(r[1]), valid}
     local reported = tonumber(r[1]) - since
+    w.observed = {reported, valid}
     if w.remaining == nil or reported < w.remaining then w.remaining = reported end
   end
   return w
@@ -112,7 +112,7 @@ end
 -- The soonest moment `amount` fits in window `w` (Window.free_at, over buckets).
 local function free_at(w, amount, now)
   if w.remaining == nil or w.remaining >= amount then return now end
-  if w.observed ~= nil and w.observed[1] - amount < 0 then return w.observed[2] end
+  if w.observed ~= nil and w.observed[1] < amount then return w.observed[2] end
   if w.limit == nil or amount > w.limit then return now + w.period end
   local needed = amount - w.remaining
   for _, e in ipairs(w.buckets) do
