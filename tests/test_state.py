@@ -218,3 +218,11 @@ async def test_free_at_counts_what_was_spent_since_a_reading(home):
     assert isinstance(await state.reserve("k", specs, Cost(tokens=50), T0 + 1), Hold)
     assert await state.free_at("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
     assert await state.reserve("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
+
+
+async def test_only_a_daily_window_counts_today(home):
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000), WindowSpec("tokens", DAY, 10_000))
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=70), T0), Hold)
+    today = {w.period: w.today for w in await state.windows("k", specs, T0 + 1)}
+    assert today == {MINUTE: 0, DAY: 70}

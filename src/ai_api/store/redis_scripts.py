@@ -245,7 +245,7 @@ for _, w in ipairs(budget(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 3)) do
   out[#out + 1] = w.limit == nil and '' or fmt(w.limit)
   out[#out + 1] = fmt(w.used)
   out[#out + 1] = w.remaining == nil and '' or fmt(w.remaining)
-  out[#out + 1] = fmt(w.today)
+  out[#out + 1] = w.period == DAY and fmt(w.today) or '0'
 end
 return out
 """

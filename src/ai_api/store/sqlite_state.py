@@ -216,7 +216,10 @@ class SQLiteState:
         def windows(conn: sqlite3.Connection) -> list[WindowState]:
             used, today = _used(conn, key, now, day_started)
             budget = _budget(_windows(conn, key, specs)[0], used)
-            return [_state(w, now, today.get((w.kind, w.period), 0.0)) for w in budget.windows]
+            return [
+                _state(w, now, today.get((w.kind, w.period), 0.0) if w.period == DAY else 0.0)
+                for w in budget.windows
+            ]
 
         return await self._transaction(windows)
 

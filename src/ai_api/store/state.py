@@ -34,7 +34,8 @@ class WindowSpec:
 class WindowState(msgspec.Struct, frozen=True):
     """A window now: its limit (configured, or learned from the provider), what was counted
     in the last `period`, what is left (the provider's reading wins while valid; None when
-    unknown), and what was counted since the UTC day began (for pacing)."""
+    unknown), and, for a daily window, what was counted since the UTC day began (for pacing;
+    0 for the others)."""
 
     kind: Kind
     period: float
