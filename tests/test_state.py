@@ -226,3 +226,16 @@ async def test_only_a_daily_window_counts_today(home):
     assert isinstance(await state.reserve("k", specs, Cost(tokens=70), T0), Hold)
     today = {w.period: w.today for w in await state.windows("k", specs, T0 + 1)}
     assert today == {MINUTE: 0, DAY: 70}
+
+
+async def test_a_charge_at_the_moment_of_a_reading_counts_as_before_it(home):
+    """Homes tell charges made after a reading by their time: one at the reading's very moment
+    is taken as counted in it."""
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
+    await state.observe("k", reading, T0)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=100), T0), Hold)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=40), T0 + 1), Hold)
+    (window,) = await state.windows("k", specs, T0 + 2)
+    assert (window.used, window.remaining) == (140, 460)

@@ -93,7 +93,9 @@ local function load(base, id, limit, now, day)
   end
   table.sort(w.buckets, function(x, y) return x[1] < y[1] end)
   if limit ~= nil then w.remaining = limit - w.used end
-  local r = redis.call('HMGET', base .. ':r:' .. id, 'rem', 'at', 'until', 'base')
+  w.rkey = base .. ':r:' .. id
+  local r = redis.call('HMGET', w.rkey, 'rem', 'at', 'until', 'base')
+  w.seen = num(r[2])
   local valid = num(r[3])
   if valid ~= nil and now < valid then
     local at, mark = tonumber(r[2]), index(tonumber(r[2]), period)
@@ -182,7 +184,12 @@ local function charge(o, windows, cost, now, probe)
   local ids, requests = {'1'}, {}
   for _, w in ipairs(windows) do
     local amount = cost[w.kind]
-    if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
+    if amount ~= 0 then
+      redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount)
+      -- Made at the very moment of the reading: counted as before it, as `Window` and SQLite
+      -- count it (they tell charges from readings by time alone).
+      if w.seen == now then redis.call('HINCRBYFLOAT', w.rkey, 'base', amount) end
+    end
     extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
     if w.kind == 'tokens' then ids[#ids + 1] = w.id else requests[#requests + 1] = w.id end
   end
