@@ -239,3 +239,15 @@ async def test_a_charge_at_the_moment_of_a_reading_counts_as_before_it(home):
     assert isinstance(await state.reserve("k", specs, Cost(tokens=40), T0 + 1), Hold)
     (window,) = await state.windows("k", specs, T0 + 2)
     assert (window.used, window.remaining) == (140, 460)
+
+
+async def test_a_429_naming_no_window_reaches_configured_windows_only_asked_about(home):
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    full = (WindowSpec("tokens", MINUTE, 1000), WindowSpec("requests", MINUTE, 0))
+    assert isinstance(await state.reserve("k", full, Cost(tokens=1), T0), float)  # no room
+    await state.windows("j", specs, T0)
+    await state.exhaust("k", "tokens", None, T0 + 30, T0 + 1)
+    await state.exhaust("j", None, None, T0 + 30, T0 + 1)
+    assert await state.free_at("k", full, Cost(tokens=1, requests=0), T0 + 2) == T0 + 30
+    assert await state.reserve("j", specs, Cost(tokens=1), T0 + 2) == T0 + 30
