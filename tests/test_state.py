@@ -251,3 +251,15 @@ async def test_a_429_naming_no_window_reaches_configured_windows_only_asked_abou
     await state.exhaust("j", None, None, T0 + 30, T0 + 1)
     assert await state.free_at("k", full, Cost(tokens=1, requests=0), T0 + 2) == T0 + 30
     assert await state.reserve("j", specs, Cost(tokens=1), T0 + 2) == T0 + 30
+
+
+async def test_what_was_spent_since_a_reading_counts_until_its_reset_past_the_window(home):
+    """A reading counts what was charged after it until the provider's reset, even once that
+    charge has left the sliding window here."""
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 30, T0 + 300),), None)
+    await state.observe("k", reading, T0)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=10), T0 + 1), Hold)
+    (window,) = await state.windows("k", specs, T0 + 70)
+    assert (window.used, window.remaining) == (0, 20)

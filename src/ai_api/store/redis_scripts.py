@@ -5,7 +5,7 @@ deployment):
 
     P b:{key}:meta         hash  c:{id} configured limit ("" unknown), l:{id} learned limit
     P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/60 long)
-    P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, base
+    P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, spent (since)
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
     P h:{member}:f:{id}    str   a failure counted already (kept HOLD_TTL)
     P t:{route}            int   the next round-robin turn
@@ -21,10 +21,11 @@ skipped when one of its rank or later was applied. A hold's record is kept HOLD_
 from its last write; a replay later than that could count twice.
 
 A window `id` is `{kind}|{period}` (`tokens|60.0`). A bucket counts while its end lies within
-the window, so a charge leaves at most one bucket late and never early. A reading's `base` is
-what the bucket of its moment held when it was taken: what was spent after the reading is the
-rest of that bucket plus every later one. Times come from the caller's clock (ARGV), never from
-Redis TIME; every key gets a TTL a little past the moment it stops mattering.
+the window, so a charge leaves at most one bucket late and never early. A reading keeps what
+was charged after it (`spent`: a charge at its very moment counts as before it, as in
+`limits.Window` and SQLite), until it expires however long past the window that is. Times
+come from the caller's clock (ARGV), never from Redis TIME; every key gets a TTL a little past
+the moment it stops mattering.
 """
 
 from __future__ import annotations
@@ -94,17 +95,11 @@ local function load(base, id, limit, now, day)
   table.sort(w.buckets, function(x, y) return x[1] < y[1] end)
   if limit ~= nil then w.remaining = limit - w.used end
   w.rkey = base .. ':r:' .. id
-  local r = redis.call('HMGET', w.rkey, 'rem', 'at', 'until', 'base')
+  local r = redis.call('HMGET', w.rkey, 'rem', 'at', 'until', 'spent')
   w.seen = num(r[2])
   local valid = num(r[3])
   if valid ~= nil and now < valid then
-    local at, mark = tonumber(r[2]), index(tonumber(r[2]), period)
-    local since = 0
-    for _, e in ipairs(w.buckets) do
-      if e[1] > mark then since = since + e[2]
-      elseif e[1] == mark then since = since + math.max(0, e[2] - (num(r[4]) or 0)) end
-    end
-    local reported = tonumber(r[1]) - since
+    local reported = tonumber(r[1]) - (num(r[4]) or 0)
     w.observed = {reported, valid}
     if w.remaining == nil or reported < w.remaining then w.remaining = reported end
   end
@@ -153,12 +148,10 @@ local function budget(base, now, day, first)
   return windows
 end
 
--- Take a reading (remaining `rem` until `valid`) for window `id`, noting what its bucket holds.
+-- Take a reading (remaining `rem` until `valid`) for window `id`: nothing spent since.
 local function record(base, id, rem, now, valid)
-  local period = period_of(id)
-  local held = num(redis.call('HGET', base .. ':w:' .. id, field(index(now, period)))) or 0
   local key = base .. ':r:' .. id
-  redis.call('HSET', key, 'rem', fmt(rem), 'at', fmt(now), 'until', fmt(valid), 'base', fmt(held))
+  redis.call('HSET', key, 'rem', fmt(rem), 'at', fmt(now), 'until', fmt(valid), 'spent', 0)
   redis.call('PEXPIRE', key, math.max(1, math.ceil((valid - now + WINDOW_MARGIN) * 1000)))
 end
 
@@ -186,9 +179,7 @@ local function charge(o, windows, cost, now, probe)
     local amount = cost[w.kind]
     if amount ~= 0 then
       redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount)
-      -- Made at the very moment of the reading: counted as before it, as `Window` and SQLite
-      -- count it (they tell charges from readings by time alone).
-      if w.seen == now then redis.call('HINCRBYFLOAT', w.rkey, 'base', amount) end
+      if w.seen ~= nil and now > w.seen then redis.call('HINCRBYFLOAT', w.rkey, 'spent', amount) end
     end
     extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
     if w.kind == 'tokens' then ids[#ids + 1] = w.id else requests[#requests + 1] = w.id end
@@ -199,20 +190,19 @@ local function charge(o, windows, cost, now, probe)
   return ids
 end
 -- Add `delta` to what window `id` counted in its bucket of `at` (if that bucket still counts),
--- and to the base of a reading taken after `at` in that bucket.
+-- and to what was spent since its reading if the charge was made after it.
 local function adjust(base, id, at, now, delta)
+  if delta == 0 then return end
   local period, key, rkey = period_of(id), base .. ':w:' .. id, base .. ':r:' .. id
   local b = index(at, period)
-  if delta ~= 0 and edge(b, period) > now - period then
+  if edge(b, period) > now - period then
     if tonumber(redis.call('HINCRBYFLOAT', key, field(b), delta)) <= 0 then
       redis.call('HDEL', key, field(b))
     end
     extend(key, edge(b, period) + period - now + WINDOW_MARGIN)
-    local seen = num(redis.call('HGET', rkey, 'at'))
-    if seen ~= nil and at <= seen and index(seen, period) == b then
-      redis.call('HINCRBYFLOAT', rkey, 'base', delta)
-    end
   end
+  local seen = num(redis.call('HGET', rkey, 'at'))
+  if seen ~= nil and at > seen then redis.call('HINCRBYFLOAT', rkey, 'spent', delta) end
 end
 """
 
