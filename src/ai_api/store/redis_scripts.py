@@ -7,18 +7,10 @@ deployment):
     P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/60 long)
     P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, spent (since)
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
-    P h:{member}:f:{id}    str   a failure counted already (kept HOLD_TTL)
     P t:{route}            int   the next round-robin turn
-    P b:{key}:o:{hold}     hash  one hold: w and q the token and request windows charged, at
-                                 when, t the tokens it counts for, r its requests, p 1 if it
-                                 took its member's probe, n the rank of its last settlement,
-                                 x 1 once undone
 
-A write whose answer was lost (a timeout after Redis ran it) is replayed, so a hold's charge
-and settlements count once: a charge made already answers with what it charged, and a
-settlement names the count it brings the hold to and its rank (the n-th asked for), and is
-skipped when one of its rank or later was applied. A hold's record is kept HOLD_TTL seconds
-from its last write; a replay later than that could count twice.
+A hold is known to Redis only by what it added to its windows' buckets: a settlement adds the
+difference between two counts to the bucket of the hold's moment.
 
 A window `id` is `{kind}|{period}` (`tokens|60.0`). A bucket counts while its end lies within
 the window, so a charge leaves at most one bucket late and never early. A reading keeps what
@@ -36,14 +28,11 @@ HEALTH_MARGIN = 900.0
 """Seconds a member's health outlives its cooldown and rest (then its failures are forgotten)."""
 TURN_TTL_MS = 30 * 86_400_000
 """A route's turn counter lives this long after its last use."""
-HOLD_TTL = 900.0
-"""Seconds a hold's record outlives its last write (past the default 600 s total timeout of an
-answer): the longest a replay is told from a first run. About 200 bytes a hold."""
 
 _PRELUDE = (
     f"""
 local DAY = 86400
-local WINDOW_MARGIN, HEALTH_MARGIN, HOLD_TTL = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}, {HOLD_TTL!r}
+local WINDOW_MARGIN, HEALTH_MARGIN = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}
 """
     + """
 local function num(v)
@@ -60,14 +49,6 @@ local function extend(key, seconds)
   if ms < 1 then ms = 1 end
   local left = redis.call('PTTL', key)
   if left ~= -2 and left < ms then redis.call('PEXPIRE', key, ms) end
-end
--- What the hold recorded at `o` was charged: {'1', its token window ids...}; nil if it was not.
-local function charged(o)
-  local w = redis.call('HGET', o, 'w')
-  if w == false then return nil end
-  local out = {'1'}
-  for id in string.gmatch(w, '[^,]+') do out[#out + 1] = id end
-  return out
 end
 """
 )
@@ -171,10 +152,9 @@ local function room(windows, cost, now)
   end
   return fits, soonest
 end
--- Charge `cost` to every window for the hold recorded at `o` (`probe`: it took its member's
--- probe): {'1', the token window ids}.
-local function charge(o, windows, cost, now, probe)
-  local ids, requests = {'1'}, {}
+-- Charge `cost` to every window: {'1', the token window ids}.
+local function charge(windows, cost, now)
+  local ids = {'1'}
   for _, w in ipairs(windows) do
     local amount = cost[w.kind]
     if amount ~= 0 then
@@ -182,11 +162,8 @@ local function charge(o, windows, cost, now, probe)
       if w.seen ~= nil and now > w.seen then redis.call('HINCRBYFLOAT', w.rkey, 'spent', amount) end
     end
     extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
-    if w.kind == 'tokens' then ids[#ids + 1] = w.id else requests[#requests + 1] = w.id end
+    if w.kind == 'tokens' then ids[#ids + 1] = w.id end
   end
-  redis.call('HSET', o, 'w', table.concat(ids, ',', 2), 'q', table.concat(requests, ','),
-    'at', fmt(now), 't', cost.tokens, 'r', cost.requests, 'p', probe and 1 or 0, 'n', 0)
-  redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
   return ids
 end
 -- Add `delta` to what window `id` counted in its bucket of `at` (if that bucket still counts),
@@ -207,26 +184,20 @@ end
 """
 
 # KEYS[1] budget base; ARGV now, day started, mode (reserve|force|peek), tokens,
-# requests, hold id ('' to peek), then (window id, configured limit) pairs. -> {'1', token
-# window ids...} when charged (or charged before, whatever the room now), else {'0', the
-# soonest moment it all fits}.
+# requests, then (window id, configured limit) pairs. -> {'1', token window ids...} when
+# charged (`force`: whatever the room), else {'0', the soonest moment it all fits}.
 RESERVE = (
     _PRELUDE
     + _BUDGET
     + """
 local base, now, day, mode = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local cost = {tokens = tonumber(ARGV[4]), requests = tonumber(ARGV[5])}
-local o = base .. ':o:' .. ARGV[6]
-if mode ~= 'peek' then
-  local before = charged(o)
-  if before ~= nil then return before end
-end
-local windows = budget(base, now, day, 7)
+local windows = budget(base, now, day, 6)
 if mode ~= 'force' then
   local fits, soonest = room(windows, cost, now)
   if mode == 'peek' or not fits then return {'0', fmt(soonest)} end
 end
-return charge(o, windows, cost, now, false)
+return charge(windows, cost, now)
 """
 )
 
@@ -248,20 +219,14 @@ return out
 """
 )
 
-# KEYS[1] budget base; ARGV now, charged at, hold id, rank, the tokens the hold counts for as
-# the caller knows it (used if Redis forgot the hold), the tokens it should count for, token
-# window ids... -> 1, or 0 when a settlement of this rank or later was applied already.
+# KEYS[1] budget base; ARGV now, charged at, tokens to add (or take away, when negative), the
+# hold's token window ids...
 SETTLE = (
     _PRELUDE
     + _BUDGET
     + """
-local base, now, at = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-local o, rank, target = base .. ':o:' .. ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
-if rank <= (num(redis.call('HGET', o, 'n')) or 0) then return 0 end
-local delta = target - (num(redis.call('HGET', o, 't')) or tonumber(ARGV[5]))
-redis.call('HSET', o, 't', target, 'n', rank)
-redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
-for i = 7, #ARGV do adjust(base, ARGV[i], at, now, delta) end
+local base, now, at, delta = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV do adjust(base, ARGV[i], at, now, delta) end
 return 1
 """
 )
@@ -322,7 +287,7 @@ return 0
 """
 )
 
-# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, hold id, then
+# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, then
 # (window id, configured limit) pairs. CLAIM, then RESERVE, as one: -> {'1', token window
 # ids...} when claimed and charged; {'0', c, f, o, u, p} (the health fields) when the member
 # may not be tried; {'2', the soonest moment it all fits} when the windows have no room
@@ -334,29 +299,22 @@ BEGIN = (
     + """
 local base, now, day = KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
 local cost = {tokens = tonumber(ARGV[3]), requests = tonumber(ARGV[4])}
-local o = base .. ':o:' .. ARGV[5]
-local before = charged(o)
-if before ~= nil then return before end
 if now < get('c') or (get('o') ~= 0 and (now < get('u') or get('p') ~= 0)) then
   return {'0', unpack(redis.call('HMGET', h, 'c', 'f', 'o', 'u', 'p'))}
 end
-local windows = budget(base, now, day, 6)
+local windows = budget(base, now, day, 5)
 local fits, soonest = room(windows, cost, now)
 if not fits then return {'2', fmt(soonest)} end
-local probe = get('o') ~= 0
-if probe then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
-return charge(o, windows, cost, now, probe)
+if get('o') ~= 0 then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
+return charge(windows, cost, now)
 """
 )
 
-# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap, the failure's id. -> 1, or 0
-# when that failure was counted already.
+# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap.
 FAILED = (
     _PRELUDE
     + _HEALTH
     + """
-local once = h .. ':f:' .. ARGV[6]
-if not redis.call('SET', once, 1, 'NX', 'PX', math.ceil(HOLD_TTL * 1000)) then return 0 end
 local now, retry = tonumber(ARGV[1]), num(ARGV[2])
 local threshold, base, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local c, f, o, u, p = get('c'), get('f') + 1, get('o'), get('u'), get('p')
@@ -404,28 +362,6 @@ return 1
 """
 )
 
-# KEYS[1] health, KEYS[2] budget base; ARGV hold id, now. Takes back what the hold was charged
-# (and the probe it took) unless it was undone already; a charge for it arriving after this one
-# finds it made.
-UNDO = (
-    _PRELUDE
-    + _BUDGET
-    + _HEALTH
-    + """
-local base, now = KEYS[2], tonumber(ARGV[2])
-local o = base .. ':o:' .. ARGV[1]
-local w, q, at, t, r, p, x = unpack(redis.call('HMGET', o, 'w', 'q', 'at', 't', 'r', 'p', 'x'))
-if w ~= false and at ~= false and x == false then
-  for id in string.gmatch(w, '[^,]+') do adjust(base, id, tonumber(at), now, -tonumber(t)) end
-  for id in string.gmatch(q or '', '[^,]+') do adjust(base, id, tonumber(at), now, -tonumber(r)) end
-  if p == '1' and redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'p', 0) end
-end
-redis.call('HSET', o, 'x', 1, 'w', w or '')
-redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
-return 1
-"""
-)
-
 SCRIPTS: dict[str, str] = {
     "reserve": RESERVE,
     "windows": WINDOWS,
@@ -438,5 +374,4 @@ SCRIPTS: dict[str, str] = {
     "succeeded": SUCCEEDED,
     "release": RELEASE,
     "cool": COOL,
-    "undo": UNDO,
 }
