@@ -139,15 +139,15 @@ async def test_concurrent_reservations_never_overspend(home):
 
 async def test_cooldowns_and_circuits(home):
     a, b = await home(), await home()
-    assert await a.available("m", T0)
+    assert await a.claim("m", T0)  # a closed circuit: nothing to claim
     await a.cool("m", T0 + 30)
-    assert not await b.available("m", T0 + 29)
+    assert not await b.claim("m", T0 + 29)
     assert await b.ready_at("m") == pytest.approx(T0 + 30)
-    assert await b.available("m", T0 + 30)
+    assert await b.claim("m", T0 + 30)
     for _ in range(3):
         await a.failed("m", T0 + 40, None)
     assert (await b.health("m")).circuit == "open"
-    assert not await b.available("m", T0 + 54)
+    assert not await b.claim("m", T0 + 54)
     claims = [await s.claim("m", T0 + 56) for s in (a, b, a)]
     assert claims.count(True) == 1  # one probe, whichever process asks first
     assert (await a.health("m")).circuit == "half-open"

@@ -83,7 +83,6 @@ async def test_state_outlives_the_instance():
         windows = {w.kind: w for w in await second.windows("k", SPECS, T0 + 1)}
         health = await second.health("g/m")
         await second.close()
-    assert second.persistent
     assert (windows["requests"].used, windows["tokens"].used) == (1, 200)
     assert health.circuit == "open"
 

@@ -94,8 +94,6 @@ class Charged:
 class RedisState:
     """State in Redis, shared by every instance that uses the same server and prefix."""
 
-    persistent = True
-
     def __init__(
         self,
         url: str,
@@ -295,13 +293,6 @@ class RedisState:
         if health is not None:
             book.health[member] = health
         return book
-
-    async def available(self, member: str, now: float) -> bool:
-        self._seen(now)
-        book = await self._book(member)
-        if book is DOWN:
-            return await self.fallback.available(member, now)
-        return book.available(member, now)
 
     async def claim(self, member: str, now: float) -> bool:
         self._seen(now)

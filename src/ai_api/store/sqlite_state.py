@@ -24,7 +24,7 @@ from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Window
 from ..ratelimits import RateReading
 from . import schema
-from .state import Hold, WindowSpec, WindowState, readings_of
+from .state import Hold, WindowSpec, WindowState
 from .state_sql import (
     _BUCKETS,
     _CHARGE,
@@ -107,8 +107,6 @@ class SQLiteState:
     ``state = await SQLiteState(path).open()`` creates the file and tables and starts the thread
     that owns the connection and runs the operations in turn; ``await state.close()`` stops it.
     """
-
-    persistent = True
 
     def __init__(
         self, path: Path, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0
@@ -195,7 +193,7 @@ class SQLiteState:
 
     async def observe(self, key: str, reading: RateReading, now: float) -> None:
         rows = []
-        for r in readings_of(reading):
+        for r in reading.windows:
             until = r.reset_at if r.reset_at is not None else now + r.period
             limit = r.limit if r.limit is not None and r.limit > 0 else None
             seen = (r.remaining, now, until) if r.remaining is not None else (None, None, None)
@@ -236,9 +234,6 @@ class SQLiteState:
         if missing:
             rows = [(key, *at) for at in missing]
             await self._transaction(lambda conn: conn.executemany(_CONFIGURED, rows), write=True)
-
-    async def available(self, member: str, now: float) -> bool:
-        return await self._call(lambda conn: self._book(conn, member).available(member, now))
 
     async def claim(self, member: str, now: float) -> bool:
         def claim(conn: sqlite3.Connection) -> bool:
