@@ -139,15 +139,15 @@ async def test_concurrent_reservations_never_overspend(home):
 
 async def test_cooldowns_and_circuits(home):
     a, b = await home(), await home()
-    assert await a.available("m", T0)
+    assert await a.claim("m", T0)  # a closed circuit: nothing to claim
     await a.cool("m", T0 + 30)
-    assert not await b.available("m", T0 + 29)
+    assert not await b.claim("m", T0 + 29)
     assert await b.ready_at("m") == pytest.approx(T0 + 30)
-    assert await b.available("m", T0 + 30)
+    assert await b.claim("m", T0 + 30)
     for _ in range(3):
         await a.failed("m", T0 + 40, None)
     assert (await b.health("m")).circuit == "open"
-    assert not await b.available("m", T0 + 54)
+    assert not await b.claim("m", T0 + 54)
     claims = [await s.claim("m", T0 + 56) for s in (a, b, a)]
     assert claims.count(True) == 1  # one probe, whichever process asks first
     assert (await a.health("m")).circuit == "half-open"
@@ -206,3 +206,60 @@ async def test_finish_marks_the_member_healthy_and_settles_in_one_step(home):
     assert (await b.windows("k", specs, T0 + 2))[0].used == 30
     await a.finish("m", hold, 30, T0 + 3)  # the same count again changes nothing
     assert (await b.windows("k", specs, T0 + 3))[0].used == 30
+
+
+async def test_free_at_counts_what_was_spent_since_a_reading(home):
+    """100 tokens left until T0+30 by the provider's word, 50 reserved since: 80 fit at T0+30
+    (when the reading's window resets), not a minute after the reservation leaves."""
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 100, T0 + 30),), None)
+    await state.observe("k", reading, T0)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=50), T0 + 1), Hold)
+    assert await state.free_at("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
+    assert await state.reserve("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
+
+
+async def test_only_a_daily_window_counts_today(home):
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000), WindowSpec("tokens", DAY, 10_000))
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=70), T0), Hold)
+    today = {w.period: w.today for w in await state.windows("k", specs, T0 + 1)}
+    assert today == {MINUTE: 0, DAY: 70}
+
+
+async def test_a_charge_at_the_moment_of_a_reading_counts_as_before_it(home):
+    """Homes tell charges made after a reading by their time: one at the reading's very moment
+    is taken as counted in it."""
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
+    await state.observe("k", reading, T0)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=100), T0), Hold)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=40), T0 + 1), Hold)
+    (window,) = await state.windows("k", specs, T0 + 2)
+    assert (window.used, window.remaining) == (140, 460)
+
+
+async def test_a_429_naming_no_window_reaches_configured_windows_only_asked_about(home):
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    full = (WindowSpec("tokens", MINUTE, 1000), WindowSpec("requests", MINUTE, 0))
+    assert isinstance(await state.reserve("k", full, Cost(tokens=1), T0), float)  # no room
+    await state.windows("j", specs, T0)
+    await state.exhaust("k", "tokens", None, T0 + 30, T0 + 1)
+    await state.exhaust("j", None, None, T0 + 30, T0 + 1)
+    assert await state.free_at("k", full, Cost(tokens=1, requests=0), T0 + 2) == T0 + 30
+    assert await state.reserve("j", specs, Cost(tokens=1), T0 + 2) == T0 + 30
+
+
+async def test_what_was_spent_since_a_reading_counts_until_its_reset_past_the_window(home):
+    """A reading counts what was charged after it until the provider's reset, even once that
+    charge has left the sliding window here."""
+    state = await home()
+    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 30, T0 + 300),), None)
+    await state.observe("k", reading, T0)
+    assert isinstance(await state.reserve("k", specs, Cost(tokens=10), T0 + 1), Hold)
+    (window,) = await state.windows("k", specs, T0 + 70)
+    assert (window.used, window.remaining) == (0, 20)

@@ -53,11 +53,7 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
         finally:
             await raw.aclose()
         await state.close()
-    holds = {key for key in ttls if key.startswith("p:b:acct|m:o:")}
-    assert len(holds) == 1  # the hold: what it charged, counts for, and its last settlement
-    failures = {key for key in ttls if key.startswith("p:h:g/m:f:")}
-    assert len(failures) == 3  # each failure, counted once
-    assert set(ttls) - holds - failures == {
+    assert set(ttls) == {
         "p:b:acct|m:meta",
         "p:b:acct|m:w:requests|60.0",
         "p:b:acct|m:w:tokens|60.0",
@@ -73,8 +69,6 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
     assert ttls["p:b:acct|m:r:tokens|60.0"] <= (29 + 60) * 1000
     assert ttls["p:b:acct|m:r:requests|86400.0"] <= (598 + 60) * 1000
     assert ttls["p:h:g/m"] <= (15 + 900) * 1000
-    assert ttls[holds.pop()] <= 900 * 1000
-    assert all(ttls[key] <= 900 * 1000 for key in failures)
 
 
 async def test_state_outlives_the_instance():
@@ -89,7 +83,6 @@ async def test_state_outlives_the_instance():
         windows = {w.kind: w for w in await second.windows("k", SPECS, T0 + 1)}
         health = await second.health("g/m")
         await second.close()
-    assert second.persistent
     assert (windows["requests"].used, windows["tokens"].used) == (1, 200)
     assert health.circuit == "open"
 
@@ -185,24 +178,35 @@ async def shared_use_of(
         await other.close()
 
 
-async def test_a_settlement_whose_answer_was_lost_counts_once(caplog):
+async def test_a_refund_whose_answer_was_lost_is_not_replayed_an_addition_is(caplog):
+    """A settlement that takes tokens back may have run when its answer is lost: it is not
+    replayed (at worst it never counts: an over-count). One that adds is (at worst it counts
+    twice: an over-count too). Either way Redis never counts less than was spent."""
     caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0.2).open()
         hold = await state.reserve("k", SPECS, Cost(tokens=300), T0)
         assert isinstance(hold, Hold)
         async with answers_lost(server):
-            await state.settle(hold, 120, T0 + 1)  # gives up: queued for a replay
+            await state.settle(hold, 120, T0 + 1)  # runs, its answer lost: not replayed
         await asyncio.sleep(0.25)
-        assert await state.turn("route") == 0  # Redis is back: the settlement is replayed
+        assert await state.turn("route") == 0
+        assert "replayed 0 writes" in caplog.text
+        await state.settle(hold, 100, T0 + 2)  # a later one still counts
+        settled = await shared_use(server, T0 + 3)
+        async with answers_lost(server):
+            await state.settle(hold, 400, T0 + 4)  # runs, its answer lost: replayed
+        await asyncio.sleep(0.25)
+        assert await state.turn("route") == 1
         assert "replayed 1 writes" in caplog.text
-        await state.settle(hold, 100, T0 + 2)  # and a later one still counts
-        used = await shared_use(server, T0 + 3)
+        await state.settle(hold, 200, T0 + 5)
+        used = await shared_use(server, T0 + 6)
         await state.close()
-    assert used == {"requests": 1, "tokens": 100}
+    assert settled == {"requests": 1, "tokens": 100}
+    assert used == {"requests": 1, "tokens": 500}  # 200 spent, the 300 added counted twice
 
 
-async def test_a_finish_whose_answer_was_lost_counts_once(caplog):
+async def test_a_finish_whose_answer_was_lost_is_not_replayed_when_it_takes_back(caplog):
     caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0.2).open()
@@ -212,15 +216,15 @@ async def test_a_finish_whose_answer_was_lost_counts_once(caplog):
             await state.finish("g/m", hold, 50, T0 + 1)
         await asyncio.sleep(0.25)
         assert await state.turn("route") == 0
-        assert "replayed 1 writes" in caplog.text
+        assert "replayed 0 writes" in caplog.text
         used = await shared_use(server, T0 + 2)
         await state.close()
     assert used == {"requests": 1, "tokens": 50}
 
 
-async def test_a_failure_whose_answer_was_lost_counts_once():
+async def test_a_failure_whose_answer_was_lost_may_count_twice():
     async with running_redis() as server:
-        state = await RedisState(server.url, threshold=2, retry_every=0).open()
+        state = await RedisState(server.url, threshold=3, retry_every=0).open()
         answer_lost_next(state, "failed")
         await state.failed("g/m", T0, None)  # ran, answer lost: replayed at the next call
         assert await state.turn("route") == 0
@@ -228,10 +232,12 @@ async def test_a_failure_whose_answer_was_lost_counts_once():
         health = await other.health("g/m")
         await other.close()
         await state.close()
-    assert (health.failures, health.circuit) == (1, "closed")
+    assert (health.failures, health.circuit) == (2, "closed")
 
 
-async def test_a_begin_whose_answer_was_lost_is_charged_once(caplog):
+async def test_a_begin_whose_answer_was_lost_is_charged_again(caplog):
+    """The BEGIN ran, its answer lost: the begin is served from memory and its charge replayed
+    at the hold's last count; the lost charge stays, as estimated (an over-count)."""
     caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0.2).open()
@@ -239,11 +245,11 @@ async def test_a_begin_whose_answer_was_lost_is_charged_once(caplog):
             hold = await state.begin("g/m", "k", SPECS, Cost(tokens=100), T0)
             assert isinstance(hold, Hold)  # from memory: its charge waits for a replay
         await asyncio.sleep(0.25)
-        await state.settle(hold, 80, T0 + 1)  # Redis is back: the charge is replayed first
+        await state.settle(hold, 80, T0 + 1)  # Redis is back: the charge is replayed, at 80
         assert "replayed 1 writes" in caplog.text
         used = await shared_use(server, T0 + 2)
         await state.close()
-    assert used == {"requests": 1, "tokens": 80}
+    assert used == {"requests": 2, "tokens": 180}
 
 
 def answer_lost_next(state: RedisState, script: str) -> None:
@@ -262,67 +268,46 @@ def answer_lost_next(state: RedisState, script: str) -> None:
     link.run = lost  # type: ignore[method-assign]
 
 
-async def test_a_replay_whose_settlement_was_lost_ends_at_the_count_last_asked_for():
-    """A hold charged while Redis was away is replayed: its charge, then its settlement; that
-    settlement's answer is lost, the hold is settled again, and the replay runs again."""
+async def test_a_hold_charged_while_redis_was_away_is_replayed_at_its_last_count(caplog):
+    """One write: the charge at the count the hold was last settled to; a settlement after the
+    replay counts from there."""
+    caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0.2).open()
         await server.stop()
         hold = await state.reserve("k", SPECS, Cost(tokens=100), T0)
         assert isinstance(hold, Hold)
-        await state.settle(hold, 300, T0 + 1)  # for the replay to settle
+        await state.settle(hold, 300, T0 + 1)  # for the replay to charge
         await server.start()
         await asyncio.sleep(0.25)
-        answer_lost_next(state, "settle")
-        await state.turn("route")  # replays: the charge, then the settlement, its answer lost
+        await state.turn("route")  # replays
+        assert "replayed 1 writes" in caplog.text
+        replayed = await shared_use(server, T0 + 2)
         await state.settle(hold, 500, T0 + 2)
-        await asyncio.sleep(0.25)
-        await state.turn("route")  # replays again
         used = await shared_use(server, T0 + 3)
         await state.close()
+    assert replayed == {"requests": 1, "tokens": 300}
     assert used == {"requests": 1, "tokens": 500}
 
 
-async def test_a_charge_replayed_after_another_instance_learned_a_window_settles_only_its_own():
-    """A charge whose answer was lost answers its replay with the windows it charged, not the
-    budget's windows of the moment: a window learned since is not settled against."""
-    minute = (WindowSpec("tokens", MINUTE, 10**6),)
-    async with running_redis() as server:
-        a = await RedisState(server.url, retry_every=0.2).open()
-        b = await RedisState(server.url).open()
-        async with answers_lost(server):
-            hold = await a.reserve("k", minute, Cost(tokens=1000), T0)
-        assert isinstance(hold, Hold)
-        reading = RateReading((WindowReading("tokens", DAY, 10**6, 10**6, T0 + DAY),), None)
-        await b.observe("k", reading, T0)  # b learns a daily window
-        assert isinstance(await b.reserve("k", minute, Cost(tokens=400), T0), Hold)
-        await asyncio.sleep(0.25)
-        await a.settle(hold, 100, T0 + 1)  # replays: the charge is not made again, then settles
-        windows = {w.period: w.used for w in await b.windows("k", minute, T0 + 2)}
-        await a.close()
-        await b.close()
-    assert windows == {MINUTE: 500, DAY: 400}
-
-
-async def test_a_begin_whose_answer_was_lost_keeps_its_charge_when_redis_is_back_at_once():
+async def test_a_begin_whose_answer_was_lost_counts_when_redis_is_back_at_once():
     """The BEGIN ran, its answer was lost, and Redis answers again by the time the begin falls
-    back to reserving: that reservation is the charge already made, not a new one that the
-    first would leave no room for."""
+    back to reserving: the lost charge counts, as estimated, and leaves no room for the
+    reservation (an over-count for a minute, never an overspent window)."""
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0).open()
         async with answers_lost(server):
-            hold = await state.begin("g/m", "k", SPECS, Cost(tokens=600), T0)
-        assert isinstance(hold, Hold)  # 600 of the minute's 1000 tokens: the hold's own charge
-        await state.finish("g/m", hold, 100, T0 + 1)
-        used = await shared_use(server, T0 + 2)
+            refused = await state.begin("g/m", "k", SPECS, Cost(tokens=600), T0)
+        assert not isinstance(refused, Hold)  # 600 of the minute's 1000 tokens taken already
+        used = await shared_use(server, T0 + 1)
         await state.close()
-    assert used == {"requests": 1, "tokens": 100}
+    assert used == {"requests": 1, "tokens": 600}
 
 
-async def test_a_lost_begin_that_is_refused_on_the_way_back_takes_back_its_charge_and_probe():
+async def test_a_lost_begin_that_is_refused_on_the_way_back_gives_the_probe_back():
     """The circuit is open, its rest is over: a BEGIN takes the probe and charges, its answer
     is lost, and the begin's step-by-step fallback finds the probe taken (by that very BEGIN)
-    and refuses. What the BEGIN took is given back: the next instance may probe."""
+    and refuses. The probe is given back, so the next instance may probe; the charge stays."""
     async with running_redis() as server:
         state = await RedisState(server.url, threshold=1, base=10, retry_every=0).open()
         await state.failed("g/m", T0, None)  # open until T0 + 10
@@ -334,7 +319,7 @@ async def test_a_lost_begin_that_is_refused_on_the_way_back_takes_back_its_charg
         probe = await other.claim("g/m", T0 + 12)
         await other.close()
         await state.close()
-    assert used == {"requests": 0, "tokens": 0}
+    assert used == {"requests": 1, "tokens": 300}
     assert probe
 
 
@@ -356,9 +341,9 @@ async def test_writes_made_while_others_wait_for_redis_keep_their_order():
     assert shared.failures == mine.failures == 0
 
 
-def faulty(state: RedisState, rng: random.Random, on: list[bool]) -> None:
+def faulty(state: RedisState, rng: random.Random, on: list[bool], lost: list[int]) -> None:
     """While `on[0]`, some of `state`'s charges and settlements never reach Redis (unreachable)
-    and some run there but their answer is lost (a timeout)."""
+    and some run there but their answer is lost (a timeout); `lost[0]` counts lost charges."""
     link = state._link
     run, pipelined = link.run, link.pipelined
 
@@ -367,11 +352,12 @@ def faulty(state: RedisState, rng: random.Random, on: list[bool]) -> None:
         return "before" if draw < 0.12 else "after" if draw < 0.27 else "none"
 
     async def faulty_run(name: str, keys: list[str], args: Sequence[str]) -> Any:
-        chosen = "none" if name not in ("reserve", "begin", "settle", "undo") else fault()
+        chosen = "none" if name not in ("reserve", "begin", "settle") else fault()
         if chosen == "before":
             raise RedisConnectionError("not sent")
         result = await run(name, keys, args)
         if chosen == "after":
+            lost[0] += name != "settle"
             raise RedisTimeoutError("Timeout reading from socket")
         return result
 
@@ -387,17 +373,18 @@ def faulty(state: RedisState, rng: random.Random, on: list[bool]) -> None:
     link.pipelined = faulty_pipelined  # type: ignore[method-assign]
 
 
-async def test_lost_and_unsent_writes_leave_the_shared_budget_exact():
+async def test_lost_and_unsent_writes_never_leave_the_shared_budget_short():
     """Randomised, seeded: two instances reserve, begin, settle and finish holds while some of
     their calls never reach Redis and others run with their answer lost; once Redis answers
-    again, it counts each hold once, at the count it was last settled to."""
+    again, it counts at least what every hold was last settled to, and at most one request
+    more for each charge whose answer was lost."""
     roomy = (WindowSpec("requests", MINUTE, 10**9), WindowSpec("tokens", MINUTE, 10**9))
     async with running_redis() as server:
         for trial in range(60):
-            rng, on = random.Random(trial), [True]
+            rng, on, lost = random.Random(trial), [True], [0]
             states = [await RedisState(server.url, retry_every=0).open() for _ in range(2)]
             for state in states:
-                faulty(state, rng, on)
+                faulty(state, rng, on, lost)
             key, now = f"k{trial}", T0
             holds: list[list[Any]] = []  # state, hold, member, last count, finished
             for _ in range(rng.randint(5, 30)):
@@ -431,7 +418,10 @@ async def test_lost_and_unsent_writes_leave_the_shared_budget_exact():
             for state in states:
                 await state.close()
             truth = {"requests": len(holds), "tokens": sum(entry[3] for entry in holds)}
-            assert used == truth, f"trial {trial}"
+            assert used["tokens"] >= truth["tokens"], f"trial {trial}: {used} {truth}"
+            assert truth["requests"] <= used["requests"] <= truth["requests"] + lost[0], (
+                f"trial {trial}: {used} {truth}, {lost[0]} charges lost"
+            )
 
 
 async def test_redis_is_retried_at_most_every_interval(caplog):

@@ -116,7 +116,6 @@ async def test_one_process_gets_the_probe(tmp_path):
 async def test_state_survives_close_and_reopen(tmp_path):
     path = tmp_path / "state.sqlite3"
     state = await SQLiteState(path).open()
-    assert state.persistent
     assert [await state.turn("r"), await state.turn("r")] == [0, 1]
     assert isinstance(await state.reserve("k", RPM, Cost(tokens=5), T0), Hold)
     reading = RateReading((WindowReading("tokens", MINUTE, 8000, 7000, T0 + 30),), None)

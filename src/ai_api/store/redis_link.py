@@ -3,7 +3,8 @@
 It loads the Lua scripts, runs them (alone, or several in one round trip), and tells its
 caller when Redis cannot be asked (`DOWN`), logging one warning an outage. Writes made while
 Redis is away are queued and replayed, in order, when it answers again; it is asked again at
-most every `retry_every` seconds.
+most every `retry_every` seconds. A write whose answer was lost may have run: it is replayed
+unless its caller said it must not run twice (`again=False`), and then it is dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ DOWN: Final = Down.DOWN
 
 Call = tuple[str, list[str], list[str]]
 """A script's name, its keys and its arguments."""
+Write = tuple[Callable[[], Awaitable[object]], bool]
+"""A write waiting for Redis, and whether to run it again when its answer is lost."""
 
 
 class RedisLink:
@@ -62,8 +65,8 @@ class RedisLink:
         self._down = False
         self._retry_at = 0.0
         self._reconciling = False  # one replay at a time, however long it takes
-        self._refused: tuple[Callable[[], Awaitable[object]], int] | None = None  # and tries
-        self._pending: deque[Callable[[], Awaitable[object]]] = deque(maxlen=_MAX_PENDING)
+        self._refused: tuple[Write, int] | None = None  # and its tries
+        self._pending: deque[Write] = deque(maxlen=_MAX_PENDING)
 
     async def open(self, scripts: Mapping[str, str]) -> None:
         """Connect and load `scripts` (name -> Lua); an unreachable Redis is waited for."""
@@ -94,6 +97,11 @@ class RedisLink:
             await client.aclose()
 
     @property
+    def down(self) -> bool:
+        """Whether Redis was unreachable when last asked (calls are served from the fallback)."""
+        return self._down
+
+    @property
     def redis(self) -> Redis:
         """The client (RuntimeError before `open`)."""
         if self._client is None:
@@ -110,18 +118,20 @@ class RedisLink:
             self._lost(exc)
             return DOWN
 
-    async def write(self, call: Callable[[], Awaitable[object]]) -> None:
-        """A write to Redis; replayed later when Redis cannot be reached now. While writes wait
-        for Redis, a new one goes after them (and with them, if Redis is back)."""
+    async def write(self, call: Callable[[], Awaitable[object]], *, again: bool = True) -> None:
+        """A write to Redis; replayed later when Redis cannot be reached now (when its answer
+        was lost, only if `again`). While writes wait for Redis, a new one goes after them (and
+        with them, if Redis is back)."""
         if self._down:
-            self.later(call)
+            self.later(call, again=again)
             await self._reconcile()
-        elif await self.attempt(call) is DOWN:
-            self.later(call)
+        elif await self.attempt(call) is DOWN and again:
+            self.later(call, again=again)
 
-    def later(self, call: Callable[[], Awaitable[object]]) -> None:
-        """Replay `call` once Redis is back (after the writes queued before it)."""
-        self._pending.append(call)
+    def later(self, call: Callable[[], Awaitable[object]], *, again: bool = True) -> None:
+        """Replay `call` once Redis is back (after the writes queued before it); when its
+        answer is lost then, run it again only if `again`."""
+        self._pending.append((call, again))
 
     async def run(self, name: str, keys: list[str], args: Sequence[str]) -> Any:
         """The script `name`'s answer."""
@@ -151,16 +161,17 @@ class RedisLink:
         try:
             await self.redis.ping()
             while self._pending:
-                call = self._pending[0]
+                write = self._pending[0]
                 try:
-                    await call()
+                    await write[0]()
                 except _UNREACHABLE:
+                    if not write[1]:  # it may have run: not again
+                        self._pop(write)
                     raise
                 except RedisError as exc:  # Redis refused it (out of memory, read-only, ...)
-                    if not self._drop(call, exc):
+                    if not self._drop(write, exc):
                         return False
-                if self._pending and self._pending[0] is call:  # (not pushed out meanwhile)
-                    self._pending.popleft()
+                self._pop(write)
                 replayed += 1
         except _UNREACHABLE as exc:
             self._lost(exc)
@@ -175,13 +186,17 @@ class RedisLink:
         )
         return True
 
-    def _drop(self, call: Callable[[], Awaitable[object]], exc: RedisError) -> bool:
+    def _pop(self, write: Write) -> None:
+        if self._pending and self._pending[0] is write:  # (not pushed out meanwhile)
+            self._pending.popleft()
+
+    def _drop(self, write: Write, exc: RedisError) -> bool:
         """Whether to drop a replayed write Redis refused: after `_REFUSALS` tries (a refusal
         that lasts would hold every later write back); until then Redis is asked again later."""
-        tries = self._refused[1] + 1 if self._refused and self._refused[0] is call else 1
+        tries = self._refused[1] + 1 if self._refused and self._refused[0] is write else 1
         self._retry_at = time.monotonic() + self.retry_every
         if tries < _REFUSALS:
-            self._refused = (call, tries)
+            self._refused = (write, tries)
             log.warning(
                 "Redis at %s refused a replayed write (%s); trying again later",
                 self._where,

@@ -5,26 +5,19 @@ deployment):
 
     P b:{key}:meta         hash  c:{id} configured limit ("" unknown), l:{id} learned limit
     P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/60 long)
-    P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, base
+    P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, spent (since)
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
-    P h:{member}:f:{id}    str   a failure counted already (kept HOLD_TTL)
     P t:{route}            int   the next round-robin turn
-    P b:{key}:o:{hold}     hash  one hold: w and q the token and request windows charged, at
-                                 when, t the tokens it counts for, r its requests, p 1 if it
-                                 took its member's probe, n the rank of its last settlement,
-                                 x 1 once undone
 
-A write whose answer was lost (a timeout after Redis ran it) is replayed, so a hold's charge
-and settlements count once: a charge made already answers with what it charged, and a
-settlement names the count it brings the hold to and its rank (the n-th asked for), and is
-skipped when one of its rank or later was applied. A hold's record is kept HOLD_TTL seconds
-from its last write; a replay later than that could count twice.
+A hold is known to Redis only by what it added to its windows' buckets: a settlement adds the
+difference between two counts to the bucket of the hold's moment.
 
 A window `id` is `{kind}|{period}` (`tokens|60.0`). A bucket counts while its end lies within
-the window, so a charge leaves at most one bucket late and never early. A reading's `base` is
-what the bucket of its moment held when it was taken: what was spent after the reading is the
-rest of that bucket plus every later one. Times come from the caller's clock (ARGV), never from
-Redis TIME; every key gets a TTL a little past the moment it stops mattering.
+the window, so a charge leaves at most one bucket late and never early. A reading keeps what
+was charged after it (`spent`: a charge at its very moment counts as before it, as in
+`limits.Window` and SQLite), until it expires however long past the window that is. Times
+come from the caller's clock (ARGV), never from Redis TIME; every key gets a TTL a little past
+the moment it stops mattering.
 """
 
 from __future__ import annotations
@@ -35,14 +28,11 @@ HEALTH_MARGIN = 900.0
 """Seconds a member's health outlives its cooldown and rest (then its failures are forgotten)."""
 TURN_TTL_MS = 30 * 86_400_000
 """A route's turn counter lives this long after its last use."""
-HOLD_TTL = 900.0
-"""Seconds a hold's record outlives its last write (past the default 600 s total timeout of an
-answer): the longest a replay is told from a first run. About 200 bytes a hold."""
 
 _PRELUDE = (
     f"""
 local DAY = 86400
-local WINDOW_MARGIN, HEALTH_MARGIN, HOLD_TTL = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}, {HOLD_TTL!r}
+local WINDOW_MARGIN, HEALTH_MARGIN = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}
 """
     + """
 local function num(v)
@@ -59,14 +49,6 @@ local function extend(key, seconds)
   if ms < 1 then ms = 1 end
   local left = redis.call('PTTL', key)
   if left ~= -2 and left < ms then redis.call('PEXPIRE', key, ms) end
-end
--- What the hold recorded at `o` was charged: {'1', its token window ids...}; nil if it was not.
-local function charged(o)
-  local w = redis.call('HGET', o, 'w')
-  if w == false then return nil end
-  local out = {'1'}
-  for id in string.gmatch(w, '[^,]+') do out[#out + 1] = id end
-  return out
 end
 """
 )
@@ -93,17 +75,13 @@ local function load(base, id, limit, now, day)
   end
   table.sort(w.buckets, function(x, y) return x[1] < y[1] end)
   if limit ~= nil then w.remaining = limit - w.used end
-  local r = redis.call('HMGET', base .. ':r:' .. id, 'rem', 'at', 'until', 'base')
+  w.rkey = base .. ':r:' .. id
+  local r = redis.call('HMGET', w.rkey, 'rem', 'at', 'until', 'spent')
+  w.seen = num(r[2])
   local valid = num(r[3])
   if valid ~= nil and now < valid then
-    local at, mark = tonumber(r[2]), index(tonumber(r[2]), period)
-    local since = 0
-    for _, e in ipairs(w.buckets) do
-      if e[1] > mark then since = since + e[2]
-      elseif e[1] == mark then since = since + math.max(0, e[2] - (num(r[4]) or 0)) end
-    end
-    w.observed = {tonumber(r[1]), valid}
-    local reported = tonumber(r[1]) - since
+    local reported = tonumber(r[1]) - (num(r[4]) or 0)
+    w.observed = {reported, valid}
     if w.remaining == nil or reported < w.remaining then w.remaining = reported end
   end
   return w
@@ -112,7 +90,7 @@ end
 -- The soonest moment `amount` fits in window `w` (Window.free_at, over buckets).
 local function free_at(w, amount, now)
   if w.remaining == nil or w.remaining >= amount then return now end
-  if w.observed ~= nil and w.observed[1] - amount < 0 then return w.observed[2] end
+  if w.observed ~= nil and w.observed[1] < amount then return w.observed[2] end
   if w.limit == nil or amount > w.limit then return now + w.period end
   local needed = amount - w.remaining
   for _, e in ipairs(w.buckets) do
@@ -151,12 +129,10 @@ local function budget(base, now, day, first)
   return windows
 end
 
--- Take a reading (remaining `rem` until `valid`) for window `id`, noting what its bucket holds.
+-- Take a reading (remaining `rem` until `valid`) for window `id`: nothing spent since.
 local function record(base, id, rem, now, valid)
-  local period = period_of(id)
-  local held = num(redis.call('HGET', base .. ':w:' .. id, field(index(now, period)))) or 0
   local key = base .. ':r:' .. id
-  redis.call('HSET', key, 'rem', fmt(rem), 'at', fmt(now), 'until', fmt(valid), 'base', fmt(held))
+  redis.call('HSET', key, 'rem', fmt(rem), 'at', fmt(now), 'until', fmt(valid), 'spent', 0)
   redis.call('PEXPIRE', key, math.max(1, math.ceil((valid - now + WINDOW_MARGIN) * 1000)))
 end
 
@@ -176,60 +152,52 @@ local function room(windows, cost, now)
   end
   return fits, soonest
 end
--- Charge `cost` to every window for the hold recorded at `o` (`probe`: it took its member's
--- probe): {'1', the token window ids}.
-local function charge(o, windows, cost, now, probe)
-  local ids, requests = {'1'}, {}
+-- Charge `cost` to every window: {'1', the token window ids}.
+local function charge(windows, cost, now)
+  local ids = {'1'}
   for _, w in ipairs(windows) do
     local amount = cost[w.kind]
-    if amount ~= 0 then redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount) end
+    if amount ~= 0 then
+      redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount)
+      if w.seen ~= nil and now > w.seen then redis.call('HINCRBYFLOAT', w.rkey, 'spent', amount) end
+    end
     extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
-    if w.kind == 'tokens' then ids[#ids + 1] = w.id else requests[#requests + 1] = w.id end
+    if w.kind == 'tokens' then ids[#ids + 1] = w.id end
   end
-  redis.call('HSET', o, 'w', table.concat(ids, ',', 2), 'q', table.concat(requests, ','),
-    'at', fmt(now), 't', cost.tokens, 'r', cost.requests, 'p', probe and 1 or 0, 'n', 0)
-  redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
   return ids
 end
 -- Add `delta` to what window `id` counted in its bucket of `at` (if that bucket still counts),
--- and to the base of a reading taken after `at` in that bucket.
+-- and to what was spent since its reading if the charge was made after it.
 local function adjust(base, id, at, now, delta)
+  if delta == 0 then return end
   local period, key, rkey = period_of(id), base .. ':w:' .. id, base .. ':r:' .. id
   local b = index(at, period)
-  if delta ~= 0 and edge(b, period) > now - period then
+  if edge(b, period) > now - period then
     if tonumber(redis.call('HINCRBYFLOAT', key, field(b), delta)) <= 0 then
       redis.call('HDEL', key, field(b))
     end
     extend(key, edge(b, period) + period - now + WINDOW_MARGIN)
-    local seen = num(redis.call('HGET', rkey, 'at'))
-    if seen ~= nil and at <= seen and index(seen, period) == b then
-      redis.call('HINCRBYFLOAT', rkey, 'base', delta)
-    end
   end
+  local seen = num(redis.call('HGET', rkey, 'at'))
+  if seen ~= nil and at > seen then redis.call('HINCRBYFLOAT', rkey, 'spent', delta) end
 end
 """
 
 # KEYS[1] budget base; ARGV now, day started, mode (reserve|force|peek), tokens,
-# requests, hold id ('' to peek), then (window id, configured limit) pairs. -> {'1', token
-# window ids...} when charged (or charged before, whatever the room now), else {'0', the
-# soonest moment it all fits}.
+# requests, then (window id, configured limit) pairs. -> {'1', token window ids...} when
+# charged (`force`: whatever the room), else {'0', the soonest moment it all fits}.
 RESERVE = (
     _PRELUDE
     + _BUDGET
     + """
 local base, now, day, mode = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local cost = {tokens = tonumber(ARGV[4]), requests = tonumber(ARGV[5])}
-local o = base .. ':o:' .. ARGV[6]
-if mode ~= 'peek' then
-  local before = charged(o)
-  if before ~= nil then return before end
-end
-local windows = budget(base, now, day, 7)
+local windows = budget(base, now, day, 6)
 if mode ~= 'force' then
   local fits, soonest = room(windows, cost, now)
   if mode == 'peek' or not fits then return {'0', fmt(soonest)} end
 end
-return charge(o, windows, cost, now, false)
+return charge(windows, cost, now)
 """
 )
 
@@ -245,26 +213,20 @@ for _, w in ipairs(budget(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 3)) do
   out[#out + 1] = w.limit == nil and '' or fmt(w.limit)
   out[#out + 1] = fmt(w.used)
   out[#out + 1] = w.remaining == nil and '' or fmt(w.remaining)
-  out[#out + 1] = fmt(w.today)
+  out[#out + 1] = w.period == DAY and fmt(w.today) or '0'
 end
 return out
 """
 )
 
-# KEYS[1] budget base; ARGV now, charged at, hold id, rank, the tokens the hold counts for as
-# the caller knows it (used if Redis forgot the hold), the tokens it should count for, token
-# window ids... -> 1, or 0 when a settlement of this rank or later was applied already.
+# KEYS[1] budget base; ARGV now, charged at, tokens to add (or take away, when negative), the
+# hold's token window ids...
 SETTLE = (
     _PRELUDE
     + _BUDGET
     + """
-local base, now, at = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-local o, rank, target = base .. ':o:' .. ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
-if rank <= (num(redis.call('HGET', o, 'n')) or 0) then return 0 end
-local delta = target - (num(redis.call('HGET', o, 't')) or tonumber(ARGV[5]))
-redis.call('HSET', o, 't', target, 'n', rank)
-redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
-for i = 7, #ARGV do adjust(base, ARGV[i], at, now, delta) end
+local base, now, at, delta = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV do adjust(base, ARGV[i], at, now, delta) end
 return 1
 """
 )
@@ -325,7 +287,7 @@ return 0
 """
 )
 
-# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, hold id, then
+# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, then
 # (window id, configured limit) pairs. CLAIM, then RESERVE, as one: -> {'1', token window
 # ids...} when claimed and charged; {'0', c, f, o, u, p} (the health fields) when the member
 # may not be tried; {'2', the soonest moment it all fits} when the windows have no room
@@ -337,29 +299,22 @@ BEGIN = (
     + """
 local base, now, day = KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
 local cost = {tokens = tonumber(ARGV[3]), requests = tonumber(ARGV[4])}
-local o = base .. ':o:' .. ARGV[5]
-local before = charged(o)
-if before ~= nil then return before end
 if now < get('c') or (get('o') ~= 0 and (now < get('u') or get('p') ~= 0)) then
   return {'0', unpack(redis.call('HMGET', h, 'c', 'f', 'o', 'u', 'p'))}
 end
-local windows = budget(base, now, day, 6)
+local windows = budget(base, now, day, 5)
 local fits, soonest = room(windows, cost, now)
 if not fits then return {'2', fmt(soonest)} end
-local probe = get('o') ~= 0
-if probe then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
-return charge(o, windows, cost, now, probe)
+if get('o') ~= 0 then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
+return charge(windows, cost, now)
 """
 )
 
-# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap, the failure's id. -> 1, or 0
-# when that failure was counted already.
+# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap.
 FAILED = (
     _PRELUDE
     + _HEALTH
     + """
-local once = h .. ':f:' .. ARGV[6]
-if not redis.call('SET', once, 1, 'NX', 'PX', math.ceil(HOLD_TTL * 1000)) then return 0 end
 local now, retry = tonumber(ARGV[1]), num(ARGV[2])
 local threshold, base, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local c, f, o, u, p = get('c'), get('f') + 1, get('o'), get('u'), get('p')
@@ -407,28 +362,6 @@ return 1
 """
 )
 
-# KEYS[1] health, KEYS[2] budget base; ARGV hold id, now. Takes back what the hold was charged
-# (and the probe it took) unless it was undone already; a charge for it arriving after this one
-# finds it made.
-UNDO = (
-    _PRELUDE
-    + _BUDGET
-    + _HEALTH
-    + """
-local base, now = KEYS[2], tonumber(ARGV[2])
-local o = base .. ':o:' .. ARGV[1]
-local w, q, at, t, r, p, x = unpack(redis.call('HMGET', o, 'w', 'q', 'at', 't', 'r', 'p', 'x'))
-if w ~= false and at ~= false and x == false then
-  for id in string.gmatch(w, '[^,]+') do adjust(base, id, tonumber(at), now, -tonumber(t)) end
-  for id in string.gmatch(q or '', '[^,]+') do adjust(base, id, tonumber(at), now, -tonumber(r)) end
-  if p == '1' and redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'p', 0) end
-end
-redis.call('HSET', o, 'x', 1, 'w', w or '')
-redis.call('PEXPIRE', o, math.ceil(HOLD_TTL * 1000))
-return 1
-"""
-)
-
 SCRIPTS: dict[str, str] = {
     "reserve": RESERVE,
     "windows": WINDOWS,
@@ -441,5 +374,4 @@ SCRIPTS: dict[str, str] = {
     "succeeded": SUCCEEDED,
     "release": RELEASE,
     "cool": COOL,
-    "undo": UNDO,
 }

@@ -4,23 +4,22 @@ Every decision is one Lua script (one round trip, atomic: see `redis_scripts` fo
 layout). When Redis cannot be reached (`redis_link` tells, logs one warning, and tries Redis
 again at most every `retry_every` seconds), the state answers from a `MemoryState` fallback
 (kept close by mirroring this instance's writes into it), and the writes it made meanwhile
-(charges, settlements, readings, health) are replayed, in order, once Redis answers again.
-A write whose answer was lost may have run: a hold is named in Redis, a settlement says the
-count it brings its hold to and its rank, so that their replays count once.
+are replayed, in order, once Redis answers again; a hold charged meanwhile is charged to Redis
+at the count it was last settled to. A write whose answer was lost may have run: one that adds
+to a count is replayed (it may count twice), one that takes away is not (it may not count at
+all), so a lost answer over-counts, never under-counts.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Cost, Kind, Reservation
 from ..ratelimits import RateReading
 from . import redis_scripts
-from .redis_holds import Placed, Stranded
 from .redis_link import DOWN, Call, Down, RedisLink
 from .state import Hold, MemoryState, WindowSpec, WindowState
 
@@ -76,10 +75,24 @@ def _health(values: Sequence[bytes | str | None]) -> Health | None:
     return Health(c, int(f), int(o), u, bool(p))
 
 
+@dataclass(slots=True)
+class Charged:
+    """A hold of this instance: charged at `at`, mirrored in the fallback, to count `tokens`.
+    Redis counts `counted` tokens for it in its token `windows`, as last sent; None while it
+    was charged in the fallback only, for a replay to charge it to Redis."""
+
+    key: str
+    specs: tuple[WindowSpec, ...]
+    cost: Cost
+    at: float
+    mirror: Reservation | None
+    tokens: int
+    counted: int | None = None
+    windows: tuple[str, ...] = ()
+
+
 class RedisState:
     """State in Redis, shared by every instance that uses the same server and prefix."""
-
-    persistent = True
 
     def __init__(
         self,
@@ -101,8 +114,6 @@ class RedisState:
             else MemoryState(threshold=threshold, base=base, cap=cap)
         )
         self._hint: float | None = None
-        named = os.urandom(6).hex()  # names of this instance's holds and failures in Redis
-        self._names = (f"{named}{n:x}" for n in itertools.count())
 
     async def open(self) -> RedisState:
         """Connect and load the scripts; an unreachable Redis is waited for, not fatal."""
@@ -133,126 +144,114 @@ class RedisState:
         return await self.fallback.turn(route) if turn is DOWN else turn
 
     async def _charge(
-        self,
-        key: str,
-        specs: Sequence[WindowSpec],
-        cost: Cost,
-        now: float,
-        mode: str,
-        hold: str,
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, mode: str
     ) -> list[str]:
         args = [repr(now), repr(now - now % DAY), mode, str(cost.tokens), str(cost.requests)]
-        args += [hold, *spec_args(specs)]
+        args += spec_args(specs)
         return list(await self._link.run("reserve", [self._budget(key)], args))
 
     async def reserve(
         self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
-        return await self._reserve(key, specs, cost, now, next(self._names))
-
-    async def _reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, hold: str
-    ) -> Hold | float:
         self._seen(now)
-        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "reserve", hold))
+        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "reserve"))
         if got is DOWN:
             local = await self.fallback.reserve(key, specs, cost, now)
             if not isinstance(local, Hold):
                 return local
             mirror = local.handle if isinstance(local.handle, Reservation) else None
-            stranded = Stranded(key, tuple(specs), cost, now, mirror, hold, cost.tokens)
-            self._link.later(lambda: self._replay(stranded))
-            return Hold(key, cost.tokens, stranded)
+            charged = Charged(key, tuple(specs), cost, now, mirror, cost.tokens)
+            self._link.later(lambda: self._replay(charged))
+            return Hold(key, cost.tokens, charged)
         if got[0] != "1":
             return float(got[1])
-        return self._placed(key, specs, cost, now, got[1:], hold)
+        return self._placed(key, specs, cost, now, got[1:])
 
     def _placed(
-        self,
-        key: str,
-        specs: Sequence[WindowSpec],
-        cost: Cost,
-        now: float,
-        windows: list[str],
-        hold: str,
+        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, windows: list[str]
     ) -> Hold:
         """A hold charged in Redis (to its token `windows`), mirrored in the fallback."""
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
-        placed = Placed(now, tuple(windows), cost.tokens, mirror, hold, cost.tokens)
-        return Hold(key, cost.tokens, placed)
+        charged = Charged(key, tuple(specs), cost, now, mirror, cost.tokens, cost.tokens)
+        charged.windows = tuple(windows)
+        return Hold(key, cost.tokens, charged)
 
     async def begin(
         self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
     ) -> Hold | float:
         self._seen(now)
-        named = next(self._names)  # a BEGIN whose answer was lost is not charged again
-        args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests), named]
+        args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests)]
         args += spec_args(specs)
         keys = [self._member(member), self._budget(key)]
+        sent = not self._link.down
         got = await self._link.attempt(lambda: self._link.run("begin", keys, args))
         if got is DOWN:  # step by step, each on the last known state (and Redis if it is back)
             if not await self.claim(member, now):
-                await self._undo(member, key, named, now)
+                if sent:  # the BEGIN may have run, its answer lost, and taken the probe
+                    release = [self._member(member)]
+                    await self._link.write(lambda: self._link.run("release", release, []))
                 return await self.ready_at(member)
-            hold = await self._reserve(key, specs, cost, now, named)
+            hold = await self.reserve(key, specs, cost, now)
             if not isinstance(hold, Hold):
                 await self.release(member)
-                await self._undo(member, key, named, now)
             return hold
         if got[0] == "0":
             return self._book_of(member, got[1:]).ready_at(member)
         if got[0] == "2":
             return float(got[1])
         self.fallback.book.begin(member, now)
-        return self._placed(key, specs, cost, now, got[1:], named)
+        return self._placed(key, specs, cost, now, got[1:])
 
-    async def _undo(self, member: str, key: str, hold: str, now: float) -> None:
-        """Take back what a BEGIN for `hold` charged (and the probe it took), in case it ran
-        though its answer was lost: the begin was refused on the way back."""
-        keys, args = [self._member(member), self._budget(key)], [hold, repr(now)]
-        await self._link.write(lambda: self._link.run("undo", keys, args))
+    async def _replay(self, charged: Charged) -> None:
+        """Charge to Redis, at its count now, a hold charged in the fallback while Redis was
+        away (run again whole if its answer is lost: it may count twice)."""
+        c = charged
+        tokens = c.tokens
+        cost = Cost(tokens=tokens, requests=c.cost.requests)
+        got = await self._charge(c.key, c.specs, cost, c.at, "force")
+        c.counted, c.windows = tokens, tuple(got[1:])
+        settlement = self._settlement(c, c.tokens, self._hint or c.at)  # settled meanwhile
+        if settlement is not None:
+            (name, keys, args), adds = settlement
+            self._link.later(lambda: self._link.run(name, keys, args), again=adds)
 
-    async def _replay(self, s: Stranded) -> None:
-        # The charge as first sent (if Redis ran it already, its answer lost, it answers with
-        # what it charged then), then the settlement last asked for; run again whole if it
-        # failed on the way.
-        if s.placed is None:
-            got = await self._charge(s.key, s.specs, s.cost, s.at, "force", s.hold)
-            windows = tuple(got[1:])
-            s.placed = Placed(s.at, windows, s.cost.tokens, s.mirror, s.hold, s.asked, s.rank)
-        placed = s.placed
-        if placed.done < placed.rank:
-            await self._settle(s.key, placed, placed.rank, placed.asked, s.at)
+    def _settlement(self, c: Charged, tokens: int, now: float) -> tuple[Call, bool] | None:
+        """SETTLE bringing what Redis counts for `c` to `tokens` (None when it is there), and
+        whether it adds (when its answer is lost, one that adds is replayed, one that takes
+        away is not). `c` counts `tokens` from now on, whatever the outcome."""
+        if c.counted is None or tokens == c.counted:
+            return None
+        delta, c.counted = tokens - c.counted, tokens
+        args = [repr(now), repr(c.at), str(delta), *c.windows]
+        return ("settle", [self._budget(c.key)], args), delta > 0
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
         self._seen(now)
-        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "peek", ""))
+        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "peek"))
         return await self.fallback.free_at(key, specs, cost, now) if got is DOWN else float(got[1])
+
+    def _recount(self, hold: Hold, tokens: int) -> Charged | None:
+        """The record of `hold`, counting `tokens` from now on (its mirror settled to them)."""
+        c = hold.handle
+        if not isinstance(c, Charged):
+            return None
+        if c.mirror is not None:
+            c.mirror.settle(tokens)
+        c.tokens = tokens
+        return c
 
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
         self._seen(now)
-        handle = hold.handle
-        if isinstance(handle, Placed | Stranded) and handle.mirror is not None:
-            handle.mirror.settle(tokens)
-        if isinstance(handle, Stranded):
-            if handle.placed is None:
-                if tokens != handle.asked:  # for its replay to settle
-                    handle.asked, handle.rank = tokens, handle.rank + 1
-                mine = handle.rank
-                await self._link.attempt(_nothing)  # if Redis is back, this replays it
-                if handle.placed is None or handle.placed.rank > mine:  # (or a later one)
-                    return
-            handle = handle.placed
-        if not isinstance(handle, Placed):
+        c = self._recount(hold, tokens)
+        if c is None:
             return
-        placed = handle
-        rank = placed.ask(tokens)
-        if rank is not None:
-            await self._link.write(lambda: self._settle(hold.key, placed, rank, tokens, now))
-
-    async def _settle(self, key: str, placed: Placed, rank: int, tokens: int, now: float) -> None:
-        await self._link.run("settle", [self._budget(key)], placed.settlement(rank, tokens, now))
-        placed.confirm(rank, tokens)
+        if c.counted is None:  # its replay charges `tokens`: now, if Redis is back
+            await self._link.attempt(_nothing)
+            return
+        settlement = self._settlement(c, tokens, now)
+        if settlement is not None:
+            (name, keys, args), adds = settlement
+            await self._link.write(lambda: self._link.run(name, keys, args), again=adds)
 
     async def observe(self, key: str, reading: RateReading, now: float) -> None:
         self._seen(now)
@@ -295,13 +294,6 @@ class RedisState:
             book.health[member] = health
         return book
 
-    async def available(self, member: str, now: float) -> bool:
-        self._seen(now)
-        book = await self._book(member)
-        if book is DOWN:
-            return await self.fallback.available(member, now)
-        return book.available(member, now)
-
     async def claim(self, member: str, now: float) -> bool:
         self._seen(now)
         got = await self._link.attempt(
@@ -328,33 +320,26 @@ class RedisState:
         await self._link.write(lambda: self._link.run("succeeded", [self._member(member)], []))
 
     async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
-        placed = hold.handle
-        if not isinstance(placed, Placed):  # charged during an outage: settle knows how
+        c = hold.handle
+        if not isinstance(c, Charged) or c.counted is None:  # charged during an outage
             await self.succeeded(member)
             await self.settle(hold, tokens, now)
             return
         self._seen(now)
         await self.fallback.succeeded(member)
-        if placed.mirror is not None:
-            placed.mirror.settle(tokens)
-        member_key, budget = self._member(member), self._budget(hold.key)
-        rank = placed.ask(tokens)
-
-        async def both() -> None:  # one round trip; replayed whole after an outage
-            calls: list[Call] = [("succeeded", [member_key], [])]
-            if rank is not None:
-                calls.append(("settle", [budget], placed.settlement(rank, tokens, now)))
-            await self._link.pipelined(calls)
-            if rank is not None:
-                placed.confirm(rank, tokens)
-
-        await self._link.write(both)
+        self._recount(hold, tokens)
+        calls: list[Call] = [("succeeded", [self._member(member)], [])]
+        settlement = self._settlement(c, tokens, now)
+        adds = True
+        if settlement is not None:
+            calls.append(settlement[0])
+            adds = settlement[1]
+        await self._link.write(lambda: self._link.pipelined(calls), again=adds)  # one round trip
 
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
         self._seen(now)
         await self.fallback.failed(member, now, retry_at)
         args = [repr(now), opt(retry_at), str(self.threshold), repr(self.base), repr(self.cap)]
-        args.append(next(self._names))  # names the failure: a replay does not count it again
         await self._link.write(lambda: self._link.run("failed", [self._member(member)], args))
 
     async def release(self, member: str) -> None:

@@ -24,7 +24,7 @@ from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Window
 from ..ratelimits import RateReading
 from . import ledger_sql
-from .state import Hold, WindowSpec, WindowState, readings_of
+from .state import Hold, WindowSpec, WindowState
 from .state_sql import (
     _BUCKETS,
     _CHARGE,
@@ -81,10 +81,10 @@ def _reserve(
     """Charge `cost` to every window of `key` if all can take it, else when they could (to be
     run in a write transaction)."""
     rows, missing = _windows(conn, key, specs)
+    conn.executemany(_CONFIGURED, [(key, *at) for at in missing])
     conn.execute(_EXPIRE, (key, now))
     if not _budget(rows, _used(conn, key, now, now)[0]).fits(cost, now):
         return _walk(conn, key, rows).free_at(cost, now)
-    conn.executemany(_CONFIGURED, [(key, *at) for at in missing])
     starts = [(r.kind, r.period, _bucket(now, r.period)) for r in rows]
     conn.executemany(_CHARGE, [(key, *at, cost.of(at[0])) for at in starts])
     seen = [r for r in rows if r.seen_at is not None]
@@ -107,8 +107,6 @@ class SQLiteState:
     ``state = await SQLiteState(path).open()`` creates the file and tables and starts the thread
     that owns the connection and runs the operations in turn; ``await state.close()`` stops it.
     """
-
-    persistent = True
 
     def __init__(
         self, path: Path, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0
@@ -164,9 +162,13 @@ class SQLiteState:
         return await self._transaction(begin, write=True)
 
     async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
-        return await self._transaction(
-            lambda conn: _walk(conn, key, _windows(conn, key, specs)[0]).free_at(cost, now)
-        )
+        def free_at(conn: sqlite3.Connection) -> tuple[float, list[tuple[Kind, float]]]:
+            rows, missing = _windows(conn, key, specs)
+            return _walk(conn, key, rows).free_at(cost, now), missing
+
+        at, missing = await self._transaction(free_at)
+        await self._configure(key, missing)
+        return at
 
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
         charge = hold.handle
@@ -191,7 +193,7 @@ class SQLiteState:
 
     async def observe(self, key: str, reading: RateReading, now: float) -> None:
         rows = []
-        for r in readings_of(reading):
+        for r in reading.windows:
             until = r.reset_at if r.reset_at is not None else now + r.period
             limit = r.limit if r.limit is not None and r.limit > 0 else None
             seen = (r.remaining, now, until) if r.remaining is not None else (None, None, None)
@@ -213,15 +215,25 @@ class SQLiteState:
     async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
         day_started = now - now % DAY
 
-        def windows(conn: sqlite3.Connection) -> list[WindowState]:
+        def windows(conn: sqlite3.Connection) -> tuple[list[WindowState], list[tuple[Kind, float]]]:
             used, today = _used(conn, key, now, day_started)
-            budget = _budget(_windows(conn, key, specs)[0], used)
-            return [_state(w, now, today.get((w.kind, w.period), 0.0)) for w in budget.windows]
+            rows, missing = _windows(conn, key, specs)
+            states = [
+                _state(w, now, today.get((w.kind, w.period), 0.0) if w.period == DAY else 0.0)
+                for w in _budget(rows, used).windows
+            ]
+            return states, missing
 
-        return await self._transaction(windows)
+        states, missing = await self._transaction(windows)
+        await self._configure(key, missing)
+        return states
 
-    async def available(self, member: str, now: float) -> bool:
-        return await self._call(lambda conn: self._book(conn, member).available(member, now))
+    async def _configure(self, key: str, missing: list[tuple[Kind, float]]) -> None:
+        """Give configured windows seen for the first time their row (as `_reserve` does), so
+        that a 429 naming no window reaches them, as it does in the other homes."""
+        if missing:
+            rows = [(key, *at) for at in missing]
+            await self._transaction(lambda conn: conn.executemany(_CONFIGURED, rows), write=True)
 
     async def claim(self, member: str, now: float) -> bool:
         def claim(conn: sqlite3.Connection) -> bool:

@@ -19,7 +19,7 @@ import msgspec
 
 from ..cooldowns import CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Limit, Reservation
-from ..ratelimits import RateReading, WindowReading
+from ..ratelimits import RateReading
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,8 @@ class WindowSpec:
 class WindowState(msgspec.Struct, frozen=True):
     """A window now: its limit (configured, or learned from the provider), what was counted
     in the last `period`, what is left (the provider's reading wins while valid; None when
-    unknown), and what was counted since the UTC day began (for pacing)."""
+    unknown), and, for a daily window, what was counted since the UTC day began (for pacing;
+    0 for the others)."""
 
     kind: Kind
     period: float
@@ -57,9 +58,6 @@ class Hold(msgspec.Struct, frozen=True):
 
 class SharedState(Protocol):
     """Where turns, budgets and health live."""
-
-    persistent: bool
-    """Whether the state outlives the process (else it is rebuilt from the usage ledger)."""
 
     async def turn(self, route: str) -> int:
         """The next round-robin turn of `route`: 0, 1, 2... across every process."""
@@ -95,9 +93,6 @@ class SharedState(Protocol):
     async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
         """The state of every window of `key`: the configured ones and any learned."""
 
-    async def available(self, member: str, now: float) -> bool:
-        """Whether `member` may be tried now, without claiming anything."""
-
     async def claim(self, member: str, now: float) -> bool:
         """Whether a request may go to `member` now; past an open circuit's rest this claims
         its single probe, so only one caller in all processes gets True."""
@@ -132,15 +127,8 @@ def specs_of(limits: Sequence[Limit]) -> tuple[WindowSpec, ...]:
     return tuple(WindowSpec(lim.kind, lim.period, lim.limit) for lim in limits)
 
 
-def readings_of(reading: RateReading) -> tuple[WindowReading, ...]:
-    """The window readings in a rate reading (a seam for homes that serialise them)."""
-    return reading.windows
-
-
 class MemoryState:
     """State in this process only: fast, and rebuilt from the usage ledger at start."""
-
-    persistent = False
 
     def __init__(self, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0) -> None:
         self.book = CooldownBook(threshold=threshold, base=base, cap=cap)
@@ -216,9 +204,6 @@ class MemoryState:
             )
             for w in self.budget(key, specs).windows
         ]
-
-    async def available(self, member: str, now: float) -> bool:
-        return self.book.available(member, now)
 
     async def claim(self, member: str, now: float) -> bool:
         if not self.book.available(member, now):

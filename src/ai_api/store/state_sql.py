@@ -29,7 +29,8 @@ _TURN = """INSERT INTO state_turns VALUES (?, 1)
 _WINDOWS = """SELECT kind, period, learned, learned_limit, seen_remaining, seen_at, seen_until,
     spent_after FROM state_windows WHERE key = ?"""
 # A configured window has a row too (learned = 0), so that a 429 naming no window reaches it.
-_CONFIGURED = "INSERT INTO state_windows (key, kind, period) VALUES (?, ?, ?)"
+_CONFIGURED = """INSERT INTO state_windows (key, kind, period) VALUES (?, ?, ?)
+    ON CONFLICT (key, kind, period) DO NOTHING"""
 _USED = f"""SELECT kind, period, total(amount), total(amount) FILTER (WHERE start >= ?3)
     FROM state_spend WHERE key = ?1 AND {_ENDS} > ?2 - period GROUP BY kind, period"""
 _BUCKETS = """SELECT kind, period, start, amount FROM state_spend WHERE key = ?
