@@ -12,14 +12,27 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from .ratelimits import RateReading
+if TYPE_CHECKING:  # ratelimits builds on the kinds and periods here
+    from .ratelimits import RateReading
 
 Kind = Literal["requests", "tokens"]
+KINDS: tuple[Kind, ...] = ("requests", "tokens")
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+MONTH = 30 * DAY
+PERIODS = {"minute": MINUTE, "hour": HOUR, "day": DAY, "month": MONTH}
+"""The windows providers name, by name."""
+BUCKETS = 60
+"""Buckets a window counts in (every home of the shared state): constant memory, a charge
+counted up to 1/60 of its period longer than exactly."""
+
+
+def period_name(seconds: float) -> str:
+    """`minute`, `hour`, `day`, `month`, or the seconds."""
+    return next((name for name, p in PERIODS.items() if p == seconds), f"{seconds:g}s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +55,6 @@ class Cost(msgspec.Struct, frozen=True):
         return self.requests if kind == "requests" else self.tokens
 
 
-_BUCKETS = 60
 """Each window keeps its spending in this many buckets: memory and time per request stay
 constant however many requests a day brings, at the price of counting a charge up to one
 bucket (a sixtieth of the window) longer than exactly."""
@@ -84,7 +96,7 @@ class Window:
         self.kind = kind
         self.period = period
         self.limit = limit
-        self._span = period / _BUCKETS
+        self._span = period / BUCKETS
         self._buckets: deque[list[float]] = deque()  # [start, amount]
         self._used = 0.0
         self._observed: tuple[float, float, float] | None = None  # (remaining, at, valid_until)

@@ -14,15 +14,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Literal
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .limits import DAY, KINDS, MINUTE, MONTH, PERIODS, Kind
+
 __all__ = [
     "STYLES",
     "ErrorReading",
-    "LimitKind",
     "RateReading",
     "WindowReading",
     "parse_go_duration",
@@ -30,17 +30,11 @@ __all__ = [
     "read_headers",
 ]
 
-LimitKind = Literal["requests", "tokens"]
-_KINDS: tuple[LimitKind, ...] = ("requests", "tokens")
-
-_MINUTE, _HOUR, _DAY, _MONTH = 60.0, 3600.0, 86400.0, 2592000.0
-_PERIODS = {"minute": _MINUTE, "hour": _HOUR, "day": _DAY, "month": _MONTH}
-
 
 class WindowReading(msgspec.Struct, frozen=True):
     """What a provider said about one window: its kind, length in seconds, and state."""
 
-    kind: LimitKind
+    kind: Kind
     period: float
     limit: int | None
     remaining: int | None
@@ -58,7 +52,7 @@ class ErrorReading(msgspec.Struct, frozen=True):
     """What an error body said about a limit: when to retry, which kind and window ran out."""
 
     retry_at: float | None
-    exhausted: LimitKind | None
+    exhausted: Kind | None
     period: float | None
     quota_id: str | None
 
@@ -122,9 +116,9 @@ def _reset_epoch_ms(text: str, now: float, wall_now: float) -> float | None:
 class _Dialect:
     """Header suffix after `x-ratelimit-{limit,remaining,reset}` -> window; how resets read."""
 
-    windows: Mapping[str, tuple[LimitKind, float]]
+    windows: Mapping[str, tuple[Kind, float]]
     reset_at: Callable[[str, float, float], float | None]
-    names: tuple[tuple[LimitKind, float, str, str, str], ...] = field(init=False)
+    names: tuple[tuple[Kind, float, str, str, str], ...] = field(init=False)
     """Each window with its three header names, sorted by (kind, period): made once."""
 
     def __post_init__(self) -> None:
@@ -140,25 +134,25 @@ _NAMES = ("limit", "remaining", "reset")
 
 _DIALECTS: dict[str, _Dialect] = {
     # Groq: `-requests` is always per DAY, `-tokens` per MINUTE (reference B.1).
-    "groq": _Dialect({"requests": ("requests", _DAY), "tokens": ("tokens", _MINUTE)}, _reset_after),
+    "groq": _Dialect({"requests": ("requests", DAY), "tokens": ("tokens", MINUTE)}, _reset_after),
     "openai": _Dialect(
-        {"requests": ("requests", _MINUTE), "tokens": ("tokens", _MINUTE)}, _reset_after
+        {"requests": ("requests", MINUTE), "tokens": ("tokens", MINUTE)}, _reset_after
     ),
     # Cerebras documents requests-day and tokens-minute; the rest of the matrix shows up in
     # third-party captures, so every combination is read when present (reference B.2).
     "cerebras": _Dialect(
-        {f"{k}-{p}": (k, _PERIODS[p]) for k in _KINDS for p in ("minute", "hour", "day")},
+        {f"{k}-{p}": (k, PERIODS[p]) for k in KINDS for p in ("minute", "hour", "day")},
         _reset_after,
     ),
     # OpenRouter's bare headers don't name their window; the documented free limits are 20 RPM and
     # 50 (or 1000) RPD, and the 429 body names the daily one. Read as per-minute requests.
-    "openrouter": _Dialect({"": ("requests", _MINUTE)}, _reset_epoch_ms),
+    "openrouter": _Dialect({"": ("requests", MINUTE)}, _reset_epoch_ms),
     # Mistral sends no reset headers (reference D), so its windows carry reset_at None.
     "mistral": _Dialect(
         {
-            "tokens-minute": ("tokens", _MINUTE),
-            "tokens-month": ("tokens", _MONTH),
-            "req-minute": ("requests", _MINUTE),
+            "tokens-minute": ("tokens", MINUTE),
+            "tokens-month": ("tokens", MONTH),
+            "req-minute": ("requests", MINUTE),
         },
         _reset_after,
     ),
@@ -230,20 +224,20 @@ def read_headers(
 # Message text is read only where a provider puts the window nowhere else: Groq's RPM and TPD have
 # no header, Cerebras's 429 names minute/hour/day only in prose, OpenRouter's daily cap likewise.
 # Each pattern is anchored on a documented phrase (reference B.3, D); no other code reads messages.
-_GROQ_PHRASES: dict[str, tuple[LimitKind, float]] = {
-    "requests per minute (RPM)": ("requests", _MINUTE),
-    "requests per day (RPD)": ("requests", _DAY),
-    "tokens per minute (TPM)": ("tokens", _MINUTE),
-    "tokens per day (TPD)": ("tokens", _DAY),
+_GROQ_PHRASES: dict[str, tuple[Kind, float]] = {
+    "requests per minute (RPM)": ("requests", MINUTE),
+    "requests per day (RPD)": ("requests", DAY),
+    "tokens per minute (TPM)": ("tokens", MINUTE),
+    "tokens per day (TPD)": ("tokens", DAY),
 }
 _GROQ_RETRY_RE = re.compile(rf"Please try again in ((?:{_GO_PART})+)")
 _CEREBRAS_PHRASE_RE = re.compile(r"(Requests|Tokens) per (minute|hour|day) limit exceeded")
-_OPENROUTER_PHRASES: dict[str, tuple[LimitKind, float]] = {
-    "Rate limit exceeded: free-models-per-day": ("requests", _DAY),
+_OPENROUTER_PHRASES: dict[str, tuple[Kind, float]] = {
+    "Rate limit exceeded: free-models-per-day": ("requests", DAY),
 }
 
 _LIMIT_STATUSES = frozenset({413, 429})
-_CEREBRAS_CODES: dict[str, LimitKind] = {
+_CEREBRAS_CODES: dict[str, Kind] = {
     "request_quota_exceeded": "requests",
     "token_quota_exceeded": "tokens",
 }
@@ -264,7 +258,7 @@ def _text(value: dict[str, object], key: str) -> str:
     return found if isinstance(found, str) else ""
 
 
-def _kind(value: object) -> LimitKind | None:
+def _kind(value: object) -> Kind | None:
     if value == "requests":
         return "requests"
     return "tokens" if value == "tokens" else None
@@ -291,7 +285,7 @@ def _cerebras_body(data: object, now: float, wall_now: float) -> ErrorReading:
     kind = _CEREBRAS_CODES.get(_text(error, "code"))
     if kind is None and phrase is not None:
         kind = _kind(phrase.group(1).lower())
-    period = _PERIODS[phrase.group(2)] if phrase else None
+    period = PERIODS[phrase.group(2)] if phrase else None
     return ErrorReading(retry_at=None, exhausted=kind, period=period, quota_id=None)
 
 
@@ -345,7 +339,7 @@ def _quota(quota_id: str) -> ErrorReading:
     return ErrorReading(
         retry_at=None,
         exhausted=_kind(kind.group(0).lower()) if kind else None,
-        period=_PERIODS[period.group(1).lower()] if period else None,
+        period=PERIODS[period.group(1).lower()] if period else None,
         quota_id=quota_id,
     )
 

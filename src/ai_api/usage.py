@@ -5,17 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .limits import DAY, HOUR, MINUTE
+from .limits import DAY, period_name
 from .rationing import Rationing, daily_share
 from .routing import Deployment
 from .store.ledger import day_of
-
-_PERIODS = {MINUTE: "minute", HOUR: "hour", DAY: "day", 30 * DAY: "month"}
-
-
-def period_name(seconds: float) -> str:
-    """`minute`, `hour`, `day`, `month`, or the seconds."""
-    return _PERIODS.get(seconds, f"{seconds:g}s")
 
 
 async def report(

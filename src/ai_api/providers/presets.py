@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..limits import DAY, HOUR, MINUTE, Kind, Limit
-
-MONTH = 30 * DAY
-
+from ..limits import DAY, HOUR, MINUTE, MONTH, Kind, Limit
 
 RATES: Mapping[str, tuple[Kind, float]] = {
     "rpm": ("requests", MINUTE),
