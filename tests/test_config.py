@@ -11,6 +11,9 @@ def test_no_keys_means_no_providers_and_original_defaults():
     settings = load_settings({})
     assert settings.providers == ()
     assert (settings.host, settings.port) == ("127.0.0.1", 3000)
+    # A provider silent for 15 s before its first chunk is left for the next member (the
+    # failover methodology's limit; reasoning models stream their reasoning early).
+    assert settings.first_token_timeout == 15.0
 
 
 def test_a_provider_is_active_when_its_key_is_set_in_preset_order():

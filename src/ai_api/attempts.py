@@ -41,7 +41,7 @@ class Bounds:
 
     max_attempts: int = 3
     deadline: float = 60.0
-    first_token_timeout: float = 30.0
+    first_token_timeout: float = 15.0
 
 
 @dataclass(slots=True)

@@ -118,8 +118,9 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     """Longest silence allowed from an upstream: before its headers and between chunks."""
-    first_token_timeout: float = 30.0
-    """Longest wait for a provider's first chunk, once it has accepted the request."""
+    first_token_timeout: float = 15.0
+    """Longest wait for a provider's first chunk, once it has accepted the request (reasoning
+    models stream reasoning early: a provider silent this long is left for the next)."""
     total_timeout: float = 600.0
     """Longest any one upstream request may last."""
     max_attempts: int = 3
