@@ -58,8 +58,8 @@ class Scripted:
         yield [Chunk(finish_reason="stop", usage=Usage(10, 2, 12))]
 
 
-def member(provider: Scripted, spec=GROQ, limits=(), context=None, pace=False) -> Member:
-    return Member(Deployment(provider, spec, "m", 100, "", limits, context), pace=pace)
+def member(provider: Scripted, spec=GROQ, limits=(), context=None, pace=False, model="m") -> Member:
+    return Member(Deployment(provider, spec, model, 100, "", limits, context), pace=pace)
 
 
 HI = (Message(role="user", content="hi"),)
@@ -111,33 +111,51 @@ async def test_request_errors_are_not_retried(rationing):
     assert cerebras.seen == []
 
 
-async def test_context_errors_go_only_to_larger_windows(rationing):
-    too_long = UpstreamStatus("p", 400, "too long", code="context_length_exceeded")
-    small = Scripted("small", too_long)
-    same = Scripted("same")
-    large = Scripted("large")
+def too_long() -> UpstreamStatus:
+    return UpstreamStatus("p", 400, "too long", code="context_length_exceeded")
+
+
+async def test_context_errors_go_only_to_models_whose_window_is_larger_or_unknown(rationing):
+    small = Scripted("small", too_long())
+    same_window = Scripted("same-window")
+    same_model = Scripted("same-model")
+    unknown = Scripted("unknown")
     route = Route(
         "r",
         "fallback",
         (
-            member(small, context=65_536),
-            member(same, context=65_536),
-            member(large, context=131_072),
+            member(small, context=65_536, model="a"),
+            member(same_window, context=65_536, model="b"),
+            member(same_model, model="a"),  # another provider of the model that refused
+            member(unknown, model="c"),
+            member(Scripted("large"), context=131_072, model="d"),
         ),
     )
     opened = await open_stream(route, ask(), rationing, Bounds())
-    assert opened.deployment.name == "large"
-    assert same.seen == []
+    assert opened.deployment.name == "unknown"
+    assert same_window.seen == same_model.seen == []
     await drain(opened)
-    largest = Scripted(
-        "largest", UpstreamStatus("p", 400, "too long", code="context_length_exceeded")
-    )
+    largest = Scripted("largest", too_long())
     route = Route(
-        "r2", "fallback", (member(largest, context=131_072), member(same, context=65_536))
+        "r2",
+        "fallback",
+        (
+            member(largest, context=131_072, model="a"),
+            member(same_window, context=65_536, model="b"),
+        ),
     )
     with pytest.raises(UpstreamStatus, match="too long"):
         await open_stream(route, ask(), rationing, Bounds())
-    assert same.seen == []
+    assert same_window.seen == []
+
+
+async def test_context_retries_keep_to_the_attempt_bound(rationing):
+    providers = [Scripted(f"p{i}", too_long()) for i in range(4)]
+    route = Route("r", "fallback", tuple(member(p, model=f"m{i}") for i, p in enumerate(providers)))
+    with pytest.raises(UpstreamStatus) as info:
+        await open_stream(route, ask(), rationing, Bounds(max_attempts=2))
+    assert info.value.message.startswith("2 attempts failed")
+    assert [len(p.seen) for p in providers] == [1, 1, 0, 0]
 
 
 async def test_attempts_are_bounded_and_name_every_failure(rationing):

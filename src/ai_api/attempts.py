@@ -107,8 +107,8 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
         log.warning("attempt %d on %s failed: %s", attempt, d.public_name, error.message)
         retry = retry_of(error.outcome())
         if retry is Retry.LARGER_CONTEXT:
-            queue = [m for m in queue if _larger(m.deployment, d)]
-        elif retry is Retry.NONE or attempt >= bounds.max_attempts or loop.time() >= deadline:
+            queue = [m for m in queue if _may_fit(m.deployment, d)]
+        if retry is Retry.NONE or attempt >= bounds.max_attempts or loop.time() >= deadline:
             queue = []
     if error is None:
         raise await _pooled_429(route, min(lost, default=None), rationing, members)
@@ -123,12 +123,14 @@ async def _replay(blocks: list[list[Chunk]]) -> AsyncGenerator[list[Chunk], None
         yield block
 
 
-def _larger(candidate: Deployment, failed: Deployment) -> bool:
-    return (
-        candidate.context is not None
-        and failed.context is not None
-        and candidate.context > failed.context
-    )
+def _may_fit(candidate: Deployment, failed: Deployment) -> bool:
+    """Whether a prompt too long for `failed`'s model may fit `candidate`: another model whose
+    window is larger, or not known (never the same model again)."""
+    if candidate.model == failed.model:
+        return False
+    if candidate.context is None or failed.context is None:
+        return True
+    return candidate.context > failed.context
 
 
 def _refuse(route: Route, ask: Ask) -> None:
