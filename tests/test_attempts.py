@@ -88,7 +88,7 @@ def rationing(clock) -> Rationing:
 async def test_retryable_errors_pass_to_the_next_member_and_every_attempt_is_recorded(rationing):
     groq = Scripted("groq", UpstreamStatus("groq", 500, "boom"))
     cerebras = Scripted("cerebras")
-    route = Route("r", "fallback", (member(groq), member(cerebras, CEREBRAS)))
+    route = Route("r", "round-robin", (member(groq), member(cerebras, CEREBRAS)))
     opened = await open_stream(route, ask(), rationing, Bounds())
     assert (opened.deployment.name, opened.attempts) == ("cerebras", 2)
     assert [c.content for c in await drain(opened)] == ["ok", ""]
@@ -99,6 +99,66 @@ async def test_retryable_errors_pass_to_the_next_member_and_every_attempt_is_rec
     ]
     assert (attempts[1].prompt_tokens, attempts[1].completion_tokens) == (10, 2)
     assert not attempts[1].estimated
+
+
+class WallClock:
+    """The rationing clock moving with the event loop's (a wait passes on both)."""
+
+    def __init__(self) -> None:
+        self.start = asyncio.get_running_loop().time()
+
+    def __call__(self) -> float:
+        return T0 + asyncio.get_running_loop().time() - self.start
+
+
+def in_seconds(clock: WallClock, seconds: float) -> float:
+    return clock() + seconds
+
+
+@pytest.mark.parametrize(
+    ("strategy", "failure", "served_by", "primary_tries"),
+    [
+        ("fallback", lambda c: UpstreamStatus("groq", 500, "boom"), "groq", 2),
+        ("fallback", lambda c: UpstreamStatus("groq", 503, "busy"), "groq", 2),
+        ("fallback", lambda c: status_429(in_seconds(c, 0.1)), "groq", 2),
+        ("fallback", lambda c: status_429(in_seconds(c, 5.0)), "cerebras", 1),
+        ("fallback", lambda c: status_429(None), "cerebras", 1),
+        ("fallback", lambda c: UpstreamUnreachable("groq", "refused"), "cerebras", 1),
+        ("round-robin", lambda c: UpstreamStatus("groq", 500, "boom"), "cerebras", 1),
+        ("round-robin", lambda c: status_429(in_seconds(c, 0.1)), "cerebras", 1),
+    ],
+)
+async def test_a_fallback_route_gives_its_first_member_a_second_chance(
+    strategy, failure, served_by, primary_tries
+):
+    """A lone 5xx, or a 429 asking for at most 2 s, is tried once more on the member the user
+    put first, after the wait; round-robin routes go on at once."""
+    clock = WallClock()
+    rationing = Rationing(MemoryLedger(), clock=clock)
+    groq = Scripted("groq", failure(clock))
+    cerebras = Scripted("cerebras")
+    route = Route("r", strategy, (member(groq), member(cerebras, CEREBRAS)))
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    assert (opened.deployment.name, opened.attempts) == (served_by, 2)
+    assert len(groq.seen) == primary_tries
+    await drain(opened)
+
+
+async def test_a_second_chance_is_given_once(rationing):
+    groq = Scripted(
+        "groq", UpstreamStatus("groq", 500, "boom"), UpstreamStatus("groq", 500, "boom")
+    )
+    cerebras = Scripted("cerebras")
+    route = Route("r", "fallback", (member(groq), member(cerebras, CEREBRAS)))
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    assert (opened.deployment.name, opened.attempts, len(groq.seen)) == ("cerebras", 3, 2)
+    await drain(opened)
+
+
+def status_429(retry_at: float | None) -> UpstreamStatus:
+    error = UpstreamStatus("groq", 429, "slow down")
+    error.retry_at = retry_at
+    return error
 
 
 async def test_request_errors_are_not_retried(rationing):

@@ -231,17 +231,32 @@ async def test_429_without_any_retry_hint_rests_the_default_minute(groq, cerebra
 async def test_one_500_fails_over_without_resting_the_member(groq, cerebras, client):
     clock = FakeClock()
     groq.add_fault(Fault(status=500))
-    settings = settings_for(groq, cerebras, routes=(FALLBACK,))
+    settings = settings_for(groq, cerebras)  # the auto route: round-robin
     async with running(settings, clock=clock) as url:
-        first = await complete(client, url, "smart")
+        first = await complete(client, url, "auto")
         assert (first.status, first.provider, first.attempts) == (200, "cerebras", "2")
         state = member(await usage(client, url), GROQ)
         assert (state["circuit"], state["cooldown_seconds"]) == ("closed", 0.0)
 
-        again = await complete(client, url, "smart")
-        assert (again.status, again.provider, again.attempts) == (200, "groq", "1")
+        again = await complete(client, url, "auto")  # Cerebras's turn: it answers
+        third = await complete(client, url, "auto")
+        assert (again.provider, third.provider, third.attempts) == ("cerebras", "groq", "1")
     assert [r.status for r in groq.requests] == [500, 200]
-    assert len(cerebras.requests) == 1
+    assert len(cerebras.requests) == 2
+
+
+async def test_one_500_on_a_fallback_route_is_tried_again_on_its_first_member(
+    groq, cerebras, client
+):
+    groq.add_fault(Fault(status=500))
+    settings = settings_for(groq, cerebras, routes=(FALLBACK,))
+    async with running(settings, clock=FakeClock()) as url:
+        first = await complete(client, url, "smart")
+        assert (first.status, first.provider, first.attempts) == (200, "groq", "2")
+        state = member(await usage(client, url), GROQ)
+        assert (state["circuit"], state["cooldown_seconds"]) == ("closed", 0.0)
+    assert [r.status for r in groq.requests] == [500, 200]
+    assert cerebras.requests == []
 
 
 async def test_a_failing_provider_opens_its_circuit_probes_once_and_recovers(
@@ -251,9 +266,11 @@ async def test_a_failing_provider_opens_its_circuit_probes_once_and_recovers(
     groq.default_fault = Fault(status=503)
     settings = settings_for(groq, cerebras, routes=(FALLBACK,))
     async with running(settings, clock=clock) as url:
-        for expected in ("closed", "closed", "open"):
+        # Groq, first on the route, is given a second chance after its first 503; the third
+        # failure in a row opens its circuit, which the second request's second chance meets.
+        for expected, attempts in (("closed", "3"), ("open", "2")):
             answer = await complete(client, url, "smart")
-            assert (answer.status, answer.provider, answer.attempts) == (200, "cerebras", "2")
+            assert (answer.status, answer.provider, answer.attempts) == (200, "cerebras", attempts)
             assert member(await usage(client, url), GROQ)["circuit"] == expected
         assert member(await usage(client, url), GROQ)["cooldown_seconds"] == 15.0
         assert len(groq.requests) == 3

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncGenerator, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -23,6 +23,7 @@ from .errors import (
     NoProviders,
     RateLimited,
     UpstreamError,
+    UpstreamStatus,
     UpstreamTimeout,
 )
 from .params import missing
@@ -33,6 +34,10 @@ from .schemas import ChatRequest, Chunk, Usage
 from .verdicts import Retry, retry_of
 
 log = logging.getLogger("ai_api.attempts")
+
+
+SAME_MEMBER_WAIT = 2.0
+"""The longest wait for a member's second chance on a fallback route (a 429's retry-after)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +79,21 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
         _refuse(route, ask)
 
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + bounds.deadline
+    tries = _Tries(route, list(await rationing.plan(route, members)), bounds, loop.time())
     failures: list[str] = []
-    queue = list(await rationing.plan(route, members))
-    attempt = 0
     lost: list[float] = []
     error: UpstreamError | None = None
-    while queue:
-        d = queue.pop(0).deployment
+    while tries.queue:
+        m = tries.queue.pop(0)
+        d = m.deployment
         ticket = await rationing.begin(
             d, route.name, ask.request_id, ask.prompt_tokens, d.cap(ask.max_tokens)
         )
         if not isinstance(ticket, Ticket):
             lost.append(ticket)  # another request, here or elsewhere, took the room or probe
             continue
-        attempt += 1
-        wait = max(0.0, min(bounds.first_token_timeout, deadline - loop.time()))
+        tries.attempts += 1
+        wait = max(0.0, min(bounds.first_token_timeout, tries.deadline - loop.time()))
         chunks = _tracked(d.provider, ask.build(d), rationing, ticket, wait)
         try:
             first = await anext(chunks, None)
@@ -102,25 +106,72 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
             await chunks.aclose()
             raise
         else:
-            return Opened(d, first, chunks, attempt)
+            return Opened(d, first, chunks, tries.attempts)
         failures.append(error.message)
-        log.warning("attempt %d on %s failed: %s", attempt, d.public_name, error.message)
-        retry = retry_of(error.outcome())
-        if retry is Retry.LARGER_CONTEXT:
-            queue = [m for m in queue if _may_fit(m.deployment, d)]
-        if retry is Retry.NONE or attempt >= bounds.max_attempts or loop.time() >= deadline:
-            queue = []
+        log.warning("attempt %d on %s failed: %s", tries.attempts, d.public_name, error.message)
+        await tries.after(m, error, rationing.clock())
     if error is None:
         raise await _pooled_429(route, min(lost, default=None), rationing, members)
     if len(failures) > 1:
         error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
-    error.headers["X-AI-API-Attempts"] = str(attempt)
+    error.headers["X-AI-API-Attempts"] = str(tries.attempts)
     raise error
+
+
+@dataclass(slots=True)
+class _Tries:
+    """The members left to try for one request, and what bounds the trying."""
+
+    route: Route
+    queue: list[Member]
+    bounds: Bounds
+    started: float  # on the event loop's clock
+    attempts: int = 0
+    again: set[str] = field(default_factory=set)  # members given their second chance
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.bounds.deadline
+
+    async def after(self, failed: Member, error: UpstreamError, now: float) -> None:
+        """What is left to try once `failed` failed with `error` (`now` on the rationing clock)."""
+        retry = retry_of(error.outcome())
+        if retry is Retry.LARGER_CONTEXT:
+            self.queue = [m for m in self.queue if _may_fit(m.deployment, failed.deployment)]
+        loop_now = asyncio.get_running_loop().time()
+        if (
+            retry is Retry.NONE
+            or self.attempts >= self.bounds.max_attempts
+            or loop_now >= self.deadline
+        ):
+            self.queue = []
+            return
+        name = failed.deployment.public_name
+        wait = None if name in self.again else _brief_wait(self.route, error, now)
+        if wait is not None and loop_now + wait < self.deadline:
+            self.again.add(name)
+            await asyncio.sleep(wait)
+            self.queue.insert(0, failed)
 
 
 async def _replay(blocks: list[list[Chunk]]) -> AsyncGenerator[list[Chunk], None]:
     for block in blocks:
         yield block
+
+
+def _brief_wait(route: Route, error: UpstreamError, now: float) -> float | None:
+    """How long to wait before trying the member that failed once more, on a route whose order
+    the user chose (`fallback`): a lone 5xx, or a 429 that asks for at most `SAME_MEMBER_WAIT`
+    seconds. None: go on to the next member at once (round-robin routes always do)."""
+    if route.strategy != "fallback" or not isinstance(error, UpstreamStatus):
+        return None
+    status = error.upstream_status
+    if status == 429 and error.retry_at is None:
+        return None  # no hint: the verdict rests it for a minute
+    if status == 429 or status >= 500:
+        wait = max(0.0, (error.retry_at or now) - now)
+        return wait if wait <= SAME_MEMBER_WAIT else None
+    return None
 
 
 def _may_fit(candidate: Deployment, failed: Deployment) -> bool:
