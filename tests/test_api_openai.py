@@ -448,3 +448,26 @@ async def test_an_upstream_silent_after_done_loses_its_connection_not_the_answer
         assert groq.requests[0].disconnected
         await client.chat.completions.create(model="auto", messages=HI)
     assert groq.requests[1].peer != groq.requests[0].peer
+
+
+@pytest.mark.parametrize("flavor", ["groq", "cerebras"])
+async def test_a_stream_with_its_finish_and_usage_ends_without_waiting_for_done(flavor):
+    # No `[DONE]`, and the body's end comes 30 s later: the answer is whole already. Tokens
+    # come apart, so a whole answer's reads in bulk see the usage arrive on its own.
+    key = KEYS[flavor]
+    async with FakeUpstream(flavor, api_key=key, token_delay=0.01) as fake:
+        fake.add_fault(Fault(no_done=True, end_delay=30), times=2)
+        model = {"groq": "openai/gpt-oss-120b", "cerebras": "gpt-oss-120b"}[flavor]
+        async with running(settings_for(fake)) as url, client_for(url) as client:
+            async with asyncio.timeout(5):
+                stream = await client.chat.completions.create(
+                    model="auto", messages=HI, stream=True, stream_options={"include_usage": True}
+                )
+                chunks = [c async for c in stream]
+                whole = await client.chat.completions.create(model="auto", messages=HI)
+            assert chunks[-1].usage is not None
+            assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert text == whole.choices[0].message.content == await fake_text(fake, model)
+            assert whole.usage is not None
+            assert whole.usage.completion_tokens == fake.answer_tokens

@@ -145,7 +145,7 @@ class OpenAICompatible:
             until: tuple[bytes, ...] | None = None
             time = watch.time
             decoder = SSEDecoder()
-            finished = False
+            finished = counted = False
             while True:
                 watch.since = time()
                 block = await response.readany(until_any=until)
@@ -154,13 +154,16 @@ class OpenAICompatible:
                 chunks, done, error = parse_events(self.name, events)
                 if chunks:
                     finished = finished or _finishes(chunks)
+                    counted = counted or any(chunk.usage is not None for chunk in chunks)
                     yield chunks
                     until = rest
                 if error is not None:
                     raise error
                 if not block:
                     break
-                if done:
+                # The finish reason and the usage are the whole answer, `[DONE]` or not: a
+                # provider that then stalls or never ends its body does not hold it.
+                if done or (finished and counted):
                     # The end of the body is normally on its way: read it, and the connection
                     # goes back to the pool (silence now is silence too).
                     response.release_after_end(self._read_timeout)

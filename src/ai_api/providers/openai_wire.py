@@ -54,9 +54,10 @@ class _StreamEvent(msgspec.Struct):
 
 
 _event_decoder = msgspec.json.Decoder(_StreamEvent)
-STREAM_ENDS = (b"[DONE]", b'"error"')
-"""Bytes that may end a stream before its body does: `[DONE]`, an error event (a false alarm
-only wakes a read waiting for them once more)."""
+STREAM_ENDS = (b"[DONE]", b'"error"', b'"usage":{', b'"usage": {')
+"""Bytes that may end a stream before its body does: `[DONE]`, an error event, the usage (the
+answer is whole once it and the finish reason are in). A false alarm only wakes a read waiting
+for them once more."""
 _encode = msgspec.json.encode
 _NOTHING = Chunk()
 
