@@ -61,10 +61,6 @@ class State(enum.Enum):
 # and data_received runs per socket read.
 FRESH, IDLE, SENT, READING = State.FRESH, State.IDLE, State.SENT, State.READING
 DRAINING, DONE, SPENT, CLOSED = State.DRAINING, State.DONE, State.SPENT, State.CLOSED
-_COMPLETE = (DONE, SPENT)
-_OVER = (DONE, SPENT, CLOSED)
-"""No more of the answer comes: complete, or the connection lost (its reader was failed,
-unless the body ended with it)."""
 
 
 class Pool(Protocol):
@@ -119,7 +115,7 @@ class Connection(asyncio.Protocol):
         """SENT to READING; READING (or DRAINING) to DONE or SPENT when the answer ends."""
         response = self.response
         was = self.state
-        if response is None or was in _COMPLETE:  # bytes nobody asked for
+        if response is None or was is DONE or was is SPENT:  # bytes nobody asked for
             self.close()
             return
         if was is SENT:
@@ -127,7 +123,7 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if self.state not in _COMPLETE:
+            if not self.complete():
                 self.pieces.clear()
                 said = exc.__context__ if isinstance(exc.__context__, BadResponse) else exc
                 response._fail(BadResponse(f"not an HTTP/1.1 response: {said}"))
@@ -142,7 +138,8 @@ class Connection(asyncio.Protocol):
                 self.pieces.clear()
             else:
                 response._deliver(self.pieces)
-        if self.state in _COMPLETE:
+        now = self.state
+        if now is DONE or now is SPENT:
             if was is DRAINING:
                 self.rest()
             else:
@@ -151,7 +148,7 @@ class Connection(asyncio.Protocol):
     # llhttp callbacks
 
     def on_message_begin(self) -> None:
-        if self.state in _COMPLETE:
+        if self.complete():
             raise BadResponse("a second response nobody asked for")  # stops the parser
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -224,6 +221,17 @@ class Connection(asyncio.Protocol):
         self.state = DRAINING
         self.linger = self.loop.call_later(60.0 if wait is None else wait, self.close)
 
+    def complete(self) -> bool:
+        """Whether the answer of the exchange is complete (DONE or SPENT)."""
+        state = self.state
+        return state is DONE or state is SPENT
+
+    def over(self) -> bool:
+        """Whether no more of the answer comes: complete, or the connection lost (its reader
+        was then failed, unless the body ended with the connection)."""
+        state = self.state
+        return state is DONE or state is SPENT or state is CLOSED
+
     def fit(self) -> bool:
         """Whether the connection is still open at this end (the other may have closed it
         without this end knowing yet: see `Stale`)."""
@@ -285,7 +293,7 @@ class Response:
         self.last_data = 0.0
 
     async def readany(
-        self, *, until_any: tuple[bytes, ...] | None = None, max_bytes: int = _ENOUGH
+        self, until_any: tuple[bytes, ...] | None = None, max_bytes: int = _ENOUGH
     ) -> bytes:
         """What has arrived of the body since the last read, waiting for some; b"" at its end.
         With `until_any`, a wait lasts until the body ends, `max_bytes` wait, or bytes holding
@@ -295,7 +303,10 @@ class Response:
             if self._error is not None:
                 raise self._error
             connection = self._connection
-            if connection is None or connection.state in _OVER:
+            if connection is None:
+                return b""
+            state = connection.state  # not over(): a call per read
+            if state is DONE or state is SPENT or state is CLOSED:
                 return b""
             self._waiter = waiter = self._started.get_loop().create_future()
             self._marks, self._enough = until_any, max_bytes
@@ -330,7 +341,7 @@ class Response:
     def is_eof(self) -> bool:
         """Whether the whole body has arrived and been read (before the response's release)."""
         connection = self._connection
-        ended = connection is not None and connection.state in _OVER
+        ended = connection is not None and connection.over()
         return ended and self._error is None and not self._buffer
 
     def fail(self, exc: BaseException) -> None:
@@ -459,7 +470,7 @@ class Response:
 
     def _lost(self, exc: Exception | None, was: State) -> None:
         """The connection was lost in state `was`."""
-        if was in _COMPLETE:
+        if was is DONE or was is SPENT:
             return
         if self.status and self._until_close and exc is None:  # the body ends with the connection
             if was is not DRAINING:

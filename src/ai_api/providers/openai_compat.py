@@ -143,12 +143,12 @@ class OpenAICompatible:
             # Past its first token a whole answer is read at once, or until the stream may end.
             rest = STREAM_ENDS if request.whole else None
             until: tuple[bytes, ...] | None = None
-            time = watch.time
+            time, read = watch.time, response.readany
             decoder = SSEDecoder()
             finished = counted = False
             while True:
                 watch.since = time()
-                block = await response.readany(until_any=until)
+                block = await read(until)
                 watch.since = None
                 events = decoder.feed(block) if block else decoder.close()
                 chunks, done, error = parse_events(self.name, events)
@@ -240,4 +240,7 @@ class OpenAICompatible:
 
 
 def _finishes(chunks: list[Chunk]) -> bool:
-    return any(chunk.finish_reason is not None for chunk in chunks)
+    """Whether one of `chunks` has a finish reason (the last, or one a usage chunk follows)."""
+    if chunks[-1].finish_reason is not None:
+        return True
+    return len(chunks) > 1 and any(chunk.finish_reason is not None for chunk in chunks)

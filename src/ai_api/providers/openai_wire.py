@@ -114,9 +114,8 @@ def _chunk_of(provider: str, event: _StreamEvent) -> Chunk:
     )
 
 
-def _plain_text(event: _StreamEvent) -> tuple[str, bool] | None:
-    """The text of an event that carries text of one kind (or nothing) and no more, and whether
-    it is reasoning; None for any other event."""
+def _plain(event: _StreamEvent) -> _Delta | None:
+    """The delta of an event that carries text of one kind (or nothing) and no more, else None."""
     if event.usage is not None or event.error or len(event.choices) != 1:
         return None
     groq = event.x_groq
@@ -126,11 +125,9 @@ def _plain_text(event: _StreamEvent) -> tuple[str, bool] | None:
     delta = choice.delta
     if delta is None or choice.finish_reason is not None or delta.tool_calls:
         return None
-    content = delta.content
-    thought = delta.reasoning or delta.reasoning_content
-    if content and thought:
+    if delta.content and (delta.reasoning or delta.reasoning_content):
         return None
-    return (thought, True) if thought else (content or "", False)
+    return delta
 
 
 def parse_events(
@@ -145,35 +142,40 @@ def parse_events(
     chunks: list[Chunk] = []
     pieces: list[str] = []
     reasoning = False  # what `pieces` holds
+    done = False
+    error = None
     for data in events:
         if data.startswith(b"[DONE]"):
-            _flush(chunks, pieces, reasoning)
-            return chunks, True, None
+            done = True
+            break
         try:
             event = _decode(provider, data)
-            text = _plain_text(event)
-            chunk = _NOTHING if text is not None else _chunk_of(provider, event)
+            delta = _plain(event)
+            chunk = _NOTHING if delta is not None else _chunk_of(provider, event)
         except UpstreamError as exc:
-            _flush(chunks, pieces, reasoning)
-            return chunks, False, exc
-        if text is None:
-            if chunk != _NOTHING:
+            error = exc
+            break
+        if delta is not None:
+            thought = delta.reasoning or delta.reasoning_content
+            piece = thought or delta.content
+            if piece:  # else a role chunk: nothing to say
+                if pieces and bool(thought) != reasoning:
+                    _flush(chunks, pieces, reasoning)
+                reasoning = bool(thought)
+                pieces.append(piece)
+        elif chunk != _NOTHING:
+            if pieces:
                 _flush(chunks, pieces, reasoning)
-                chunks.append(chunk)
-        elif text[0]:
-            if text[1] != reasoning:
-                _flush(chunks, pieces, reasoning)
-            reasoning = text[1]
-            pieces.append(text[0])
-    _flush(chunks, pieces, reasoning)
-    return chunks, False, None
+            chunks.append(chunk)
+    if pieces:
+        chunks.append(_joined(pieces, reasoning))
+    return chunks, done, error
 
 
 def _flush(chunks: list[Chunk], pieces: list[str], reasoning: bool) -> None:
-    """Join the pieces held into one chunk, if there are any."""
-    if pieces:
-        chunks.append(_joined(pieces, reasoning))
-        pieces.clear()
+    """Join the pieces held into one chunk."""
+    chunks.append(_joined(pieces, reasoning))
+    pieces.clear()
 
 
 def _joined(pieces: list[str], reasoning: bool) -> Chunk:

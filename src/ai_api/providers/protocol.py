@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from ..ratelimits import RateReading
 from ..schemas import ChatRequest, Chunk
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """An answer the upstream began: its rate-limit reading, if its headers held one, and its
     chunks, a list per block the upstream sent (iterate them to the end or close them: that
     frees the exchange). Blocks are never empty; a writer sends each in one write."""
