@@ -37,11 +37,11 @@ def period_name(seconds: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """A provider's limit on one window: `limit` requests or tokens per `period` seconds."""
+    """A window as configured: `limit` requests or tokens per `period` seconds (None: unknown)."""
 
     kind: Kind
     period: float
-    limit: int
+    limit: int | None
 
 
 class Cost(msgspec.Struct, frozen=True):
@@ -53,11 +53,6 @@ class Cost(msgspec.Struct, frozen=True):
     def of(self, kind: Kind) -> int:
         """The part of the cost that `kind` windows count."""
         return self.requests if kind == "requests" else self.tokens
-
-
-"""Each window keeps its spending in this many buckets: memory and time per request stay
-constant however many requests a day brings, at the price of counting a charge up to one
-bucket (a sixtieth of the window) longer than exactly."""
 
 
 class Charge:

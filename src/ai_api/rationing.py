@@ -84,7 +84,7 @@ class Rationing:
     async def windows(self, deployment: Deployment) -> list[WindowState]:
         """The state of every window `deployment` spends from."""
         d = deployment
-        return await self.state.windows(d.budget_key, d.specs, self.clock())
+        return await self.state.windows(d.budget_key, d.limits, self.clock())
 
     async def turn(self, route: Route) -> int:
         """This request's turn on `route` (shared by every process)."""
@@ -105,7 +105,7 @@ class Rationing:
         paced: list[Member] = []
         for member in members:
             d = member.deployment
-            windows = await self.state.windows(d.budget_key, d.specs, now)
+            windows = await self.state.windows(d.budget_key, d.limits, now)
             if member.pace and ahead_of_pace(windows, now, route.burst):
                 paced.append(member)
             else:
@@ -122,7 +122,7 @@ class Rationing:
         d = deployment
         now = self.clock()
         cost = Cost(tokens=prompt + cap)
-        hold = await self.state.begin(d.public_name, d.budget_key, d.specs, cost, now)
+        hold = await self.state.begin(d.public_name, d.budget_key, d.limits, cost, now)
         if not isinstance(hold, Hold):
             return hold
         return Ticket(d, route, request_id, now, prompt, hold)
@@ -237,7 +237,7 @@ class Rationing:
             if d is None:
                 continue
             # Charged as it happened: a replay may exceed a limit; it is not refused.
-            budget = memory.budget(d.budget_key, d.specs)
+            budget = memory.budget(d.budget_key, d.limits)
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
             if a.cooldown_until is not None and a.cooldown_until > now:
                 await memory.cool(d.public_name, a.cooldown_until)

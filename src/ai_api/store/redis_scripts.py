@@ -4,7 +4,7 @@ Key layout under the state's prefix `P` (a budget key names an (account, model),
 deployment):
 
     P b:{key}:meta         hash  c:{id} configured limit ("" unknown), l:{id} learned limit
-    P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/60 long)
+    P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/BUCKETS long)
     P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, spent (since)
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
     P t:{route}            int   the next round-robin turn
@@ -22,6 +22,8 @@ the moment it stops mattering.
 
 from __future__ import annotations
 
+from ..limits import BUCKETS
+
 WINDOW_MARGIN = 60.0
 """Seconds a bucket hash or a reading outlives its last use (clock skew between machines)."""
 HEALTH_MARGIN = 900.0
@@ -33,6 +35,7 @@ _PRELUDE = (
     f"""
 local DAY = 86400
 local WINDOW_MARGIN, HEALTH_MARGIN = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}
+local BUCKETS = {BUCKETS}
 """
     + """
 local function num(v)
@@ -41,9 +44,9 @@ local function num(v)
 end
 local function fmt(x) return string.format('%.17g', x) end
 local function period_of(id) return tonumber(string.match(id, '|(.+)$')) end
-local function index(t, period) return math.floor(t * 60 / period) end
+local function index(t, period) return math.floor(t * BUCKETS / period) end
 local function field(b) return string.format('%d', b) end
-local function edge(b, period) return (b + 1) * period / 60 end
+local function edge(b, period) return (b + 1) * period / BUCKETS end
 local function extend(key, seconds)
   local ms = math.ceil(seconds * 1000)
   if ms < 1 then ms = 1 end
@@ -65,7 +68,7 @@ local function load(base, id, limit, now, day)
     if edge(b, period) > now - period then
       w.buckets[#w.buckets + 1] = {b, v}
       w.used = w.used + v
-      if b * period / 60 >= day then w.today = w.today + v end
+      if b * period / BUCKETS >= day then w.today = w.today + v end
     else
       stale[#stale + 1] = flat[i]
     end
@@ -161,7 +164,7 @@ local function charge(windows, cost, now)
       redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount)
       if w.seen ~= nil and now > w.seen then redis.call('HINCRBYFLOAT', w.rkey, 'spent', amount) end
     end
-    extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
+    extend(w.key, w.period * (BUCKETS + 1) / BUCKETS + WINDOW_MARGIN)
     if w.kind == 'tokens' then ids[#ids + 1] = w.id end
   end
   return ids

@@ -16,12 +16,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..cooldowns import CooldownBook, Health
-from ..limits import DAY, Cost, Kind, Reservation
+from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
+from ..limits import DAY, Cost, Kind, Limit, Reservation
 from ..ratelimits import RateReading
 from . import redis_scripts
 from .redis_link import DOWN, Call, Down, RedisLink
-from .state import Hold, MemoryState, WindowSpec, WindowState
+from .state import Hold, MemoryState, WindowState
 
 # How the scripts' arguments and answers are written and read.
 
@@ -31,7 +31,7 @@ def window_id(kind: Kind, period: float) -> str:
     return f"{kind}|{float(period)!r}"
 
 
-def spec_args(specs: Sequence[WindowSpec]) -> list[str]:
+def spec_args(specs: Sequence[Limit]) -> list[str]:
     """(window id, configured limit) pairs, as RESERVE and WINDOWS take them."""
     args: list[str] = []
     for spec in specs:
@@ -82,7 +82,7 @@ class Charged:
     was charged in the fallback only, for a replay to charge it to Redis."""
 
     key: str
-    specs: tuple[WindowSpec, ...]
+    specs: tuple[Limit, ...]
     cost: Cost
     at: float
     mirror: Reservation | None
@@ -99,20 +99,14 @@ class RedisState:
         url: str,
         *,
         prefix: str = "ai-api:",
-        threshold: int = 3,
-        base: float = 15.0,
-        cap: float = 300.0,
+        policy: CircuitPolicy = CIRCUIT,
         fallback: MemoryState | None = None,
         retry_every: float = 1.0,
     ) -> None:
         self._link = RedisLink(url, retry_every=retry_every)
         self.prefix = prefix
-        self.threshold, self.base, self.cap = threshold, base, cap
-        self.fallback = (
-            fallback
-            if fallback is not None
-            else MemoryState(threshold=threshold, base=base, cap=cap)
-        )
+        self.policy = policy
+        self.fallback = fallback if fallback is not None else MemoryState(policy)
         self._hint: float | None = None
 
     async def open(self) -> RedisState:
@@ -144,14 +138,14 @@ class RedisState:
         return await self.fallback.turn(route) if turn is DOWN else turn
 
     async def _charge(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, mode: str
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float, mode: str
     ) -> list[str]:
         args = [repr(now), repr(now - now % DAY), mode, str(cost.tokens), str(cost.requests)]
         args += spec_args(specs)
         return list(await self._link.run("reserve", [self._budget(key)], args))
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         self._seen(now)
         got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "reserve"))
@@ -168,7 +162,7 @@ class RedisState:
         return self._placed(key, specs, cost, now, got[1:])
 
     def _placed(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, windows: list[str]
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float, windows: list[str]
     ) -> Hold:
         """A hold charged in Redis (to its token `windows`), mirrored in the fallback."""
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
@@ -177,7 +171,7 @@ class RedisState:
         return Hold(key, cost.tokens, charged)
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         self._seen(now)
         args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests)]
@@ -225,7 +219,7 @@ class RedisState:
         args = [repr(now), repr(c.at), str(delta), *c.windows]
         return ("settle", [self._budget(c.key)], args), delta > 0
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         self._seen(now)
         got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "peek"))
         return await self.fallback.free_at(key, specs, cost, now) if got is DOWN else float(got[1])
@@ -271,7 +265,7 @@ class RedisState:
         args = [repr(now), repr(until), kind or "", opt(period), named]
         await self._link.write(lambda: self._link.run("exhaust", [self._budget(key)], args))
 
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
         self._seen(now)
         args = [repr(now), repr(now - now % DAY), *spec_args(specs)]
         got = await self._link.attempt(lambda: self._link.run("windows", [self._budget(key)], args))
@@ -288,7 +282,7 @@ class RedisState:
         return await self._link.attempt(read)
 
     def _book_of(self, member: str, values: Sequence[bytes | str | None]) -> CooldownBook:
-        book = CooldownBook(threshold=self.threshold, base=self.base, cap=self.cap)
+        book = CooldownBook(self.policy)
         health = _health(values)
         if health is not None:
             book.health[member] = health
@@ -339,7 +333,8 @@ class RedisState:
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
         self._seen(now)
         await self.fallback.failed(member, now, retry_at)
-        args = [repr(now), opt(retry_at), str(self.threshold), repr(self.base), repr(self.cap)]
+        p = self.policy
+        args = [repr(now), opt(retry_at), str(p.threshold), repr(p.base), repr(p.cap)]
         await self._link.write(lambda: self._link.run("failed", [self._member(member)], args))
 
     async def release(self, member: str) -> None:

@@ -2,7 +2,7 @@
 
 Every decision is one transaction on the file (WAL), so the workers of `ai-api serve --workers N`
 share round-robin turns, budgets, cooldowns and circuits and never overspend a budget together.
-Spending is kept in buckets of 1/60 of each window; a provider's reading is kept with what was
+Spending is kept in `limits.BUCKETS` buckets a window; a provider's reading is kept with what was
 spent after it. The tables have a `state_` prefix and their own version, so they can share a
 file with the usage ledger.
 """
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Self, TypeVar
 
-from ..cooldowns import CooldownBook, Health
-from ..limits import DAY, Budget, Cost, Kind, Window
+from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
+from ..limits import BUCKETS, DAY, Budget, Cost, Kind, Limit, Window
 from ..ratelimits import RateReading
 from . import ledger_sql
-from .state import Hold, WindowSpec, WindowState
+from .state import Hold, WindowState
 from .state_sql import (
     _BUCKETS,
     _CHARGE,
@@ -45,7 +45,6 @@ from .state_sql import (
     _TURN,
     _USED,
     _WINDOWS,
-    BUCKETS,
 )
 
 T = TypeVar("T")
@@ -76,7 +75,7 @@ class _Charge:
 
 
 def _reserve(
-    conn: sqlite3.Connection, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    conn: sqlite3.Connection, key: str, specs: Sequence[Limit], cost: Cost, now: float
 ) -> Hold | float:
     """Charge `cost` to every window of `key` if all can take it, else when they could (to be
     run in a write transaction)."""
@@ -108,11 +107,9 @@ class SQLiteState:
     that owns the connection and runs the operations in turn; ``await state.close()`` stops it.
     """
 
-    def __init__(
-        self, path: Path, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0
-    ) -> None:
+    def __init__(self, path: Path, *, policy: CircuitPolicy = CIRCUIT) -> None:
         self._path = path
-        self._circuit = (threshold, base, cap)
+        self._policy = policy
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -140,14 +137,14 @@ class SQLiteState:
         return await self._call(lambda conn: int(conn.execute(_TURN, (route,)).fetchall()[0][0]))
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         return await self._transaction(
             lambda conn: _reserve(conn, key, specs, cost, now), write=True
         )
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         def begin(conn: sqlite3.Connection) -> Hold | float:
             book = self._book(conn, member)
@@ -161,7 +158,7 @@ class SQLiteState:
 
         return await self._transaction(begin, write=True)
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         def free_at(conn: sqlite3.Connection) -> tuple[float, list[tuple[Kind, float]]]:
             rows, missing = _windows(conn, key, specs)
             return _walk(conn, key, rows).free_at(cost, now), missing
@@ -212,7 +209,7 @@ class SQLiteState:
 
         await self._transaction(exhaust, write=True)
 
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
         day_started = now - now % DAY
 
         def windows(conn: sqlite3.Connection) -> tuple[list[WindowState], list[tuple[Kind, float]]]:
@@ -274,8 +271,7 @@ class SQLiteState:
 
     def _book(self, conn: sqlite3.Connection, member: str) -> CooldownBook:
         """A cooldown book holding `member` as stored, so transitions are CooldownBook's own."""
-        threshold, base, cap = self._circuit
-        book = CooldownBook(threshold=threshold, base=base, cap=cap)
+        book = CooldownBook(self._policy)
         for _, until, failures, opened, open_until, probing in conn.execute(_HEALTH, (member,)):
             book.health[member] = Health(until, failures, opened, open_until, bool(probing))
         return book
@@ -347,7 +343,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _windows(
-    conn: sqlite3.Connection, key: str, specs: Sequence[WindowSpec]
+    conn: sqlite3.Connection, key: str, specs: Sequence[Limit]
 ) -> tuple[list[_Stored], list[tuple[Kind, float]]]:
     """The windows of `key`, the configured ones (`specs`; a limit a provider taught wins) then
     the learned ones; and which configured ones have no row yet."""

@@ -12,23 +12,13 @@ Times are epoch seconds from the caller's (injectable) clock. A budget `key` nam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
 
-from ..cooldowns import CooldownBook, Health
+from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
 from ..limits import DAY, Budget, Cost, Kind, Limit, Reservation
 from ..ratelimits import RateReading
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSpec:
-    """A window as configured: what it counts, over how long, up to what (None: unknown)."""
-
-    kind: Kind
-    period: float
-    limit: int | None
 
 
 class WindowState(msgspec.Struct, frozen=True):
@@ -63,19 +53,19 @@ class SharedState(Protocol):
         """The next round-robin turn of `route`: 0, 1, 2... across every process."""
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         """Charge `cost` to every window of `key` if all can take it, atomically; otherwise
         charge nothing and return the soonest moment they all could."""
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         """`claim` on `member` and `reserve` on `key` as one step: the hold; or, charging and
         claiming nothing, when to try again (the member's `ready_at` when it may not be tried,
         else the soonest moment the windows could take `cost`)."""
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         """The soonest moment every window of `key` could take `cost` (now if it fits)."""
 
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
@@ -90,7 +80,7 @@ class SharedState(Protocol):
         """A 429 said a window of `key` ran out until `until` (every window of `kind`, or
         every window, when the provider did not say which)."""
 
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
         """The state of every window of `key`: the configured ones and any learned."""
 
     async def claim(self, member: str, now: float) -> bool:
@@ -122,21 +112,16 @@ class SharedState(Protocol):
         """Release connections; idempotent."""
 
 
-def specs_of(limits: Sequence[Limit]) -> tuple[WindowSpec, ...]:
-    """Window specs for configured limits."""
-    return tuple(WindowSpec(lim.kind, lim.period, lim.limit) for lim in limits)
-
-
 class MemoryState:
     """State in this process only: fast, and rebuilt from the usage ledger at start."""
 
-    def __init__(self, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0) -> None:
-        self.book = CooldownBook(threshold=threshold, base=base, cap=cap)
+    def __init__(self, policy: CircuitPolicy = CIRCUIT) -> None:
+        self.book = CooldownBook(policy)
         self.budgets: dict[str, Budget] = {}
         self._configured: set[str] = set()
         self._turns: dict[str, int] = {}
 
-    def budget(self, key: str, specs: Sequence[WindowSpec] = ()) -> Budget:
+    def budget(self, key: str, specs: Sequence[Limit] = ()) -> Budget:
         """The budget of `key`, with a window for each of `specs` (made on first sight)."""
         budget = self.budgets.get(key)
         if budget is None:
@@ -155,20 +140,18 @@ class MemoryState:
         return turn
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         return self._reserve(key, specs, cost, now)
 
-    def _reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
-    ) -> Hold | float:
+    def _reserve(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> Hold | float:
         budget = self.budget(key, specs)
         if not budget.fits(cost, now):
             return budget.free_at(cost, now)
         return Hold(key, cost.tokens, budget.reserve(cost, now))
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         if not self.book.available(member, now):
             return self.book.ready_at(member)
@@ -177,7 +160,7 @@ class MemoryState:
             self.book.begin(member, now)  # past an open circuit's rest: the probe
         return hold
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         return self.budget(key, specs).free_at(cost, now)
 
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
@@ -192,7 +175,7 @@ class MemoryState:
     ) -> None:
         self.budget(key).exhaust(kind, period, until, now)
 
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
         return [
             WindowState(
                 w.kind,
