@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from ai_api.limits import DAY, MINUTE, Cost, Limit
+from ai_api.limits import DAY, MINUTE, Cost, Exhaustion, Limit
 from ai_api.ratelimits import RateReading, WindowReading
-from ai_api.store.state import Hold, MemoryState, SharedState
+from ai_api.store.state import End, Hold, MemoryState, SharedState
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600  # one hour into a UTC day
 RPM3 = (Limit("requests", MINUTE, 3),)
@@ -99,7 +99,7 @@ async def test_a_providers_reading_wins_until_its_reset(home):
     reading = RateReading(
         windows=(WindowReading("requests", DAY, 1000, 0, T0 + 500),), retry_at=None
     )
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert await state.free_at("k", specs, Cost(tokens=0), T0 + 1) == pytest.approx(T0 + 500, abs=1)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 1), float)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 501), Hold)
@@ -110,7 +110,7 @@ async def test_readings_teach_limits_of_windows_not_configured(home):
     reading = RateReading(
         windows=(WindowReading("tokens", MINUTE, 8000, 7000, T0 + 10),), retry_at=None
     )
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     (window,) = await state.windows("k", (), T0 + 1)
     assert (window.kind, window.period, window.limit, window.remaining) == (
         "tokens",
@@ -214,7 +214,7 @@ async def test_free_at_counts_what_was_spent_since_a_reading(home):
     state = await home()
     specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 100, T0 + 30),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=50), T0 + 1), Hold)
     assert await state.free_at("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
     assert await state.reserve("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
@@ -234,7 +234,7 @@ async def test_a_charge_at_the_moment_of_a_reading_counts_as_before_it(home):
     state = await home()
     specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=100), T0), Hold)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=40), T0 + 1), Hold)
     (window,) = await state.windows("k", specs, T0 + 2)
@@ -259,7 +259,61 @@ async def test_what_was_spent_since_a_reading_counts_until_its_reset_past_the_wi
     state = await home()
     specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 30, T0 + 300),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=10), T0 + 1), Hold)
     (window,) = await state.windows("k", specs, T0 + 70)
     assert (window.used, window.remaining) == (0, 20)
+
+
+async def test_end_is_one_step_settling_observing_exhausting_resting_and_failing(home):
+    a, b = await home(), await home()
+    specs = (Limit("tokens", MINUTE, 1000), Limit("requests", DAY, 100))
+    hold = await a.begin("m", "k", specs, Cost(tokens=400), T0)
+    assert isinstance(hold, Hold)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 700, T0 + 30),), None)
+    end = End(
+        120,
+        "failed",
+        retry_at=T0 + 20,
+        reading=reading,
+        exhausts=Exhaustion("requests", DAY, T0 + 90),
+        rest_until=T0 + 40,
+    )
+    assert await a.end("m", hold, end, T0 + 1) == T0 + 40
+    snapshot = await b.snapshot("k", specs, "m", T0 + 2)
+    by_kind = {w.kind: w for w in snapshot.windows}
+    assert (by_kind["tokens"].used, by_kind["tokens"].remaining) == (120, 700)
+    assert by_kind["requests"].remaining == 0
+    assert (snapshot.health.failures, snapshot.health.cooldown_until) == (1, T0 + 40)
+    assert snapshot.ready_at == T0 + 40
+
+
+async def test_end_tells_success_and_release(home):
+    a, b = await home(), await home()
+    specs = (Limit("tokens", MINUTE, 1000),)
+    readies = []
+    for _ in range(3):
+        hold = await a.begin("m", "k", specs, Cost(tokens=10), T0)
+        assert isinstance(hold, Hold)
+        readies.append(await a.end("m", hold, End(10, "failed"), T0))
+    assert readies == [0.0, 0.0, T0 + 15]  # the third failure opened the circuit
+    probe = await b.begin("m", "k", specs, Cost(tokens=10), T0 + 15)
+    assert isinstance(probe, Hold)
+    assert (await a.snapshot("k", specs, "m", T0 + 15)).health.circuit == "half-open"
+    await b.end("m", probe, End(10), T0 + 16)  # released: the next request may probe
+    probe = await a.begin("m", "k", specs, Cost(tokens=10), T0 + 16)
+    assert isinstance(probe, Hold)
+    assert await a.end("m", probe, End(10, "succeeded"), T0 + 17) == 0.0
+    snapshot = await b.snapshot("k", specs, "m", T0 + 17)
+    assert (snapshot.health.circuit, snapshot.ready_at) == ("closed", 0.0)
+    assert snapshot.windows[0].used == 50
+
+
+async def test_a_reading_that_says_when_to_retry_rests_the_member(home):
+    a, b = await home(), await home()
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 900, T0 + 30),), T0 + 25)
+    await a.observe("m", "k", reading, T0)
+    snapshot = await b.snapshot("k", (), "m", T0 + 1)
+    assert snapshot.ready_at == T0 + 25
+    assert [(w.limit, w.remaining) for w in snapshot.windows] == [(1000, 900)]
+    assert await b.begin("m", "k", (), Cost(tokens=1), T0 + 1) == T0 + 25

@@ -141,7 +141,7 @@ class Trial:
 
     async def observe(self, member: str) -> bool:
         reading, now = self.reading(), self.now
-        await self.each(f"observe({reading})", lambda s, _: s.observe("k", reading, now))
+        await self.each(f"observe({reading})", lambda s, _: s.observe("m", "k", reading, now))
         return True
 
     async def exhaust(self, member: str) -> bool:

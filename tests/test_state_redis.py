@@ -42,7 +42,7 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
         assert isinstance(hold, Hold)
         await state.settle(hold, 120, T0 + 1)
         reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
-        await state.observe("acct|m", reading, T0 + 1)
+        await state.observe("g/m", "acct|m", reading, T0 + 1)
         await state.exhaust("acct|m", "requests", DAY, T0 + 600, T0 + 2)
         for _ in range(3):
             await state.failed("g/m", T0 + 2, None)

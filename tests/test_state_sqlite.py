@@ -119,7 +119,7 @@ async def test_state_survives_close_and_reopen(tmp_path):
     assert [await state.turn("r"), await state.turn("r")] == [0, 1]
     assert isinstance(await state.reserve("k", RPM, Cost(tokens=5), T0), Hold)
     reading = RateReading((WindowReading("tokens", MINUTE, 8000, 7000, T0 + 30),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     await state.cool("m", T0 + 30)
     await state.close()
     await state.close()  # idempotent
@@ -183,7 +183,7 @@ async def test_spending_around_a_reading_counts_as_in_memory(tmp_path):
     seen = []
     for state in (MemoryState(), sqlite_state):
         before = await state.reserve("k", specs, Cost(tokens=1000), T0)
-        await state.observe("k", reading, T0 + 10)
+        await state.observe("m", "k", reading, T0 + 10)
         after = await state.reserve("k", specs, Cost(tokens=500), T0 + 20)
         assert isinstance(before, Hold)
         assert isinstance(after, Hold)

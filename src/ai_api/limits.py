@@ -44,6 +44,15 @@ class Limit:
     limit: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Exhaustion:
+    """A window that ran out: every window of `kind` (or every window) unless `period` says."""
+
+    kind: Kind | None
+    period: float | None
+    until: float
+
+
 class Cost(msgspec.Struct, frozen=True):
     """What a request spends: one request and some tokens."""
 

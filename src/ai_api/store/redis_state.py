@@ -12,16 +12,18 @@ all), so a lost answer over-counts, never under-counts.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
-from ..limits import DAY, Cost, Kind, Limit, Reservation
+from ..limits import DAY, Cost, Exhaustion, Kind, Limit, Reservation
 from ..ratelimits import RateReading
 from . import redis_scripts
 from .redis_link import DOWN, Call, Down, RedisLink
-from .state import Hold, MemoryState, WindowState
+from .state import End, Hold, MemoryState, Snapshot, WindowState
 
 # How the scripts' arguments and answers are written and read.
 
@@ -62,6 +64,36 @@ def states(flat: list[str]) -> list[WindowState]:
             )
         )
     return states
+
+
+def quads(reading: RateReading, now: float) -> list[str]:
+    """(window id, limit, remaining, until) per window of `reading`, as OBSERVE takes them."""
+    args: list[str] = []
+    for r in reading.windows:
+        until = r.reset_at if r.reset_at is not None else now + r.period
+        args += [window_id(r.kind, r.period), opt(r.limit), opt(r.remaining), repr(until)]
+    return args
+
+
+def end_args(end: End, now: float, policy: CircuitPolicy) -> list[str]:
+    """END's arguments up to the hold's charge time."""
+    spent = end.exhausts or Exhaustion(None, None, math.nan)
+    named = (
+        "" if spent.kind is None or spent.period is None else window_id(spent.kind, spent.period)
+    )
+    return [
+        repr(now),
+        end.health,
+        opt(end.retry_at),
+        str(policy.threshold),
+        repr(policy.base),
+        repr(policy.cap),
+        opt(end.rest_until),
+        "" if end.exhausts is None else repr(spent.until),
+        spent.kind or "",
+        opt(spent.period),
+        named,
+    ]
 
 
 async def _nothing() -> None:
@@ -247,14 +279,43 @@ class RedisState:
             (name, keys, args), adds = settlement
             await self._link.write(lambda: self._link.run(name, keys, args), again=adds)
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         self._seen(now)
-        await self.fallback.observe(key, reading, now)
-        args: list[str] = [repr(now)]
-        for r in reading.windows:
-            until = r.reset_at if r.reset_at is not None else now + r.period
-            args += [window_id(r.kind, r.period), opt(r.limit), opt(r.remaining), repr(until)]
-        await self._link.write(lambda: self._link.run("observe", [self._budget(key)], args))
+        await self.fallback.observe(member, key, reading, now)
+        args = [repr(now), opt(reading.retry_at), *quads(reading, now)]
+        keys = [self._member(member), self._budget(key)]
+        await self._link.write(lambda: self._link.run("observe", keys, args))
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        self._seen(now)
+        c = hold.handle if isinstance(hold.handle, Charged) else None
+        mirror = None if c is None else c.mirror
+        ready = await self.fallback.end(member, Hold(hold.key, end.tokens, mirror), end, now)
+        delta, at = 0, now
+        windows: tuple[str, ...] = ()
+        if c is not None:
+            c.tokens = end.tokens
+            if c.counted is not None:  # else its replay charges `end.tokens`
+                delta, c.counted, at, windows = end.tokens - c.counted, end.tokens, c.at, c.windows
+        head = [*end_args(end, now, self.policy), repr(at)]
+        tail = [str(len(windows)), *windows, *(quads(end.reading, now) if end.reading else ())]
+        keys = [self._member(member), self._budget(hold.key)]
+
+        def run(delta: int) -> Callable[[], Awaitable[Any]]:
+            return lambda: self._link.run("end", keys, [*head, str(delta), *tail])
+
+        # A lost answer replays what adds, never a refund (the rest of the step goes again).
+        got = await self._link.write(run(delta), again=True if delta >= 0 else run(0))
+        return ready if got is DOWN else float(got)
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        self._seen(now)
+        args = [repr(now), repr(now - now % DAY), *spec_args(specs)]
+        keys = [self._member(member), self._budget(key)]
+        got = await self._link.attempt(lambda: self._link.run("snapshot", keys, args))
+        if got is DOWN:
+            return await self.fallback.snapshot(key, specs, member, now)
+        return Snapshot(states(got[6:]), _health(got[:5]) or Health(), float(got[5]))
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, Self, TypeVar
 
 from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
-from ..limits import BUCKETS, DAY, Budget, Cost, Kind, Limit, Window
+from ..limits import BUCKETS, DAY, Budget, Cost, Exhaustion, Kind, Limit, Window
 from ..ratelimits import RateReading
 from . import ledger_sql
-from .state import Hold, WindowState
+from .state import End, Hold, Snapshot, WindowState
 from .state_sql import (
     _BUCKETS,
     _CHARGE,
@@ -90,6 +90,39 @@ def _reserve(
     conn.executemany(_SPENT_AFTER, [(cost.of(r.kind), key, *r[:2], now) for r in seen])
     tokens = tuple(at for at in starts if at[0] == "tokens")
     return Hold(key, cost.tokens, _Charge(now, tokens, cost.tokens))
+
+
+def _observe(conn: sqlite3.Connection, key: str, reading: RateReading, now: float) -> None:
+    """Take a provider's reading of the windows of `key` (in a write transaction)."""
+    rows = []
+    for r in reading.windows:
+        until = r.reset_at if r.reset_at is not None else now + r.period
+        limit = r.limit if r.limit is not None and r.limit > 0 else None
+        seen = (r.remaining, now, until) if r.remaining is not None else (None, None, None)
+        rows.append((key, r.kind, r.period, limit, *seen))
+    conn.executemany(_OBSERVE, rows)
+
+
+def _exhaust(conn: sqlite3.Connection, key: str, spent: Exhaustion, now: float) -> None:
+    """A 429 said windows of `key` ran out (in a write transaction)."""
+    kind, period = spent.kind, spent.period
+    if kind is not None and period is not None:
+        conn.execute(_NAMED, (key, kind, period))
+    named = {"key": key, "kind": kind, "period": period, "now": now, "until": spent.until}
+    conn.execute(_EXHAUST, named)
+
+
+def _states(
+    conn: sqlite3.Connection, key: str, specs: Sequence[Limit], now: float
+) -> tuple[list[WindowState], list[tuple[Kind, float]]]:
+    """Every window of `key` now, and which configured ones have no row yet."""
+    used, today = _used(conn, key, now, now - now % DAY)
+    rows, missing = _windows(conn, key, specs)
+    states = [
+        _state(w, now, today.get((w.kind, w.period), 0.0) if w.period == DAY else 0.0)
+        for w in _budget(rows, used).windows
+    ]
+    return states, missing
 
 
 def _settle_charge(conn: sqlite3.Connection, key: str, charge: _Charge, tokens: int) -> None:
@@ -188,40 +221,59 @@ class SQLiteState:
         if isinstance(charge, _Charge):
             charge.tokens = tokens
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
-        rows = []
-        for r in reading.windows:
-            until = r.reset_at if r.reset_at is not None else now + r.period
-            limit = r.limit if r.limit is not None and r.limit > 0 else None
-            seen = (r.remaining, now, until) if r.remaining is not None else (None, None, None)
-            rows.append((key, r.kind, r.period, limit, *seen))
-        if rows:
-            await self._transaction(lambda conn: conn.executemany(_OBSERVE, rows), write=True)
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
+        def observe(conn: sqlite3.Connection) -> None:
+            _observe(conn, key, reading, now)
+            if reading.retry_at is not None:
+                conn.execute(_COOL, (member, reading.retry_at))
+
+        if reading.windows or reading.retry_at is not None:
+            await self._transaction(observe, write=True)
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        charge = hold.handle
+
+        def run(conn: sqlite3.Connection) -> float:
+            if end.reading is not None:
+                _observe(conn, hold.key, end.reading, now)
+            if end.exhausts is not None:
+                _exhaust(conn, hold.key, end.exhausts, now)
+            if end.rest_until is not None:
+                conn.execute(_COOL, (member, end.rest_until))
+            if end.health == "succeeded":
+                conn.execute(_SUCCEEDED, (member,))
+            elif end.health == "failed":
+                self._failed(conn, member, now, end.retry_at)
+            else:
+                conn.execute(_RELEASE, (member,))
+            if isinstance(charge, _Charge) and end.tokens != charge.tokens:
+                _settle_charge(conn, hold.key, charge, end.tokens)
+            return self._book(conn, member).ready_at(member)
+
+        ready = await self._transaction(run, write=True)
+        if isinstance(charge, _Charge):
+            charge.tokens = end.tokens
+        return ready
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        def read(conn: sqlite3.Connection) -> tuple[Snapshot, list[tuple[Kind, float]]]:
+            states, missing = _states(conn, key, specs, now)
+            book = self._book(conn, member)
+            health = book.health.get(member, Health())
+            return Snapshot(states, health, book.ready_at(member)), missing
+
+        snapshot, missing = await self._transaction(read)
+        await self._configure(key, missing)  # a write, the first time `key` is read only
+        return snapshot
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float
     ) -> None:
-        def exhaust(conn: sqlite3.Connection) -> None:
-            if kind is not None and period is not None:
-                conn.execute(_NAMED, (key, kind, period))
-            named = {"key": key, "kind": kind, "period": period, "now": now, "until": until}
-            conn.execute(_EXHAUST, named)
-
-        await self._transaction(exhaust, write=True)
+        spent = Exhaustion(kind, period, until)
+        await self._transaction(lambda conn: _exhaust(conn, key, spent, now), write=True)
 
     async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
-        day_started = now - now % DAY
-
-        def windows(conn: sqlite3.Connection) -> tuple[list[WindowState], list[tuple[Kind, float]]]:
-            used, today = _used(conn, key, now, day_started)
-            rows, missing = _windows(conn, key, specs)
-            states = [
-                _state(w, now, today.get((w.kind, w.period), 0.0) if w.period == DAY else 0.0)
-                for w in _budget(rows, used).windows
-            ]
-            return states, missing
-
-        states, missing = await self._transaction(windows)
+        states, missing = await self._transaction(lambda conn: _states(conn, key, specs, now))
         await self._configure(key, missing)
         return states
 
@@ -254,14 +306,17 @@ class SQLiteState:
         await self._call(lambda conn: conn.execute(_SUCCEEDED, (member,)).close())
 
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
-        def failed(conn: sqlite3.Connection) -> None:
-            book = self._book(conn, member)
-            book.failed(member, now, retry_at)
-            h = book.health[member]
-            row = (member, h.cooldown_until, h.failures, h.opened, h.open_until, int(h.probing))
-            conn.execute(_STORE_HEALTH, row)
+        await self._transaction(lambda conn: self._failed(conn, member, now, retry_at), write=True)
 
-        await self._transaction(failed, write=True)
+    def _failed(
+        self, conn: sqlite3.Connection, member: str, now: float, retry_at: float | None
+    ) -> None:
+        """CooldownBook's `failed` on `member` as stored (in a write transaction)."""
+        book = self._book(conn, member)
+        book.failed(member, now, retry_at)
+        h = book.health[member]
+        row = (member, h.cooldown_until, h.failures, h.opened, h.open_until, int(h.probing))
+        conn.execute(_STORE_HEALTH, row)
 
     async def release(self, member: str) -> None:
         await self._call(lambda conn: conn.execute(_RELEASE, (member,)).close())

@@ -12,12 +12,13 @@ Times are epoch seconds from the caller's (injectable) clock. A budget `key` nam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import msgspec
 
 from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
-from ..limits import DAY, Budget, Cost, Kind, Limit, Reservation
+from ..limits import DAY, Budget, Cost, Exhaustion, Kind, Limit, Reservation
 from ..ratelimits import RateReading
 
 
@@ -46,6 +47,31 @@ class Hold(msgspec.Struct, frozen=True):
     handle: object
 
 
+@dataclass(frozen=True, slots=True)
+class End:
+    """How an attempt ended, as `SharedState.end` applies it: the hold's real tokens, the
+    provider's reading, a window that ran out, a rest, and what it says of the member's health
+    (`succeeded`: failures forgotten, circuit closed; `failed`: a failure, cooling until
+    `retry_at`; `released`: no verdict, a probe held is given back)."""
+
+    tokens: int
+    health: Literal["succeeded", "failed", "released"] = "released"
+    retry_at: float | None = None
+    reading: RateReading | None = None
+    exhausts: Exhaustion | None = None
+    rest_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a reader sees of a budget and a member: every window, the health, when it may next
+    be tried (0 when now)."""
+
+    windows: list[WindowState]
+    health: Health
+    ready_at: float
+
+
 class SharedState(Protocol):
     """Where turns, budgets and health live."""
 
@@ -71,8 +97,16 @@ class SharedState(Protocol):
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
         """Replace the tokens a hold charged by the real count."""
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
-        """Take a provider's rate-limit headers for `key`."""
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
+        """Take a provider's rate-limit headers for `key`; a retry time in them rests
+        `member` until then."""
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        """An attempt ended, as one step: `hold` settled to `end.tokens`, the reading observed,
+        a window exhausted, `member` rested and its health told; when it may next be tried."""
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        """The windows of `key`, and the health and `ready_at` of `member`."""
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float
@@ -167,8 +201,32 @@ class MemoryState:
         if isinstance(hold.handle, Reservation):
             hold.handle.settle(tokens)
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         self.budget(key).observe(reading, now)
+        if reading.retry_at is not None:
+            self.book.cool(member, reading.retry_at)
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        budget, book = self.budget(hold.key), self.book
+        if end.reading is not None:
+            budget.observe(end.reading, now)
+        if (spent := end.exhausts) is not None:
+            budget.exhaust(spent.kind, spent.period, spent.until, now)
+        if end.rest_until is not None:
+            book.cool(member, end.rest_until)
+        if end.health == "succeeded":
+            book.succeeded(member)
+        elif end.health == "failed":
+            book.failed(member, now, end.retry_at)
+        else:
+            book.release(member)
+        if isinstance(hold.handle, Reservation):
+            hold.handle.settle(end.tokens)
+        return book.ready_at(member)
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        windows = await self.windows(key, specs, now)
+        return Snapshot(windows, await self.health(member), self.book.ready_at(member))
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float
