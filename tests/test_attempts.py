@@ -343,7 +343,7 @@ async def test_budget_strategy_keeps_daily_shares_together(rationing, clock):
         assert isinstance(ticket, Ticket)
         await rationing.succeeded(ticket, Usage(0, 0, 0))
         clock.now += 10
-    shares = [daily_share(await rationing.windows(m.deployment)) for m in (big, small)]
+    shares = [daily_share((await rationing.snapshot(m.deployment)).windows) for m in (big, small)]
     assert abs(shares[0] - shares[1]) < 0.03
     assert 0.15 < shares[0] < 0.3  # 1000 of 1300 spent: both near 23 % left
 

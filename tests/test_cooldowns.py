@@ -1,6 +1,6 @@
 """Cooldowns and circuits on a fake clock."""
 
-from ai_api.cooldowns import CooldownBook
+from ai_api.cooldowns import CircuitPolicy, CooldownBook
 
 T0 = 1_800_000_000.0
 
@@ -14,7 +14,7 @@ def test_retry_after_cools_a_member_down():
 
 
 def test_repeated_failures_open_a_circuit_with_one_probe_after_the_rest():
-    book = CooldownBook(threshold=3, base=15, cap=300)
+    book = CooldownBook(CircuitPolicy(threshold=3, base=15, cap=300))
     for _ in range(2):
         book.failed("g", T0)
         assert book.available("g", T0)
@@ -35,7 +35,7 @@ def test_repeated_failures_open_a_circuit_with_one_probe_after_the_rest():
 
 
 def test_rest_is_capped():
-    book = CooldownBook(threshold=1, base=100, cap=300)
+    book = CooldownBook(CircuitPolicy(threshold=1, base=100, cap=300))
     now = T0
     for _ in range(5):
         book.failed("g", now)
@@ -46,7 +46,7 @@ def test_rest_is_capped():
 
 
 def test_cool_without_failure_and_success_forgets_failures():
-    book = CooldownBook(threshold=2)
+    book = CooldownBook(CircuitPolicy(threshold=2))
     book.cool("g", T0 + 5)
     assert not book.available("g", T0)
     book.failed("g", T0 + 10)

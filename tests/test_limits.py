@@ -5,7 +5,7 @@ import pytest
 from ai_api.limits import DAY, MINUTE, Budget, Cost, Limit, Window
 from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.rationing import ahead_of_pace, daily_share
-from ai_api.store.state import MemoryState, WindowSpec
+from ai_api.store.state import MemoryState
 
 T0 = 1_800_000_000.0
 
@@ -90,7 +90,7 @@ def test_observe_headers_adds_windows_it_did_not_know():
 
 async def test_daily_share_and_pace():
     state = MemoryState()
-    specs = (WindowSpec("requests", DAY, 100), WindowSpec("tokens", DAY, 1000))
+    specs = (Limit("requests", DAY, 100), Limit("tokens", DAY, 1000))
     start = T0 - T0 % DAY + DAY / 24  # one hour into a UTC day
     assert daily_share(await state.windows("k", specs, start)) == 1.0
     for i in range(10):

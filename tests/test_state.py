@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from ai_api.limits import DAY, MINUTE, Cost
+from ai_api.limits import DAY, MINUTE, Cost, Exhaustion, Limit
 from ai_api.ratelimits import RateReading, WindowReading
-from ai_api.store.state import Hold, MemoryState, SharedState, WindowSpec
+from ai_api.store.state import End, Hold, MemoryState, SharedState
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600  # one hour into a UTC day
-RPM3 = (WindowSpec("requests", MINUTE, 3),)
+RPM3 = (Limit("requests", MINUTE, 3),)
 Factory = Callable[[], Awaitable[SharedState]]
 
 
@@ -60,7 +60,7 @@ async def test_reserve_charges_until_a_window_is_full(home):
 
 async def test_a_refused_reservation_charges_nothing(home):
     state = await home()
-    specs = (WindowSpec("requests", MINUTE, 10), WindowSpec("tokens", MINUTE, 100))
+    specs = (Limit("requests", MINUTE, 10), Limit("tokens", MINUTE, 100))
     assert isinstance(await state.reserve("k", specs, Cost(tokens=60), T0), Hold)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=60), T0 + 1), float)
     windows = {w.kind: w for w in await state.windows("k", specs, T0 + 2)}
@@ -71,7 +71,7 @@ async def test_a_refused_reservation_charges_nothing(home):
 
 async def test_settle_replaces_the_reserved_tokens(home):
     state = await home()
-    specs = (WindowSpec("tokens", MINUTE, 10_000),)
+    specs = (Limit("tokens", MINUTE, 10_000),)
     hold = await state.reserve("k", specs, Cost(tokens=4096), T0)
     assert isinstance(hold, Hold)
     await state.settle(hold, 150, T0 + 1)
@@ -82,7 +82,7 @@ async def test_settle_replaces_the_reserved_tokens(home):
 
 async def test_windows_report_use_remaining_and_today(home):
     state = await home()
-    specs = (WindowSpec("requests", DAY, 100), WindowSpec("requests", MINUTE, 10))
+    specs = (Limit("requests", DAY, 100), Limit("requests", MINUTE, 10))
     for i in range(4):
         assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + i), Hold)
     by_period = {w.period: w for w in await state.windows("k", specs, T0 + 120)}
@@ -95,11 +95,11 @@ async def test_windows_report_use_remaining_and_today(home):
 
 async def test_a_providers_reading_wins_until_its_reset(home):
     state = await home()
-    specs = (WindowSpec("requests", DAY, 1000),)
+    specs = (Limit("requests", DAY, 1000),)
     reading = RateReading(
         windows=(WindowReading("requests", DAY, 1000, 0, T0 + 500),), retry_at=None
     )
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert await state.free_at("k", specs, Cost(tokens=0), T0 + 1) == pytest.approx(T0 + 500, abs=1)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 1), float)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 501), Hold)
@@ -110,7 +110,7 @@ async def test_readings_teach_limits_of_windows_not_configured(home):
     reading = RateReading(
         windows=(WindowReading("tokens", MINUTE, 8000, 7000, T0 + 10),), retry_at=None
     )
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     (window,) = await state.windows("k", (), T0 + 1)
     assert (window.kind, window.period, window.limit, window.remaining) == (
         "tokens",
@@ -122,7 +122,7 @@ async def test_readings_teach_limits_of_windows_not_configured(home):
 
 async def test_exhaust_closes_the_named_windows_until_then(home):
     state = await home()
-    specs = (WindowSpec("requests", DAY, 1000), WindowSpec("tokens", MINUTE, 10_000))
+    specs = (Limit("requests", DAY, 1000), Limit("tokens", MINUTE, 10_000))
     await state.exhaust("k", "requests", DAY, T0 + 300, T0)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=1), T0 + 1), float)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=1), T0 + 301), Hold)
@@ -130,7 +130,7 @@ async def test_exhaust_closes_the_named_windows_until_then(home):
 
 async def test_concurrent_reservations_never_overspend(home):
     a, b = await home(), await home()
-    specs = (WindowSpec("requests", MINUTE, 20),)
+    specs = (Limit("requests", MINUTE, 20),)
     results = await asyncio.gather(
         *(s.reserve("k", specs, Cost(tokens=0), T0) for _ in range(25) for s in (a, b))
     )
@@ -161,7 +161,7 @@ async def test_cooldowns_and_circuits(home):
 
 async def test_begin_claims_and_reserves_as_one(home):
     a, b = await home(), await home()
-    specs = (WindowSpec("requests", MINUTE, 10), WindowSpec("tokens", MINUTE, 100))
+    specs = (Limit("requests", MINUTE, 10), Limit("tokens", MINUTE, 100))
     hold = await a.begin("m", "k", specs, Cost(tokens=60), T0)
     assert isinstance(hold, Hold)
     await b.settle(hold, 50, T0 + 1)  # the hold settles like a reservation's
@@ -182,7 +182,7 @@ async def test_begin_takes_an_open_circuits_probe_only_with_room(home):
     for _ in range(3):
         await a.failed("m", T0, None)
     assert (await b.health("m")).circuit == "open"
-    full = (WindowSpec("requests", MINUTE, 0),)
+    full = (Limit("requests", MINUTE, 0),)
     # Past the rest, but no room: the probe stays for a request that can go.
     assert isinstance(await a.begin("m", "full", full, Cost(tokens=0), T0 + 16), float)
     assert (await b.health("m")).circuit == "open"
@@ -194,7 +194,7 @@ async def test_begin_takes_an_open_circuits_probe_only_with_room(home):
 
 async def test_finish_marks_the_member_healthy_and_settles_in_one_step(home):
     a, b = await home(), await home()
-    specs = (WindowSpec("tokens", MINUTE, 100),)
+    specs = (Limit("tokens", MINUTE, 100),)
     for _ in range(2):
         await a.failed("m", T0, None)
     hold = await a.begin("m", "k", specs, Cost(tokens=80), T0)
@@ -212,9 +212,9 @@ async def test_free_at_counts_what_was_spent_since_a_reading(home):
     """100 tokens left until T0+30 by the provider's word, 50 reserved since: 80 fit at T0+30
     (when the reading's window resets), not a minute after the reservation leaves."""
     state = await home()
-    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 100, T0 + 30),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=50), T0 + 1), Hold)
     assert await state.free_at("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
     assert await state.reserve("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
@@ -222,7 +222,7 @@ async def test_free_at_counts_what_was_spent_since_a_reading(home):
 
 async def test_only_a_daily_window_counts_today(home):
     state = await home()
-    specs = (WindowSpec("tokens", MINUTE, 1000), WindowSpec("tokens", DAY, 10_000))
+    specs = (Limit("tokens", MINUTE, 1000), Limit("tokens", DAY, 10_000))
     assert isinstance(await state.reserve("k", specs, Cost(tokens=70), T0), Hold)
     today = {w.period: w.today for w in await state.windows("k", specs, T0 + 1)}
     assert today == {MINUTE: 0, DAY: 70}
@@ -232,9 +232,9 @@ async def test_a_charge_at_the_moment_of_a_reading_counts_as_before_it(home):
     """Homes tell charges made after a reading by their time: one at the reading's very moment
     is taken as counted in it."""
     state = await home()
-    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=100), T0), Hold)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=40), T0 + 1), Hold)
     (window,) = await state.windows("k", specs, T0 + 2)
@@ -243,8 +243,8 @@ async def test_a_charge_at_the_moment_of_a_reading_counts_as_before_it(home):
 
 async def test_a_429_naming_no_window_reaches_configured_windows_only_asked_about(home):
     state = await home()
-    specs = (WindowSpec("tokens", MINUTE, 1000),)
-    full = (WindowSpec("tokens", MINUTE, 1000), WindowSpec("requests", MINUTE, 0))
+    specs = (Limit("tokens", MINUTE, 1000),)
+    full = (Limit("tokens", MINUTE, 1000), Limit("requests", MINUTE, 0))
     assert isinstance(await state.reserve("k", full, Cost(tokens=1), T0), float)  # no room
     await state.windows("j", specs, T0)
     await state.exhaust("k", "tokens", None, T0 + 30, T0 + 1)
@@ -257,9 +257,63 @@ async def test_what_was_spent_since_a_reading_counts_until_its_reset_past_the_wi
     """A reading counts what was charged after it until the provider's reset, even once that
     charge has left the sliding window here."""
     state = await home()
-    specs = (WindowSpec("tokens", MINUTE, 1000),)
+    specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 30, T0 + 300),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=10), T0 + 1), Hold)
     (window,) = await state.windows("k", specs, T0 + 70)
     assert (window.used, window.remaining) == (0, 20)
+
+
+async def test_end_is_one_step_settling_observing_exhausting_resting_and_failing(home):
+    a, b = await home(), await home()
+    specs = (Limit("tokens", MINUTE, 1000), Limit("requests", DAY, 100))
+    hold = await a.begin("m", "k", specs, Cost(tokens=400), T0)
+    assert isinstance(hold, Hold)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 700, T0 + 30),), None)
+    end = End(
+        120,
+        "failed",
+        retry_at=T0 + 20,
+        reading=reading,
+        exhausts=Exhaustion("requests", DAY, T0 + 90),
+        rest_until=T0 + 40,
+    )
+    assert await a.end("m", hold, end, T0 + 1) == T0 + 40
+    snapshot = await b.snapshot("k", specs, "m", T0 + 2)
+    by_kind = {w.kind: w for w in snapshot.windows}
+    assert (by_kind["tokens"].used, by_kind["tokens"].remaining) == (120, 700)
+    assert by_kind["requests"].remaining == 0
+    assert (snapshot.health.failures, snapshot.health.cooldown_until) == (1, T0 + 40)
+    assert snapshot.ready_at == T0 + 40
+
+
+async def test_end_tells_success_and_release(home):
+    a, b = await home(), await home()
+    specs = (Limit("tokens", MINUTE, 1000),)
+    readies = []
+    for _ in range(3):
+        hold = await a.begin("m", "k", specs, Cost(tokens=10), T0)
+        assert isinstance(hold, Hold)
+        readies.append(await a.end("m", hold, End(10, "failed"), T0))
+    assert readies == [0.0, 0.0, T0 + 15]  # the third failure opened the circuit
+    probe = await b.begin("m", "k", specs, Cost(tokens=10), T0 + 15)
+    assert isinstance(probe, Hold)
+    assert (await a.snapshot("k", specs, "m", T0 + 15)).health.circuit == "half-open"
+    await b.end("m", probe, End(10), T0 + 16)  # released: the next request may probe
+    probe = await a.begin("m", "k", specs, Cost(tokens=10), T0 + 16)
+    assert isinstance(probe, Hold)
+    assert await a.end("m", probe, End(10, "succeeded"), T0 + 17) == 0.0
+    snapshot = await b.snapshot("k", specs, "m", T0 + 17)
+    assert (snapshot.health.circuit, snapshot.ready_at) == ("closed", 0.0)
+    assert snapshot.windows[0].used == 50
+
+
+async def test_a_reading_that_says_when_to_retry_rests_the_member(home):
+    a, b = await home(), await home()
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 900, T0 + 30),), T0 + 25)
+    await a.observe("m", "k", reading, T0)
+    snapshot = await b.snapshot("k", (), "m", T0 + 1)
+    assert snapshot.ready_at == T0 + 25
+    assert [(w.limit, w.remaining) for w in snapshot.windows] == [(1000, 900)]
+    assert await b.begin("m", "k", (), Cost(tokens=1), T0 + 1) == T0 + 25

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from ai_api.cooldowns import Health
-from ai_api.limits import DAY, HOUR, MINUTE, Cost, Kind
+from ai_api.limits import DAY, HOUR, MINUTE, Cost, Kind, Limit
 from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.store.sqlite_state import SQLiteState
-from ai_api.store.state import Hold, MemoryState, SharedState, WindowSpec
+from ai_api.store.state import Hold, MemoryState, SharedState
 
 from .home_redis import RedisServer, require_redis, running_redis
 
@@ -60,9 +60,9 @@ class Trial:
         self.log: list[str] = []
         self.holds: list[tuple[str | None, list[Hold]]] = []  # member (None: reserve), holds
         self.specs = (
-            WindowSpec("requests", MINUTE, rng.choice([2, 5, 20])),
-            WindowSpec("tokens", MINUTE, rng.choice([150, 400, 1000])),
-            WindowSpec("tokens", DAY, rng.choice([None, 600, 5000])),
+            Limit("requests", MINUTE, rng.choice([2, 5, 20])),
+            Limit("tokens", MINUTE, rng.choice([150, 400, 1000])),
+            Limit("tokens", DAY, rng.choice([None, 600, 5000])),
         )
 
     async def each(
@@ -141,7 +141,7 @@ class Trial:
 
     async def observe(self, member: str) -> bool:
         reading, now = self.reading(), self.now
-        await self.each(f"observe({reading})", lambda s, _: s.observe("k", reading, now))
+        await self.each(f"observe({reading})", lambda s, _: s.observe("m", "k", reading, now))
         return True
 
     async def exhaust(self, member: str) -> bool:

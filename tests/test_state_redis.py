@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from ai_api.limits import DAY, MINUTE, Cost
+from ai_api.cooldowns import CircuitPolicy
+from ai_api.limits import DAY, MINUTE, Cost, Limit
 from ai_api.ratelimits import RateReading, WindowReading
-from ai_api.store.state import Hold, WindowSpec
+from ai_api.store.state import Hold
 
 from .home_redis import RedisServer, require_redis, running_redis
 
@@ -26,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
 from ai_api.store.redis_state import RedisState  # noqa: E402
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600
-SPECS = (WindowSpec("requests", MINUTE, 10), WindowSpec("tokens", MINUTE, 1000))
+SPECS = (Limit("requests", MINUTE, 10), Limit("tokens", MINUTE, 1000))
 
 
 def warnings_in(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -36,12 +37,12 @@ def warnings_in(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 async def test_every_key_expires_a_little_after_it_stops_mattering():
     async with running_redis() as server:
         state = await RedisState(server.url, prefix="p:").open()
-        specs = (*SPECS, WindowSpec("requests", DAY, 100))
+        specs = (*SPECS, Limit("requests", DAY, 100))
         hold = await state.reserve("acct|m", specs, Cost(tokens=300), T0)
         assert isinstance(hold, Hold)
         await state.settle(hold, 120, T0 + 1)
         reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
-        await state.observe("acct|m", reading, T0 + 1)
+        await state.observe("g/m", "acct|m", reading, T0 + 1)
         await state.exhaust("acct|m", "requests", DAY, T0 + 600, T0 + 2)
         for _ in range(3):
             await state.failed("g/m", T0 + 2, None)
@@ -169,7 +170,7 @@ async def shared_use(server: RedisServer, now: float) -> dict[str, float]:
 
 
 async def shared_use_of(
-    server: RedisServer, key: str, specs: Sequence[WindowSpec], now: float
+    server: RedisServer, key: str, specs: Sequence[Limit], now: float
 ) -> dict[str, float]:
     other = await RedisState(server.url).open()
     try:
@@ -224,7 +225,9 @@ async def test_a_finish_whose_answer_was_lost_is_not_replayed_when_it_takes_back
 
 async def test_a_failure_whose_answer_was_lost_may_count_twice():
     async with running_redis() as server:
-        state = await RedisState(server.url, threshold=3, retry_every=0).open()
+        state = await RedisState(
+            server.url, policy=CircuitPolicy(threshold=3), retry_every=0
+        ).open()
         answer_lost_next(state, "failed")
         await state.failed("g/m", T0, None)  # ran, answer lost: replayed at the next call
         assert await state.turn("route") == 0
@@ -309,7 +312,9 @@ async def test_a_lost_begin_that_is_refused_on_the_way_back_gives_the_probe_back
     is lost, and the begin's step-by-step fallback finds the probe taken (by that very BEGIN)
     and refuses. The probe is given back, so the next instance may probe; the charge stays."""
     async with running_redis() as server:
-        state = await RedisState(server.url, threshold=1, base=10, retry_every=0).open()
+        state = await RedisState(
+            server.url, policy=CircuitPolicy(threshold=1, base=10), retry_every=0
+        ).open()
         await state.failed("g/m", T0, None)  # open until T0 + 10
         answer_lost_next(state, "begin")
         refused = await state.begin("g/m", "k", SPECS, Cost(tokens=300), T0 + 11)
@@ -327,7 +332,9 @@ async def test_writes_made_while_others_wait_for_redis_keep_their_order():
     """A failure, then a success, of one member while earlier writes wait for Redis to come
     back: Redis ends with the success, as the instance's memory does."""
     async with running_redis() as server:
-        state = await RedisState(server.url, threshold=2, retry_every=0.05).open()
+        state = await RedisState(
+            server.url, policy=CircuitPolicy(threshold=2), retry_every=0.05
+        ).open()
         await server.stop()
         await state.cool("g/m", T0 + 5)  # waits for Redis
         await server.start()
@@ -378,7 +385,7 @@ async def test_lost_and_unsent_writes_never_leave_the_shared_budget_short():
     their calls never reach Redis and others run with their answer lost; once Redis answers
     again, it counts at least what every hold was last settled to, and at most one request
     more for each charge whose answer was lost."""
-    roomy = (WindowSpec("requests", MINUTE, 10**9), WindowSpec("tokens", MINUTE, 10**9))
+    roomy = (Limit("requests", MINUTE, 10**9), Limit("tokens", MINUTE, 10**9))
     async with running_redis() as server:
         for trial in range(60):
             rng, on, lost = random.Random(trial), [True], [0]

@@ -13,29 +13,29 @@ from pathlib import Path
 import pytest
 
 import ai_api
-from ai_api.limits import DAY, MINUTE, Cost
+from ai_api.limits import DAY, MINUTE, Cost, Limit
 from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.store import Attempt, SQLiteLedger
 from ai_api.store.sqlite_state import SQLiteState
-from ai_api.store.state import Hold, MemoryState, SharedState, WindowSpec
+from ai_api.store.state import Hold, MemoryState, SharedState
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600  # one hour into a UTC day
-RPM = (WindowSpec("requests", MINUTE, 2),)
+RPM = (Limit("requests", MINUTE, 2),)
 
 # A worker process: opens the state, says "ready", waits for a line on stdin, then acts.
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from ai_api.limits import Cost, MINUTE
+from ai_api.limits import Cost, Limit, MINUTE
 from ai_api.store.sqlite_state import SQLiteState
-from ai_api.store.state import Hold, WindowSpec
+from ai_api.store.state import Hold
 
 async def main(path, action, now):
     state = await SQLiteState(Path(path)).open()
     print("ready", flush=True)
     sys.stdin.readline()
     if action == "reserve":  # 40 tries over 40 ms, so both processes' tries interleave
-        specs = (WindowSpec("requests", MINUTE, 50),)
+        specs = (Limit("requests", MINUTE, 50),)
 
         async def one(delay):
             await asyncio.sleep(delay)
@@ -97,7 +97,7 @@ async def test_two_processes_never_overspend(tmp_path):
     holds = await workers(path, "reserve", T0)
     assert sum(holds) == 50
     state = await SQLiteState(path).open()
-    (window,) = await state.windows("k", (WindowSpec("requests", MINUTE, 50),), T0)
+    (window,) = await state.windows("k", (Limit("requests", MINUTE, 50),), T0)
     assert (window.used, window.remaining) == (50, 0)
     await state.close()
 
@@ -119,7 +119,7 @@ async def test_state_survives_close_and_reopen(tmp_path):
     assert [await state.turn("r"), await state.turn("r")] == [0, 1]
     assert isinstance(await state.reserve("k", RPM, Cost(tokens=5), T0), Hold)
     reading = RateReading((WindowReading("tokens", MINUTE, 8000, 7000, T0 + 30),), None)
-    await state.observe("k", reading, T0)
+    await state.observe("m", "k", reading, T0)
     await state.cool("m", T0 + 30)
     await state.close()
     await state.close()  # idempotent
@@ -165,7 +165,7 @@ async def test_a_newer_schema_is_refused(tmp_path):
 async def test_a_charge_leaves_with_its_bucket_never_early(tmp_path):
     path = tmp_path / "state.sqlite3"
     state = await SQLiteState(path).open()
-    specs = (WindowSpec("requests", MINUTE, 1),)
+    specs = (Limit("requests", MINUTE, 1),)
     assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 0.5), Hold)
     assert await state.reserve("k", specs, Cost(tokens=0), T0 + 60.7) == T0 + 61
     assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 61), Hold)
@@ -177,13 +177,13 @@ async def test_a_charge_leaves_with_its_bucket_never_early(tmp_path):
 async def test_spending_around_a_reading_counts_as_in_memory(tmp_path):
     """A day window has 24-minute buckets, yet what was spent before a reading taken in the
     same bucket is not counted twice, and settling corrects only what came after it."""
-    specs = (WindowSpec("tokens", DAY, 10_000),)
+    specs = (Limit("tokens", DAY, 10_000),)
     reading = RateReading((WindowReading("tokens", DAY, None, 9000, T0 + 600),), None)
     sqlite_state = await SQLiteState(tmp_path / "state.sqlite3").open()
     seen = []
     for state in (MemoryState(), sqlite_state):
         before = await state.reserve("k", specs, Cost(tokens=1000), T0)
-        await state.observe("k", reading, T0 + 10)
+        await state.observe("m", "k", reading, T0 + 10)
         after = await state.reserve("k", specs, Cost(tokens=500), T0 + 20)
         assert isinstance(before, Hold)
         assert isinstance(after, Hold)
@@ -199,10 +199,10 @@ async def test_spending_around_a_reading_counts_as_in_memory(tmp_path):
 async def test_the_configuration_of_the_caller_decides(tmp_path):
     """Specs are read at each call, so a restart with new limits takes effect on the old file."""
     state: SharedState = await SQLiteState(tmp_path / "state.sqlite3").open()
-    one = (WindowSpec("requests", MINUTE, 1),)
+    one = (Limit("requests", MINUTE, 1),)
     assert isinstance(await state.reserve("k", one, Cost(tokens=0), T0), Hold)
     assert isinstance(await state.reserve("k", one, Cost(tokens=0), T0 + 1), float)
-    five = (WindowSpec("requests", MINUTE, 5),)
+    five = (Limit("requests", MINUTE, 5),)
     assert isinstance(await state.reserve("k", five, Cost(tokens=0), T0 + 1), Hold)
     assert isinstance(await state.reserve("k", (), Cost(tokens=0), T0 + 1), Hold)
     (window,) = await state.windows("k", five, T0 + 2)

@@ -13,12 +13,11 @@ from ai_api.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ai_api.limits import DAY, MINUTE
+from ai_api.limits import DAY, MINUTE, Exhaustion
 from ai_api.ratelimits import RateReading
 from ai_api.verdicts import (
     Alarm,
     Ending,
-    Exhaustion,
     Outcome,
     Retry,
     Verdict,

@@ -201,7 +201,7 @@ async def _pooled_429(
     now = rationing.clock()
     wait = max(1, math.ceil((next_free or now + 60) - now))
     headers = {"Retry-After": str(wait), "X-AI-API-Attempts": "0"}
-    states = [await rationing.windows(m.deployment) for m in members]
+    states = [(await rationing.snapshot(m.deployment)).windows for m in members]
     for kind in ("requests", "tokens"):
         limit = remaining = 0
         for windows in states:

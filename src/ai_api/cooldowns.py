@@ -11,6 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+@dataclass(frozen=True, slots=True)
+class CircuitPolicy:
+    """When a circuit opens (after `threshold` failures in a row) and how long it rests
+    (`base` seconds, doubling with each opening, up to `cap`): one value for every home."""
+
+    threshold: int = 3
+    base: float = 15.0
+    cap: float = 300.0
+
+    def rest(self, opened: int) -> float:
+        """How long a circuit opened for the `opened`th time rests."""
+        return min(self.cap, self.base * 2.0 ** (opened - 1))
+
+
+CIRCUIT = CircuitPolicy()
+"""The default policy."""
+
+
 @dataclass(slots=True)
 class Health:
     """The state of one deployment."""
@@ -32,10 +50,8 @@ class Health:
 class CooldownBook:
     """Health of every deployment, keyed by any hashable name."""
 
-    def __init__(self, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0) -> None:
-        self.threshold = threshold
-        self.base = base
-        self.cap = cap
+    def __init__(self, policy: CircuitPolicy = CIRCUIT) -> None:
+        self.policy = policy
         self.health: dict[str, Health] = {}
 
     def _get(self, key: str) -> Health:
@@ -88,10 +104,9 @@ class CooldownBook:
         if retry_at is not None and retry_at > health.cooldown_until:
             health.cooldown_until = retry_at
         health.failures += 1
-        if health.probing or health.failures >= self.threshold:
+        if health.probing or health.failures >= self.policy.threshold:
             health.opened += 1
-            rest = min(self.cap, self.base * 2 ** (health.opened - 1))
-            health.open_until = now + rest
+            health.open_until = now + self.policy.rest(health.opened)
             health.probing = False
             health.failures = 0
 

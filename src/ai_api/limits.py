@@ -37,11 +37,20 @@ def period_name(seconds: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """A provider's limit on one window: `limit` requests or tokens per `period` seconds."""
+    """A window as configured: `limit` requests or tokens per `period` seconds (None: unknown)."""
 
     kind: Kind
     period: float
-    limit: int
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Exhaustion:
+    """A window that ran out: every window of `kind` (or every window) unless `period` says."""
+
+    kind: Kind | None
+    period: float | None
+    until: float
 
 
 class Cost(msgspec.Struct, frozen=True):
@@ -53,11 +62,6 @@ class Cost(msgspec.Struct, frozen=True):
     def of(self, kind: Kind) -> int:
         """The part of the cost that `kind` windows count."""
         return self.requests if kind == "requests" else self.tokens
-
-
-"""Each window keeps its spending in this many buckets: memory and time per request stay
-constant however many requests a day brings, at the price of counting a charge up to one
-bucket (a sixtieth of the window) longer than exactly."""
 
 
 class Charge:

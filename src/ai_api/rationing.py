@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .errors import UpstreamError
 from .limits import DAY, Cost
@@ -20,7 +21,7 @@ from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
 from .store import Attempt, UsageLedger
-from .store.state import Hold, MemoryState, SharedState, WindowState
+from .store.state import End, Hold, MemoryState, SharedState, Snapshot, WindowState
 from .verdicts import Alarm, Ending, Outcome, Verdict, verdict_of
 
 log = logging.getLogger("ai_api.rationing")
@@ -45,6 +46,23 @@ class Ticket:
     chars: int = 0
     cooled_until: float | None = None  # a rest the provider's headers asked for meanwhile
     closed: bool = field(default=False)
+
+
+def end_of(verdict: Verdict, tokens: int) -> End:
+    """What `verdict` does to the shared state, the hold settled to `tokens`."""
+    health: Literal["succeeded", "failed", "released"] = "released"
+    if verdict.healthy:
+        health = "succeeded"
+    elif verdict.counts_failure:
+        health = "failed"
+    return End(
+        tokens,
+        health,
+        verdict.retry_at,
+        verdict.reading,
+        verdict.exhausts,
+        verdict.rest_until,
+    )
 
 
 def daily_share(windows: Iterable[WindowState]) -> float:
@@ -81,10 +99,10 @@ class Rationing:
         self.clock = clock
         self._background: set[asyncio.Task[None]] = set()
 
-    async def windows(self, deployment: Deployment) -> list[WindowState]:
-        """The state of every window `deployment` spends from."""
+    async def snapshot(self, deployment: Deployment) -> Snapshot:
+        """The windows `deployment` spends from, and its health."""
         d = deployment
-        return await self.state.windows(d.budget_key, d.specs, self.clock())
+        return await self.state.snapshot(d.budget_key, d.limits, d.public_name, self.clock())
 
     async def turn(self, route: Route) -> int:
         """This request's turn on `route` (shared by every process)."""
@@ -105,7 +123,8 @@ class Rationing:
         paced: list[Member] = []
         for member in members:
             d = member.deployment
-            windows = await self.state.windows(d.budget_key, d.specs, now)
+            snapshot = await self.state.snapshot(d.budget_key, d.limits, d.public_name, now)
+            windows = snapshot.windows
             if member.pace and ahead_of_pace(windows, now, route.burst):
                 paced.append(member)
             else:
@@ -122,16 +141,16 @@ class Rationing:
         d = deployment
         now = self.clock()
         cost = Cost(tokens=prompt + cap)
-        hold = await self.state.begin(d.public_name, d.budget_key, d.specs, cost, now)
+        hold = await self.state.begin(d.public_name, d.budget_key, d.limits, cost, now)
         if not isinstance(hold, Hold):
             return hold
         return Ticket(d, route, request_id, now, prompt, hold)
 
     async def observe(self, ticket: Ticket, reading: RateReading) -> None:
         """The provider's rate-limit headers for this attempt."""
-        await self.state.observe(ticket.deployment.budget_key, reading, self.clock())
+        d = ticket.deployment
+        await self.state.observe(d.public_name, d.budget_key, reading, self.clock())
         if reading.retry_at is not None:
-            await self.state.cool(ticket.deployment.public_name, reading.retry_at)
             ticket.cooled_until = max(ticket.cooled_until or 0.0, reading.retry_at)
 
     async def succeeded(self, ticket: Ticket, usage: Usage | None) -> None:
@@ -142,16 +161,8 @@ class Rationing:
         self, ticket: Ticket, error: UpstreamError, usage: Usage | None = None
     ) -> None:
         """The attempt failed: cool the member down as the provider asks, and record it."""
-        now = self.clock()
-        d = ticket.deployment
-        key, state = d.public_name, self.state
+        d, now = ticket.deployment, self.clock()
         verdict = verdict_of(error.outcome(started=ticket.first_token is not None), now)
-        if verdict.reading is not None:
-            await state.observe(d.budget_key, verdict.reading, now)
-        if (spent := verdict.exhausts) is not None:
-            await state.exhaust(d.budget_key, spent.kind, spent.period, spent.until, now)
-        if verdict.rest_until is not None:
-            await state.cool(key, verdict.rest_until)
         if verdict.alarm is Alarm.MODEL_GONE:
             log.error(
                 "%s answered %s for %s: it is out of rotation. Remove it from your configuration"
@@ -165,24 +176,20 @@ class Rationing:
             log.error(
                 "%s refused the key (HTTP %d): check %s", d.name, verdict.status, d.spec.key_env
             )
-        if verdict.counts_failure:
-            await state.failed(key, now, verdict.retry_at)
-        else:
-            await state.release(key)
-        await self._close(ticket, verdict, usage)
+        await self._close(ticket, verdict, usage, now)
 
     def cancelled(self, ticket: Ticket) -> None:
         """The client went away: record what was spent, with status 499 (in the background:
         the request's task is being cancelled)."""
-        task = asyncio.get_running_loop().create_task(self._cancelled(ticket))
+        task = asyncio.get_running_loop().create_task(self._close(ticket, _LEFT, None))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _cancelled(self, ticket: Ticket) -> None:
-        await self.state.release(ticket.deployment.public_name)
-        await self._close(ticket, _LEFT, None)
-
-    async def _close(self, ticket: Ticket, verdict: Verdict, usage: Usage | None) -> None:
+    async def _close(
+        self, ticket: Ticket, verdict: Verdict, usage: Usage | None, at: float | None = None
+    ) -> None:
+        """End the attempt in the shared state (at `at`, the verdict's moment, if given) and
+        record it."""
         if ticket.closed:
             return
         ticket.closed = True
@@ -194,16 +201,12 @@ class Rationing:
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         d = ticket.deployment
-        # Only a failure may have rested the member or opened its circuit (the state knows how
-        # long); otherwise nothing but the provider's headers did, and the shared state (a
-        # round trip with Redis) is not read back on the way out of every answer.
-        ready = ticket.cooled_until
-        if verdict.healthy:
-            await self.state.finish(d.public_name, ticket.hold, prompt + completion, now)
-        else:
-            await self.state.settle(ticket.hold, prompt + completion, now)
-            if verdict.may_rest:
-                ready = await self.state.ready_at(d.public_name)
+        end = end_of(verdict, prompt + completion)
+        ready = await self.state.end(d.public_name, ticket.hold, end, now if at is None else at)
+        # Only a failure may have rested the member or opened its circuit; otherwise nothing
+        # but the provider's headers did (the state may know of older rests: not this attempt's).
+        if verdict.healthy or not verdict.may_rest:
+            ready = ticket.cooled_until or 0.0
         self.ledger.record(
             Attempt(
                 at=ticket.started,
@@ -237,7 +240,7 @@ class Rationing:
             if d is None:
                 continue
             # Charged as it happened: a replay may exceed a limit; it is not refused.
-            budget = memory.budget(d.budget_key, d.specs)
+            budget = memory.budget(d.budget_key, d.limits)
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
             if a.cooldown_until is not None and a.cooldown_until > now:
                 await memory.cool(d.public_name, a.cooldown_until)

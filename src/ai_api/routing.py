@@ -11,7 +11,6 @@ from .limits import Limit
 from .providers import Provider, ProviderSpec
 from .schemas import ChatRequest, Message
 from .settings import ProviderSettings, RouteSettings, Settings, Strategy
-from .store.state import WindowSpec, specs_of
 
 DEFAULT_ROUTE = "auto"
 
@@ -20,7 +19,7 @@ DEFAULT_ROUTE = "auto"
 class Deployment:
     """A provider serving one upstream model with a completion-token cap.
 
-    Its names and window specs are worked out once, here: every request reads them.
+    Its names are worked out once, here: every request reads them.
     """
 
     provider: Provider
@@ -34,15 +33,12 @@ class Deployment:
     """`provider/model`, the name that pins this deployment; its key for cooldowns."""
     budget_key: str = field(init=False)
     """`account|model` whose budget this deployment spends; `*` for account-wide limits."""
-    specs: tuple[WindowSpec, ...] = field(init=False)
-    """The windows of `limits`, as the shared state takes them."""
 
     def __post_init__(self) -> None:
         name = self.provider.name
         model = "*" if self.spec.account_wide else self.model
         object.__setattr__(self, "public_name", f"{name}/{self.model}")
         object.__setattr__(self, "budget_key", f"{self.account or name}|{model}")
-        object.__setattr__(self, "specs", specs_of(self.limits))
 
     @property
     def name(self) -> str:

@@ -19,12 +19,12 @@ async def report(
     rows = await rationing.ledger.usage(day_of(now - (days - 1) * DAY))
     budgets: dict[str, dict[str, Any]] = {}
     members = []
-    state = rationing.state
     for d in sorted(deployments, key=lambda d: d.public_name):
         key = d.budget_key
         account, model = key.split("|", 1)
+        snapshot = await rationing.snapshot(d)
         if key not in budgets:
-            windows = await rationing.windows(d)
+            windows = snapshot.windows
             budgets[key] = {
                 "account": account,
                 "model": model,
@@ -40,14 +40,12 @@ async def report(
                     for w in sorted(windows, key=lambda w: (w.kind, w.period))
                 ],
             }
-        health = await state.health(d.public_name)
-        ready = await state.ready_at(d.public_name)
         members.append(
             {
                 "name": d.public_name,
                 "account": account,
-                "circuit": health.circuit,
-                "cooldown_seconds": max(0.0, round(ready - now, 1)),
+                "circuit": snapshot.health.circuit,
+                "cooldown_seconds": max(0.0, round(snapshot.ready_at - now, 1)),
             }
         )
     return {

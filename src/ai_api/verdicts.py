@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .limits import DAY, Kind
+from .limits import DAY, Exhaustion, Kind
 from .ratelimits import RateReading
 
 # How long a member rests after the provider refused our key (401/403) or wants payment
@@ -82,15 +82,6 @@ class Outcome:
     exhausted: Kind | None = None
     period: float | None = None
     started: bool = False  # a first chunk had arrived
-
-
-@dataclass(frozen=True, slots=True)
-class Exhaustion:
-    """A window that ran out: every window of `kind` (or every window) unless `period` says."""
-
-    kind: Kind | None
-    period: float | None
-    until: float
 
 
 @dataclass(frozen=True, slots=True)

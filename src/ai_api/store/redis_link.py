@@ -43,8 +43,10 @@ DOWN: Final = Down.DOWN
 
 Call = tuple[str, list[str], list[str]]
 """A script's name, its keys and its arguments."""
-Write = tuple[Callable[[], Awaitable[object]], bool]
-"""A write waiting for Redis, and whether to run it again when its answer is lost."""
+Again = bool | Callable[[], Awaitable[object]]
+"""When a write's answer is lost: run it again (True), not (False), or run this instead."""
+Write = tuple[Callable[[], Awaitable[object]], Again]
+"""A write waiting for Redis, and what to do when its answer is lost."""
 
 
 class RedisLink:
@@ -118,19 +120,22 @@ class RedisLink:
             self._lost(exc)
             return DOWN
 
-    async def write(self, call: Callable[[], Awaitable[object]], *, again: bool = True) -> None:
-        """A write to Redis; replayed later when Redis cannot be reached now (when its answer
-        was lost, only if `again`). While writes wait for Redis, a new one goes after them (and
-        with them, if Redis is back)."""
+    async def write(self, call: Callable[[], Awaitable[T]], *, again: Again = True) -> T | Down:
+        """A write to Redis, and its answer; DOWN when Redis cannot be reached now, and then it
+        is replayed later (when its answer was lost, as `again` says). While writes wait for
+        Redis, a new one goes after them (and with them, if Redis is back)."""
         if self._down:
             self.later(call, again=again)
             await self._reconcile()
-        elif await self.attempt(call) is DOWN and again:
-            self.later(call, again=again)
+            return DOWN
+        got = await self.attempt(call)
+        if got is DOWN and again is not False:
+            self.later(call if again is True else again)
+        return got
 
-    def later(self, call: Callable[[], Awaitable[object]], *, again: bool = True) -> None:
+    def later(self, call: Callable[[], Awaitable[object]], *, again: Again = True) -> None:
         """Replay `call` once Redis is back (after the writes queued before it); when its
-        answer is lost then, run it again only if `again`."""
+        answer is lost then, as `again` says."""
         self._pending.append((call, again))
 
     async def run(self, name: str, keys: list[str], args: Sequence[str]) -> Any:
@@ -162,11 +167,14 @@ class RedisLink:
             await self.redis.ping()
             while self._pending:
                 write = self._pending[0]
+                call, again = write
                 try:
-                    await write[0]()
+                    await call()
                 except _UNREACHABLE:
-                    if not write[1]:  # it may have run: not again
+                    if again is not True:  # it may have run: not again, or what replaces it
                         self._pop(write)
+                        if again is not False:
+                            self._pending.appendleft((again, True))
                     raise
                 except RedisError as exc:  # Redis refused it (out of memory, read-only, ...)
                     if not self._drop(write, exc):

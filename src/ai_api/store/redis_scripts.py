@@ -4,7 +4,7 @@ Key layout under the state's prefix `P` (a budget key names an (account, model),
 deployment):
 
     P b:{key}:meta         hash  c:{id} configured limit ("" unknown), l:{id} learned limit
-    P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/60 long)
+    P b:{key}:w:{id}       hash  time bucket index -> amount counted in it (period/BUCKETS long)
     P b:{key}:r:{id}       hash  the provider's last reading: rem, at, until, spent (since)
     P h:{member}           hash  c cooldown_until, f failures, o opened, u open_until, p probing
     P t:{route}            int   the next round-robin turn
@@ -22,6 +22,8 @@ the moment it stops mattering.
 
 from __future__ import annotations
 
+from ..limits import BUCKETS
+
 WINDOW_MARGIN = 60.0
 """Seconds a bucket hash or a reading outlives its last use (clock skew between machines)."""
 HEALTH_MARGIN = 900.0
@@ -33,6 +35,7 @@ _PRELUDE = (
     f"""
 local DAY = 86400
 local WINDOW_MARGIN, HEALTH_MARGIN = {WINDOW_MARGIN!r}, {HEALTH_MARGIN!r}
+local BUCKETS = {BUCKETS}
 """
     + """
 local function num(v)
@@ -41,9 +44,9 @@ local function num(v)
 end
 local function fmt(x) return string.format('%.17g', x) end
 local function period_of(id) return tonumber(string.match(id, '|(.+)$')) end
-local function index(t, period) return math.floor(t * 60 / period) end
+local function index(t, period) return math.floor(t * BUCKETS / period) end
 local function field(b) return string.format('%d', b) end
-local function edge(b, period) return (b + 1) * period / 60 end
+local function edge(b, period) return (b + 1) * period / BUCKETS end
 local function extend(key, seconds)
   local ms = math.ceil(seconds * 1000)
   if ms < 1 then ms = 1 end
@@ -65,7 +68,7 @@ local function load(base, id, limit, now, day)
     if edge(b, period) > now - period then
       w.buckets[#w.buckets + 1] = {b, v}
       w.used = w.used + v
-      if b * period / 60 >= day then w.today = w.today + v end
+      if b * period / BUCKETS >= day then w.today = w.today + v end
     else
       stale[#stale + 1] = flat[i]
     end
@@ -161,7 +164,7 @@ local function charge(windows, cost, now)
       redis.call('HINCRBYFLOAT', w.key, field(index(now, w.period)), amount)
       if w.seen ~= nil and now > w.seen then redis.call('HINCRBYFLOAT', w.rkey, 'spent', amount) end
     end
-    extend(w.key, w.period * 61 / 60 + WINDOW_MARGIN)
+    extend(w.key, w.period * (BUCKETS + 1) / BUCKETS + WINDOW_MARGIN)
     if w.kind == 'tokens' then ids[#ids + 1] = w.id end
   end
   return ids
@@ -231,40 +234,42 @@ return 1
 """
 )
 
-# KEYS[1] budget base; ARGV now, then (window id, limit, remaining, until) quads
-# ('' for unknown).
-OBSERVE = (
-    _PRELUDE
-    + _BUDGET
-    + """
-local base, now = KEYS[1], tonumber(ARGV[1])
-for i = 2, #ARGV, 4 do
-  local id, limit, rem = ARGV[i], num(ARGV[i + 1]), num(ARGV[i + 2])
-  register(base, id)
-  if limit ~= nil and limit > 0 then redis.call('HSET', base .. ':meta', 'l:' .. id, fmt(limit)) end
-  if rem ~= nil then record(base, id, rem, now, tonumber(ARGV[i + 3])) end
+_READINGS = """
+-- Take readings from ARGV's (window id, limit, remaining, until) quads from `first`.
+local function observe(base, now, first)
+  for i = first, #ARGV, 4 do
+    local id, limit, rem = ARGV[i], num(ARGV[i + 1]), num(ARGV[i + 2])
+    register(base, id)
+    if limit ~= nil and limit > 0 then
+      redis.call('HSET', base .. ':meta', 'l:' .. id, fmt(limit))
+    end
+    if rem ~= nil then record(base, id, rem, now, tonumber(ARGV[i + 3])) end
+  end
 end
-return 1
+-- Nothing left until `valid` in the windows of `kind` ('' any) and `period` (nil any);
+-- `named` ('' none) is the window both name, which exists from now on.
+local function exhaust(base, now, valid, kind, period, named)
+  if named ~= '' then register(base, named) end
+  local flat = redis.call('HGETALL', base .. ':meta')
+  for i = 1, #flat, 2 do
+    local id = string.sub(flat[i], 3)
+    if string.sub(flat[i], 1, 1) == 'c' and (kind == '' or string.match(id, '^(%a+)|') == kind)
+        and (period == nil or period_of(id) == period) then
+      record(base, id, 0, now, valid)
+    end
+  end
+end
 """
-)
 
 # KEYS[1] budget base; ARGV now, until, kind ('' any), period ('' any), window id
 # (named when both kind and period are).
 EXHAUST = (
     _PRELUDE
     + _BUDGET
+    + _READINGS
     + """
-local base, now, valid = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-local kind, period = ARGV[3], num(ARGV[4])
-if ARGV[5] ~= '' then register(base, ARGV[5]) end
-local flat = redis.call('HGETALL', base .. ':meta')
-for i = 1, #flat, 2 do
-  local id = string.sub(flat[i], 3)
-  if string.sub(flat[i], 1, 1) == 'c' and (kind == '' or string.match(id, '^(%a+)|') == kind)
-      and (period == nil or period_of(id) == period) then
-    record(base, id, 0, now, valid)
-  end
-end
+local now, valid = tonumber(ARGV[1]), tonumber(ARGV[2])
+exhaust(KEYS[1], now, valid, ARGV[3], num(ARGV[4]), ARGV[5])
 return 1
 """
 )
@@ -272,7 +277,45 @@ return 1
 _HEALTH = """
 local h = KEYS[1]
 local function get(name) return num(redis.call('HGET', h, name)) or 0 end
+-- Out of rotation until `until_`; the key kept `keep` seconds at least.
+local function cool(until_, keep)
+  if until_ > get('c') then redis.call('HSET', h, 'c', fmt(until_)) end
+  extend(h, keep)
+end
+-- CooldownBook.failed.
+local function failed(now, retry, threshold, base, cap)
+  local c, f, o, u, p = get('c'), get('f') + 1, get('o'), get('u'), get('p')
+  if retry ~= nil and retry > c then c = retry end
+  if p == 1 or f >= threshold then
+    o = o + 1
+    u = now + math.min(cap, base * 2 ^ (o - 1))
+    p, f = 0, 0
+  end
+  redis.call('HSET', h, 'c', fmt(c), 'f', f, 'o', o, 'u', fmt(u), 'p', p)
+  extend(h, math.max(c, u, now) - now + HEALTH_MARGIN)
+end
+-- CooldownBook.ready_at.
+local function ready()
+  local c, u = get('c'), get('u')
+  if get('o') ~= 0 and u > c then return fmt(u) end
+  return fmt(c)
+end
 """
+
+# KEYS[1] health, KEYS[2] budget base; ARGV now, retry at (''), then (window id, limit,
+# remaining, until) quads ('' for unknown).
+OBSERVE = (
+    _PRELUDE
+    + _BUDGET
+    + _READINGS
+    + _HEALTH
+    + """
+local now, retry = tonumber(ARGV[1]), num(ARGV[2])
+observe(KEYS[2], now, 3)
+if retry ~= nil then cool(retry, math.max(0, retry - now) + HEALTH_MARGIN) end
+return 1
+"""
+)
 
 # KEYS[1] health; ARGV now. -> 1 when a request may go (claiming the probe past a rest).
 CLAIM = (
@@ -315,17 +358,7 @@ FAILED = (
     _PRELUDE
     + _HEALTH
     + """
-local now, retry = tonumber(ARGV[1]), num(ARGV[2])
-local threshold, base, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local c, f, o, u, p = get('c'), get('f') + 1, get('o'), get('u'), get('p')
-if retry ~= nil and retry > c then c = retry end
-if p == 1 or f >= threshold then
-  o = o + 1
-  u = now + math.min(cap, base * 2 ^ (o - 1))
-  p, f = 0, 0
-end
-redis.call('HSET', h, 'c', fmt(c), 'f', f, 'o', o, 'u', fmt(u), 'p', p)
-extend(h, math.max(c, u, now) - now + HEALTH_MARGIN)
+failed(tonumber(ARGV[1]), num(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 return 1
 """
 )
@@ -355,14 +388,63 @@ COOL = (
     _PRELUDE
     + _HEALTH
     + """
-local until_ = tonumber(ARGV[1])
-if until_ > get('c') then redis.call('HSET', h, 'c', fmt(until_)) end
-extend(h, tonumber(ARGV[2]))
+cool(tonumber(ARGV[1]), tonumber(ARGV[2]))
 return 1
 """
 )
 
+# KEYS[1] health, KEYS[2] budget base; ARGV now, health (succeeded|failed|released), retry at,
+# threshold, base, cap, rest until, exhausted until (these three '' for none), its kind and
+# period ('' any), its window id ('' none), the hold's charge time, tokens to add (or take away),
+# how many token window ids follow, the ids, then OBSERVE's quads. OBSERVE, EXHAUST, COOL,
+# SUCCEEDED|FAILED|RELEASE and SETTLE as one: -> when the member may next be tried.
+END = (
+    _PRELUDE
+    + _BUDGET
+    + _READINGS
+    + _HEALTH
+    + """
+local base, now, n = KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[14])
+observe(base, now, 15 + n)
+local valid, rest = num(ARGV[8]), num(ARGV[7])
+if valid ~= nil then exhaust(base, now, valid, ARGV[9], num(ARGV[10]), ARGV[11]) end
+if rest ~= nil then cool(rest, math.max(0, rest - now) + HEALTH_MARGIN) end
+if ARGV[2] == 'failed' then
+  failed(now, num(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+elseif redis.call('EXISTS', h) == 1 then
+  if ARGV[2] == 'succeeded' then redis.call('HSET', h, 'f', 0, 'o', 0, 'p', 0)
+  else redis.call('HSET', h, 'p', 0) end
+end
+local at, delta = tonumber(ARGV[12]), tonumber(ARGV[13])
+for i = 15, 14 + n do adjust(base, ARGV[i], at, now, delta) end
+return ready()
+"""
+)
+
+# KEYS[1] health, KEYS[2] budget base; ARGV now, day started, then (window id, configured
+# limit) pairs. -> the health fields c, f, o, u, p, when the member may next be tried, then
+# WINDOWS' answer.
+SNAPSHOT = (
+    _PRELUDE
+    + _BUDGET
+    + _HEALTH
+    + """
+local out = redis.call('HMGET', h, 'c', 'f', 'o', 'u', 'p')
+out[6] = ready()
+for _, w in ipairs(budget(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), 3)) do
+  out[#out + 1] = w.id
+  out[#out + 1] = w.limit == nil and '' or fmt(w.limit)
+  out[#out + 1] = fmt(w.used)
+  out[#out + 1] = w.remaining == nil and '' or fmt(w.remaining)
+  out[#out + 1] = w.period == DAY and fmt(w.today) or '0'
+end
+return out
+"""
+)
+
 SCRIPTS: dict[str, str] = {
+    "end": END,
+    "snapshot": SNAPSHOT,
     "reserve": RESERVE,
     "windows": WINDOWS,
     "settle": SETTLE,

@@ -12,16 +12,18 @@ all), so a lost answer over-counts, never under-counts.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from ..cooldowns import CooldownBook, Health
-from ..limits import DAY, Cost, Kind, Reservation
+from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
+from ..limits import DAY, Cost, Exhaustion, Kind, Limit, Reservation
 from ..ratelimits import RateReading
 from . import redis_scripts
 from .redis_link import DOWN, Call, Down, RedisLink
-from .state import Hold, MemoryState, WindowSpec, WindowState
+from .state import End, Hold, MemoryState, Snapshot, WindowState
 
 # How the scripts' arguments and answers are written and read.
 
@@ -31,7 +33,7 @@ def window_id(kind: Kind, period: float) -> str:
     return f"{kind}|{float(period)!r}"
 
 
-def spec_args(specs: Sequence[WindowSpec]) -> list[str]:
+def spec_args(specs: Sequence[Limit]) -> list[str]:
     """(window id, configured limit) pairs, as RESERVE and WINDOWS take them."""
     args: list[str] = []
     for spec in specs:
@@ -64,6 +66,36 @@ def states(flat: list[str]) -> list[WindowState]:
     return states
 
 
+def quads(reading: RateReading, now: float) -> list[str]:
+    """(window id, limit, remaining, until) per window of `reading`, as OBSERVE takes them."""
+    args: list[str] = []
+    for r in reading.windows:
+        until = r.reset_at if r.reset_at is not None else now + r.period
+        args += [window_id(r.kind, r.period), opt(r.limit), opt(r.remaining), repr(until)]
+    return args
+
+
+def end_args(end: End, now: float, policy: CircuitPolicy) -> list[str]:
+    """END's arguments up to the hold's charge time."""
+    spent = end.exhausts or Exhaustion(None, None, math.nan)
+    named = (
+        "" if spent.kind is None or spent.period is None else window_id(spent.kind, spent.period)
+    )
+    return [
+        repr(now),
+        end.health,
+        opt(end.retry_at),
+        str(policy.threshold),
+        repr(policy.base),
+        repr(policy.cap),
+        opt(end.rest_until),
+        "" if end.exhausts is None else repr(spent.until),
+        spent.kind or "",
+        opt(spent.period),
+        named,
+    ]
+
+
 async def _nothing() -> None:
     return None
 
@@ -82,7 +114,7 @@ class Charged:
     was charged in the fallback only, for a replay to charge it to Redis."""
 
     key: str
-    specs: tuple[WindowSpec, ...]
+    specs: tuple[Limit, ...]
     cost: Cost
     at: float
     mirror: Reservation | None
@@ -99,20 +131,14 @@ class RedisState:
         url: str,
         *,
         prefix: str = "ai-api:",
-        threshold: int = 3,
-        base: float = 15.0,
-        cap: float = 300.0,
+        policy: CircuitPolicy = CIRCUIT,
         fallback: MemoryState | None = None,
         retry_every: float = 1.0,
     ) -> None:
         self._link = RedisLink(url, retry_every=retry_every)
         self.prefix = prefix
-        self.threshold, self.base, self.cap = threshold, base, cap
-        self.fallback = (
-            fallback
-            if fallback is not None
-            else MemoryState(threshold=threshold, base=base, cap=cap)
-        )
+        self.policy = policy
+        self.fallback = fallback if fallback is not None else MemoryState(policy)
         self._hint: float | None = None
 
     async def open(self) -> RedisState:
@@ -144,14 +170,14 @@ class RedisState:
         return await self.fallback.turn(route) if turn is DOWN else turn
 
     async def _charge(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, mode: str
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float, mode: str
     ) -> list[str]:
         args = [repr(now), repr(now - now % DAY), mode, str(cost.tokens), str(cost.requests)]
         args += spec_args(specs)
         return list(await self._link.run("reserve", [self._budget(key)], args))
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         self._seen(now)
         got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "reserve"))
@@ -168,7 +194,7 @@ class RedisState:
         return self._placed(key, specs, cost, now, got[1:])
 
     def _placed(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float, windows: list[str]
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float, windows: list[str]
     ) -> Hold:
         """A hold charged in Redis (to its token `windows`), mirrored in the fallback."""
         mirror = self.fallback.budget(key, specs).reserve(cost, now)
@@ -177,7 +203,7 @@ class RedisState:
         return Hold(key, cost.tokens, charged)
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         self._seen(now)
         args = [repr(now), repr(now - now % DAY), str(cost.tokens), str(cost.requests)]
@@ -225,7 +251,7 @@ class RedisState:
         args = [repr(now), repr(c.at), str(delta), *c.windows]
         return ("settle", [self._budget(c.key)], args), delta > 0
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         self._seen(now)
         got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "peek"))
         return await self.fallback.free_at(key, specs, cost, now) if got is DOWN else float(got[1])
@@ -253,14 +279,43 @@ class RedisState:
             (name, keys, args), adds = settlement
             await self._link.write(lambda: self._link.run(name, keys, args), again=adds)
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         self._seen(now)
-        await self.fallback.observe(key, reading, now)
-        args: list[str] = [repr(now)]
-        for r in reading.windows:
-            until = r.reset_at if r.reset_at is not None else now + r.period
-            args += [window_id(r.kind, r.period), opt(r.limit), opt(r.remaining), repr(until)]
-        await self._link.write(lambda: self._link.run("observe", [self._budget(key)], args))
+        await self.fallback.observe(member, key, reading, now)
+        args = [repr(now), opt(reading.retry_at), *quads(reading, now)]
+        keys = [self._member(member), self._budget(key)]
+        await self._link.write(lambda: self._link.run("observe", keys, args))
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        self._seen(now)
+        c = hold.handle if isinstance(hold.handle, Charged) else None
+        mirror = None if c is None else c.mirror
+        ready = await self.fallback.end(member, Hold(hold.key, end.tokens, mirror), end, now)
+        delta, at = 0, now
+        windows: tuple[str, ...] = ()
+        if c is not None:
+            c.tokens = end.tokens
+            if c.counted is not None:  # else its replay charges `end.tokens`
+                delta, c.counted, at, windows = end.tokens - c.counted, end.tokens, c.at, c.windows
+        head = [*end_args(end, now, self.policy), repr(at)]
+        tail = [str(len(windows)), *windows, *(quads(end.reading, now) if end.reading else ())]
+        keys = [self._member(member), self._budget(hold.key)]
+
+        def run(delta: int) -> Callable[[], Awaitable[Any]]:
+            return lambda: self._link.run("end", keys, [*head, str(delta), *tail])
+
+        # A lost answer replays what adds, never a refund (the rest of the step goes again).
+        got = await self._link.write(run(delta), again=True if delta >= 0 else run(0))
+        return ready if got is DOWN else float(got)
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        self._seen(now)
+        args = [repr(now), repr(now - now % DAY), *spec_args(specs)]
+        keys = [self._member(member), self._budget(key)]
+        got = await self._link.attempt(lambda: self._link.run("snapshot", keys, args))
+        if got is DOWN:
+            return await self.fallback.snapshot(key, specs, member, now)
+        return Snapshot(states(got[6:]), _health(got[:5]) or Health(), float(got[5]))
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float
@@ -271,7 +326,7 @@ class RedisState:
         args = [repr(now), repr(until), kind or "", opt(period), named]
         await self._link.write(lambda: self._link.run("exhaust", [self._budget(key)], args))
 
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
         self._seen(now)
         args = [repr(now), repr(now - now % DAY), *spec_args(specs)]
         got = await self._link.attempt(lambda: self._link.run("windows", [self._budget(key)], args))
@@ -288,7 +343,7 @@ class RedisState:
         return await self._link.attempt(read)
 
     def _book_of(self, member: str, values: Sequence[bytes | str | None]) -> CooldownBook:
-        book = CooldownBook(threshold=self.threshold, base=self.base, cap=self.cap)
+        book = CooldownBook(self.policy)
         health = _health(values)
         if health is not None:
             book.health[member] = health
@@ -339,7 +394,8 @@ class RedisState:
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
         self._seen(now)
         await self.fallback.failed(member, now, retry_at)
-        args = [repr(now), opt(retry_at), str(self.threshold), repr(self.base), repr(self.cap)]
+        p = self.policy
+        args = [repr(now), opt(retry_at), str(p.threshold), repr(p.base), repr(p.cap)]
         await self._link.write(lambda: self._link.run("failed", [self._member(member)], args))
 
     async def release(self, member: str) -> None:

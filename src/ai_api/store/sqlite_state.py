@@ -2,7 +2,7 @@
 
 Every decision is one transaction on the file (WAL), so the workers of `ai-api serve --workers N`
 share round-robin turns, budgets, cooldowns and circuits and never overspend a budget together.
-Spending is kept in buckets of 1/60 of each window; a provider's reading is kept with what was
+Spending is kept in `limits.BUCKETS` buckets a window; a provider's reading is kept with what was
 spent after it. The tables have a `state_` prefix and their own version, so they can share a
 file with the usage ledger.
 """
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Self, TypeVar
 
-from ..cooldowns import CooldownBook, Health
-from ..limits import DAY, Budget, Cost, Kind, Window
+from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
+from ..limits import BUCKETS, DAY, Budget, Cost, Exhaustion, Kind, Limit, Window
 from ..ratelimits import RateReading
 from . import ledger_sql
-from .state import Hold, WindowSpec, WindowState
+from .state import End, Hold, Snapshot, WindowState
 from .state_sql import (
     _BUCKETS,
     _CHARGE,
@@ -45,7 +45,6 @@ from .state_sql import (
     _TURN,
     _USED,
     _WINDOWS,
-    BUCKETS,
 )
 
 T = TypeVar("T")
@@ -76,7 +75,7 @@ class _Charge:
 
 
 def _reserve(
-    conn: sqlite3.Connection, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+    conn: sqlite3.Connection, key: str, specs: Sequence[Limit], cost: Cost, now: float
 ) -> Hold | float:
     """Charge `cost` to every window of `key` if all can take it, else when they could (to be
     run in a write transaction)."""
@@ -91,6 +90,39 @@ def _reserve(
     conn.executemany(_SPENT_AFTER, [(cost.of(r.kind), key, *r[:2], now) for r in seen])
     tokens = tuple(at for at in starts if at[0] == "tokens")
     return Hold(key, cost.tokens, _Charge(now, tokens, cost.tokens))
+
+
+def _observe(conn: sqlite3.Connection, key: str, reading: RateReading, now: float) -> None:
+    """Take a provider's reading of the windows of `key` (in a write transaction)."""
+    rows = []
+    for r in reading.windows:
+        until = r.reset_at if r.reset_at is not None else now + r.period
+        limit = r.limit if r.limit is not None and r.limit > 0 else None
+        seen = (r.remaining, now, until) if r.remaining is not None else (None, None, None)
+        rows.append((key, r.kind, r.period, limit, *seen))
+    conn.executemany(_OBSERVE, rows)
+
+
+def _exhaust(conn: sqlite3.Connection, key: str, spent: Exhaustion, now: float) -> None:
+    """A 429 said windows of `key` ran out (in a write transaction)."""
+    kind, period = spent.kind, spent.period
+    if kind is not None and period is not None:
+        conn.execute(_NAMED, (key, kind, period))
+    named = {"key": key, "kind": kind, "period": period, "now": now, "until": spent.until}
+    conn.execute(_EXHAUST, named)
+
+
+def _states(
+    conn: sqlite3.Connection, key: str, specs: Sequence[Limit], now: float
+) -> tuple[list[WindowState], list[tuple[Kind, float]]]:
+    """Every window of `key` now, and which configured ones have no row yet."""
+    used, today = _used(conn, key, now, now - now % DAY)
+    rows, missing = _windows(conn, key, specs)
+    states = [
+        _state(w, now, today.get((w.kind, w.period), 0.0) if w.period == DAY else 0.0)
+        for w in _budget(rows, used).windows
+    ]
+    return states, missing
 
 
 def _settle_charge(conn: sqlite3.Connection, key: str, charge: _Charge, tokens: int) -> None:
@@ -108,11 +140,9 @@ class SQLiteState:
     that owns the connection and runs the operations in turn; ``await state.close()`` stops it.
     """
 
-    def __init__(
-        self, path: Path, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0
-    ) -> None:
+    def __init__(self, path: Path, *, policy: CircuitPolicy = CIRCUIT) -> None:
         self._path = path
-        self._circuit = (threshold, base, cap)
+        self._policy = policy
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -140,14 +170,14 @@ class SQLiteState:
         return await self._call(lambda conn: int(conn.execute(_TURN, (route,)).fetchall()[0][0]))
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         return await self._transaction(
             lambda conn: _reserve(conn, key, specs, cost, now), write=True
         )
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         def begin(conn: sqlite3.Connection) -> Hold | float:
             book = self._book(conn, member)
@@ -161,7 +191,7 @@ class SQLiteState:
 
         return await self._transaction(begin, write=True)
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         def free_at(conn: sqlite3.Connection) -> tuple[float, list[tuple[Kind, float]]]:
             rows, missing = _windows(conn, key, specs)
             return _walk(conn, key, rows).free_at(cost, now), missing
@@ -191,40 +221,59 @@ class SQLiteState:
         if isinstance(charge, _Charge):
             charge.tokens = tokens
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
-        rows = []
-        for r in reading.windows:
-            until = r.reset_at if r.reset_at is not None else now + r.period
-            limit = r.limit if r.limit is not None and r.limit > 0 else None
-            seen = (r.remaining, now, until) if r.remaining is not None else (None, None, None)
-            rows.append((key, r.kind, r.period, limit, *seen))
-        if rows:
-            await self._transaction(lambda conn: conn.executemany(_OBSERVE, rows), write=True)
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
+        def observe(conn: sqlite3.Connection) -> None:
+            _observe(conn, key, reading, now)
+            if reading.retry_at is not None:
+                conn.execute(_COOL, (member, reading.retry_at))
+
+        if reading.windows or reading.retry_at is not None:
+            await self._transaction(observe, write=True)
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        charge = hold.handle
+
+        def run(conn: sqlite3.Connection) -> float:
+            if end.reading is not None:
+                _observe(conn, hold.key, end.reading, now)
+            if end.exhausts is not None:
+                _exhaust(conn, hold.key, end.exhausts, now)
+            if end.rest_until is not None:
+                conn.execute(_COOL, (member, end.rest_until))
+            if end.health == "succeeded":
+                conn.execute(_SUCCEEDED, (member,))
+            elif end.health == "failed":
+                self._failed(conn, member, now, end.retry_at)
+            else:
+                conn.execute(_RELEASE, (member,))
+            if isinstance(charge, _Charge) and end.tokens != charge.tokens:
+                _settle_charge(conn, hold.key, charge, end.tokens)
+            return self._book(conn, member).ready_at(member)
+
+        ready = await self._transaction(run, write=True)
+        if isinstance(charge, _Charge):
+            charge.tokens = end.tokens
+        return ready
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        def read(conn: sqlite3.Connection) -> tuple[Snapshot, list[tuple[Kind, float]]]:
+            states, missing = _states(conn, key, specs, now)
+            book = self._book(conn, member)
+            health = book.health.get(member, Health())
+            return Snapshot(states, health, book.ready_at(member)), missing
+
+        snapshot, missing = await self._transaction(read)
+        await self._configure(key, missing)  # a write, the first time `key` is read only
+        return snapshot
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float
     ) -> None:
-        def exhaust(conn: sqlite3.Connection) -> None:
-            if kind is not None and period is not None:
-                conn.execute(_NAMED, (key, kind, period))
-            named = {"key": key, "kind": kind, "period": period, "now": now, "until": until}
-            conn.execute(_EXHAUST, named)
+        spent = Exhaustion(kind, period, until)
+        await self._transaction(lambda conn: _exhaust(conn, key, spent, now), write=True)
 
-        await self._transaction(exhaust, write=True)
-
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
-        day_started = now - now % DAY
-
-        def windows(conn: sqlite3.Connection) -> tuple[list[WindowState], list[tuple[Kind, float]]]:
-            used, today = _used(conn, key, now, day_started)
-            rows, missing = _windows(conn, key, specs)
-            states = [
-                _state(w, now, today.get((w.kind, w.period), 0.0) if w.period == DAY else 0.0)
-                for w in _budget(rows, used).windows
-            ]
-            return states, missing
-
-        states, missing = await self._transaction(windows)
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
+        states, missing = await self._transaction(lambda conn: _states(conn, key, specs, now))
         await self._configure(key, missing)
         return states
 
@@ -257,14 +306,17 @@ class SQLiteState:
         await self._call(lambda conn: conn.execute(_SUCCEEDED, (member,)).close())
 
     async def failed(self, member: str, now: float, retry_at: float | None) -> None:
-        def failed(conn: sqlite3.Connection) -> None:
-            book = self._book(conn, member)
-            book.failed(member, now, retry_at)
-            h = book.health[member]
-            row = (member, h.cooldown_until, h.failures, h.opened, h.open_until, int(h.probing))
-            conn.execute(_STORE_HEALTH, row)
+        await self._transaction(lambda conn: self._failed(conn, member, now, retry_at), write=True)
 
-        await self._transaction(failed, write=True)
+    def _failed(
+        self, conn: sqlite3.Connection, member: str, now: float, retry_at: float | None
+    ) -> None:
+        """CooldownBook's `failed` on `member` as stored (in a write transaction)."""
+        book = self._book(conn, member)
+        book.failed(member, now, retry_at)
+        h = book.health[member]
+        row = (member, h.cooldown_until, h.failures, h.opened, h.open_until, int(h.probing))
+        conn.execute(_STORE_HEALTH, row)
 
     async def release(self, member: str) -> None:
         await self._call(lambda conn: conn.execute(_RELEASE, (member,)).close())
@@ -274,8 +326,7 @@ class SQLiteState:
 
     def _book(self, conn: sqlite3.Connection, member: str) -> CooldownBook:
         """A cooldown book holding `member` as stored, so transitions are CooldownBook's own."""
-        threshold, base, cap = self._circuit
-        book = CooldownBook(threshold=threshold, base=base, cap=cap)
+        book = CooldownBook(self._policy)
         for _, until, failures, opened, open_until, probing in conn.execute(_HEALTH, (member,)):
             book.health[member] = Health(until, failures, opened, open_until, bool(probing))
         return book
@@ -347,7 +398,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _windows(
-    conn: sqlite3.Connection, key: str, specs: Sequence[WindowSpec]
+    conn: sqlite3.Connection, key: str, specs: Sequence[Limit]
 ) -> tuple[list[_Stored], list[tuple[Kind, float]]]:
     """The windows of `key`, the configured ones (`specs`; a limit a provider taught wins) then
     the learned ones; and which configured ones have no row yet."""

@@ -13,22 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
-from ..cooldowns import CooldownBook, Health
-from ..limits import DAY, Budget, Cost, Kind, Limit, Reservation
+from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
+from ..limits import DAY, Budget, Cost, Exhaustion, Kind, Limit, Reservation
 from ..ratelimits import RateReading
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSpec:
-    """A window as configured: what it counts, over how long, up to what (None: unknown)."""
-
-    kind: Kind
-    period: float
-    limit: int | None
 
 
 class WindowState(msgspec.Struct, frozen=True):
@@ -56,6 +47,31 @@ class Hold(msgspec.Struct, frozen=True):
     handle: object
 
 
+@dataclass(frozen=True, slots=True)
+class End:
+    """How an attempt ended, as `SharedState.end` applies it: the hold's real tokens, the
+    provider's reading, a window that ran out, a rest, and what it says of the member's health
+    (`succeeded`: failures forgotten, circuit closed; `failed`: a failure, cooling until
+    `retry_at`; `released`: no verdict, a probe held is given back)."""
+
+    tokens: int
+    health: Literal["succeeded", "failed", "released"] = "released"
+    retry_at: float | None = None
+    reading: RateReading | None = None
+    exhausts: Exhaustion | None = None
+    rest_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a reader sees of a budget and a member: every window, the health, when it may next
+    be tried (0 when now)."""
+
+    windows: list[WindowState]
+    health: Health
+    ready_at: float
+
+
 class SharedState(Protocol):
     """Where turns, budgets and health live."""
 
@@ -63,26 +79,34 @@ class SharedState(Protocol):
         """The next round-robin turn of `route`: 0, 1, 2... across every process."""
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         """Charge `cost` to every window of `key` if all can take it, atomically; otherwise
         charge nothing and return the soonest moment they all could."""
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         """`claim` on `member` and `reserve` on `key` as one step: the hold; or, charging and
         claiming nothing, when to try again (the member's `ready_at` when it may not be tried,
         else the soonest moment the windows could take `cost`)."""
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         """The soonest moment every window of `key` could take `cost` (now if it fits)."""
 
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
         """Replace the tokens a hold charged by the real count."""
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
-        """Take a provider's rate-limit headers for `key`."""
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
+        """Take a provider's rate-limit headers for `key`; a retry time in them rests
+        `member` until then."""
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        """An attempt ended, as one step: `hold` settled to `end.tokens`, the reading observed,
+        a window exhausted, `member` rested and its health told; when it may next be tried."""
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        """The windows of `key`, and the health and `ready_at` of `member`."""
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float
@@ -90,7 +114,7 @@ class SharedState(Protocol):
         """A 429 said a window of `key` ran out until `until` (every window of `kind`, or
         every window, when the provider did not say which)."""
 
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
         """The state of every window of `key`: the configured ones and any learned."""
 
     async def claim(self, member: str, now: float) -> bool:
@@ -122,21 +146,16 @@ class SharedState(Protocol):
         """Release connections; idempotent."""
 
 
-def specs_of(limits: Sequence[Limit]) -> tuple[WindowSpec, ...]:
-    """Window specs for configured limits."""
-    return tuple(WindowSpec(lim.kind, lim.period, lim.limit) for lim in limits)
-
-
 class MemoryState:
     """State in this process only: fast, and rebuilt from the usage ledger at start."""
 
-    def __init__(self, *, threshold: int = 3, base: float = 15.0, cap: float = 300.0) -> None:
-        self.book = CooldownBook(threshold=threshold, base=base, cap=cap)
+    def __init__(self, policy: CircuitPolicy = CIRCUIT) -> None:
+        self.book = CooldownBook(policy)
         self.budgets: dict[str, Budget] = {}
         self._configured: set[str] = set()
         self._turns: dict[str, int] = {}
 
-    def budget(self, key: str, specs: Sequence[WindowSpec] = ()) -> Budget:
+    def budget(self, key: str, specs: Sequence[Limit] = ()) -> Budget:
         """The budget of `key`, with a window for each of `specs` (made on first sight)."""
         budget = self.budgets.get(key)
         if budget is None:
@@ -155,20 +174,18 @@ class MemoryState:
         return turn
 
     async def reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         return self._reserve(key, specs, cost, now)
 
-    def _reserve(
-        self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
-    ) -> Hold | float:
+    def _reserve(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> Hold | float:
         budget = self.budget(key, specs)
         if not budget.fits(cost, now):
             return budget.free_at(cost, now)
         return Hold(key, cost.tokens, budget.reserve(cost, now))
 
     async def begin(
-        self, member: str, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float
+        self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
         if not self.book.available(member, now):
             return self.book.ready_at(member)
@@ -177,22 +194,46 @@ class MemoryState:
             self.book.begin(member, now)  # past an open circuit's rest: the probe
         return hold
 
-    async def free_at(self, key: str, specs: Sequence[WindowSpec], cost: Cost, now: float) -> float:
+    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
         return self.budget(key, specs).free_at(cost, now)
 
     async def settle(self, hold: Hold, tokens: int, now: float) -> None:
         if isinstance(hold.handle, Reservation):
             hold.handle.settle(tokens)
 
-    async def observe(self, key: str, reading: RateReading, now: float) -> None:
+    async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         self.budget(key).observe(reading, now)
+        if reading.retry_at is not None:
+            self.book.cool(member, reading.retry_at)
+
+    async def end(self, member: str, hold: Hold, end: End, now: float) -> float:
+        budget, book = self.budget(hold.key), self.book
+        if end.reading is not None:
+            budget.observe(end.reading, now)
+        if (spent := end.exhausts) is not None:
+            budget.exhaust(spent.kind, spent.period, spent.until, now)
+        if end.rest_until is not None:
+            book.cool(member, end.rest_until)
+        if end.health == "succeeded":
+            book.succeeded(member)
+        elif end.health == "failed":
+            book.failed(member, now, end.retry_at)
+        else:
+            book.release(member)
+        if isinstance(hold.handle, Reservation):
+            hold.handle.settle(end.tokens)
+        return book.ready_at(member)
+
+    async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
+        windows = await self.windows(key, specs, now)
+        return Snapshot(windows, await self.health(member), self.book.ready_at(member))
 
     async def exhaust(
         self, key: str, kind: Kind | None, period: float | None, until: float, now: float
     ) -> None:
         self.budget(key).exhaust(kind, period, until, now)
 
-    async def windows(self, key: str, specs: Sequence[WindowSpec], now: float) -> list[WindowState]:
+    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
         return [
             WindowState(
                 w.kind,

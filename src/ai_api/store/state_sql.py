@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-BUCKETS = 60
-"""Buckets per window. A bucket leaves its window once all of it has: at most period/60 late,
-never early, so a budget is never overspent."""
+from ..limits import BUCKETS
+
+# A bucket leaves its window once all of it has: at most a bucket late, never early, so a
+# budget is never overspent.
 _ENDS = f"start + period / {BUCKETS}"  # when a bucket's last charge leaves its window
 
 _CREATE = (
