@@ -101,7 +101,7 @@ SAMPLES = {int: ("7", 7), float: ("2.5", 2.5), str: ("somewhere", "somewhere")}
 
 @pytest.mark.parametrize("knob", KNOBS, ids=lambda k: k.name)
 def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, knob):
-    raw, value = ("asyncio", "asyncio") if knob.choices else SAMPLES[knob.kind]
+    raw, value = (knob.choices[-1],) * 2 if knob.choices else SAMPLES[knob.kind]
     if knob.upper:
         raw, value = "debug", "DEBUG"
     assert getattr(load(tmp_path, "", **{knob.env: raw}), knob.name) == value
@@ -122,6 +122,28 @@ def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, k
 def test_server_values_in_the_file_are_checked_as_their_variables_are(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load(tmp_path, text)
+
+
+def test_prefill_dialects_and_continuation_from_the_file(tmp_path):
+    text = (
+        "[providers.groq]\nprefill = 'none'\n"
+        "[providers.box]\nkind = 'openai'\nbase_url = 'http://h'\nmodels = ['m']\n"
+        "prefill = 'vllm'\n"
+        "[routes.r]\nmembers = ['groq/m', 'box/m']\ncontinuation = false\n"
+        "[server]\ncontinuation = 'off'\n"
+    )
+    settings = load(tmp_path, text, GROQ_API_KEY="g")
+    groq, box = settings.providers
+    assert groq.spec.prefill is None
+    assert box.spec.prefill is not None
+    assert box.spec.prefill.name == "vllm"
+    assert settings.routes[0].continuation is False
+    assert settings.continuation == "off"
+    # By default every OpenAI-compatible provider continues a trailing assistant message.
+    default = load(tmp_path, "[routes.r]\nmembers = ['groq/m']\n", GROQ_API_KEY="g")
+    assert default.providers[0].spec.prefill is not None
+    assert default.providers[0].spec.prefill.name == "trailing"
+    assert (default.routes[0].continuation, default.continuation) == (True, "on")
 
 
 def test_disabled_preset(tmp_path):
@@ -146,6 +168,7 @@ def test_disabled_preset(tmp_path):
         ("[server\n", "not valid TOML"),
         ("[providers.groq]\nmodels = 3\n", "[providers.groq]: Expected `array | null`, got `int`"),
         ("[server]\nevent_loop = 'trio'\n", "event_loop"),
+        ("[providers.groq]\nprefill = 'maybe'\n", "prefill"),
     ],
 )
 def test_bad_files_say_what_and_where(tmp_path, text, fragment):

@@ -773,3 +773,32 @@ def test_flavor_errors_take_code_and_message_overrides():
     assert spec.param == "quota"
     assert "over capacity" in groq_flavor.error(503, model="m").message
     assert groq_flavor.error(503).code is None
+
+
+async def test_a_final_assistant_message_is_continued_as_a_prefill(fake, session):
+    name = fake.flavor.name
+    full = expected(name, MODELS[name])
+    partial = full[:17]  # mid-word
+    said = {"role": "assistant", "content": partial}
+    for last, answer in [(said, full[17:]), ({**said, "prefix": True}, full)]:
+        body = {**chat_body(name), "messages": [*MESSAGES, last]}
+        async with post(session, fake, body) as response:
+            assert response.status == 200
+            reply = await response.json()
+        assert reply["choices"][0]["message"]["content"] == answer  # `prefix`: echoed first
+        assert reply["usage"]["prompt_tokens"] == prompt_tokens([*MESSAGES, last])
+
+
+async def test_a_fake_without_prefill_refuses_it_in_its_providers_shape(session):
+    flavor = FLAVORS["groq"]
+    refusing = dataclasses.replace(flavor, rules=dataclasses.replace(flavor.rules, prefill=False))
+    async with FakeUpstream(refusing, api_key=KEYS["groq"]) as fake:
+        said = {"role": "assistant", "content": "Hello"}
+        body = {**chat_body("groq"), "messages": [*MESSAGES, said]}
+        async with post(session, fake, body) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+        async with post(session, fake, chat_body("groq")) as plain:
+            assert plain.status == 200
+    assert error["type"] == "invalid_request_error"
+    assert "prefill is not supported" in error["message"]

@@ -2,11 +2,12 @@
 
 import json
 
+import msgspec
 import pytest
 
 from ai_api.errors import UpstreamProtocol, UpstreamStatus
 from ai_api.providers.openai_wire import parse_event, parse_events, request_body, status_error
-from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL
+from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, VLLM
 from ai_api.schemas import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 
 
@@ -34,6 +35,25 @@ def test_message_names_are_dropped_only_for_a_provider_that_refuses_them():
     ]
     cerebras = json.loads(request_body(CEREBRAS, request))
     assert cerebras["messages"][1] == {"role": "user", "content": "hola", "name": "ana"}
+
+
+def test_a_partial_answer_to_continue_is_sent_in_each_providers_prefill_dialect():
+    hola = ChatRequest(messages=(Message("user", "hola"),), model="m", prefill="Hola, soy")
+    partial = {"role": "assistant", "content": "Hola, soy"}
+    trailing = json.loads(request_body(GROQ, hola))
+    assert trailing["messages"] == [{"role": "user", "content": "hola"}, partial]
+    assert "continue_final_message" not in trailing
+    mistral = json.loads(request_body(MISTRAL, hola))
+    assert mistral["messages"][-1] == {**partial, "prefix": True}
+    vllm = json.loads(request_body(VLLM, hola))
+    assert vllm["messages"][-1] == partial
+    assert (vllm["continue_final_message"], vllm["add_generation_prompt"]) == (True, False)
+    # Without a prefill the body is as it always was.
+    plain = msgspec.structs.replace(hola, prefill=None)
+    assert json.loads(request_body(VLLM, plain))["messages"] == [
+        {"role": "user", "content": "hola"}
+    ]
+    assert "continue_final_message" not in json.loads(request_body(VLLM, plain))
 
 
 GROQ_FIRST = {

@@ -123,12 +123,16 @@ def assert_openai_ends_with_error(answer: Answer) -> dict[str, Any]:
 
 @pytest.mark.parametrize("endpoint", ["chat", "openai"])
 @pytest.mark.parametrize(("fault", "code"), AFTER_FIRST_BYTE, ids=IDS)
-async def test_failure_after_the_first_byte_ends_the_stream_and_is_recorded(
+async def test_without_continuation_a_failure_after_the_first_byte_ends_the_stream(
     groq, cerebras, client, tmp_path, endpoint, fault, code
 ):
+    """With continuation off (`test_continuation.py` has it on), the answer ends with the
+    in-band error, and the attempt is recorded."""
     ledger = tmp_path / "usage.sqlite3"
     groq.add_fault(fault)
-    settings = settings_for(groq, cerebras, read_timeout=0.3, ledger=str(ledger))
+    settings = settings_for(
+        groq, cerebras, read_timeout=0.3, ledger=str(ledger), continuation="off"
+    )
     async with running(settings, clock=FakeClock()) as url:
         if endpoint == "chat":
             answer = await chat(client, url)

@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from .answers import read_body, stream
+from .attempts import Opened
 from .errors import InvalidRequest
 from .gateway import GATEWAY
-from .routing import Deployment
 from .schemas import Chunk, decode_chat_body
 from .sse import encode_data, encode_event
 
@@ -49,23 +49,19 @@ async def chat(request: web.Request) -> web.StreamResponse:
             request,
             opened,
             _FORMATS[fmt],
-            lambda response: _write_events(response, first, chunks, opened.deployment, demo),
+            lambda response: _write_events(response, opened, demo),
             lambda exc: encode_event("error", exc.body()),
         )
 
 
-async def _write_events(
-    response: web.StreamResponse,
-    first: list[Chunk] | None,
-    chunks: AsyncGenerator[list[Chunk], None],
-    deployment: Deployment,
-    demo: bool,
-) -> bytes:
+async def _write_events(response: web.StreamResponse, opened: Opened, demo: bool) -> bytes:
     """Write each chunk's text as a `data:` event, a block in one write; return the `done`
-    event, for the caller to end the body with."""
+    event, for the caller to end the body with (naming who finished an answer that another
+    member continued)."""
+    chunks, deployment, continued_by = opened.chunks, opened.deployment, opened.continued_by
     finish_reason = None
     usage = None
-    block = first
+    block = opened.first
     while block is not None:
         held: list[bytes] = []
         for chunk in block:
@@ -82,6 +78,8 @@ async def _write_events(
         "finish_reason": finish_reason,
         "usage": usage,
     }
+    if continued_by:
+        done["continued_by"] = continued_by[-1]
     if demo:
         done["demo"] = True
     return encode_event("done", done)

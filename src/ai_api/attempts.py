@@ -5,7 +5,9 @@ its first chunk hands the request to the next when the failure's verdict allows 
 up to `max_attempts` tries and one overall deadline. For a whole answer (a client that did not
 ask for a stream) that holds until its last chunk: the client has seen nothing yet. Every
 attempt is settled and recorded, whatever its end: the stream handed to the API is wrapped so
-that its end, its failure or the client leaving is recorded too.
+that its end, its failure or the client leaving is recorded too. A stream whose member fails
+after its first chunk reached the client goes on on the next member when it can (`_Rescue`,
+`continuation`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncGenerator, Callable, Collection
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import msgspec
 
+from .continuation import Diverged, Prefills, Sent, Tail, added, refuses_prefill
 from .errors import (
     InvalidRequest,
     NoProviders,
@@ -31,6 +35,7 @@ from .providers import Provider
 from .rationing import Rationing, Ticket
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
+from .tokens import text_tokens
 from .verdicts import Retry, retry_of
 
 log = logging.getLogger("ai_api.attempts")
@@ -47,6 +52,7 @@ class Bounds:
     max_attempts: int = 3
     deadline: float = 60.0
     first_token_timeout: float = 15.0
+    continuation: bool = True  # a stream whose member fails mid-answer goes on on the next
 
 
 @dataclass(slots=True)
@@ -58,6 +64,9 @@ class Opened:
     first: list[Chunk] | None
     chunks: AsyncGenerator[list[Chunk], None]
     attempts: int
+    continued_by: list[str] = field(default_factory=list)
+    """The providers that went on with the answer after its member failed mid-stream (filled
+    as it streams)."""
 
 
 class Ask(msgspec.Struct, frozen=True):
@@ -71,8 +80,15 @@ class Ask(msgspec.Struct, frozen=True):
     whole: bool = False  # the client wants the answer at once: fail over until its end
 
 
-async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Bounds) -> Opened:
-    """Start the answer; raise the last failure (naming every attempt) or a pooled 429."""
+async def open_stream(
+    route: Route,
+    ask: Ask,
+    rationing: Rationing,
+    bounds: Bounds,
+    prefills: Prefills | None = None,
+) -> Opened:
+    """Start the answer; raise the last failure (naming every attempt) or a pooled 429.
+    `prefills`: what is known of the members' prefill dialects, for continuations."""
     turn = await rationing.turn(route)
     members = [m for m in route.order(turn) if not missing(m.deployment.spec, ask.required)]
     if not members:
@@ -94,7 +110,8 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
             continue
         tries.attempts += 1
         wait = max(0.0, min(bounds.first_token_timeout, tries.deadline - loop.time()))
-        chunks = _tracked(d.provider, ask.build(d), rationing, ticket, wait)
+        rescue = _Rescue.of(route, ask, rationing, bounds, prefills, tries.queue, tries.attempts)
+        chunks = _tracked(d.provider, ask.build(d), rationing, ticket, wait, rescue)
         try:
             first = await anext(chunks, None)
             if ask.whole and first is not None:
@@ -106,7 +123,7 @@ async def open_stream(route: Route, ask: Ask, rationing: Rationing, bounds: Boun
             await chunks.aclose()
             raise
         else:
-            return Opened(d, first, chunks, tries.attempts)
+            return Opened(d, first, chunks, tries.attempts, rescue.continued_by if rescue else [])
         failures.append(error.message)
         log.warning("attempt %d on %s failed: %s", tries.attempts, d.public_name, error.message)
         await tries.after(m, error, rationing.clock())
@@ -226,11 +243,16 @@ async def _tracked(
     rationing: Rationing,
     ticket: Ticket,
     first_wait: float,
+    rescue: _Rescue | None = None,
 ) -> AsyncGenerator[list[Chunk], None]:
     """The blocks of the answer of `provider` to `request`, its rate reading observed, settled
-    and recorded; an upstream that sends nothing within `first_wait` seconds is a timeout."""
+    and recorded; an upstream that sends nothing within `first_wait` seconds is a timeout.
+    With a `rescue`, a failure after the first block goes on with the rest of the answer from
+    the next member when it can."""
     usage: Usage | None = None
     blocks: AsyncGenerator[list[Chunk], None] | None = None
+    kept = rescue.kept if rescue is not None else []
+    rest: AsyncGenerator[list[Chunk], None] | None = None
     try:
         try:
             async with asyncio.timeout(first_wait):
@@ -245,13 +267,19 @@ async def _tracked(
         ticket.first_token = rationing.clock()
         if block is not None:
             usage = _counted(ticket, block, usage)
+            kept.append(block)
             yield block
             async for block in blocks:
                 usage = _counted(ticket, block, usage)
+                kept.append(block)
                 yield block
     except UpstreamError as exc:
         await rationing.failed(ticket, exc, usage)
-        raise
+        sent = rescue.takes(exc) if rescue is not None else None
+        if rescue is None or sent is None:
+            raise
+        log.warning("%s failed mid-stream: %s; continuing", ticket.deployment.public_name, exc)
+        rest = rescue.resume(exc, sent, _spent(ticket, usage))
     except BaseException:
         rationing.cancelled(ticket)
         raise
@@ -260,6 +288,115 @@ async def _tracked(
     finally:
         if blocks is not None:
             await blocks.aclose()
+    if rest is not None:
+        async with aclosing(rest):
+            async for block in rest:
+                yield block
+
+
+def _spent(ticket: Ticket, usage: Usage | None) -> Usage:
+    """What an attempt spent: the usage it reported, else the estimate the ledger records."""
+    if usage is not None:
+        return usage
+    if ticket.first_token is None:
+        return Usage()
+    completion = (ticket.chars + 3) // 4
+    return Usage(ticket.prompt_tokens, completion, ticket.prompt_tokens + completion)
+
+
+@dataclass(slots=True)
+class _Rescue:
+    """What a streamed answer needs to go on on another member when its member fails after
+    the first block: the request, the members not tried yet, the blocks sent."""
+
+    route: Route
+    ask: Ask
+    rationing: Rationing
+    bounds: Bounds
+    prefills: Prefills
+    queue: list[Member]
+    attempts: int
+    kept: list[list[Chunk]] = field(default_factory=list)
+    continued_by: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        route: Route,
+        ask: Ask,
+        rationing: Rationing,
+        bounds: Bounds,
+        prefills: Prefills | None,
+        queue: list[Member],
+        attempts: int,
+    ) -> _Rescue | None:
+        """The rescue of attempt number `attempts`, or None where continuation is off (a
+        whole answer fails over until its end instead)."""
+        if ask.whole or not (bounds.continuation and route.continuation):
+            return None
+        return cls(route, ask, rationing, bounds, prefills or Prefills(), queue, attempts)
+
+    def takes(self, failure: UpstreamError) -> Sent | None:
+        """What was sent, if the answer may go on after `failure` (a failure before the
+        first block is the failover loop's)."""
+        if not self.kept or not self.queue or self.attempts >= self.bounds.max_attempts:
+            return None
+        sent = Sent.of(self.kept)
+        return sent if sent.continuable(failure) else None
+
+    async def resume(
+        self, failure: UpstreamError, sent: Sent, spent: Usage
+    ) -> AsyncGenerator[list[Chunk], None]:
+        """The rest of the answer from the next members that can give it; else `failure`,
+        its message saying why not."""
+        reasons: list[str] = []
+        text = sent.text
+        while self.queue and self.attempts < self.bounds.max_attempts:
+            d = self.queue.pop(0).deployment
+            ticket = await self.rationing.begin(
+                d,
+                self.route.name,
+                self.ask.request_id,
+                self.ask.prompt_tokens + text_tokens(text),
+                d.cap(self.ask.max_tokens),
+            )
+            if not isinstance(ticket, Ticket):
+                continue
+            self.attempts += 1
+            prefill = self.prefills.of(d) if text else None
+            request = self.ask.build(d)
+            if prefill is not None:
+                request = msgspec.structs.replace(request, prefill=text)
+            tail = Tail(text, prefill is None or prefill.echoes, spent)
+            wait = self.bounds.first_token_timeout
+            chunks = _tracked(d.provider, request, self.rationing, ticket, wait)
+            named = False
+            try:
+                async for block in chunks:
+                    out = tail.take(block)
+                    if out:
+                        if not named:
+                            self.continued_by.append(d.name)
+                            named = True
+                        yield out
+                return
+            except Diverged:
+                reasons.append(f"{d.name} answered anew, and differently")
+                break
+            except UpstreamError as exc:
+                reasons.append(exc.message)
+                if prefill is not None and len(tail.text) == 1 and refuses_prefill(exc):
+                    log.warning("%s refused a prefill: asked anew from now on", d.public_name)
+                    self.prefills.refused(d)
+                    continue
+                now = Sent("".join(tail.text), tail.calling, tail.finished)
+                if not now.continuable(exc):
+                    break
+                text, spent = now.text, added(tail.spent, _spent(ticket, tail.usage))
+            finally:
+                await chunks.aclose()
+        failure.message += "; not continued: " + ("; ".join(reasons) or "no member had room")
+        raise failure
 
 
 def _counted(ticket: Ticket, block: list[Chunk], usage: Usage | None) -> Usage | None:

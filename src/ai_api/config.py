@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from dotenv import dotenv_values
 
 from .config_file import ConfigFile, MemberEntry, ModelEntry, ProviderEntry, RouteEntry, read_file
-from .providers.presets import GENERIC, PRESETS, ProviderSpec, preset
+from .providers.presets import GENERIC, PREFILLS, PRESETS, ProviderSpec, preset
 from .settings import (
     KNOBS,
     ConfigError,
@@ -208,6 +208,8 @@ def _provider(
         return None
     if spec is GENERIC and not (entry.base_url and entry.models):
         raise ConfigError(f"providers.{name}: kind 'openai' needs base_url and models.")
+    if entry.prefill is not None:
+        spec = replace(spec, prefill=PREFILLS.get(entry.prefill))
     key_env = entry.api_key_env or spec.key_env
     if key_env and not env.get(key_env, "").strip():
         problems.append(f"providers.{name}: {key_env} is not set; provider inactive")
@@ -278,5 +280,9 @@ def _route(
     if not members:
         problems.append(f"routes.{name}: no active member")
     return RouteSettings(
-        name=name, strategy=entry.strategy, members=tuple(members), burst=entry.burst
+        name=name,
+        strategy=entry.strategy,
+        members=tuple(members),
+        burst=entry.burst,
+        continuation=entry.continuation,
     )

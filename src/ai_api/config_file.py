@@ -17,6 +17,7 @@ models = ["qwen3-32b"]
 [routes.smart]
 strategy = "fallback"                # or "round-robin" (the default)
 members = ["groq/openai/gpt-oss-120b", "gpu-box/qwen3-32b"]
+continuation = false                 # a stream failing mid-answer ends (default: goes on)
 ```
 
 Presets stay active by their key variables as without a file; a `[providers.NAME]` table
@@ -69,6 +70,8 @@ class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_key_env: str | None = None
     models: list[str | ModelEntry] | None = None
     max_tokens: int | None = None
+    prefill: Literal["trailing", "mistral", "vllm", "none"] | None = None
+    """How it continues a partial answer (see `presets.PREFILLS`); `none`: it is asked anew."""
 
 
 class MemberEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -85,6 +88,7 @@ class RouteEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     members: list[str | MemberEntry]
     strategy: Strategy = "round-robin"
     burst: float = 0.1
+    continuation: bool = True
 
 
 def _knob_type(knob: Knob) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from .attempts import Ask, Bounds, Opened, open_stream
+from .continuation import Prefills
 from .http_client import HTTPClient
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
@@ -52,6 +53,8 @@ class Gateway:
     rationing: Rationing
     bounds: Bounds
     ids: Ids = field(default_factory=lambda: Ids())
+    prefills: Prefills = field(default_factory=lambda: Prefills())
+    """Which members refused a prefill, for continuations."""
 
     async def open(
         self,
@@ -75,7 +78,7 @@ class Gateway:
             ),
             whole=whole,
         )
-        return await open_stream(route, ask, self.rationing, self.bounds)
+        return await open_stream(route, ask, self.rationing, self.bounds, self.prefills)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -112,6 +115,7 @@ async def build_gateway(
                 max_attempts=settings.max_attempts,
                 deadline=settings.deadline,
                 first_token_timeout=settings.first_token_timeout,
+                continuation=settings.continuation == "on",
             ),
         )
 

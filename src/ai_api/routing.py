@@ -90,6 +90,8 @@ class Route:
     strategy: Strategy
     members: tuple[Member, ...]
     burst: float = 0.1
+    continuation: bool = True
+    """Whether a stream whose member fails mid-answer may go on on the next member."""
     _sequence: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -203,4 +205,4 @@ def _configured(
                 p.spec.limits_for(m.model),
             )
         members.append(Member(d, m.weight, m.pace))
-    return Route(route.name, route.strategy, tuple(members), route.burst)
+    return Route(route.name, route.strategy, tuple(members), route.burst, route.continuation)

@@ -43,6 +43,9 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     whole: bool = False
     """The answer is taken at once (the client asked for no stream): past its first token a
     provider may read the rest in bulk instead of piece by piece."""
+    prefill: str | None = None
+    """A partial answer to continue: sent as a final assistant message, in the provider's
+    prefill dialect (`ProviderSpec.prefill`)."""
 
 
 class FunctionDelta(msgspec.Struct, frozen=True, omit_defaults=True):

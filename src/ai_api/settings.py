@@ -103,6 +103,8 @@ class RouteSettings:
     members: tuple[MemberSettings, ...]
     burst: float = 0.1
     """For paced members: the share of a day's quota usable ahead of the day's pace."""
+    continuation: bool = True
+    """Whether a stream whose member fails mid-answer goes on on the next member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,9 @@ class Settings:
     """Members tried for one request before giving up."""
     deadline: float = 60.0
     """Longest time to find a member that answers, across attempts."""
+    continuation: str = "on"
+    """`on`: a stream whose member fails mid-answer goes on on the next member (`off`: it
+    ends with the in-band error); a route may turn it off for itself."""
     ledger: str = "ai-api-usage.sqlite3"
     """The usage ledger's SQLite file; empty for an in-memory ledger (lost at exit)."""
     redis_url: Secret | None = None
@@ -178,6 +183,7 @@ KNOBS = (
     Knob("total_timeout", "AI_API_TOTAL_TIMEOUT", float, minimum=0.001),
     Knob("max_attempts", "AI_API_MAX_ATTEMPTS", int, minimum=1),
     Knob("deadline", "AI_API_DEADLINE", float, minimum=0.001),
+    Knob("continuation", "AI_API_CONTINUATION", str, choices=("on", "off")),
     Knob("ledger", "AI_API_LEDGER", str, empty_is_value=True),
     Knob("state_file", "AI_API_STATE_FILE", str, in_file=False),
     Knob("workers", "AI_API_WORKERS", int, minimum=1),

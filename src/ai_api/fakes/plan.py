@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .answer import answer_tokens, prompt_tokens, thought_tokens
-from .rules import RequestRules
+from .rules import RequestRules, prefill_of
 from .tools import tool_call
 from .wire import JSON, ToolCall, Usage
 
@@ -93,8 +93,14 @@ def make_plan(
         reasoning = reasoning[:cap]
         count, finish = cap - len(reasoning), "length"
     options = body.get("stream_options")
+    prefill = prefill_of(body)
+    if prefill is None:
+        tokens = answer_tokens(label, body["model"], messages, count)
+    else:
+        full = answer_tokens(label, body["model"], messages[:-1], count)
+        tokens = continued(full, prefill, echo=messages[-1].get("prefix") is True)
     return ChatPlan(
-        tokens=answer_tokens(label, body["model"], messages, count),
+        tokens=tokens,
         finish_reason=finish,
         prompt_tokens=prompt_tokens(messages),
         stream=body.get("stream") is True,
@@ -102,3 +108,22 @@ def make_plan(
         reasoning=tuple(reasoning),
         tool_call=call,
     )
+
+
+def continued(tokens: list[str], prefill: str, *, echo: bool = False) -> list[str]:
+    """The tokens that continue `prefill`, a partial answer, as a model continues a final
+    assistant message: the rest of the answer `tokens` after it when it begins that answer,
+    else the answer past as many words as it has. `echo` repeats it first (as Mistral's
+    `prefix: true` does)."""
+    text = "".join(tokens)
+    if text.startswith(prefill):
+        rest: list[str] = []
+        at = 0
+        for token in tokens:
+            end = at + len(token)
+            if end > len(prefill):
+                rest.append(token[max(0, len(prefill) - at) :])
+            at = end
+    else:
+        rest = tokens[len(prefill.split()) :]
+    return [prefill, *rest] if echo and prefill else rest

@@ -3,7 +3,8 @@
 Only what reference/providers.md states is checked (Groq A.1: `n` only 1, no `logprobs`,
 `logit_bias`, `top_logprobs` or `messages[].name`, `temperature` 0-2, at most 4 `stop`,
 `reasoning_format` xor `include_reasoning`; Cerebras A.2: `temperature` 0-1.5, `top_logprobs`
-0-20). Each flavor renders a `Violation` in its own error shape.
+0-20), and, for tests, a provider that takes no assistant prefill (`prefill=False`). Each flavor
+renders a `Violation` in its own error shape.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class RequestRules:
 
     `unsupported` fields are refused whenever set (not null, false or empty);
     `reasoning_formats` lists the accepted `reasoning_format` values (empty: the field is
-    ignored); `include_reasoning` accepts that switch, exclusive with `reasoning_format`.
+    ignored); `include_reasoning` accepts that switch, exclusive with `reasoning_format`;
+    `prefill=False` refuses a conversation that ends with an assistant message (a partial
+    answer to continue) instead of continuing it.
     """
 
     temperature_max: float = 2.0
@@ -40,6 +43,7 @@ class RequestRules:
     message_names: bool = True
     reasoning_formats: tuple[str, ...] = ()
     include_reasoning: bool = False
+    prefill: bool = True
 
 
 def _is_set(value: Any) -> bool:
@@ -98,6 +102,25 @@ def _messages(body: Mapping[str, Any], rules: RequestRules) -> Violation | None:
     return None
 
 
+def prefill_of(body: Mapping[str, Any]) -> str | None:
+    """The partial answer a request asks to continue: the text of a final assistant message."""
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if not isinstance(last, dict) or last.get("role") != "assistant" or last.get("tool_calls"):
+        return None
+    content = last.get("content")
+    return content if isinstance(content, str) else None
+
+
+def _prefill(body: Mapping[str, Any], rules: RequestRules) -> Violation | None:
+    if rules.prefill or prefill_of(body) is None:
+        return None
+    index = len(body["messages"]) - 1
+    return Violation(
+        f"messages.{index}", "assistant message prefill is not supported by this model"
+    )
+
+
 def _tool_choice(body: Mapping[str, Any]) -> Violation | None:
     wanted = named_choice(body)
     if wanted is not None and wanted not in {f["name"] for f in offered_functions(body)}:
@@ -117,5 +140,6 @@ def violation(body: Mapping[str, Any], rules: RequestRules) -> Violation | None:
         or _choices(body, rules)
         or _reasoning(body, rules)
         or _messages(body, rules)
+        or _prefill(body, rules)
         or _tool_choice(body)
     )

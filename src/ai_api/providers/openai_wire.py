@@ -63,11 +63,16 @@ _NOTHING = Chunk()
 
 
 def request_body(spec: ProviderSpec, request: ChatRequest) -> bytes:
-    """The upstream JSON body for a streamed chat completion, in `spec`'s dialect."""
+    """The upstream JSON body for a streamed chat completion, in `spec`'s dialect (a partial
+    answer to continue in its prefill dialect)."""
     messages = request.messages
     if not spec.message_names and any(m.name is not None for m in messages):
         messages = tuple(msgspec.structs.replace(m, name=None) for m in messages)
     body: dict[str, Any] = {"model": request.model, "messages": messages}
+    if request.prefill is not None and spec.prefill is not None:
+        final = {"role": "assistant", "content": request.prefill, **spec.prefill.message}
+        body["messages"] = [*messages, final]
+        body.update(spec.prefill.body)
     if request.max_tokens is not None:
         body[spec.max_tokens_field] = request.max_tokens
     body.update(translate(spec, request.options))

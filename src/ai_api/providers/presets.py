@@ -42,6 +42,33 @@ OPENAI_PARAMS = SAMPLING | PENALTIES | TOOLS
 
 
 @dataclass(frozen=True, slots=True)
+class Prefill:
+    """How a provider is asked to continue a partial answer given as the final assistant
+    message (mid-stream continuation, see `ai_api.continuation`)."""
+
+    name: str
+    message: Mapping[str, object] = field(default_factory=dict)
+    """Fields set on that final assistant message (Mistral's `prefix: true`)."""
+    body: Mapping[str, object] = field(default_factory=dict)
+    """Top-level fields of the request (vLLM's `continue_final_message`)."""
+    echoes: bool = False
+    """The answer repeats the partial answer before continuing it (Mistral's does)."""
+
+
+TRAILING = Prefill("trailing")
+"""Most OpenAI-compatible servers continue a trailing assistant message as it is."""
+PREFILLS: Mapping[str, Prefill] = {
+    p.name: p
+    for p in (
+        TRAILING,
+        Prefill("mistral", message={"prefix": True}, echoes=True),
+        Prefill("vllm", body={"continue_final_message": True, "add_generation_prompt": False}),
+    )
+}
+"""The prefill dialects by name, as the config file names them (`none`: not known to take one)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """What the gateway knows about an OpenAI-compatible provider before any configuration."""
 
@@ -79,6 +106,9 @@ class ProviderSpec:
     goes to a member with a larger window."""
     account_wide: bool = False
     """Whether the limits bind the whole account rather than each model."""
+    prefill: Prefill | None = TRAILING
+    """How it continues a partial answer; None: not known to, so a continuation there asks
+    for the whole answer again and keeps it only if it begins with the part already sent."""
     note: str = ""
 
     def limits_for(self, model: str) -> tuple[Limit, ...]:
@@ -199,6 +229,7 @@ MISTRAL = ProviderSpec(
     max_tokens_field="max_tokens",
     stream_usage=False,
     rate_style="mistral",
+    prefill=PREFILLS["mistral"],
     limits={"*": rates(rpm=60, tpm=500_000, tpmonth=1_000_000_000)},
     note="Experiment plan: 1 req/s, 500,000 TPM, 1B tokens/month (community, 2026-07-18)",
 )
@@ -269,7 +300,9 @@ CLOUDFLARE = ProviderSpec(
 )
 
 
-def _local(name: str, label: str, prefix: str, base_url: str) -> ProviderSpec:
+def _local(
+    name: str, label: str, prefix: str, base_url: str, prefill: Prefill = TRAILING
+) -> ProviderSpec:
     return ProviderSpec(
         name=name,
         label=label,
@@ -279,13 +312,14 @@ def _local(name: str, label: str, prefix: str, base_url: str) -> ProviderSpec:
         chat_path="/chat/completions",
         default_model=None,
         max_tokens_field="max_tokens",
+        prefill=prefill,
         note="local server: no limits but your hardware",
     )
 
 
 OLLAMA = _local("ollama", "Ollama", "OLLAMA", "http://localhost:11434/v1")
 LM_STUDIO = _local("lmstudio", "LM Studio", "LMSTUDIO", "http://localhost:1234/v1")
-VLLM = _local("vllm", "vLLM", "VLLM", "http://localhost:8000/v1")
+VLLM = _local("vllm", "vLLM", "VLLM", "http://localhost:8000/v1", PREFILLS["vllm"])
 
 PRESETS: tuple[ProviderSpec, ...] = (
     GROQ,
