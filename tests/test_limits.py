@@ -7,6 +7,8 @@ from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.rationing import ahead_of_pace, daily_share
 from ai_api.store.state import MemoryState
 
+from . import homes as h
+
 T0 = 1_800_000_000.0
 
 
@@ -92,13 +94,13 @@ async def test_daily_share_and_pace():
     state = MemoryState()
     specs = (Limit("requests", DAY, 100), Limit("tokens", DAY, 1000))
     start = T0 - T0 % DAY + DAY / 24  # one hour into a UTC day
-    assert daily_share(await state.windows("k", specs, start)) == 1.0
+    assert daily_share(await h.windows(state, "k", specs, start)) == 1.0
     for i in range(10):
-        await state.reserve("k", specs, Cost(tokens=5), start + i)
-    windows = await state.windows("k", specs, start + 20)
-    assert daily_share(windows) == pytest.approx(0.9)  # requests: 90 of 100 left
-    assert ahead_of_pace(windows, start + 20, burst=0.0)
-    assert not ahead_of_pace(windows, start + 20, burst=0.1)  # 10 of 100+ allowed
+        await h.reserve(state, "k", specs, Cost(tokens=5), start + i)
+    now = await h.windows(state, "k", specs, start + 20)
+    assert daily_share(now) == pytest.approx(0.9)  # requests: 90 of 100 left
+    assert ahead_of_pace(now, start + 20, burst=0.0)
+    assert not ahead_of_pace(now, start + 20, burst=0.1)  # 10 of 100+ allowed
     assert daily_share([]) == 1.0
 
 

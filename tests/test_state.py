@@ -15,6 +15,8 @@ from ai_api.limits import DAY, MINUTE, Cost, Exhaustion, Limit
 from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.store.state import End, Hold, MemoryState, SharedState
 
+from . import homes as h
+
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600  # one hour into a UTC day
 RPM3 = (Limit("requests", MINUTE, 3),)
 Factory = Callable[[], Awaitable[SharedState]]
@@ -50,20 +52,20 @@ async def test_turns_count_per_route(home):
 
 async def test_reserve_charges_until_a_window_is_full(home):
     state = await home()
-    holds = [await state.reserve("k", RPM3, Cost(tokens=0), T0 + i) for i in range(3)]
+    holds = [await h.reserve(state, "k", RPM3, Cost(tokens=0), T0 + i) for i in range(3)]
     assert all(isinstance(h, Hold) for h in holds)
-    refused = await state.reserve("k", RPM3, Cost(tokens=0), T0 + 3)
+    refused = await h.reserve(state, "k", RPM3, Cost(tokens=0), T0 + 3)
     assert isinstance(refused, float)
     assert T0 + 59 <= refused <= T0 + 61
-    assert isinstance(await state.reserve("k", RPM3, Cost(tokens=0), T0 + 62), Hold)
+    assert isinstance(await h.reserve(state, "k", RPM3, Cost(tokens=0), T0 + 62), Hold)
 
 
 async def test_a_refused_reservation_charges_nothing(home):
     state = await home()
     specs = (Limit("requests", MINUTE, 10), Limit("tokens", MINUTE, 100))
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=60), T0), Hold)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=60), T0 + 1), float)
-    windows = {w.kind: w for w in await state.windows("k", specs, T0 + 2)}
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=60), T0), Hold)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=60), T0 + 1), float)
+    windows = {w.kind: w for w in await h.windows(state, "k", specs, T0 + 2)}
     assert windows["requests"].used == 1
     assert windows["tokens"].used == 60
     assert windows["tokens"].remaining == 40
@@ -72,10 +74,10 @@ async def test_a_refused_reservation_charges_nothing(home):
 async def test_settle_replaces_the_reserved_tokens(home):
     state = await home()
     specs = (Limit("tokens", MINUTE, 10_000),)
-    hold = await state.reserve("k", specs, Cost(tokens=4096), T0)
+    hold = await h.reserve(state, "k", specs, Cost(tokens=4096), T0)
     assert isinstance(hold, Hold)
-    await state.settle(hold, 150, T0 + 1)
-    (window,) = await state.windows("k", specs, T0 + 2)
+    await h.settle(state, hold, 150, T0 + 1)
+    (window,) = await h.windows(state, "k", specs, T0 + 2)
     assert window.used == 150
     assert window.remaining == 10_000 - 150
 
@@ -84,8 +86,8 @@ async def test_windows_report_use_remaining_and_today(home):
     state = await home()
     specs = (Limit("requests", DAY, 100), Limit("requests", MINUTE, 10))
     for i in range(4):
-        assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + i), Hold)
-    by_period = {w.period: w for w in await state.windows("k", specs, T0 + 120)}
+        assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=0), T0 + i), Hold)
+    by_period = {w.period: w for w in await h.windows(state, "k", specs, T0 + 120)}
     assert by_period[DAY].used == 4
     assert by_period[DAY].remaining == 96
     assert by_period[DAY].today == 4
@@ -100,9 +102,11 @@ async def test_a_providers_reading_wins_until_its_reset(home):
         windows=(WindowReading("requests", DAY, 1000, 0, T0 + 500),), retry_at=None
     )
     await state.observe("m", "k", reading, T0)
-    assert await state.free_at("k", specs, Cost(tokens=0), T0 + 1) == pytest.approx(T0 + 500, abs=1)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 1), float)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 501), Hold)
+    assert await h.free_at(state, "k", specs, Cost(tokens=0), T0 + 1) == pytest.approx(
+        T0 + 500, abs=1
+    )
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=0), T0 + 1), float)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=0), T0 + 501), Hold)
 
 
 async def test_readings_teach_limits_of_windows_not_configured(home):
@@ -111,7 +115,7 @@ async def test_readings_teach_limits_of_windows_not_configured(home):
         windows=(WindowReading("tokens", MINUTE, 8000, 7000, T0 + 10),), retry_at=None
     )
     await state.observe("m", "k", reading, T0)
-    (window,) = await state.windows("k", (), T0 + 1)
+    (window,) = await h.windows(state, "k", (), T0 + 1)
     assert (window.kind, window.period, window.limit, window.remaining) == (
         "tokens",
         MINUTE,
@@ -123,40 +127,40 @@ async def test_readings_teach_limits_of_windows_not_configured(home):
 async def test_exhaust_closes_the_named_windows_until_then(home):
     state = await home()
     specs = (Limit("requests", DAY, 1000), Limit("tokens", MINUTE, 10_000))
-    await state.exhaust("k", "requests", DAY, T0 + 300, T0)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=1), T0 + 1), float)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=1), T0 + 301), Hold)
+    await h.exhaust(state, "k", "requests", DAY, T0 + 300, T0)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=1), T0 + 1), float)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=1), T0 + 301), Hold)
 
 
 async def test_concurrent_reservations_never_overspend(home):
     a, b = await home(), await home()
     specs = (Limit("requests", MINUTE, 20),)
     results = await asyncio.gather(
-        *(s.reserve("k", specs, Cost(tokens=0), T0) for _ in range(25) for s in (a, b))
+        *(h.reserve(s, "k", specs, Cost(tokens=0), T0) for _ in range(25) for s in (a, b))
     )
     assert sum(isinstance(r, Hold) for r in results) == 20
 
 
 async def test_cooldowns_and_circuits(home):
     a, b = await home(), await home()
-    assert await a.claim("m", T0)  # a closed circuit: nothing to claim
-    await a.cool("m", T0 + 30)
-    assert not await b.claim("m", T0 + 29)
-    assert await b.ready_at("m") == pytest.approx(T0 + 30)
-    assert await b.claim("m", T0 + 30)
+    assert await h.claim(a, "m", T0)  # a closed circuit: nothing to claim
+    await h.cool(a, "m", T0 + 30)
+    assert not await h.claim(b, "m", T0 + 29)
+    assert await h.ready_at(b, "m") == pytest.approx(T0 + 30)
+    assert await h.claim(b, "m", T0 + 30)
     for _ in range(3):
-        await a.failed("m", T0 + 40, None)
-    assert (await b.health("m")).circuit == "open"
-    assert not await b.claim("m", T0 + 54)
-    claims = [await s.claim("m", T0 + 56) for s in (a, b, a)]
+        await h.failed(a, "m", T0 + 40, None)
+    assert (await h.health(b, "m")).circuit == "open"
+    assert not await h.claim(b, "m", T0 + 54)
+    claims = [await h.claim(s, "m", T0 + 56) for s in (a, b, a)]
     assert claims.count(True) == 1  # one probe, whichever process asks first
-    assert (await a.health("m")).circuit == "half-open"
-    await b.release("m")
-    assert await a.claim("m", T0 + 57)
-    await a.succeeded("m")
-    assert (await b.health("m")).circuit == "closed"
-    assert await b.claim("m", T0 + 58)
-    assert await b.claim("m", T0 + 58)  # a closed circuit admits everyone
+    assert (await h.health(a, "m")).circuit == "half-open"
+    await h.release(b, "m")
+    assert await h.claim(a, "m", T0 + 57)
+    await h.succeeded(a, "m")
+    assert (await h.health(b, "m")).circuit == "closed"
+    assert await h.claim(b, "m", T0 + 58)
+    assert await h.claim(b, "m", T0 + 58)  # a closed circuit admits everyone
 
 
 async def test_begin_claims_and_reserves_as_one(home):
@@ -164,48 +168,48 @@ async def test_begin_claims_and_reserves_as_one(home):
     specs = (Limit("requests", MINUTE, 10), Limit("tokens", MINUTE, 100))
     hold = await a.begin("m", "k", specs, Cost(tokens=60), T0)
     assert isinstance(hold, Hold)
-    await b.settle(hold, 50, T0 + 1)  # the hold settles like a reservation's
+    await h.settle(b, hold, 50, T0 + 1)  # the hold settles like a reservation's
     # No room: when there will be, and nothing charged.
     refused = await b.begin("m", "k", specs, Cost(tokens=60), T0 + 1)
     assert isinstance(refused, float)
     assert T0 + 59 <= refused <= T0 + 61
-    windows = {w.kind: w for w in await a.windows("k", specs, T0 + 2)}
+    windows = {w.kind: w for w in await h.windows(a, "k", specs, T0 + 2)}
     assert (windows["requests"].used, windows["tokens"].used) == (1, 50)
     # A resting member: when it may be tried, and nothing charged.
-    await a.cool("m", T0 + 30)
+    await h.cool(a, "m", T0 + 30)
     assert await b.begin("m", "k", specs, Cost(tokens=10), T0 + 2) == pytest.approx(T0 + 30)
-    assert (await a.windows("k", specs, T0 + 3))[0].used == 1
+    assert (await h.windows(a, "k", specs, T0 + 3))[0].used == 1
 
 
 async def test_begin_takes_an_open_circuits_probe_only_with_room(home):
     a, b = await home(), await home()
     for _ in range(3):
-        await a.failed("m", T0, None)
-    assert (await b.health("m")).circuit == "open"
+        await h.failed(a, "m", T0, None)
+    assert (await h.health(b, "m")).circuit == "open"
     full = (Limit("requests", MINUTE, 0),)
     # Past the rest, but no room: the probe stays for a request that can go.
     assert isinstance(await a.begin("m", "full", full, Cost(tokens=0), T0 + 16), float)
-    assert (await b.health("m")).circuit == "open"
+    assert (await h.health(b, "m")).circuit == "open"
     begun = [await s.begin("m", "k", RPM3, Cost(tokens=0), T0 + 16) for s in (a, b, a)]
     assert [isinstance(x, Hold) for x in begun] == [True, False, False]  # one probe
-    assert (await b.health("m")).circuit == "half-open"
-    assert (await a.windows("k", RPM3, T0 + 16))[0].used == 1  # only the probe charged
+    assert (await h.health(b, "m")).circuit == "half-open"
+    assert (await h.windows(a, "k", RPM3, T0 + 16))[0].used == 1  # only the probe charged
 
 
 async def test_finish_marks_the_member_healthy_and_settles_in_one_step(home):
     a, b = await home(), await home()
     specs = (Limit("tokens", MINUTE, 100),)
     for _ in range(2):
-        await a.failed("m", T0, None)
+        await h.failed(a, "m", T0, None)
     hold = await a.begin("m", "k", specs, Cost(tokens=80), T0)
     assert isinstance(hold, Hold)
-    await a.finish("m", hold, 30, T0 + 1)
-    assert (await b.health("m")).failures == 0  # a third failure now opens nothing
-    await b.failed("m", T0 + 2, None)
-    assert (await a.health("m")).circuit == "closed"
-    assert (await b.windows("k", specs, T0 + 2))[0].used == 30
-    await a.finish("m", hold, 30, T0 + 3)  # the same count again changes nothing
-    assert (await b.windows("k", specs, T0 + 3))[0].used == 30
+    await h.finish(a, "m", hold, 30, T0 + 1)
+    assert (await h.health(b, "m")).failures == 0  # a third failure now opens nothing
+    await h.failed(b, "m", T0 + 2, None)
+    assert (await h.health(a, "m")).circuit == "closed"
+    assert (await h.windows(b, "k", specs, T0 + 2))[0].used == 30
+    await h.finish(a, "m", hold, 30, T0 + 3)  # the same count again changes nothing
+    assert (await h.windows(b, "k", specs, T0 + 3))[0].used == 30
 
 
 async def test_free_at_counts_what_was_spent_since_a_reading(home):
@@ -215,16 +219,16 @@ async def test_free_at_counts_what_was_spent_since_a_reading(home):
     specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 100, T0 + 30),), None)
     await state.observe("m", "k", reading, T0)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=50), T0 + 1), Hold)
-    assert await state.free_at("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
-    assert await state.reserve("k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=50), T0 + 1), Hold)
+    assert await h.free_at(state, "k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
+    assert await h.reserve(state, "k", specs, Cost(tokens=80), T0 + 2) == T0 + 30
 
 
 async def test_only_a_daily_window_counts_today(home):
     state = await home()
     specs = (Limit("tokens", MINUTE, 1000), Limit("tokens", DAY, 10_000))
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=70), T0), Hold)
-    today = {w.period: w.today for w in await state.windows("k", specs, T0 + 1)}
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=70), T0), Hold)
+    today = {w.period: w.today for w in await h.windows(state, "k", specs, T0 + 1)}
     assert today == {MINUTE: 0, DAY: 70}
 
 
@@ -235,9 +239,9 @@ async def test_a_charge_at_the_moment_of_a_reading_counts_as_before_it(home):
     specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
     await state.observe("m", "k", reading, T0)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=100), T0), Hold)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=40), T0 + 1), Hold)
-    (window,) = await state.windows("k", specs, T0 + 2)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=100), T0), Hold)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=40), T0 + 1), Hold)
+    (window,) = await h.windows(state, "k", specs, T0 + 2)
     assert (window.used, window.remaining) == (140, 460)
 
 
@@ -245,12 +249,12 @@ async def test_a_429_naming_no_window_reaches_configured_windows_only_asked_abou
     state = await home()
     specs = (Limit("tokens", MINUTE, 1000),)
     full = (Limit("tokens", MINUTE, 1000), Limit("requests", MINUTE, 0))
-    assert isinstance(await state.reserve("k", full, Cost(tokens=1), T0), float)  # no room
-    await state.windows("j", specs, T0)
-    await state.exhaust("k", "tokens", None, T0 + 30, T0 + 1)
-    await state.exhaust("j", None, None, T0 + 30, T0 + 1)
-    assert await state.free_at("k", full, Cost(tokens=1, requests=0), T0 + 2) == T0 + 30
-    assert await state.reserve("j", specs, Cost(tokens=1), T0 + 2) == T0 + 30
+    assert isinstance(await h.reserve(state, "k", full, Cost(tokens=1), T0), float)  # no room
+    await h.windows(state, "j", specs, T0)
+    await h.exhaust(state, "k", "tokens", None, T0 + 30, T0 + 1)
+    await h.exhaust(state, "j", None, None, T0 + 30, T0 + 1)
+    assert await h.free_at(state, "k", full, Cost(tokens=1, requests=0), T0 + 2) == T0 + 30
+    assert await h.reserve(state, "j", specs, Cost(tokens=1), T0 + 2) == T0 + 30
 
 
 async def test_what_was_spent_since_a_reading_counts_until_its_reset_past_the_window(home):
@@ -260,8 +264,8 @@ async def test_what_was_spent_since_a_reading_counts_until_its_reset_past_the_wi
     specs = (Limit("tokens", MINUTE, 1000),)
     reading = RateReading((WindowReading("tokens", MINUTE, 1000, 30, T0 + 300),), None)
     await state.observe("m", "k", reading, T0)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=10), T0 + 1), Hold)
-    (window,) = await state.windows("k", specs, T0 + 70)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=10), T0 + 1), Hold)
+    (window,) = await h.windows(state, "k", specs, T0 + 70)
     assert (window.used, window.remaining) == (0, 20)
 
 

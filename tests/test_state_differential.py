@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from ai_api.cooldowns import Health
 from ai_api.limits import DAY, HOUR, MINUTE, Cost, Kind, Limit
 from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.store.sqlite_state import SQLiteState
-from ai_api.store.state import Hold, MemoryState, SharedState
+from ai_api.store.state import Hold, MemoryState, SharedState, Snapshot
 
+from . import homes as h
 from .home_redis import RedisServer, require_redis, running_redis
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600  # one hour into a UTC day
@@ -115,7 +115,7 @@ class Trial:
     async def reserve(self, member: str) -> bool:
         cost, now = self.cost(), self.now
         got = await self.each(
-            f"reserve({cost.tokens})", lambda s, _: s.reserve("k", self.specs, cost, now)
+            f"reserve({cost.tokens})", lambda s, _: h.reserve(s, "k", self.specs, cost, now)
         )
         if isinstance(got[0], Hold):
             self.holds.append((None, got))
@@ -130,12 +130,12 @@ class Trial:
         if owner is not None and rng.random() < 0.5:
             await self.each(
                 f"finish({owner}, {holds[0].tokens} -> {tokens})",
-                lambda s, i: s.finish(owner, holds[i], tokens, now),
+                lambda s, i: h.finish(s, owner, holds[i], tokens, now),
             )
         else:
             await self.each(
                 f"settle({holds[0].tokens} -> {tokens})",
-                lambda s, i: s.settle(holds[i], tokens, now),
+                lambda s, i: h.settle(s, holds[i], tokens, now),
             )
         return True
 
@@ -151,32 +151,35 @@ class Trial:
         until = quarter(now + rng.choice([1, 10, 30, 90]))
         await self.each(
             f"exhaust({kind}, {period}, until T0+{until - T0:g})",
-            lambda s, _: s.exhaust("k", kind, period, until, now),
+            lambda s, _: h.exhaust(s, "k", kind, period, until, now),
         )
         return True
 
     async def failed(self, member: str) -> bool:
         rng, now = self.rng, self.now
         retry = rng.choice([None, None, quarter(now + rng.choice([1, 5, 30]))])
-        await self.each(f"failed({member}, {retry})", lambda s, _: s.failed(member, now, retry))
+        await self.each(f"failed({member}, {retry})", lambda s, _: h.failed(s, member, now, retry))
         return True
 
     async def cool(self, member: str) -> bool:
-        until = quarter(self.now + self.rng.choice([-5, 3, 20]))
-        await self.each(f"cool({member}, T0+{until - T0:g})", lambda s, _: s.cool(member, until))
+        now = self.now
+        until = quarter(now + self.rng.choice([-5, 3, 20]))
+        await self.each(
+            f"cool({member}, T0+{until - T0:g})", lambda s, _: h.cool(s, member, until, now)
+        )
         return True
 
     async def claim(self, member: str) -> bool:
         now = self.now
-        await self.each(f"claim({member})", lambda s, _: s.claim(member, now))
+        await self.each(f"claim({member})", lambda s, _: h.claim(s, member, now))
         return True
 
     async def release(self, member: str) -> bool:
-        await self.each(f"release({member})", lambda s, _: s.release(member))
+        await self.each(f"release({member})", lambda s, _: h.release(s, member))
         return True
 
     async def succeeded(self, member: str) -> bool:
-        await self.each(f"succeeded({member})", lambda s, _: s.succeeded(member))
+        await self.each(f"succeeded({member})", lambda s, _: h.succeeded(s, member))
         return True
 
     def reading(self) -> RateReading:
@@ -192,16 +195,12 @@ class Trial:
     async def ask(self) -> None:
         """The questions every home must answer alike after each step."""
         now = self.now
-        await self.each("windows", lambda s, _: s.windows("k", self.specs, now), step=False)
-        cost = self.cost()
-        await self.each(
-            f"free_at({cost.tokens})",
-            lambda s, _: s.free_at("k", self.specs, cost, now),
-            step=False,
-        )
         for member in MEMBERS:
-            await self.each("health", health(member), step=False)
-        await self.each("ready_at", ready_at(self.rng.choice(MEMBERS)), step=False)
+            await self.each(
+                f"snapshot({member})",
+                snapshot(self.specs, member, now),
+                step=False,
+            )
 
 
 # Each step's share of the rolls, as upper bounds of a roll in [0, 1).
@@ -220,12 +219,10 @@ OPS: tuple[tuple[float, Callable[[Trial, str], Awaitable[bool]]], ...] = (
 )
 
 
-def ready_at(member: str) -> Callable[[SharedState, int], Awaitable[float]]:
-    return lambda state, _: state.ready_at(member)
-
-
-def health(member: str) -> Callable[[SharedState, int], Awaitable[Health]]:
-    return lambda state, _: state.health(member)
+def snapshot(
+    specs: tuple[Limit, ...], member: str, now: float
+) -> Callable[[SharedState, int], Awaitable[Snapshot]]:
+    return lambda state, _: state.snapshot("k", specs, member, now)
 
 
 def describe(answer: Any) -> Any:
@@ -233,8 +230,10 @@ def describe(answer: Any) -> Any:
     home's own), windows by (kind, period) (their order is each home's own)."""
     if isinstance(answer, Hold):
         return ("hold", answer.key, answer.tokens)
-    if isinstance(answer, list):
-        return sorted(((w.kind, w.period), w.limit, w.used, w.remaining, w.today) for w in answer)
+    if isinstance(answer, Snapshot):
+        windows = answer.windows
+        shown = sorted(((w.kind, w.period), w.limit, w.used, w.remaining, w.today) for w in windows)
+        return (shown, answer.health, answer.ready_at)
     return answer
 
 

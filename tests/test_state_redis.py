@@ -16,6 +16,7 @@ from ai_api.limits import DAY, MINUTE, Cost, Limit
 from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.store.state import Hold
 
+from . import homes as h
 from .home_redis import RedisServer, require_redis, running_redis
 
 require_redis()
@@ -38,15 +39,15 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
     async with running_redis() as server:
         state = await RedisState(server.url, prefix="p:").open()
         specs = (*SPECS, Limit("requests", DAY, 100))
-        hold = await state.reserve("acct|m", specs, Cost(tokens=300), T0)
+        hold = await h.reserve(state, "acct|m", specs, Cost(tokens=300), T0)
         assert isinstance(hold, Hold)
-        await state.settle(hold, 120, T0 + 1)
+        await h.settle(state, hold, 120, T0 + 1)
         reading = RateReading((WindowReading("tokens", MINUTE, 1000, 500, T0 + 30),), None)
         await state.observe("g/m", "acct|m", reading, T0 + 1)
-        await state.exhaust("acct|m", "requests", DAY, T0 + 600, T0 + 2)
+        await h.exhaust(state, "acct|m", "requests", DAY, T0 + 600, T0 + 2)
         for _ in range(3):
-            await state.failed("g/m", T0 + 2, None)
-        await state.cool("c/m", T0 + 40)
+            await h.failed(state, "g/m", T0 + 2, None)
+        await h.cool(state, "c/m", T0 + 40)
         await state.turn("route")
         raw = Redis.from_url(server.url, decode_responses=True)
         try:
@@ -75,14 +76,14 @@ async def test_every_key_expires_a_little_after_it_stops_mattering():
 async def test_state_outlives_the_instance():
     async with running_redis() as server:
         first = await RedisState(server.url).open()
-        assert isinstance(await first.reserve("k", SPECS, Cost(tokens=200), T0), Hold)
+        assert isinstance(await h.reserve(first, "k", SPECS, Cost(tokens=200), T0), Hold)
         for _ in range(3):
-            await first.failed("g/m", T0, None)
+            await h.failed(first, "g/m", T0, None)
         await first.close()
         await first.close()  # idempotent
         second = await RedisState(server.url).open()
-        windows = {w.kind: w for w in await second.windows("k", SPECS, T0 + 1)}
-        health = await second.health("g/m")
+        windows = {w.kind: w for w in await h.windows(second, "k", SPECS, T0 + 1)}
+        health = await h.health(second, "g/m")
         await second.close()
     assert (windows["requests"].used, windows["tokens"].used) == (1, 200)
     assert health.circuit == "open"
@@ -92,16 +93,16 @@ async def test_finish_survives_a_redis_that_forgot_its_scripts():
     async with running_redis() as server:
         state = await RedisState(server.url).open()
         for _ in range(2):
-            await state.failed("g/m", T0, None)
+            await h.failed(state, "g/m", T0, None)
         hold = await state.begin("g/m", "k", SPECS, Cost(tokens=200), T0)
         assert isinstance(hold, Hold)
         admin = Redis.from_url(server.url)
         await admin.script_flush()  # as after a restart that kept the data, or SCRIPT FLUSH
-        await state.finish("g/m", hold, 50, T0 + 1)
+        await h.finish(state, "g/m", hold, 50, T0 + 1)
         await admin.aclose()
         other = await RedisState(server.url).open()
-        health = await other.health("g/m")
-        windows = {w.kind: w.used for w in await other.windows("k", SPECS, T0 + 2)}
+        health = await h.health(other, "g/m")
+        windows = {w.kind: w.used for w in await h.windows(other, "k", SPECS, T0 + 2)}
         await other.close()
         await state.close()
     assert (health.failures, health.circuit) == (0, "closed")
@@ -116,28 +117,29 @@ async def test_an_unreachable_redis_is_served_from_memory_then_reconciled(caplog
         await server.stop()
         during = await state.begin("g/m", "k", SPECS, Cost(tokens=100), T0 + 1)
         assert isinstance(during, Hold)
-        assert await state.claim("g/m", T0 + 1)
+        assert await h.claim(state, "g/m", T0 + 1)
         assert await state.turn("route") == 0
-        await state.cool("g/m", T0 + 100)
-        await state.settle(during, 40, T0 + 2)
-        last = await state.reserve("k", SPECS, Cost(tokens=100), T0 + 3)
+        await h.cool(state, "g/m", T0 + 100)
+        await h.settle(state, during, 40, T0 + 2)
+        last = await h.reserve(state, "k", SPECS, Cost(tokens=100), T0 + 3)
         assert isinstance(last, Hold)
-        remembered = {w.kind: w.used for w in await state.windows("k", SPECS, T0 + 3)}
+        remembered = {w.kind: w.used for w in await h.windows(state, "k", SPECS, T0 + 3)}
         assert remembered == {"requests": 3, "tokens": 240}  # the mirror and the fallback's own
         assert len(warnings_in(caplog)) == 1
 
         await server.start()  # empty: it kept nothing across the restart
         await asyncio.sleep(0.25)
-        await state.settle(last, 60, T0 + 4)  # sees Redis back: replays, then settles there
+        await h.settle(state, last, 60, T0 + 4)  # sees Redis back: replays, then settles there
         other = await RedisState(server.url).open()
-        shared = {w.kind: w.used for w in await other.windows("k", SPECS, T0 + 5)}
-        cooled_until = await other.ready_at("g/m")
+        shared = {w.kind: w.used for w in await h.windows(other, "k", SPECS, T0 + 5)}
+        cooled_until = await h.ready_at(other, "g/m")
         await other.close()
         await state.close()
     assert shared == {"requests": 2, "tokens": 100}
     assert cooled_until == T0 + 100
     assert len(warnings_in(caplog)) == 1
-    assert "replayed 3 writes" in caplog.text
+    # The three charges (a claim is a begin charging nothing), the rest, the two ends.
+    assert "replayed 6 writes" in caplog.text
 
 
 # Keeps Redis busy for ARGV[1] microseconds: commands sent meanwhile wait, then run.
@@ -174,33 +176,34 @@ async def shared_use_of(
 ) -> dict[str, float]:
     other = await RedisState(server.url).open()
     try:
-        return {w.kind: w.used for w in await other.windows(key, specs, now)}
+        return {w.kind: w.used for w in await h.windows(other, key, specs, now)}
     finally:
         await other.close()
 
 
 async def test_a_refund_whose_answer_was_lost_is_not_replayed_an_addition_is(caplog):
-    """A settlement that takes tokens back may have run when its answer is lost: it is not
-    replayed (at worst it never counts: an over-count). One that adds is (at worst it counts
-    twice: an over-count too). Either way Redis never counts less than was spent."""
+    """A settlement that takes tokens back may have run when its answer is lost: its END is
+    replayed without it (at worst it never counts: an over-count). One that adds is replayed
+    whole (at worst it counts twice: an over-count too). Either way Redis never counts less
+    than was spent."""
     caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0.2).open()
-        hold = await state.reserve("k", SPECS, Cost(tokens=300), T0)
+        hold = await h.reserve(state, "k", SPECS, Cost(tokens=300), T0)
         assert isinstance(hold, Hold)
         async with answers_lost(server):
-            await state.settle(hold, 120, T0 + 1)  # runs, its answer lost: not replayed
+            await h.settle(state, hold, 120, T0 + 1)  # runs, its answer lost: refund not replayed
         await asyncio.sleep(0.25)
         assert await state.turn("route") == 0
-        assert "replayed 0 writes" in caplog.text
-        await state.settle(hold, 100, T0 + 2)  # a later one still counts
+        assert caplog.text.count("replayed 1 writes") == 1  # the END, without its refund
+        await h.settle(state, hold, 100, T0 + 2)  # a later one still counts
         settled = await shared_use(server, T0 + 3)
         async with answers_lost(server):
-            await state.settle(hold, 400, T0 + 4)  # runs, its answer lost: replayed
+            await h.settle(state, hold, 400, T0 + 4)  # runs, its answer lost: replayed
         await asyncio.sleep(0.25)
         assert await state.turn("route") == 1
-        assert "replayed 1 writes" in caplog.text
-        await state.settle(hold, 200, T0 + 5)
+        assert caplog.text.count("replayed 1 writes") == 2
+        await h.settle(state, hold, 200, T0 + 5)
         used = await shared_use(server, T0 + 6)
         await state.close()
     assert settled == {"requests": 1, "tokens": 100}
@@ -214,10 +217,10 @@ async def test_a_finish_whose_answer_was_lost_is_not_replayed_when_it_takes_back
         hold = await state.begin("g/m", "k", SPECS, Cost(tokens=300), T0)
         assert isinstance(hold, Hold)
         async with answers_lost(server):
-            await state.finish("g/m", hold, 50, T0 + 1)
+            await h.finish(state, "g/m", hold, 50, T0 + 1)
         await asyncio.sleep(0.25)
         assert await state.turn("route") == 0
-        assert "replayed 0 writes" in caplog.text
+        assert "replayed 1 writes" in caplog.text  # the END, without its refund
         used = await shared_use(server, T0 + 2)
         await state.close()
     assert used == {"requests": 1, "tokens": 50}
@@ -228,11 +231,11 @@ async def test_a_failure_whose_answer_was_lost_may_count_twice():
         state = await RedisState(
             server.url, policy=CircuitPolicy(threshold=3), retry_every=0
         ).open()
-        answer_lost_next(state, "failed")
-        await state.failed("g/m", T0, None)  # ran, answer lost: replayed at the next call
+        answer_lost_next(state, "end")
+        await h.failed(state, "g/m", T0, None)  # ran, answer lost: replayed at the next call
         assert await state.turn("route") == 0
         other = await RedisState(server.url).open()
-        health = await other.health("g/m")
+        health = await h.health(other, "g/m")
         await other.close()
         await state.close()
     assert (health.failures, health.circuit) == (2, "closed")
@@ -248,8 +251,8 @@ async def test_a_begin_whose_answer_was_lost_is_charged_again(caplog):
             hold = await state.begin("g/m", "k", SPECS, Cost(tokens=100), T0)
             assert isinstance(hold, Hold)  # from memory: its charge waits for a replay
         await asyncio.sleep(0.25)
-        await state.settle(hold, 80, T0 + 1)  # Redis is back: the charge is replayed, at 80
-        assert "replayed 1 writes" in caplog.text
+        await h.settle(state, hold, 80, T0 + 1)  # Redis is back: the charge is replayed, at 80
+        assert "replayed 2 writes" in caplog.text  # the charge, then the END
         used = await shared_use(server, T0 + 2)
         await state.close()
     assert used == {"requests": 2, "tokens": 180}
@@ -272,21 +275,21 @@ def answer_lost_next(state: RedisState, script: str) -> None:
 
 
 async def test_a_hold_charged_while_redis_was_away_is_replayed_at_its_last_count(caplog):
-    """One write: the charge at the count the hold was last settled to; a settlement after the
-    replay counts from there."""
+    """The charge is replayed at the count the hold was last settled to (the END that settled
+    it adds nothing more); a settlement after the replay counts from there."""
     caplog.set_level(logging.INFO, logger="ai_api.store")
     async with running_redis() as server:
         state = await RedisState(server.url, retry_every=0.2).open()
         await server.stop()
-        hold = await state.reserve("k", SPECS, Cost(tokens=100), T0)
+        hold = await h.reserve(state, "k", SPECS, Cost(tokens=100), T0)
         assert isinstance(hold, Hold)
-        await state.settle(hold, 300, T0 + 1)  # for the replay to charge
+        await h.settle(state, hold, 300, T0 + 1)  # for the replay to charge
         await server.start()
         await asyncio.sleep(0.25)
         await state.turn("route")  # replays
-        assert "replayed 1 writes" in caplog.text
+        assert "replayed 2 writes" in caplog.text
         replayed = await shared_use(server, T0 + 2)
-        await state.settle(hold, 500, T0 + 2)
+        await h.settle(state, hold, 500, T0 + 2)
         used = await shared_use(server, T0 + 3)
         await state.close()
     assert replayed == {"requests": 1, "tokens": 300}
@@ -315,13 +318,13 @@ async def test_a_lost_begin_that_is_refused_on_the_way_back_gives_the_probe_back
         state = await RedisState(
             server.url, policy=CircuitPolicy(threshold=1, base=10), retry_every=0
         ).open()
-        await state.failed("g/m", T0, None)  # open until T0 + 10
+        await h.failed(state, "g/m", T0, None)  # open until T0 + 10
         answer_lost_next(state, "begin")
         refused = await state.begin("g/m", "k", SPECS, Cost(tokens=300), T0 + 11)
         assert not isinstance(refused, Hold)
         used = await shared_use(server, T0 + 12)
         other = await RedisState(server.url).open()
-        probe = await other.claim("g/m", T0 + 12)
+        probe = await h.claim(other, "g/m", T0 + 12)
         await other.close()
         await state.close()
     assert used == {"requests": 1, "tokens": 300}
@@ -336,14 +339,14 @@ async def test_writes_made_while_others_wait_for_redis_keep_their_order():
             server.url, policy=CircuitPolicy(threshold=2), retry_every=0.05
         ).open()
         await server.stop()
-        await state.cool("g/m", T0 + 5)  # waits for Redis
+        await h.cool(state, "g/m", T0 + 5)  # waits for Redis
         await server.start()
         await asyncio.sleep(0.06)
-        await asyncio.gather(state.failed("g/m", T0, None), state.succeeded("g/m"))
+        await asyncio.gather(h.failed(state, "g/m", T0, None), h.succeeded(state, "g/m"))
         other = await RedisState(server.url).open()
-        shared = await other.health("g/m")
+        shared = await h.health(other, "g/m")
         await other.close()
-        mine = await state.fallback.health("g/m")
+        mine = await h.health(state.fallback, "g/m")
         await state.close()
     assert shared.failures == mine.failures == 0
 
@@ -352,32 +355,23 @@ def faulty(state: RedisState, rng: random.Random, on: list[bool], lost: list[int
     """While `on[0]`, some of `state`'s charges and settlements never reach Redis (unreachable)
     and some run there but their answer is lost (a timeout); `lost[0]` counts lost charges."""
     link = state._link
-    run, pipelined = link.run, link.pipelined
+    run = link.run
 
     def fault() -> str:
         draw = rng.random() if on[0] else 1.0
         return "before" if draw < 0.12 else "after" if draw < 0.27 else "none"
 
     async def faulty_run(name: str, keys: list[str], args: Sequence[str]) -> Any:
-        chosen = "none" if name not in ("reserve", "begin", "settle") else fault()
+        chosen = "none" if name not in ("reserve", "begin", "settle", "end") else fault()
         if chosen == "before":
             raise RedisConnectionError("not sent")
         result = await run(name, keys, args)
         if chosen == "after":
-            lost[0] += name != "settle"
+            lost[0] += name in ("reserve", "begin")
             raise RedisTimeoutError("Timeout reading from socket")
         return result
 
-    async def faulty_pipelined(calls: Sequence[Any]) -> None:
-        chosen = fault()
-        if chosen == "before":
-            raise RedisConnectionError("not sent")
-        await pipelined(calls)
-        if chosen == "after":
-            raise RedisTimeoutError("Timeout reading from socket")
-
     link.run = faulty_run  # type: ignore[method-assign]
-    link.pipelined = faulty_pipelined  # type: ignore[method-assign]
 
 
 async def test_lost_and_unsent_writes_never_leave_the_shared_budget_short():
@@ -401,7 +395,7 @@ async def test_lost_and_unsent_writes_never_leave_the_shared_budget_short():
                     tokens = rng.randint(1, 500)
                     member = rng.choice([None, "g/m", "c/m"])
                     hold = await (
-                        state.reserve(key, roomy, Cost(tokens=tokens), now)
+                        h.reserve(state, key, roomy, Cost(tokens=tokens), now)
                         if member is None
                         else state.begin(member, key, roomy, Cost(tokens=tokens), now)
                     )
@@ -413,10 +407,10 @@ async def test_lost_and_unsent_writes_never_leave_the_shared_budget_short():
                     continue
                 entry[3] = rng.randint(0, 800)
                 if entry[2] is not None and rng.random() < 0.4:
-                    await entry[0].finish(entry[2], entry[1], entry[3], now)
+                    await h.finish(entry[0], entry[2], entry[1], entry[3], now)
                     entry[4] = True
                 else:
-                    await entry[0].settle(entry[1], entry[3], now)
+                    await h.settle(entry[0], entry[1], entry[3], now)
             on[0] = False
             for state in states:
                 for _ in range(3):
@@ -437,7 +431,7 @@ async def test_redis_is_retried_at_most_every_interval(caplog):
         await server.stop()
         assert await state.turn("route") == 0
         await server.start()
-        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=1), T0), Hold)
+        assert isinstance(await h.reserve(state, "k", SPECS, Cost(tokens=1), T0), Hold)
         raw = Redis.from_url(server.url, decode_responses=True)
         try:
             assert await raw.keys("*") == []  # still served from memory, Redis left alone
@@ -467,13 +461,13 @@ async def test_the_password_never_reaches_the_logs(caplog):
     async with running_redis(password="s3cr3t-pw") as server:
         assert ":s3cr3t-pw@" in server.url
         state = await RedisState(server.url, retry_every=0).open()
-        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=1), T0), Hold)
+        assert isinstance(await h.reserve(state, "k", SPECS, Cost(tokens=1), T0), Hold)
         await server.stop()
-        assert isinstance(await state.reserve("k", SPECS, Cost(tokens=1), T0 + 1), Hold)
-        assert await state.claim("g/m", T0 + 1)
+        assert isinstance(await h.reserve(state, "k", SPECS, Cost(tokens=1), T0 + 1), Hold)
+        assert await h.claim(state, "g/m", T0 + 1)
         await state.turn("route")
         late = await RedisState(server.url).open()
-        await late.failed("g/m", T0 + 2, None)
+        await h.failed(late, "g/m", T0 + 2, None)
         await late.close()
         await state.close()
     assert len(warnings_in(caplog)) == 2  # one per instance

@@ -19,6 +19,8 @@ from ai_api.store import Attempt, SQLiteLedger
 from ai_api.store.sqlite_state import SQLiteState
 from ai_api.store.state import Hold, MemoryState, SharedState
 
+from . import homes as h
+
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % DAY + 3600  # one hour into a UTC day
 RPM = (Limit("requests", MINUTE, 2),)
 
@@ -39,12 +41,13 @@ async def main(path, action, now):
 
         async def one(delay):
             await asyncio.sleep(delay)
-            return await state.reserve("k", specs, Cost(tokens=0), now)
+            return await state.begin("-", "k", specs, Cost(tokens=0), now)
 
         tries = await asyncio.gather(*(one(i / 1000) for i in range(40)))
         print(sum(isinstance(r, Hold) for r in tries), flush=True)
     else:
-        print(int(await state.claim("m", now)), flush=True)
+        begun = await state.begin("m", "-", (), Cost(tokens=0, requests=0), now)
+        print(int(isinstance(begun, Hold)), flush=True)
     await state.close()
 
 asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
@@ -97,7 +100,7 @@ async def test_two_processes_never_overspend(tmp_path):
     holds = await workers(path, "reserve", T0)
     assert sum(holds) == 50
     state = await SQLiteState(path).open()
-    (window,) = await state.windows("k", (Limit("requests", MINUTE, 50),), T0)
+    (window,) = await h.windows(state, "k", (Limit("requests", MINUTE, 50),), T0)
     assert (window.used, window.remaining) == (50, 0)
     await state.close()
 
@@ -106,10 +109,10 @@ async def test_one_process_gets_the_probe(tmp_path):
     path = tmp_path / "state.sqlite3"
     state = await SQLiteState(path).open()
     for _ in range(3):
-        await state.failed("m", T0, None)
-    assert (await state.health("m")).circuit == "open"
+        await h.failed(state, "m", T0, None)
+    assert (await h.health(state, "m")).circuit == "open"
     assert sorted(await workers(path, "claim", T0 + 16)) == [0, 1]
-    assert (await state.health("m")).circuit == "half-open"
+    assert (await h.health(state, "m")).circuit == "half-open"
     await state.close()
 
 
@@ -117,19 +120,19 @@ async def test_state_survives_close_and_reopen(tmp_path):
     path = tmp_path / "state.sqlite3"
     state = await SQLiteState(path).open()
     assert [await state.turn("r"), await state.turn("r")] == [0, 1]
-    assert isinstance(await state.reserve("k", RPM, Cost(tokens=5), T0), Hold)
+    assert isinstance(await h.reserve(state, "k", RPM, Cost(tokens=5), T0), Hold)
     reading = RateReading((WindowReading("tokens", MINUTE, 8000, 7000, T0 + 30),), None)
     await state.observe("m", "k", reading, T0)
-    await state.cool("m", T0 + 30)
+    await h.cool(state, "m", T0 + 30)
     await state.close()
     await state.close()  # idempotent
 
     again = await SQLiteState(path).open()
     assert await again.turn("r") == 2
-    windows = {w.kind: w for w in await again.windows("k", RPM, T0 + 1)}
+    windows = {w.kind: w for w in await h.windows(again, "k", RPM, T0 + 1)}
     assert (windows["requests"].used, windows["requests"].remaining) == (1, 1)
     assert (windows["tokens"].limit, windows["tokens"].remaining) == (8000, 7000)
-    assert await again.ready_at("m") == T0 + 30
+    assert await h.ready_at(again, "m") == T0 + 30
     await again.close()
     with pytest.raises(RuntimeError, match="not open"):
         await again.turn("r")
@@ -166,9 +169,9 @@ async def test_a_charge_leaves_with_its_bucket_never_early(tmp_path):
     path = tmp_path / "state.sqlite3"
     state = await SQLiteState(path).open()
     specs = (Limit("requests", MINUTE, 1),)
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 0.5), Hold)
-    assert await state.reserve("k", specs, Cost(tokens=0), T0 + 60.7) == T0 + 61
-    assert isinstance(await state.reserve("k", specs, Cost(tokens=0), T0 + 61), Hold)
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=0), T0 + 0.5), Hold)
+    assert await h.reserve(state, "k", specs, Cost(tokens=0), T0 + 60.7) == T0 + 61
+    assert isinstance(await h.reserve(state, "k", specs, Cost(tokens=0), T0 + 61), Hold)
     # The first bucket, wholly out of the window, was deleted by that reservation.
     assert rows(path, "SELECT start FROM state_spend") == [(T0 + 61,)]
     await state.close()
@@ -182,15 +185,15 @@ async def test_spending_around_a_reading_counts_as_in_memory(tmp_path):
     sqlite_state = await SQLiteState(tmp_path / "state.sqlite3").open()
     seen = []
     for state in (MemoryState(), sqlite_state):
-        before = await state.reserve("k", specs, Cost(tokens=1000), T0)
+        before = await h.reserve(state, "k", specs, Cost(tokens=1000), T0)
         await state.observe("m", "k", reading, T0 + 10)
-        after = await state.reserve("k", specs, Cost(tokens=500), T0 + 20)
+        after = await h.reserve(state, "k", specs, Cost(tokens=500), T0 + 20)
         assert isinstance(before, Hold)
         assert isinstance(after, Hold)
-        await state.settle(after, 200, T0 + 30)
-        await state.settle(before, 100, T0 + 40)
+        await h.settle(state, after, 200, T0 + 30)
+        await h.settle(state, before, 100, T0 + 40)
         seen.append(
-            [(w.used, w.remaining, w.today) for w in await state.windows("k", specs, T0 + 50)]
+            [(w.used, w.remaining, w.today) for w in await h.windows(state, "k", specs, T0 + 50)]
         )
     await sqlite_state.close()
     assert seen[0] == seen[1] == [(300, 8800, 300)]
@@ -200,20 +203,20 @@ async def test_the_configuration_of_the_caller_decides(tmp_path):
     """Specs are read at each call, so a restart with new limits takes effect on the old file."""
     state: SharedState = await SQLiteState(tmp_path / "state.sqlite3").open()
     one = (Limit("requests", MINUTE, 1),)
-    assert isinstance(await state.reserve("k", one, Cost(tokens=0), T0), Hold)
-    assert isinstance(await state.reserve("k", one, Cost(tokens=0), T0 + 1), float)
+    assert isinstance(await h.reserve(state, "k", one, Cost(tokens=0), T0), Hold)
+    assert isinstance(await h.reserve(state, "k", one, Cost(tokens=0), T0 + 1), float)
     five = (Limit("requests", MINUTE, 5),)
-    assert isinstance(await state.reserve("k", five, Cost(tokens=0), T0 + 1), Hold)
-    assert isinstance(await state.reserve("k", (), Cost(tokens=0), T0 + 1), Hold)
-    (window,) = await state.windows("k", five, T0 + 2)
+    assert isinstance(await h.reserve(state, "k", five, Cost(tokens=0), T0 + 1), Hold)
+    assert isinstance(await h.reserve(state, "k", (), Cost(tokens=0), T0 + 1), Hold)
+    (window,) = await h.windows(state, "k", five, T0 + 2)
     assert (window.used, window.remaining) == (2, 3)  # the unconfigured call charged nothing
     await state.close()
 
 
 async def test_a_429_naming_no_window_closes_the_configured_ones(tmp_path):
     state = await SQLiteState(tmp_path / "state.sqlite3").open()
-    assert isinstance(await state.reserve("k", RPM, Cost(tokens=1), T0), Hold)
-    await state.exhaust("k", None, None, T0 + 30, T0 + 1)
-    assert await state.reserve("k", RPM, Cost(tokens=1), T0 + 2) == T0 + 30
-    assert isinstance(await state.reserve("k", RPM, Cost(tokens=1), T0 + 30), Hold)
+    assert isinstance(await h.reserve(state, "k", RPM, Cost(tokens=1), T0), Hold)
+    await h.exhaust(state, "k", None, None, T0 + 30, T0 + 1)
+    assert await h.reserve(state, "k", RPM, Cost(tokens=1), T0 + 2) == T0 + 30
+    assert isinstance(await h.reserve(state, "k", RPM, Cost(tokens=1), T0 + 30), Hold)
     await state.close()

@@ -243,7 +243,7 @@ class Rationing:
             budget = memory.budget(d.budget_key, d.limits)
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
             if a.cooldown_until is not None and a.cooldown_until > now:
-                await memory.cool(d.public_name, a.cooldown_until)
+                memory.book.cool(d.public_name, a.cooldown_until)
         return len(attempts)
 
     async def drain(self) -> None:

@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("ai_api.store")
@@ -141,20 +141,6 @@ class RedisLink:
     async def run(self, name: str, keys: list[str], args: Sequence[str]) -> Any:
         """The script `name`'s answer."""
         return await self._scripts[name](keys=keys, args=list(args), client=self.redis)
-
-    async def pipelined(self, calls: Sequence[Call]) -> None:
-        """Run scripts in one round trip. (A pipeline of `AsyncScript`s would first ask
-        SCRIPT EXISTS, a round trip of its own; a script Redis lost since `open` runs again
-        alone, which loads it.)"""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name, keys, args in calls:
-                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-            results = await pipe.execute(raise_on_error=False)
-        for (name, keys, args), result in zip(calls, results, strict=True):
-            if isinstance(result, NoScriptError):
-                await self.run(name, keys, args)
-            elif isinstance(result, Exception):
-                raise result
 
     async def _reconcile(self) -> bool:
         """Whether Redis is back: if so, replay what was written meanwhile (once per outage)."""

@@ -204,24 +204,6 @@ return charge(windows, cost, now)
 """
 )
 
-# KEYS[1] budget base; ARGV now, day started, then (window id, configured limit)
-# pairs. -> per window: id, limit, used, remaining, today ('' for unknown).
-WINDOWS = (
-    _PRELUDE
-    + _BUDGET
-    + """
-local out = {}
-for _, w in ipairs(budget(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 3)) do
-  out[#out + 1] = w.id
-  out[#out + 1] = w.limit == nil and '' or fmt(w.limit)
-  out[#out + 1] = fmt(w.used)
-  out[#out + 1] = w.remaining == nil and '' or fmt(w.remaining)
-  out[#out + 1] = w.period == DAY and fmt(w.today) or '0'
-end
-return out
-"""
-)
-
 # KEYS[1] budget base; ARGV now, charged at, tokens to add (or take away, when negative), the
 # hold's token window ids...
 SETTLE = (
@@ -260,19 +242,6 @@ local function exhaust(base, now, valid, kind, period, named)
   end
 end
 """
-
-# KEYS[1] budget base; ARGV now, until, kind ('' any), period ('' any), window id
-# (named when both kind and period are).
-EXHAUST = (
-    _PRELUDE
-    + _BUDGET
-    + _READINGS
-    + """
-local now, valid = tonumber(ARGV[1]), tonumber(ARGV[2])
-exhaust(KEYS[1], now, valid, ARGV[3], num(ARGV[4]), ARGV[5])
-return 1
-"""
-)
 
 _HEALTH = """
 local h = KEYS[1]
@@ -353,42 +322,12 @@ return charge(windows, cost, now)
 """
 )
 
-# KEYS[1] health; ARGV now, retry at (''), threshold, base, cap.
-FAILED = (
-    _PRELUDE
-    + _HEALTH
-    + """
-failed(tonumber(ARGV[1]), num(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-return 1
-"""
-)
-
-# KEYS[1] health.
-SUCCEEDED = (
-    _PRELUDE
-    + _HEALTH
-    + """
-if redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'f', 0, 'o', 0, 'p', 0) end
-return 1
-"""
-)
-
 # KEYS[1] health.
 RELEASE = (
     _PRELUDE
     + _HEALTH
     + """
 if redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'p', 0) end
-return 1
-"""
-)
-
-# KEYS[1] health; ARGV until, seconds to keep the key.
-COOL = (
-    _PRELUDE
-    + _HEALTH
-    + """
-cool(tonumber(ARGV[1]), tonumber(ARGV[2]))
 return 1
 """
 )
@@ -446,14 +385,9 @@ SCRIPTS: dict[str, str] = {
     "end": END,
     "snapshot": SNAPSHOT,
     "reserve": RESERVE,
-    "windows": WINDOWS,
     "settle": SETTLE,
     "observe": OBSERVE,
-    "exhaust": EXHAUST,
     "claim": CLAIM,
     "begin": BEGIN,
-    "failed": FAILED,
-    "succeeded": SUCCEEDED,
     "release": RELEASE,
-    "cool": COOL,
 }

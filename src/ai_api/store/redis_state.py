@@ -13,7 +13,6 @@ all), so a lost answer over-counts, never under-counts.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,10 +95,6 @@ def end_args(end: End, now: float, policy: CircuitPolicy) -> list[str]:
     ]
 
 
-async def _nothing() -> None:
-    return None
-
-
 def _health(values: Sequence[bytes | str | None]) -> Health | None:
     if all(v is None for v in values):
         return None
@@ -176,13 +171,14 @@ class RedisState:
         args += spec_args(specs)
         return list(await self._link.run("reserve", [self._budget(key)], args))
 
-    async def reserve(
+    async def _reserve(
         self, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
-        self._seen(now)
+        """RESERVE (begin's step after a claim when BEGIN's answer was lost), else the
+        fallback's, its charge replayed once Redis is back."""
         got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "reserve"))
         if got is DOWN:
-            local = await self.fallback.reserve(key, specs, cost, now)
+            local = self.fallback.reserve(key, specs, cost, now)
             if not isinstance(local, Hold):
                 return local
             mirror = local.handle if isinstance(local.handle, Reservation) else None
@@ -212,14 +208,14 @@ class RedisState:
         sent = not self._link.down
         got = await self._link.attempt(lambda: self._link.run("begin", keys, args))
         if got is DOWN:  # step by step, each on the last known state (and Redis if it is back)
-            if not await self.claim(member, now):
+            if not await self._claim(member, now):
                 if sent:  # the BEGIN may have run, its answer lost, and taken the probe
-                    release = [self._member(member)]
-                    await self._link.write(lambda: self._link.run("release", release, []))
-                return await self.ready_at(member)
-            hold = await self.reserve(key, specs, cost, now)
+                    await self._release(member)
+                return await self._ready_at(member)
+            hold = await self._reserve(key, specs, cost, now)
             if not isinstance(hold, Hold):
-                await self.release(member)
+                self.fallback.book.release(member)
+                await self._release(member)
             return hold
         if got[0] == "0":
             return self._book_of(member, got[1:]).ready_at(member)
@@ -250,34 +246,6 @@ class RedisState:
         delta, c.counted = tokens - c.counted, tokens
         args = [repr(now), repr(c.at), str(delta), *c.windows]
         return ("settle", [self._budget(c.key)], args), delta > 0
-
-    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
-        self._seen(now)
-        got = await self._link.attempt(lambda: self._charge(key, specs, cost, now, "peek"))
-        return await self.fallback.free_at(key, specs, cost, now) if got is DOWN else float(got[1])
-
-    def _recount(self, hold: Hold, tokens: int) -> Charged | None:
-        """The record of `hold`, counting `tokens` from now on (its mirror settled to them)."""
-        c = hold.handle
-        if not isinstance(c, Charged):
-            return None
-        if c.mirror is not None:
-            c.mirror.settle(tokens)
-        c.tokens = tokens
-        return c
-
-    async def settle(self, hold: Hold, tokens: int, now: float) -> None:
-        self._seen(now)
-        c = self._recount(hold, tokens)
-        if c is None:
-            return
-        if c.counted is None:  # its replay charges `tokens`: now, if Redis is back
-            await self._link.attempt(_nothing)
-            return
-        settlement = self._settlement(c, tokens, now)
-        if settlement is not None:
-            (name, keys, args), adds = settlement
-            await self._link.write(lambda: self._link.run(name, keys, args), again=adds)
 
     async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         self._seen(now)
@@ -317,21 +285,6 @@ class RedisState:
             return await self.fallback.snapshot(key, specs, member, now)
         return Snapshot(states(got[6:]), _health(got[:5]) or Health(), float(got[5]))
 
-    async def exhaust(
-        self, key: str, kind: Kind | None, period: float | None, until: float, now: float
-    ) -> None:
-        self._seen(now)
-        await self.fallback.exhaust(key, kind, period, until, now)
-        named = window_id(kind, period) if kind is not None and period is not None else ""
-        args = [repr(now), repr(until), kind or "", opt(period), named]
-        await self._link.write(lambda: self._link.run("exhaust", [self._budget(key)], args))
-
-    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
-        self._seen(now)
-        args = [repr(now), repr(now - now % DAY), *spec_args(specs)]
-        got = await self._link.attempt(lambda: self._link.run("windows", [self._budget(key)], args))
-        return await self.fallback.windows(key, specs, now) if got is DOWN else states(got)
-
     async def _book(self, member: str) -> CooldownBook | Down:
         """A one-member book holding `member`'s health as Redis has it (to read it the
         same way `MemoryState` does)."""
@@ -349,63 +302,22 @@ class RedisState:
             book.health[member] = health
         return book
 
-    async def claim(self, member: str, now: float) -> bool:
-        self._seen(now)
+    async def _claim(self, member: str, now: float) -> bool:
+        """CLAIM (begin's first step when BEGIN's answer was lost), else the fallback's."""
         got = await self._link.attempt(
             lambda: self._link.run("claim", [self._member(member)], [repr(now)])
         )
-        if got is DOWN:
-            return await self.fallback.claim(member, now)
-        if got:
-            self.fallback.book.begin(member, now)
-        return bool(got)
+        book = self.fallback.book
+        if got is DOWN and not book.available(member, now):
+            return False
+        if got is DOWN or got:
+            book.begin(member, now)
+        return got is DOWN or bool(got)
 
-    async def ready_at(self, member: str) -> float:
+    async def _ready_at(self, member: str) -> float:
         book = await self._book(member)
-        return await self.fallback.ready_at(member) if book is DOWN else book.ready_at(member)
+        return self.fallback.book.ready_at(member) if book is DOWN else book.ready_at(member)
 
-    async def health(self, member: str) -> Health:
-        book = await self._book(member)
-        if book is DOWN:
-            return await self.fallback.health(member)
-        return book.health.get(member) or Health()
-
-    async def succeeded(self, member: str) -> None:
-        await self.fallback.succeeded(member)
-        await self._link.write(lambda: self._link.run("succeeded", [self._member(member)], []))
-
-    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
-        c = hold.handle
-        if not isinstance(c, Charged) or c.counted is None:  # charged during an outage
-            await self.succeeded(member)
-            await self.settle(hold, tokens, now)
-            return
-        self._seen(now)
-        await self.fallback.succeeded(member)
-        self._recount(hold, tokens)
-        calls: list[Call] = [("succeeded", [self._member(member)], [])]
-        settlement = self._settlement(c, tokens, now)
-        adds = True
-        if settlement is not None:
-            calls.append(settlement[0])
-            adds = settlement[1]
-        await self._link.write(lambda: self._link.pipelined(calls), again=adds)  # one round trip
-
-    async def failed(self, member: str, now: float, retry_at: float | None) -> None:
-        self._seen(now)
-        await self.fallback.failed(member, now, retry_at)
-        p = self.policy
-        args = [repr(now), opt(retry_at), str(p.threshold), repr(p.base), repr(p.cap)]
-        await self._link.write(lambda: self._link.run("failed", [self._member(member)], args))
-
-    async def release(self, member: str) -> None:
-        await self.fallback.release(member)
+    async def _release(self, member: str) -> None:
+        """RELEASE: a probe taken is given back."""
         await self._link.write(lambda: self._link.run("release", [self._member(member)], []))
-
-    async def cool(self, member: str, until: float) -> None:
-        await self.fallback.cool(member, until)
-        # COOL carries no `now`: the latest one seen here (else the wall clock) sizes the TTL.
-        now = self._hint if self._hint is not None else time.time()
-        keep = max(0.0, until - now) + redis_scripts.HEALTH_MARGIN
-        args = [repr(float(until)), repr(keep)]
-        await self._link.write(lambda: self._link.run("cool", [self._member(member)], args))

@@ -169,13 +169,6 @@ class SQLiteState:
     async def turn(self, route: str) -> int:
         return await self._call(lambda conn: int(conn.execute(_TURN, (route,)).fetchall()[0][0]))
 
-    async def reserve(
-        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
-    ) -> Hold | float:
-        return await self._transaction(
-            lambda conn: _reserve(conn, key, specs, cost, now), write=True
-        )
-
     async def begin(
         self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
@@ -190,36 +183,6 @@ class SQLiteState:
             return hold
 
         return await self._transaction(begin, write=True)
-
-    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
-        def free_at(conn: sqlite3.Connection) -> tuple[float, list[tuple[Kind, float]]]:
-            rows, missing = _windows(conn, key, specs)
-            return _walk(conn, key, rows).free_at(cost, now), missing
-
-        at, missing = await self._transaction(free_at)
-        await self._configure(key, missing)
-        return at
-
-    async def settle(self, hold: Hold, tokens: int, now: float) -> None:
-        charge = hold.handle
-        if not isinstance(charge, _Charge) or tokens == charge.tokens:
-            return
-        await self._transaction(
-            lambda conn: _settle_charge(conn, hold.key, charge, tokens), write=True
-        )
-        charge.tokens = tokens
-
-    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
-        charge = hold.handle
-
-        def finish(conn: sqlite3.Connection) -> None:
-            conn.execute(_SUCCEEDED, (member,))
-            if isinstance(charge, _Charge) and tokens != charge.tokens:
-                _settle_charge(conn, hold.key, charge, tokens)
-
-        await self._transaction(finish, write=True)
-        if isinstance(charge, _Charge):
-            charge.tokens = tokens
 
     async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         def observe(conn: sqlite3.Connection) -> None:
@@ -266,47 +229,12 @@ class SQLiteState:
         await self._configure(key, missing)  # a write, the first time `key` is read only
         return snapshot
 
-    async def exhaust(
-        self, key: str, kind: Kind | None, period: float | None, until: float, now: float
-    ) -> None:
-        spent = Exhaustion(kind, period, until)
-        await self._transaction(lambda conn: _exhaust(conn, key, spent, now), write=True)
-
-    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
-        states, missing = await self._transaction(lambda conn: _states(conn, key, specs, now))
-        await self._configure(key, missing)
-        return states
-
     async def _configure(self, key: str, missing: list[tuple[Kind, float]]) -> None:
         """Give configured windows seen for the first time their row (as `_reserve` does), so
         that a 429 naming no window reaches them, as it does in the other homes."""
         if missing:
             rows = [(key, *at) for at in missing]
             await self._transaction(lambda conn: conn.executemany(_CONFIGURED, rows), write=True)
-
-    async def claim(self, member: str, now: float) -> bool:
-        def claim(conn: sqlite3.Connection) -> bool:
-            book = self._book(conn, member)
-            if not book.available(member, now):
-                return False
-            health = book.health.get(member)
-            if health is None or health.opened == 0:
-                return True
-            return conn.execute(_PROBE, (member, now)).rowcount == 1
-
-        return await self._call(claim)
-
-    async def ready_at(self, member: str) -> float:
-        return await self._call(lambda conn: self._book(conn, member).ready_at(member))
-
-    async def health(self, member: str) -> Health:
-        return await self._call(lambda conn: self._book(conn, member).health.get(member, Health()))
-
-    async def succeeded(self, member: str) -> None:
-        await self._call(lambda conn: conn.execute(_SUCCEEDED, (member,)).close())
-
-    async def failed(self, member: str, now: float, retry_at: float | None) -> None:
-        await self._transaction(lambda conn: self._failed(conn, member, now, retry_at), write=True)
 
     def _failed(
         self, conn: sqlite3.Connection, member: str, now: float, retry_at: float | None
@@ -317,12 +245,6 @@ class SQLiteState:
         h = book.health[member]
         row = (member, h.cooldown_until, h.failures, h.opened, h.open_until, int(h.probing))
         conn.execute(_STORE_HEALTH, row)
-
-    async def release(self, member: str) -> None:
-        await self._call(lambda conn: conn.execute(_RELEASE, (member,)).close())
-
-    async def cool(self, member: str, until: float) -> None:
-        await self._call(lambda conn: conn.execute(_COOL, (member, until)).close())
 
     def _book(self, conn: sqlite3.Connection, member: str) -> CooldownBook:
         """A cooldown book holding `member` as stored, so transitions are CooldownBook's own."""

@@ -37,7 +37,7 @@ class WindowState(msgspec.Struct, frozen=True):
 
 
 class Hold(msgspec.Struct, frozen=True):
-    """A reservation made by `reserve`, to `settle` once the real token count is known.
+    """A charge made by `begin`, settled by `end` once the real token count is known.
 
     `handle` is the home's own record of where the charge went.
     """
@@ -73,29 +73,18 @@ class Snapshot:
 
 
 class SharedState(Protocol):
-    """Where turns, budgets and health live."""
+    """Where turns, budgets and health live: six operations, each one step in its home."""
 
     async def turn(self, route: str) -> int:
         """The next round-robin turn of `route`: 0, 1, 2... across every process."""
 
-    async def reserve(
-        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
-    ) -> Hold | float:
-        """Charge `cost` to every window of `key` if all can take it, atomically; otherwise
-        charge nothing and return the soonest moment they all could."""
-
     async def begin(
         self, member: str, key: str, specs: Sequence[Limit], cost: Cost, now: float
     ) -> Hold | float:
-        """`claim` on `member` and `reserve` on `key` as one step: the hold; or, charging and
-        claiming nothing, when to try again (the member's `ready_at` when it may not be tried,
-        else the soonest moment the windows could take `cost`)."""
-
-    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
-        """The soonest moment every window of `key` could take `cost` (now if it fits)."""
-
-    async def settle(self, hold: Hold, tokens: int, now: float) -> None:
-        """Replace the tokens a hold charged by the real count."""
+        """Claim `member` and charge `cost` to every window of `key`, as one step: the hold
+        (past an open circuit's rest, its single probe); or, charging and claiming nothing,
+        when to try again (when `member` may be tried, if it may not now, else the soonest
+        moment every window could take `cost`)."""
 
     async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         """Take a provider's rate-limit headers for `key`; a retry time in them rests
@@ -106,41 +95,8 @@ class SharedState(Protocol):
         a window exhausted, `member` rested and its health told; when it may next be tried."""
 
     async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
-        """The windows of `key`, and the health and `ready_at` of `member`."""
-
-    async def exhaust(
-        self, key: str, kind: Kind | None, period: float | None, until: float, now: float
-    ) -> None:
-        """A 429 said a window of `key` ran out until `until` (every window of `kind`, or
-        every window, when the provider did not say which)."""
-
-    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
-        """The state of every window of `key`: the configured ones and any learned."""
-
-    async def claim(self, member: str, now: float) -> bool:
-        """Whether a request may go to `member` now; past an open circuit's rest this claims
-        its single probe, so only one caller in all processes gets True."""
-
-    async def ready_at(self, member: str) -> float:
-        """When `member` may next be tried (0 when it may now)."""
-
-    async def health(self, member: str) -> Health:
-        """Cooldown and circuit of `member`."""
-
-    async def succeeded(self, member: str) -> None:
-        """`member` answered: failures forgotten, circuit closed."""
-
-    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
-        """`succeeded` for `member` and `settle` for `hold` at `tokens`, as one step."""
-
-    async def failed(self, member: str, now: float, retry_at: float | None) -> None:
-        """`member` failed; may open its circuit; `retry_at` starts a cooldown."""
-
-    async def release(self, member: str) -> None:
-        """A probe ended without a verdict: the next request may probe again."""
-
-    async def cool(self, member: str, until: float) -> None:
-        """Keep `member` out of rotation until `until` without counting a failure."""
+        """The windows of `key` (the configured ones and any learned), and the health and
+        `ready_at` of `member`."""
 
     async def close(self) -> None:
         """Release connections; idempotent."""
@@ -173,12 +129,8 @@ class MemoryState:
         self._turns[route] = turn + 1
         return turn
 
-    async def reserve(
-        self, key: str, specs: Sequence[Limit], cost: Cost, now: float
-    ) -> Hold | float:
-        return self._reserve(key, specs, cost, now)
-
-    def _reserve(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> Hold | float:
+    def reserve(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> Hold | float:
+        """Charge `cost` to every window of `key` if all can take it; else when they could."""
         budget = self.budget(key, specs)
         if not budget.fits(cost, now):
             return budget.free_at(cost, now)
@@ -189,17 +141,10 @@ class MemoryState:
     ) -> Hold | float:
         if not self.book.available(member, now):
             return self.book.ready_at(member)
-        hold = self._reserve(key, specs, cost, now)
+        hold = self.reserve(key, specs, cost, now)
         if isinstance(hold, Hold):
             self.book.begin(member, now)  # past an open circuit's rest: the probe
         return hold
-
-    async def free_at(self, key: str, specs: Sequence[Limit], cost: Cost, now: float) -> float:
-        return self.budget(key, specs).free_at(cost, now)
-
-    async def settle(self, hold: Hold, tokens: int, now: float) -> None:
-        if isinstance(hold.handle, Reservation):
-            hold.handle.settle(tokens)
 
     async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
         self.budget(key).observe(reading, now)
@@ -225,16 +170,7 @@ class MemoryState:
         return book.ready_at(member)
 
     async def snapshot(self, key: str, specs: Sequence[Limit], member: str, now: float) -> Snapshot:
-        windows = await self.windows(key, specs, now)
-        return Snapshot(windows, await self.health(member), self.book.ready_at(member))
-
-    async def exhaust(
-        self, key: str, kind: Kind | None, period: float | None, until: float, now: float
-    ) -> None:
-        self.budget(key).exhaust(kind, period, until, now)
-
-    async def windows(self, key: str, specs: Sequence[Limit], now: float) -> list[WindowState]:
-        return [
+        windows = [
             WindowState(
                 w.kind,
                 w.period,
@@ -245,34 +181,8 @@ class MemoryState:
             )
             for w in self.budget(key, specs).windows
         ]
-
-    async def claim(self, member: str, now: float) -> bool:
-        if not self.book.available(member, now):
-            return False
-        self.book.begin(member, now)
-        return True
-
-    async def ready_at(self, member: str) -> float:
-        return self.book.ready_at(member)
-
-    async def health(self, member: str) -> Health:
-        return self.book.health.get(member) or Health()
-
-    async def succeeded(self, member: str) -> None:
-        self.book.succeeded(member)
-
-    async def finish(self, member: str, hold: Hold, tokens: int, now: float) -> None:
-        self.book.succeeded(member)
-        await self.settle(hold, tokens, now)
-
-    async def failed(self, member: str, now: float, retry_at: float | None) -> None:
-        self.book.failed(member, now, retry_at)
-
-    async def release(self, member: str) -> None:
-        self.book.release(member)
-
-    async def cool(self, member: str, until: float) -> None:
-        self.book.cool(member, until)
+        health = self.book.health.get(member) or Health()
+        return Snapshot(windows, health, self.book.ready_at(member))
 
     async def close(self) -> None:
         return None
