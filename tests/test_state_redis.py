@@ -157,8 +157,10 @@ async def answers_lost(server: RedisServer) -> AsyncIterator[None]:
     is 0.5 s) has given up waiting for the answer: the write ran, its answer was lost. At the
     end, Redis has run it."""
     admin = Redis.from_url(server.url)
-    busy = asyncio.ensure_future(admin.eval(_BUSY, 0, "900000"))
-    await asyncio.sleep(0.1)  # Redis is in the script now
+    busy = asyncio.ensure_future(admin.eval(_BUSY, 0, "1500000"))
+    # Redis is in the script by then: on a loaded machine 0.1 s was sometimes too short, and
+    # the write then ran and answered before the script began (nothing lost).
+    await asyncio.sleep(0.3)
     try:
         yield
     finally:
