@@ -300,7 +300,7 @@ def _spent(ticket: Ticket, usage: Usage | None) -> Usage:
         return usage
     if ticket.first_token is None:
         return Usage()
-    completion = (ticket.chars + 3) // 4
+    completion = ticket.completion_estimate
     return Usage(ticket.prompt_tokens, completion, ticket.prompt_tokens + completion)
 
 

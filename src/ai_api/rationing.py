@@ -47,6 +47,11 @@ class Ticket:
     cooled_until: float | None = None  # a rest the provider's headers asked for meanwhile
     closed: bool = field(default=False)
 
+    @property
+    def completion_estimate(self) -> int:
+        """The completion tokens of what it answered, estimated (when usage did not come)."""
+        return (self.chars + 3) // 4
+
 
 def end_of(verdict: Verdict, tokens: int) -> End:
     """What `verdict` does to the shared state, the hold settled to `tokens`."""
@@ -196,7 +201,7 @@ class Rationing:
         now = self.clock()
         estimated = usage is None
         if usage is None:
-            completion = (ticket.chars + 3) // 4
+            completion = ticket.completion_estimate
             prompt = ticket.prompt_tokens if verdict.charges_prompt else 0
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
