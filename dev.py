@@ -41,6 +41,10 @@ def ensure_venv(purpose: str) -> None:
     pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
     requirements = [arg for f in locks for arg in ("-r", str(ROOT / f))]
     print(f"dev.py: installing pinned dependencies for {purpose}", flush=True)
+    # The build lock first, alone: it pins pip itself. The pip a new venv carries may be too
+    # old to resolve the other locks (before 23.3 it took an extra of a pinned package, such
+    # as httpx[http2], from the newest release and stopped in --require-hashes mode).
+    run([*pip, "install", "--require-hashes", "-r", str(ROOT / "requirements-build.txt")])
     run([*pip, "install", "--require-hashes", *requirements])
     run([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT)])
     stamp.touch()
