@@ -264,3 +264,55 @@ async def test_a_content_policy_refusal_is_not_retried(groq, cerebras, client):
     assert len(cerebras.requests) == 0
     state = member(report, GROQ)
     assert (state["circuit"], state["cooldown_seconds"]) == ("closed", 0.0)
+
+
+# Recovery: a provider that comes back is used again within 30 s; a probe is short
+
+
+async def test_a_provider_down_for_a_minute_is_used_again_within_30_s(groq, cerebras, client):
+    routes = (route("fallback", "fallback", groq_member(), cerebras_member()),)
+    clock = FakeClock()
+    start = clock.now
+    groq.add_fault(Fault(status=503), times=1000)  # down
+    served: list[tuple[float, str]] = []
+    async with running(settings_for(groq, cerebras, routes=routes), clock=clock) as url:
+        for second in range(0, 150, 5):  # a request every 5 s
+            clock.now = start + second
+            if second == 60:
+                groq.clear_faults()  # back
+                tried_while_down = len(groq.requests)
+            answer = await complete(client, url, "fallback")
+            assert answer.status == 200
+            served.append((second, answer.provider))
+    back = [second for second, provider in served if provider == "groq"]
+    assert back, served
+    assert 60 <= back[0] <= 90  # probed again at most 30 s apart
+    assert all(provider == "groq" for second, provider in served if second >= back[0])
+    # While it was down, requests went to Cerebras and Groq was only probed, not hammered:
+    # two attempts (a retry), one more that opened its circuit, then a probe per rest.
+    assert all(provider == "cerebras" for second, provider in served if second < 60)
+    assert tried_while_down <= 5
+
+
+async def test_a_probe_does_not_hold_the_request(groq, cerebras, client):
+    routes = (route("fallback", "fallback", groq_member(), cerebras_member()),)
+    clock = FakeClock()
+    settings = settings_for(
+        groq, cerebras, routes=routes, first_token_timeout=30, probe_timeout=0.3
+    )
+    async with running(settings, clock=clock) as url:
+        groq.add_fault(Fault(status=503), times=4)  # three failures open its circuit
+        for _ in range(2):
+            assert (await complete(client, url, "fallback")).provider == "cerebras"
+        clock.advance(16)  # past the circuit's rest: the next attempt on Groq is the probe
+        groq.clear_faults()
+        groq.add_fault(Fault(first_token_delay=3))  # it would answer, late
+        answer = await complete(client, url, "fallback")
+        assert (answer.status, answer.provider, answer.attempts) == (200, "cerebras", "2")
+        # The next probe answers and closes the circuit; a request that is not a probe then
+        # waits for the first token as long as configured.
+        clock.advance(60)
+        assert (await complete(client, url, "fallback")).provider == "groq"
+        groq.add_fault(Fault(first_token_delay=1))
+        answer = await complete(client, url, "fallback")
+        assert (answer.status, answer.provider) == (200, "groq")

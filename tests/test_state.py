@@ -192,6 +192,7 @@ async def test_begin_takes_an_open_circuits_probe_only_with_room(home):
     assert (await h.health(b, "m")).circuit == "open"
     begun = [await s.begin("m", "k", RPM3, Cost(tokens=0), T0 + 16) for s in (a, b, a)]
     assert [isinstance(x, Hold) for x in begun] == [True, False, False]  # one probe
+    assert isinstance(begun[0], Hold) and begun[0].probe  # and the hold says it is one
     assert (await h.health(b, "m")).circuit == "half-open"
     assert (await h.windows(a, "k", RPM3, T0 + 16))[0].used == 1  # only the probe charged
 
@@ -295,14 +296,16 @@ async def test_end_is_one_step_settling_observing_exhausting_resting_and_failing
 async def test_end_tells_success_and_release(home):
     a, b = await home(), await home()
     specs = (Limit("tokens", MINUTE, 1000),)
-    readies = []
+    readies, holds = [], []
     for _ in range(3):
         hold = await a.begin("m", "k", specs, Cost(tokens=10), T0)
         assert isinstance(hold, Hold)
+        holds.append(hold)
         readies.append(await a.end("m", hold, End(10, "failed"), T0))
     assert readies == [0.0, 0.0, T0 + 15]  # the third failure opened the circuit
+    assert not any(hold.probe for hold in holds)  # a closed circuit's attempts probe nothing
     probe = await b.begin("m", "k", specs, Cost(tokens=10), T0 + 15)
-    assert isinstance(probe, Hold)
+    assert isinstance(probe, Hold) and probe.probe
     assert (await a.snapshot("k", specs, "m", T0 + 15)).health.circuit == "half-open"
     await b.end("m", probe, End(10), T0 + 16)  # released: the next request may probe
     probe = await a.begin("m", "k", specs, Cost(tokens=10), T0 + 16)
@@ -321,3 +324,21 @@ async def test_a_reading_that_says_when_to_retry_rests_the_member(home):
     assert snapshot.ready_at == T0 + 25
     assert [(w.limit, w.remaining) for w in snapshot.windows] == [(1000, 900)]
     assert await b.begin("m", "k", (), Cost(tokens=1), T0 + 1) == T0 + 25
+
+
+async def test_a_failing_probe_rests_its_circuit_at_most_30_s(home):
+    # A provider that comes back is tried again within 30 s while requests flow.
+    a = await home()
+    specs = (Limit("tokens", MINUTE, 10**9),)
+    now, rests = T0, []
+    for _ in range(3):
+        hold = await a.begin("m", "k", specs, Cost(tokens=1), now)
+        assert isinstance(hold, Hold)
+        ready = await a.end("m", hold, End(1, "failed"), now)
+    for _ in range(5):  # each probe fails: the circuit opens again
+        rests.append(ready - now)
+        now = ready
+        probe = await a.begin("m", "k", specs, Cost(tokens=1), now)
+        assert isinstance(probe, Hold) and probe.probe
+        ready = await a.end("m", probe, End(1, "failed"), now)
+    assert rests == [15.0, 30.0, 30.0, 30.0, 30.0]

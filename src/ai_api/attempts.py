@@ -52,6 +52,7 @@ class Bounds:
     max_attempts: int = 3
     deadline: float = 60.0
     first_token_timeout: float = 15.0
+    probe_timeout: float = 5.0  # the first chunk's wait when the attempt probes an open circuit
     continuation: bool = True  # a stream whose member fails mid-answer goes on on the next
 
 
@@ -109,7 +110,9 @@ async def open_stream(
             lost.append(ticket)  # another request, here or elsewhere, took the room or probe
             continue
         tries.attempts += 1
-        wait = max(0.0, min(bounds.first_token_timeout, tries.deadline - loop.time()))
+        # A probe of a member that was failing must not hold the request long.
+        timeout = bounds.probe_timeout if ticket.hold.probe else bounds.first_token_timeout
+        wait = max(0.0, min(timeout, tries.deadline - loop.time()))
         rescue = _Rescue.of(route, ask, rationing, bounds, prefills, tries.queue, tries.attempts)
         chunks = _tracked(d.provider, ask.build(d), rationing, ticket, wait, rescue)
         try:

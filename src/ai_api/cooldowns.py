@@ -18,7 +18,8 @@ class CircuitPolicy:
 
     threshold: int = 3
     base: float = 15.0
-    cap: float = 300.0
+    cap: float = 30.0
+    """A provider that comes back is tried again within `cap` seconds while requests flow."""
 
     def rest(self, opened: int) -> float:
         """How long a circuit opened for the `opened`th time rests."""
@@ -78,11 +79,14 @@ class CooldownBook:
             return 0.0
         return max(health.cooldown_until, health.open_until if health.opened else 0.0)
 
-    def begin(self, key: str, now: float) -> None:
-        """A request is going to `key`: if its circuit is open past its rest, this is the probe."""
+    def begin(self, key: str, now: float) -> bool:
+        """A request is going to `key`: if its circuit is open past its rest, this is the probe
+        (True)."""
         health = self.health.get(key)
         if health is not None and health.opened and now >= health.open_until:
             health.probing = True
+            return True
+        return False
 
     def succeeded(self, key: str) -> None:
         """`key` answered: its failures are forgotten and its circuit closes."""

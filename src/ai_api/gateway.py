@@ -115,6 +115,7 @@ async def build_gateway(
                 max_attempts=settings.max_attempts,
                 deadline=settings.deadline,
                 first_token_timeout=settings.first_token_timeout,
+                probe_timeout=settings.probe_timeout,
                 continuation=settings.continuation == "on",
             ),
         )

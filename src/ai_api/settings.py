@@ -123,6 +123,9 @@ class Settings:
     first_token_timeout: float = 15.0
     """Longest wait for a provider's first chunk, once it has accepted the request (reasoning
     models stream reasoning early: a provider silent this long is left for the next)."""
+    probe_timeout: float = 5.0
+    """Longest wait for the first chunk of an attempt that probes a member whose circuit is
+    open (a provider that was failing): past it the request moves on to the next member."""
     total_timeout: float = 600.0
     """Longest any one upstream request may last."""
     max_attempts: int = 3
@@ -180,6 +183,7 @@ KNOBS = (
     Knob("connect_timeout", "AI_API_CONNECT_TIMEOUT", float, minimum=0.001),
     Knob("read_timeout", "AI_API_READ_TIMEOUT", float, minimum=0.001),
     Knob("first_token_timeout", "AI_API_FIRST_TOKEN_TIMEOUT", float, minimum=0.001),
+    Knob("probe_timeout", "AI_API_PROBE_TIMEOUT", float, minimum=0.001),
     Knob("total_timeout", "AI_API_TOTAL_TIMEOUT", float, minimum=0.001),
     Knob("max_attempts", "AI_API_MAX_ATTEMPTS", int, minimum=1),
     Knob("deadline", "AI_API_DEADLINE", float, minimum=0.001),

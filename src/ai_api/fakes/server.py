@@ -113,6 +113,10 @@ class FakeUpstream:
         """Apply `fault` to the next `times` chat requests, after faults already queued."""
         self._faults.extend([fault] * times)
 
+    def clear_faults(self) -> None:
+        """Forget the faults not applied yet: the provider behaves again."""
+        self._faults.clear()
+
     async def start(self) -> None:
         """Bind and serve; a no-op when already serving. A restart keeps the same port."""
         if self._runner is not None:

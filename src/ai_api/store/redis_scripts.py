@@ -301,7 +301,8 @@ return 0
 
 # KEYS[1] health, KEYS[2] budget base; ARGV now, day started, tokens, requests, then
 # (window id, configured limit) pairs. CLAIM, then RESERVE, as one: -> {'1', token window
-# ids...} when claimed and charged; {'0', c, f, o, u, p} (the health fields) when the member
+# ids...} when claimed and charged ('3' in place of '1' when the claim is an open circuit's
+# probe); {'0', c, f, o, u, p} (the health fields) when the member
 # may not be tried; {'2', the soonest moment it all fits} when the windows have no room
 # (nothing claimed).
 BEGIN = (
@@ -317,8 +318,12 @@ end
 local windows = budget(base, now, day, 5)
 local fits, soonest = room(windows, cost, now)
 if not fits then return {'2', fmt(soonest)} end
-if get('o') ~= 0 then redis.call('HSET', h, 'p', 1) end  -- the open circuit's one probe
-return charge(windows, cost, now)
+local ids = charge(windows, cost, now)
+if get('o') ~= 0 then  -- the open circuit's one probe
+  redis.call('HSET', h, 'p', 1)
+  ids[1] = '3'
+end
+return ids
 """
 )
 

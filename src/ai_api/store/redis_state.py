@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
 from ..limits import DAY, Cost, Exhaustion, Kind, Limit, Reservation
 from ..ratelimits import RateReading
@@ -222,7 +224,8 @@ class RedisState:
         if got[0] == "2":
             return float(got[1])
         self.fallback.book.begin(member, now)
-        return self._placed(key, specs, cost, now, got[1:])
+        hold = self._placed(key, specs, cost, now, got[1:])
+        return msgspec.structs.replace(hold, probe=True) if got[0] == "3" else hold
 
     async def _replay(self, charged: Charged) -> None:
         """Charge to Redis, at its count now, a hold charged in the fallback while Redis was

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Self, TypeVar
 
+import msgspec
+
 from ..cooldowns import CIRCUIT, CircuitPolicy, CooldownBook, Health
 from ..limits import BUCKETS, DAY, Budget, Cost, Exhaustion, Kind, Limit, Window
 from ..ratelimits import RateReading
@@ -178,9 +180,11 @@ class SQLiteState:
                 return book.ready_at(member)
             hold = _reserve(conn, key, specs, cost, now)
             health = book.health.get(member)
-            if isinstance(hold, Hold) and health is not None and health.opened:
-                conn.execute(_PROBE, (member, now))  # an open circuit past its rest: the probe
-            return hold
+            if not isinstance(hold, Hold) or health is None or not health.opened:
+                return hold
+            # An open circuit past its rest: the probe.
+            probe = conn.execute(_PROBE, (member, now)).rowcount > 0
+            return msgspec.structs.replace(hold, probe=True) if probe else hold
 
         return await self._transaction(begin, write=True)
 

@@ -39,12 +39,14 @@ class WindowState(msgspec.Struct, frozen=True):
 class Hold(msgspec.Struct, frozen=True):
     """A charge made by `begin`, settled by `end` once the real token count is known.
 
-    `handle` is the home's own record of where the charge went.
+    `handle` is the home's own record of where the charge went; `probe`: the attempt is the
+    single probe of an open circuit past its rest.
     """
 
     key: str
     tokens: int
     handle: object
+    probe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +144,8 @@ class MemoryState:
         if not self.book.available(member, now):
             return self.book.ready_at(member)
         hold = self.reserve(key, specs, cost, now)
-        if isinstance(hold, Hold):
-            self.book.begin(member, now)  # past an open circuit's rest: the probe
+        if isinstance(hold, Hold) and self.book.begin(member, now):
+            return msgspec.structs.replace(hold, probe=True)  # past an open circuit's rest
         return hold
 
     async def observe(self, member: str, key: str, reading: RateReading, now: float) -> None:
