@@ -192,7 +192,8 @@ async def test_begin_takes_an_open_circuits_probe_only_with_room(home):
     assert (await h.health(b, "m")).circuit == "open"
     begun = [await s.begin("m", "k", RPM3, Cost(tokens=0), T0 + 16) for s in (a, b, a)]
     assert [isinstance(x, Hold) for x in begun] == [True, False, False]  # one probe
-    assert isinstance(begun[0], Hold) and begun[0].probe  # and the hold says it is one
+    assert isinstance(begun[0], Hold)
+    assert begun[0].probe
     assert (await h.health(b, "m")).circuit == "half-open"
     assert (await h.windows(a, "k", RPM3, T0 + 16))[0].used == 1  # only the probe charged
 
@@ -305,7 +306,8 @@ async def test_end_tells_success_and_release(home):
     assert readies == [0.0, 0.0, T0 + 15]  # the third failure opened the circuit
     assert not any(hold.probe for hold in holds)  # a closed circuit's attempts probe nothing
     probe = await b.begin("m", "k", specs, Cost(tokens=10), T0 + 15)
-    assert isinstance(probe, Hold) and probe.probe
+    assert isinstance(probe, Hold)
+    assert probe.probe
     assert (await a.snapshot("k", specs, "m", T0 + 15)).health.circuit == "half-open"
     await b.end("m", probe, End(10), T0 + 16)  # released: the next request may probe
     probe = await a.begin("m", "k", specs, Cost(tokens=10), T0 + 16)
@@ -339,6 +341,7 @@ async def test_a_failing_probe_rests_its_circuit_at_most_30_s(home):
         rests.append(ready - now)
         now = ready
         probe = await a.begin("m", "k", specs, Cost(tokens=1), now)
-        assert isinstance(probe, Hold) and probe.probe
+        assert isinstance(probe, Hold)
+        assert probe.probe
         ready = await a.end("m", probe, End(1, "failed"), now)
     assert rests == [15.0, 30.0, 30.0, 30.0, 30.0]
