@@ -12,14 +12,16 @@ from ai_api.attempts import Ask, Bounds, open_stream
 from ai_api.errors import (
     InvalidRequest,
     NoProviders,
+    PayloadTooLarge,
     RateLimited,
     UpstreamError,
     UpstreamStatus,
     UpstreamUnreachable,
 )
+from ai_api.limits import MINUTE
 from ai_api.providers import Answer
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
-from ai_api.ratelimits import RateReading
+from ai_api.ratelimits import RateReading, WindowReading
 from ai_api.rationing import Rationing, Ticket, daily_share
 from ai_api.routing import Deployment, Member, Route
 from ai_api.schemas import ChatRequest, Chunk, Message, Usage
@@ -257,7 +259,12 @@ async def test_out_of_headroom_everywhere_is_a_pooled_429(rationing, clock):
     a = Scripted("a")
     b = Scripted("b")
     route = Route(
-        "r", "round-robin", (member(a, limits=rates(rpm=1)), member(b, limits=rates(rpm=1)))
+        "r",
+        "round-robin",
+        (
+            member(a, limits=rates("configured", rpm=1)),
+            member(b, limits=rates("configured", rpm=1)),
+        ),
     )
     for _ in range(2):
         await drain(await open_stream(route, ask(), rationing, Bounds()))
@@ -351,7 +358,11 @@ async def test_budget_strategy_keeps_daily_shares_together(rationing, clock):
 async def test_round_robin_skips_a_member_without_headroom(rationing):
     full = Scripted("full")
     free = Scripted("free")
-    route = Route("r", "round-robin", (member(full, limits=rates(rpm=1)), member(free, CEREBRAS)))
+    route = Route(
+        "r",
+        "round-robin",
+        (member(full, limits=rates("configured", rpm=1)), member(free, CEREBRAS)),
+    )
     assert isinstance(await rationing.begin(route.members[0].deployment, "r", "x", 0, 0), Ticket)
     for _ in range(4):
         opened = await open_stream(route, ask(), rationing, Bounds())
@@ -378,3 +389,107 @@ async def test_paced_members_come_last_once_ahead_of_the_day(rationing, clock):
         await rationing.succeeded(ticket, None)
         clock.now += 1
     assert used == 7  # 48 x (1/24 + 0.1) = 6.8: the seventh puts it ahead of pace
+
+
+# Limits that yield to evidence
+
+
+async def test_a_member_out_of_guessed_room_is_tried_last_not_skipped(rationing):
+    guessed = Scripted("guessed")  # the preset guesses 1 a minute
+    other = Scripted("other", UpstreamUnreachable("other", "connection reset"))
+    route = Route("r", "fallback", (member(guessed, limits=rates(rpm=1)), member(other, CEREBRAS)))
+    await drain(await open_stream(route, ask(), rationing, Bounds()))
+    # The guess is spent: the other member goes first; when it fails, the guessed one answers.
+    opened = await open_stream(route, ask(), rationing, Bounds())
+    assert (opened.deployment.name, opened.attempts) == ("guessed", 2)
+    await drain(opened)
+    assert [len(guessed.seen), len(other.seen)] == [2, 1]
+    # Alone, a member out of guessed room still answers: a guess never refuses.
+    alone = Route("alone", "fallback", (route.members[0],))
+    for _ in range(3):
+        await drain(await open_stream(alone, ask(), rationing, Bounds()))
+    assert len(guessed.seen) == 5
+
+
+async def test_only_evidence_refuses(rationing, clock):
+    # The provider's reading says nothing is left: that refuses, guess or not.
+    a = Scripted("a")
+    route = Route("r", "fallback", (member(a, limits=rates(rpm=100)),))
+    d = route.members[0].deployment
+    ticket = await rationing.begin(d, "r", "x", 0, 0)
+    assert isinstance(ticket, Ticket)
+    reading = RateReading((WindowReading("requests", MINUTE, None, 0, T0 + 30),), None)
+    await rationing.observe(ticket, reading)
+    with pytest.raises(RateLimited) as info:
+        await open_stream(route, ask(), rationing, Bounds())
+    assert info.value.headers["Retry-After"] == "30"
+    assert a.seen == []
+
+
+async def test_headers_unlike_the_guesses_drop_the_guesses(rationing, caplog):
+    # A paid account: the provider reports 1,000 tokens a minute where the preset guesses
+    # 100; the guessed request window it does not report no longer orders the member last.
+    a, b = Scripted("a"), Scripted("b")
+    guesses = rates(rpm=1, tpm=100)
+    route = Route("r", "fallback", (member(a, limits=guesses), member(b, CEREBRAS)))
+    d = route.members[0].deployment
+    assert [lim.limit for lim in rationing.limits(d)] == [1, 100]
+    ticket = await rationing.begin(d, "r", "x", 0, 0)
+    assert isinstance(ticket, Ticket)
+    reading = RateReading((WindowReading("tokens", MINUTE, 1000, 990, T0 + 60),), None)
+    with caplog.at_level("INFO", "ai_api.rationing"):
+        await rationing.observe(ticket, reading)
+    assert "another tier" in caplog.text
+    assert [(lim.limit, lim.source) for lim in rationing.limits(d)] == [
+        (None, "built-in"),
+        (None, "built-in"),
+    ]
+    for _ in range(3):  # past the guessed 1 a minute, still the first member
+        opened = await open_stream(route, ask(), rationing, Bounds())
+        assert (opened.deployment.name, opened.attempts) == ("a", 1)
+        await drain(opened)
+    assert b.seen == []
+
+
+async def test_a_request_no_window_can_ever_take_is_413_not_429(rationing):
+    small = Scripted("small")
+    large = Scripted("large")
+    tiny = rates("configured", tpm=50)
+    route = Route("r", "round-robin", (member(small, limits=tiny), member(large, CEREBRAS)))
+    big = Ask("req-2", 60, 5, (), lambda d: d.request(HI))
+    for _ in range(2):  # too large for `small`: it is skipped, whatever the turn
+        opened = await open_stream(route, big, rationing, Bounds())
+        assert opened.deployment.name == "large"
+        await drain(opened)
+    with pytest.raises(PayloadTooLarge) as info:
+        await open_stream(Route("s", "fallback", (route.members[0],)), big, rationing, Bounds())
+    assert (info.value.status, info.value.code) == (413, "request_too_large")
+    assert small.seen == []
+    # A guess never makes a request too large: the member is asked.
+    guessed = Route("g", "fallback", (member(small, limits=rates(tpm=50)),))
+    await drain(await open_stream(guessed, big, rationing, Bounds()))
+    assert len(small.seen) == 1
+
+
+async def test_a_reservation_is_the_expected_completion_after_the_first_answer(rationing):
+    # The first request reserves its cap; once answers are seen (2 completion tokens each
+    # here), the expectation: so a window of 400 tokens takes many at once, not two.
+    a = Scripted("a")
+    d = member(a, limits=rates("configured", tpm=400)).deployment
+    first = await rationing.begin(d, "r", "x", 10, 100)
+    assert isinstance(first, Ticket)
+    assert first.hold.tokens == 110
+    first.first_token = T0
+    await rationing.succeeded(first, Usage(10, 2, 12))
+    held = [await rationing.begin(d, "r", "x", 10, 100) for _ in range(20)]
+    assert all(isinstance(t, Ticket) for t in held)
+    assert {t.hold.tokens for t in held if isinstance(t, Ticket)} == {12}
+    # Cerebras charges the cap up front: its reservations stay at the cap.
+    c = member(Scripted("c"), CEREBRAS).deployment
+    ticket = await rationing.begin(c, "r", "x", 10, 100)
+    assert isinstance(ticket, Ticket)
+    ticket.first_token = T0
+    await rationing.succeeded(ticket, Usage(10, 2, 12))
+    again = await rationing.begin(c, "r", "x", 10, 100)
+    assert isinstance(again, Ticket)
+    assert again.hold.tokens == 110

@@ -33,7 +33,8 @@ def limited(settings: Any, **limits: int) -> Any:
         dataclasses.replace(
             p,
             models=tuple(
-                dataclasses.replace(m, limits=rates(**limits), max_tokens=64) for m in p.models
+                dataclasses.replace(m, limits=rates("configured", **limits), max_tokens=64)
+                for m in p.models
             ),
         )
         for p in settings.providers

@@ -274,7 +274,7 @@ async def test_a_provider_down_for_a_minute_is_used_again_within_30_s(groq, cere
     clock = FakeClock()
     start = clock.now
     groq.add_fault(Fault(status=503), times=1000)  # down
-    served: list[tuple[float, str]] = []
+    served: list[tuple[int, str | None]] = []
     async with running(settings_for(groq, cerebras, routes=routes), clock=clock) as url:
         for second in range(0, 150, 5):  # a request every 5 s
             clock.now = start + second

@@ -25,6 +25,7 @@ from .continuation import Diverged, Prefills, Sent, Tail, added, refuses_prefill
 from .errors import (
     InvalidRequest,
     NoProviders,
+    PayloadTooLarge,
     RateLimited,
     UpstreamError,
     UpstreamStatus,
@@ -98,16 +99,12 @@ async def open_stream(
     loop = asyncio.get_running_loop()
     tries = _Tries(route, list(await rationing.plan(route, members)), bounds, loop.time())
     failures: list[str] = []
-    lost: list[float] = []
     error: UpstreamError | None = None
     while tries.queue:
         m = tries.queue.pop(0)
         d = m.deployment
-        ticket = await rationing.begin(
-            d, route.name, ask.request_id, ask.prompt_tokens, d.cap(ask.max_tokens)
-        )
-        if not isinstance(ticket, Ticket):
-            lost.append(ticket)  # another request, here or elsewhere, took the room or probe
+        ticket = await tries.claim(m, ask, rationing)
+        if ticket is None:
             continue
         tries.attempts += 1
         # A probe of a member that was failing must not hold the request long.
@@ -131,7 +128,11 @@ async def open_stream(
         log.warning("attempt %d on %s failed: %s", tries.attempts, d.public_name, error.message)
         await tries.after(m, error, rationing.clock())
     if error is None:
-        raise await _pooled_429(route, min(lost, default=None), rationing, members)
+        lost = tries.lost
+        if lost and all(math.isinf(at) for at in lost):
+            raise _too_large(route, ask, members)
+        soonest = min((at for at in lost if not math.isinf(at)), default=None)
+        raise await _pooled_429(route, soonest, rationing, members)
     if len(failures) > 1:
         error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
     error.headers["X-AI-API-Attempts"] = str(tries.attempts)
@@ -148,10 +149,33 @@ class _Tries:
     started: float  # on the event loop's clock
     attempts: int = 0
     again: set[str] = field(default_factory=set)  # members given their second chance
+    unguessed: list[Member] = field(default_factory=list)
+    """Members out of room by the preset's guesses, tried again last on evidence alone."""
+    lost: list[float] = field(default_factory=list)
+    """When the members refused by evidence have room again (infinity: never)."""
 
     @property
     def deadline(self) -> float:
         return self.started + self.bounds.deadline
+
+    async def claim(self, member: Member, ask: Ask, rationing: Rationing) -> Ticket | None:
+        """Begin an attempt on `member`; None when it has no room (or another request took
+        its probe). A member refused while the preset's guesses counted is tried again after
+        the others, on evidence alone: a guess never refuses a request by itself."""
+        d = member.deployment
+        guesses = member not in self.unguessed
+        prompt, cap = ask.prompt_tokens, d.cap(ask.max_tokens)
+        ticket = await rationing.begin(
+            d, self.route.name, ask.request_id, prompt, cap, guesses=guesses
+        )
+        if isinstance(ticket, Ticket):
+            return ticket
+        if guesses and any(lim.guess for lim in d.limits):
+            self.unguessed.append(member)
+            self.queue.append(member)
+        else:
+            self.lost.append(ticket)
+        return None
 
     async def after(self, failed: Member, error: UpstreamError, now: float) -> None:
         """What is left to try once `failed` failed with `error` (`now` on the rationing clock)."""
@@ -215,6 +239,18 @@ def _refuse(route: Route, ask: Ask) -> None:
     )
 
 
+def _too_large(route: Route, ask: Ask, members: list[Member]) -> PayloadTooLarge:
+    """No member's windows can take the request, even empty: waiting would not help."""
+    names = ", ".join(m.deployment.public_name for m in members)
+    log.warning("request %s is larger than any window of `%s` can take", ask.request_id, route.name)
+    return PayloadTooLarge(
+        f"The request (about {ask.prompt_tokens} prompt tokens, plus its completion) is larger"
+        f" than any member of `{route.name}` takes in a window, however empty ({names}):"
+        " shorten it or lower max_tokens.",
+        code="request_too_large",
+    )
+
+
 async def _pooled_429(
     route: Route, next_free: float | None, rationing: Rationing, members: list[Member]
 ) -> RateLimited:
@@ -233,11 +269,12 @@ async def _pooled_429(
         headers[f"x-ratelimit-limit-{kind}"] = str(limit)
         headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
         headers[f"x-ratelimit-reset-{kind}"] = f"{wait}s"
-    return RateLimited(
+    message = (
         f"Every provider of `{route.name}` is out of headroom or cooling down; the first"
-        f" has room again in {wait} s.",
-        headers=headers,
+        f" has room again in {wait} s."
     )
+    log.warning("429 answered without an attempt: %s", message)
+    return RateLimited(message, headers=headers)
 
 
 async def _tracked(
@@ -362,6 +399,7 @@ class _Rescue:
                 self.ask.request_id,
                 self.ask.prompt_tokens + text_tokens(text),
                 d.cap(self.ask.max_tokens),
+                guesses=False,  # an answer under way: only evidence stops it
             )
             if not isinstance(ticket, Ticket):
                 continue

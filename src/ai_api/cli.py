@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import load_settings, read_environment
+from .limits import Limit, period_name
 from .providers import PRESETS
 from .settings import ConfigError, Settings
 
@@ -82,14 +83,25 @@ def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] |
     return run_workers(settings.workers, settings.host, settings.port, child, env)
 
 
+def limits_text(limits: Sequence[Limit]) -> str:
+    """`requests/minute 30 (built-in), ...`: each window, its figure and where it comes from."""
+    return ", ".join(
+        f"{lim.kind}/{period_name(lim.period)} {lim.limit} ({lim.source})" for lim in limits
+    )
+
+
 def describe(settings: Settings) -> str:
     """The resolved configuration for humans, keys masked."""
     lines = [f"Providers ({len(settings.providers)} active):"]
     for p in settings.providers:
         key = f"{p.key_env}={p.api_key.masked()}" if p.spec.key_env or p.key_env else "no key"
         lines.append(f"  {p.name} ({p.spec.label}) {p.base_url}  {key}")
+        if not p.guesses:
+            lines.append("    built-in limits off (guesses = false)")
         for m in p.models:
             lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
+            if m.limits:
+                lines.append(f"      limits: {limits_text(m.limits)}")
     lines.append("Routes:")
     auto = ", ".join(f"{p.name}/{p.model}" for p in settings.providers) or "(empty)"
     lines.append(f"  auto (round-robin): {auto}")
@@ -99,6 +111,10 @@ def describe(settings: Settings) -> str:
     count = len(settings.gateway_keys)
     lines.append(f"Gateway keys: {count}" if count else "Gateway keys: none (open gateway)")
     lines.append(f"Listen: {settings.host}:{settings.port}")
+    lines.append(
+        "Limits: built-in ones are guesses about a free tier (they order members, never refuse);"
+        " a provider's headers (reported) and its 429s (learned) replace them: see `ai-api usage`."
+    )
     if settings.problems:
         lines.append("Problems:")
         lines += [f"  - {problem}" for problem in settings.problems]

@@ -242,8 +242,11 @@ def _provider(
             cap = override.max_tokens or m.max_tokens
             context = override.context or m.context
             m = replace(m, max_tokens=cap, limits=override.limits(m.limits), context=context)
+        if not entry.guesses:
+            m = replace(m, limits=tuple(lim for lim in m.limits if not lim.guess))
         resolved.append(m)
-    return replace(settings, models=tuple(resolved), account=entry.account or "")
+    account = entry.account or ""
+    return replace(settings, models=tuple(resolved), account=account, guesses=entry.guesses)
 
 
 def _route(

@@ -55,7 +55,7 @@ class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def limits(self, builtin: tuple[Limit, ...]) -> tuple[Limit, ...]:
         """The built-in limits with this entry's values in their place."""
-        given = rates(**{name: getattr(self, name) for name in RATES})
+        given = rates("configured", **{name: getattr(self, name) for name in RATES})
         keys = {(lim.kind, lim.period) for lim in given}
         return tuple(lim for lim in builtin if (lim.kind, lim.period) not in keys) + given
 
@@ -72,6 +72,9 @@ class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_tokens: int | None = None
     prefill: Literal["trailing", "mistral", "vllm", "none"] | None = None
     """How it continues a partial answer (see `presets.PREFILLS`); `none`: it is asked anew."""
+    guesses: bool = True
+    """Whether the preset's built-in limits (guesses about a free tier) apply; false: only
+    the configured ones and what the provider reports or a 429 teaches."""
 
 
 class MemberEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -9,6 +9,7 @@ charges) and `settle`s the real count when the answer ends.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,13 +36,26 @@ def period_name(seconds: float) -> str:
     return next((name for name, p in PERIODS.items() if p == seconds), f"{seconds:g}s")
 
 
+Source = Literal["built-in", "configured", "reported", "learned"]
+"""Where a window's limit comes from: a preset's guess about one tier (dated in its note), the
+user's configuration, the provider's rate-limit headers, or a 429 that named a window no header
+describes (the ceiling seen then). Only a guess yields: it orders members, it never refuses."""
+
+
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """A window as configured: `limit` requests or tokens per `period` seconds (None: unknown)."""
+    """A window as configured: `limit` requests or tokens per `period` seconds (None: unknown),
+    and where that figure comes from."""
 
     kind: Kind
     period: float
     limit: int | None
+    source: Source = "configured"
+
+    @property
+    def guess(self) -> bool:
+        """Whether the figure is a preset's guess (it never refuses a request alone)."""
+        return self.source == "built-in"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +108,14 @@ class Window:
         "kind",
         "limit",
         "period",
+        "reported",
     )
 
     def __init__(self, kind: Kind, period: float, limit: int | None) -> None:
         self.kind = kind
         self.period = period
         self.limit = limit
+        self.reported = False  # the limit is the provider's (its headers said so)
         self._span = period / BUCKETS
         self._buckets: deque[list[float]] = deque()  # [start, amount]
         self._used = 0.0
@@ -177,6 +193,7 @@ class Window:
         """Take the provider's word: its limit, and what remains until `valid_until`."""
         if limit is not None and limit > 0:
             self.limit = limit
+            self.reported = True
         if remaining is not None:
             self._read(float(remaining), valid_until, now)
 
@@ -190,14 +207,17 @@ class Window:
         self._generation += 1
 
     def free_at(self, amount: float, now: float) -> float:
-        """The soonest moment `amount` fits in this window (now if it fits already)."""
+        """The soonest moment `amount` fits in this window (now if it fits already; infinity
+        if it never does, being more than the limit)."""
         remaining = self.remaining(now)
         if remaining is None or remaining >= amount:
             return now
+        if self.limit is not None and amount > self.limit:
+            return math.inf
         observed = self._observed
         if observed is not None and now < observed[2] and observed[0] - self._since < amount:
             return observed[2]
-        if self.limit is None or amount > self.limit:
+        if self.limit is None:
             return now + self.period
         # Walk the buckets as they leave the window until enough is freed.
         needed = amount - remaining

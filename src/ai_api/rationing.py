@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import UpstreamError
-from .limits import DAY, Cost
+from .limits import DAY, Cost, Kind, Limit
 from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
@@ -70,6 +71,43 @@ def end_of(verdict: Verdict, tokens: int) -> End:
     )
 
 
+EXPECTATION_WEIGHT = 0.2
+"""How much each answer moves the expected completion of its (account, model)."""
+
+
+def held_to(
+    limits: Sequence[Limit], learned: dict[tuple[Kind, float], int], guesses: bool
+) -> tuple[Limit, ...]:
+    """The limits a deployment is held to: `limits` with the learned ceilings in their place
+    (a configured figure keeps the lower of the two), and the preset's guesses as unknown
+    limits unless `guesses` (the windows stay: they count, and readings and 429s reach them)."""
+    held = []
+    for lim in limits:
+        ceiling = learned.get((lim.kind, lim.period))
+        if ceiling is not None and (lim.guess or lim.limit is None or ceiling < lim.limit):
+            lim = Limit(lim.kind, lim.period, ceiling, "learned")
+        elif lim.guess and not guesses:
+            lim = Limit(lim.kind, lim.period, None, "built-in")
+        held.append(lim)
+    named = {(lim.kind, lim.period) for lim in limits}
+    held += [
+        Limit(kind, period, n, "learned")
+        for (kind, period), n in sorted(learned.items())
+        if (kind, period) not in named
+    ]
+    return tuple(held)
+
+
+def contradicts(limits: Sequence[Limit], reading: RateReading) -> bool:
+    """Whether the provider reports, for a window the preset guesses, another limit (the
+    account is not on the tier the guesses describe)."""
+    guessed = {(lim.kind, lim.period): lim.limit for lim in limits if lim.guess}
+    return any(
+        r.limit is not None and r.limit > 0 and guessed.get((r.kind, r.period), r.limit) != r.limit
+        for r in reading.windows
+    )
+
+
 def daily_share(windows: Iterable[WindowState]) -> float:
     """The smallest remaining share of a daily (or longer) limit; 1.0 when there is none."""
     shares = [
@@ -103,11 +141,45 @@ class Rationing:
         self.state: SharedState = state or MemoryState()
         self.clock = clock
         self._background: set[asyncio.Task[None]] = set()
+        self._discredited: set[str] = set()  # budget keys whose guesses the provider belied
+        self.learned: dict[str, dict[tuple[Kind, float], int]] = {}
+        """Ceilings learned from 429s, by budget key and window."""
+        self.expected: dict[str, float] = {}
+        """The completion tokens an answer is expected to cost, by budget key."""
+        self._held: dict[tuple[str, bool], tuple[Limit, ...]] = {}
+
+    def limits(self, deployment: Deployment, guesses: bool = True) -> tuple[Limit, ...]:
+        """The limits `deployment` is held to now (`guesses`: the preset's count, unless the
+        provider's headers showed that the account is on another tier)."""
+        d = deployment
+        at = (d.public_name, guesses)
+        held = self._held.get(at)
+        if held is None:
+            trusted = guesses and d.budget_key not in self._discredited
+            learned = self.learned.get(d.budget_key, {})
+            held = self._held[at] = held_to(d.limits, learned, trusted)
+        return held
+
+    def completion(self, deployment: Deployment, cap: int) -> int:
+        """What the completion is reserved at: the cap for a provider that charges it up
+        front, or before anything is known; else the expected completion of its budget."""
+        d = deployment
+        expected = self.expected.get(d.budget_key)
+        if d.spec.charges_cap or expected is None:
+            return cap
+        return min(cap, max(1, math.ceil(expected)))
+
+    def expect(self, key: str, completion: int) -> None:
+        """An answer of `key` cost `completion` tokens: move its expectation towards it."""
+        old = self.expected.get(key)
+        new = completion if old is None else old + EXPECTATION_WEIGHT * (completion - old)
+        self.expected[key] = float(new)
 
     async def snapshot(self, deployment: Deployment) -> Snapshot:
         """The windows `deployment` spends from, and its health."""
         d = deployment
-        return await self.state.snapshot(d.budget_key, d.limits, d.public_name, self.clock())
+        limits = self.limits(d)
+        return await self.state.snapshot(d.budget_key, limits, d.public_name, self.clock())
 
     async def turn(self, route: Route) -> int:
         """This request's turn on `route` (shared by every process)."""
@@ -128,7 +200,8 @@ class Rationing:
         paced: list[Member] = []
         for member in members:
             d = member.deployment
-            snapshot = await self.state.snapshot(d.budget_key, d.limits, d.public_name, now)
+            limits = self.limits(d)
+            snapshot = await self.state.snapshot(d.budget_key, limits, d.public_name, now)
             windows = snapshot.windows
             if member.pace and ahead_of_pace(windows, now, route.burst):
                 paced.append(member)
@@ -139,14 +212,24 @@ class Rationing:
         return [m for _, m in ready] + paced
 
     async def begin(
-        self, deployment: Deployment, route: str, request_id: str, prompt: int, cap: int
+        self,
+        deployment: Deployment,
+        route: str,
+        request_id: str,
+        prompt: int,
+        cap: int,
+        *,
+        guesses: bool = True,
     ) -> Ticket | float:
-        """Reserve the estimated cost (prompt plus completion cap) and start an attempt; or,
-        when another request took the room or the probe first, when to try again."""
+        """Reserve the expected cost (the prompt estimate and `completion`) and start an
+        attempt; or, when there is no room or another request took the probe, when to try
+        again (infinity: the request is larger than a window can ever take). `guesses`: the
+        preset's guessed limits count (see `limits`)."""
         d = deployment
         now = self.clock()
-        cost = Cost(tokens=prompt + cap)
-        hold = await self.state.begin(d.public_name, d.budget_key, d.limits, cost, now)
+        cost = Cost(tokens=prompt + self.completion(d, cap))
+        limits = self.limits(d, guesses)
+        hold = await self.state.begin(d.public_name, d.budget_key, limits, cost, now)
         if not isinstance(hold, Hold):
             return hold
         return Ticket(d, route, request_id, now, prompt, hold)
@@ -154,7 +237,18 @@ class Rationing:
     async def observe(self, ticket: Ticket, reading: RateReading) -> None:
         """The provider's rate-limit headers for this attempt."""
         d = ticket.deployment
-        await self.state.observe(d.public_name, d.budget_key, reading, self.clock())
+        key = d.budget_key
+        if key not in self._discredited and contradicts(d.limits, reading):
+            self._discredited.add(key)
+            self._held.clear()
+            log.info(
+                "%s reports limits unlike the built-in %s figures for %s: its account is on"
+                " another tier, so the guessed windows it does not report are dropped",
+                d.name,
+                d.spec.label,
+                d.model,
+            )
+        await self.state.observe(d.public_name, key, reading, self.clock())
         if reading.retry_at is not None:
             ticket.cooled_until = max(ticket.cooled_until or 0.0, reading.retry_at)
 
@@ -206,6 +300,8 @@ class Rationing:
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         d = ticket.deployment
+        if verdict.healthy and ticket.first_token is not None:
+            self.expect(d.budget_key, completion)
         end = end_of(verdict, prompt + completion)
         ready = await self.state.end(d.public_name, ticket.hold, end, now if at is None else at)
         # Only a failure may have rested the member or opened its circuit; otherwise nothing
@@ -245,7 +341,7 @@ class Rationing:
             if d is None:
                 continue
             # Charged as it happened: a replay may exceed a limit; it is not refused.
-            budget = memory.budget(d.budget_key, d.limits)
+            budget = memory.budget(d.budget_key, self.limits(d))
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
             if a.cooldown_until is not None and a.cooldown_until > now:
                 memory.book.cool(d.public_name, a.cooldown_until)

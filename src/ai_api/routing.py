@@ -202,7 +202,7 @@ def _configured(
                 m.model,
                 p.models[0].max_tokens,
                 p.account,
-                p.spec.limits_for(m.model),
+                p.spec.limits_for(m.model) if p.guesses else (),
             )
         members.append(Member(d, m.weight, m.pace))
     return Route(route.name, route.strategy, tuple(members), route.burst, route.continuation)

@@ -64,6 +64,8 @@ class ProviderSettings:
     key_env: str | None = None
     account: str = ""
     """Providers with the same account share one budget (keys of one organisation)."""
+    guesses: bool = True
+    """Whether the preset's built-in limits apply (to models not listed too)."""
 
     @property
     def budget_account(self) -> str:

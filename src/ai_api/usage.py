@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .limits import DAY, period_name
+from .limits import DAY, Limit, period_name
 from .rationing import Rationing, daily_share
 from .routing import Deployment
 from .store.ledger import day_of
+from .store.state import WindowState
+
+
+def source_of(window: WindowState, limits: Sequence[Limit]) -> str:
+    """Where a window's limit comes from: `built-in` (a preset's guess), `configured`,
+    `learned` (from a 429), `reported` (the provider's headers), or `unknown`."""
+    at = (window.kind, window.period)
+    for lim in limits:
+        if (lim.kind, lim.period) == at and lim.limit is not None and window.limit == lim.limit:
+            return lim.source
+    return "unknown" if window.limit is None else "reported"
 
 
 async def report(
@@ -25,6 +36,7 @@ async def report(
         snapshot = await rationing.snapshot(d)
         if key not in budgets:
             windows = snapshot.windows
+            limits = rationing.limits(d)
             budgets[key] = {
                 "account": account,
                 "model": model,
@@ -34,6 +46,7 @@ async def report(
                         "kind": w.kind,
                         "period": period_name(w.period),
                         "limit": w.limit,
+                        "source": source_of(w, limits),
                         "used": round(w.used),
                         "remaining": None if w.remaining is None else max(0, round(w.remaining)),
                     }
@@ -93,7 +106,7 @@ def render(data: dict[str, Any]) -> str:
         windows = (
             ", ".join(
                 f"{w['kind']}/{w['period']} {w['remaining'] if w['remaining'] is not None else '?'}"
-                f" of {w['limit'] if w['limit'] is not None else '?'}"
+                f" of {w['limit'] if w['limit'] is not None else '?'} ({w['source']})"
                 for w in b["windows"]
             )
             or "no known limits"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..limits import DAY, HOUR, MINUTE, MONTH, Kind, Limit
+from ..limits import DAY, HOUR, MINUTE, MONTH, Kind, Limit, Source
 
 RATES: Mapping[str, tuple[Kind, float]] = {
     "rpm": ("requests", MINUTE),
@@ -26,12 +26,13 @@ RATES: Mapping[str, tuple[Kind, float]] = {
 config file's model entries take the same names."""
 
 
-def rates(**given: int | None) -> tuple[Limit, ...]:
-    """Limits from the abbreviations in `RATES` (`rates(rpm=30, tpd=200_000)`)."""
+def rates(source: Source = "built-in", /, **given: int | None) -> tuple[Limit, ...]:
+    """Limits from the abbreviations in `RATES` (`rates(rpm=30, tpd=200_000)`): the presets'
+    guesses about a free tier, or `rates("configured", ...)`."""
     unknown = set(given) - set(RATES)
     if unknown:
         raise TypeError(f"unknown rate names: {sorted(unknown)}")
-    return tuple(Limit(*RATES[name], n) for name in RATES if (n := given.get(name)))
+    return tuple(Limit(*RATES[name], n, source) for name in RATES if (n := given.get(name)))
 
 
 SAMPLING = frozenset({"temperature", "top_p", "stop", "seed", "user"})
@@ -106,6 +107,10 @@ class ProviderSpec:
     goes to a member with a larger window."""
     account_wide: bool = False
     """Whether the limits bind the whole account rather than each model."""
+    charges_cap: bool = False
+    """Whether it charges a request's whole completion cap against its token windows before
+    running it (else a request is reserved at the completion its answers are expected to
+    cost, and settled to what it really cost)."""
     prefill: Prefill | None = TRAILING
     """How it continues a partial answer; None: not known to, so a continuation there asks
     for the whole answer again and keeps it only if it begins with the part already sent."""
@@ -163,6 +168,7 @@ CEREBRAS = ProviderSpec(
     # budget before running a request (30,000 TPM on the trial tier, 2026-07-18), so 40,960
     # would be refused outright there; 8,192 leaves room for several requests a minute.
     default_max_tokens=8192,
+    charges_cap=True,
     params=OPENAI_PARAMS | {"reasoning_effort", "reasoning_format"},
     max_temperature=1.5,
     rate_style="cerebras",

@@ -93,8 +93,9 @@ end
 -- The soonest moment `amount` fits in window `w` (Window.free_at, over buckets).
 local function free_at(w, amount, now)
   if w.remaining == nil or w.remaining >= amount then return now end
+  if w.limit ~= nil and amount > w.limit then return math.huge end  -- it never fits
   if w.observed ~= nil and w.observed[1] < amount then return w.observed[2] end
-  if w.limit == nil or amount > w.limit then return now + w.period end
+  if w.limit == nil then return now + w.period end
   local needed = amount - w.remaining
   for _, e in ipairs(w.buckets) do
     needed = needed - e[2]

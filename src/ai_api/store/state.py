@@ -110,20 +110,18 @@ class MemoryState:
     def __init__(self, policy: CircuitPolicy = CIRCUIT) -> None:
         self.book = CooldownBook(policy)
         self.budgets: dict[str, Budget] = {}
-        self._configured: set[str] = set()
         self._turns: dict[str, int] = {}
 
     def budget(self, key: str, specs: Sequence[Limit] = ()) -> Budget:
-        """The budget of `key`, with a window for each of `specs` (made on first sight)."""
+        """The budget of `key`, with a window for each of `specs`, whose limit holds unless the
+        provider reported another (as in the other homes, each call's `specs` count)."""
         budget = self.budgets.get(key)
         if budget is None:
             budget = self.budgets[key] = Budget()
-        if specs and key not in self._configured:
-            self._configured.add(key)
-            for spec in specs:
-                window = budget.window(spec.kind, spec.period)
-                if window.limit is None:
-                    window.limit = spec.limit
+        for spec in specs:
+            window = budget.window(spec.kind, spec.period)
+            if not window.reported:
+                window.limit = spec.limit
         return budget
 
     async def turn(self, route: str) -> int:
