@@ -539,3 +539,80 @@ async def test_a_paced_member_waits_for_its_pace_while_others_have_room(quiet_pa
         answers = [await complete(client, url, "paced") for _ in range(2)]
         assert [a.provider for a in answers] == ["groq", "cerebras"]
     assert (len(groq.requests), len(cerebras.requests)) == (9, 4)
+
+
+# Limits that yield to evidence: the presets' figures are guesses about one tier
+
+
+async def test_a_paid_cerebras_takes_20_concurrent_requests(client, caplog):
+    # Every Cerebras account is a paid one since 2026-08-17: its headers report 10,000,000
+    # tokens a minute and 100,000 requests a day, where the preset guesses the trial tier's
+    # 5 requests and 30,000 tokens a minute.
+    paid = dataclasses.replace(FLAVORS["cerebras"], requests_limit=100_000, tokens_limit=10_000_000)
+    fake = FakeUpstream(paid, api_key=KEYS["cerebras"], enforce_limits=True)
+    async with fake as cerebras:
+        settings = settings_for(cerebras, limits=True)
+        caplog.set_level("INFO", "ai_api.rationing")
+        async with running(settings, clock=FakeClock(step=0.001)) as url:
+            answers = await asyncio.gather(*(complete(client, url, CEREBRAS) for _ in range(20)))
+            later = [await complete(client, url, CEREBRAS) for _ in range(10)]
+            report = await usage(client, url)
+    assert [a.status for a in answers + later] == [200] * 30
+    assert {a.attempts for a in answers + later} == {"1"}
+    assert [r.status for r in cerebras.requests] == [200] * 30
+    assert "another tier" in caplog.text
+    tpm = window(report, "cerebras", "tokens", "minute")
+    assert (tpm["limit"], tpm["source"]) == (10_000_000, "reported")
+    rpm = window(report, "cerebras", "requests", "minute")
+    assert (rpm["limit"], rpm["source"]) == (None, "unknown")  # the guess was dropped
+
+
+async def test_an_unknown_model_with_huge_reported_limits_is_never_throttled(client):
+    # A model in no table gets the preset's `*` guesses (30 a minute, 6,000 tokens a minute).
+    custom = dataclasses.replace(
+        FLAVORS["groq"],
+        models=(*FLAVORS["groq"].models, "my-custom-model"),
+        requests_limit=1_000_000,
+        tokens_limit=100_000_000,
+    )
+    async with FakeUpstream(custom, api_key=KEYS["groq"], enforce_limits=True) as groq:
+        settings = settings_for(groq, limits=True)
+        p = settings.providers[0]
+        guesses = p.spec.limits_for("my-custom-model")
+        assert guesses == p.spec.limits["*"]
+        models = (dataclasses.replace(p.models[0], name="my-custom-model", limits=guesses),)
+        settings = dataclasses.replace(settings, providers=(dataclasses.replace(p, models=models),))
+        async with running(settings, clock=FakeClock(step=0.001)) as url:
+            answers = []
+            for _ in range(4):
+                answers += await asyncio.gather(*(complete(client, url) for _ in range(25)))
+    assert [a.status for a in answers] == [200] * 100
+    assert len(groq.requests) == 100
+
+
+async def test_six_concurrent_requests_on_groqs_free_figures_all_go_to_groq(groq, cerebras, client):
+    # Groq's free plan: 8,000 tokens a minute, and its headers report that room. A request is
+    # reserved at what its answer is expected to cost, not at the 4,096-token cap.
+    settings = settings_for(groq, cerebras, limits=True, routes=(FALLBACK,))
+    async with running(settings, clock=FakeClock(step=0.001)) as url:
+        first = await complete(client, url, "smart")
+        answers = await asyncio.gather(*(complete(client, url, "smart") for _ in range(6)))
+        again = await asyncio.gather(*(complete(client, url, "smart") for _ in range(3)))
+    assert (first.status, first.provider) == (200, "groq")
+    assert [(a.status, a.provider) for a in answers + again] == [(200, "groq")] * 9
+    assert cerebras.requests == []
+
+
+async def test_a_prompt_over_a_guessed_window_is_sent_and_answered(groq, client):
+    # 20 KB (~5,000 tokens) plus the 4,096 cap is more than the 8,000 tokens a minute Groq's
+    # free figures guess: the guess does not refuse it, and Groq takes it.
+    settings = settings_for(groq, limits=True)
+    big = [{"role": "user", "content": "palabra " * 2_500}]
+    async with (
+        running(settings, clock=FakeClock(step=0.001)) as url,
+        client.post(
+            url + "/v1/chat/completions", json={"model": GROQ, "messages": big}
+        ) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["X-AI-API-Attempts"] == "1"
