@@ -616,3 +616,25 @@ async def test_a_prompt_over_a_guessed_window_is_sent_and_answered(groq, client)
     ):
         assert response.status == 200
         assert response.headers["X-AI-API-Attempts"] == "1"
+
+
+async def test_a_ceiling_learned_from_a_429_survives_a_restart(cerebras, client, tmp_path):
+    # Cerebras's headers describe requests a day and tokens a minute, not requests a minute:
+    # a 429 "Requests per minute limit exceeded" after four teaches a ceiling of four.
+    clock = FakeClock()
+    settings = settings_for(cerebras, ledger=str(tmp_path / "usage.sqlite3"))
+    async with running(settings, clock=clock) as url:
+        for _ in range(4):
+            assert (await complete(client, url, CEREBRAS)).status == 200
+        cerebras.add_fault(Fault(status=429))
+        assert (await complete(client, url, CEREBRAS)).status == 429
+        rpm = window(await usage(client, url), "cerebras", "requests", "minute")
+        assert (rpm["limit"], rpm["source"]) == (4, "learned")
+    async with running(settings, clock=clock) as url:
+        rpm = window(await usage(client, url), "cerebras", "requests", "minute")
+        assert (rpm["limit"], rpm["source"]) == (4, "learned")
+        clock.advance(61)  # the window and the rest are over: four go, the fifth waits
+        answers = [await complete(client, url, CEREBRAS) for _ in range(5)]
+    assert [a.status for a in answers] == [200] * 4 + [429]
+    assert answers[-1].attempts == "0"  # refused on evidence, before the provider says so
+    assert len(cerebras.requests) == 9

@@ -121,6 +121,17 @@ async def test_attempts_come_back_unchanged(ledger: UsageLedger) -> None:
     assert await ledger.attempts_since(MIDNIGHT) == original
 
 
+async def test_ceilings_come_back_alone(ledger: UsageLedger) -> None:
+    taught = attempt(MIDNIGHT + 2, status=429, learned_window="requests|60", learned_limit=4)
+    for a in (attempt(MIDNIGHT), taught, attempt(MIDNIGHT + 3)):
+        ledger.record(a)
+    assert await ledger.ceilings_since(MIDNIGHT) == [taught]  # queued ones too
+    await ledger.flush()
+    assert await ledger.ceilings_since(MIDNIGHT) == [taught]
+    assert await ledger.ceilings_since(MIDNIGHT + 2.5) == []
+    assert (await ledger.attempts_since(MIDNIGHT))[1] == taught
+
+
 async def test_usage_totals_per_day_and_member(ledger: UsageLedger) -> None:
     ledger.record(attempt(MIDNIGHT - 86_401))  # 2025-12-30 23:59:59: before since_day
     ledger.record(attempt(MIDNIGHT - 1))
@@ -209,6 +220,35 @@ async def test_everything_survives_a_restart(tmp_path: Path) -> None:
         assert row.requests == 300
     finally:
         await second.close()
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    with closing(sqlite3.connect(path)) as conn:  # the schema as version 1 made it
+        conn.execute(
+            """CREATE TABLE attempts (id INTEGER PRIMARY KEY, at REAL NOT NULL,
+            request_id TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL,
+            account TEXT NOT NULL, model TEXT NOT NULL, status INTEGER NOT NULL, error TEXT,
+            prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+            estimated INTEGER NOT NULL, ttft REAL, duration REAL NOT NULL, cooldown_until REAL)"""
+        )
+        conn.execute(
+            "INSERT INTO attempts VALUES (1, ?, 'r', 'auto', 'groq', 'groq:default',"
+            " 'llama-3.1-8b-instant', 200, NULL, 10, 5, 0, 0.25, 1.5, NULL)",
+            (MIDNIGHT,),
+        )
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    ledger = await open_sqlite(path)
+    try:
+        assert await ledger.attempts_since(0) == [attempt(MIDNIGHT, request_id="r")]
+        taught = attempt(MIDNIGHT + 1, learned_window="tokens|60", learned_limit=900)
+        ledger.record(taught)
+        await ledger.flush()
+        assert await ledger.ceilings_since(0) == [taught]
+    finally:
+        await ledger.close()
+    assert stored(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import UpstreamError
-from .limits import DAY, Cost, Kind, Limit
+from .limits import DAY, KINDS, Cost, Exhaustion, Kind, Limit, period_name
 from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
@@ -73,6 +73,18 @@ def end_of(verdict: Verdict, tokens: int) -> End:
 
 EXPECTATION_WEIGHT = 0.2
 """How much each answer moves the expected completion of its (account, model)."""
+CEILING_MEMORY = 7 * DAY
+"""How long a ceiling a 429 taught is remembered (from the ledger, across restarts)."""
+
+
+def source_of(window: WindowState, limits: Sequence[Limit]) -> str:
+    """Where a window's limit comes from: `built-in` (a preset's guess), `configured`,
+    `learned` (from a 429), `reported` (the provider's headers), or `unknown`."""
+    at = (window.kind, window.period)
+    for lim in limits:
+        if (lim.kind, lim.period) == at and lim.limit is not None and window.limit == lim.limit:
+            return lim.source
+    return "unknown" if window.limit is None else "reported"
 
 
 def held_to(
@@ -304,6 +316,7 @@ class Rationing:
             self.expect(d.budget_key, completion)
         end = end_of(verdict, prompt + completion)
         ready = await self.state.end(d.public_name, ticket.hold, end, now if at is None else at)
+        learned = None if end.exhausts is None else await self._ceiling(d, end.exhausts, now)
         # Only a failure may have rested the member or opened its circuit; otherwise nothing
         # but the provider's headers did (the state may know of older rests: not this attempt's).
         if verdict.healthy or not verdict.may_rest:
@@ -324,12 +337,81 @@ class Rationing:
                 ttft=None if ticket.first_token is None else ticket.first_token - ticket.started,
                 duration=now - ticket.started,
                 cooldown_until=ready or None,
+                learned_window=None if learned is None else f"{learned[0]}|{learned[1]:g}",
+                learned_limit=None if learned is None else learned[2],
             )
         )
+
+    async def _ceiling(
+        self, d: Deployment, spent: Exhaustion, now: float
+    ) -> tuple[Kind, float, int] | None:
+        """A 429 named a window: if no header describes it, what was sent in it when the 429
+        came is the provider's ceiling there, learned for the budget (and returned)."""
+        if spent.kind is None or spent.period is None:
+            return None
+        limits = self.limits(d)
+        snapshot = await self.state.snapshot(d.budget_key, limits, d.public_name, now)
+        at = (spent.kind, spent.period)
+        window = next((w for w in snapshot.windows if (w.kind, w.period) == at), None)
+        source = "unknown" if window is None else source_of(window, limits)
+        if window is None or source == "reported":
+            return None
+        if source == "unknown":  # a window first seen now: what the ledger says was sent
+            ceiling = await self._sent(d, window.kind, window.period, now)
+        else:  # the refused request was counted in its request windows: it did not fit
+            ceiling = int(window.used) - (1 if window.kind == "requests" else 0)
+        known = self.learned.get(d.budget_key, {}).get((window.kind, window.period))
+        if ceiling < 1 or (known is not None and ceiling >= known):
+            return None
+        self.learn(d.budget_key, window.kind, window.period, ceiling)
+        log.info(
+            "%s answered 429 on %s/%s for %s, a window its headers do not describe: learned a"
+            " ceiling of %d there",
+            d.name,
+            window.kind,
+            period_name(window.period),
+            d.model,
+            ceiling,
+        )
+        return window.kind, window.period, ceiling
+
+    async def _sent(self, d: Deployment, kind: Kind, period: float, now: float) -> int:
+        """What the ledger holds as answered on `d`'s budget in the last `period` seconds."""
+        account, model = d.budget_key.split("|", 1)
+        answered = [
+            a
+            for a in await self.ledger.attempts_since(now - period)
+            if a.account == account and (model == "*" or a.model == model) and a.status == 200
+        ]
+        if kind == "requests":
+            return len(answered)
+        return sum(a.prompt_tokens + a.completion_tokens for a in answered)
+
+    def learn(self, key: str, kind: Kind, period: float, ceiling: int) -> None:
+        """Hold `key` to `ceiling` in its (`kind`, `period`) window from now on."""
+        self.learned.setdefault(key, {})[kind, period] = ceiling
+        self._held.clear()
+
+    async def recall(self, deployments: Iterable[Deployment]) -> int:
+        """The ceilings the ledger holds from recent 429s, learned again (after a restart)."""
+        by_name = {(d.name, d.model): d for d in deployments}
+        count = 0
+        for a in await self.ledger.ceilings_since(self.clock() - CEILING_MEMORY):
+            d = by_name.get((a.provider, a.model))
+            if d is None or a.learned_window is None or a.learned_limit is None:
+                continue
+            name, _, period = a.learned_window.partition("|")
+            kind = next((k for k in KINDS if k == name), None)
+            if kind is not None:
+                self.learn(d.budget_key, kind, float(period), a.learned_limit)
+                count += 1
+        return count
 
     async def rebuild(self, deployments: Iterable[Deployment]) -> int:
         """Replay the last day of the ledger into an in-memory state (after a restart); a
         persistent state kept everything itself."""
+        deployments = list(deployments)
+        await self.recall(deployments)
         memory = self.state
         if not isinstance(memory, MemoryState):
             return 0
@@ -340,6 +422,8 @@ class Rationing:
             d = by_key.get((a.provider, a.model))
             if d is None:
                 continue
+            if a.error is None and not a.estimated:
+                self.expect(d.budget_key, a.completion_tokens)
             # Charged as it happened: a replay may exceed a limit; it is not refused.
             budget = memory.budget(d.budget_key, self.limits(d))
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from .limits import DAY, Limit, period_name
-from .rationing import Rationing, daily_share
+from .limits import DAY, period_name
+from .rationing import Rationing, daily_share, source_of
 from .routing import Deployment
 from .store.ledger import day_of
-from .store.state import WindowState
-
-
-def source_of(window: WindowState, limits: Sequence[Limit]) -> str:
-    """Where a window's limit comes from: `built-in` (a preset's guess), `configured`,
-    `learned` (from a 429), `reported` (the provider's headers), or `unknown`."""
-    at = (window.kind, window.period)
-    for lim in limits:
-        if (lim.kind, lim.period) == at and lim.limit is not None and window.limit == lim.limit:
-            return lim.source
-    return "unknown" if window.limit is None else "reported"
 
 
 async def report(

@@ -16,7 +16,9 @@ class Attempt(msgspec.Struct, frozen=True):
 
     `at` is wall-clock epoch seconds when the attempt started; `status` is the upstream HTTP
     status, 0 when no response came; `error` is the gateway error code, None on success;
-    `cooldown_until` is the epoch until which this member must not be used.
+    `cooldown_until` is the epoch until which this member must not be used; `learned_window`
+    (`requests|60`) and `learned_limit`: a ceiling this attempt's 429 taught for a window no
+    header describes.
     """
 
     at: float
@@ -33,6 +35,8 @@ class Attempt(msgspec.Struct, frozen=True):
     ttft: float | None
     duration: float
     cooldown_until: float | None = None
+    learned_window: str | None = None
+    learned_limit: int | None = None
 
 
 CLIENT_CLOSED = ("client_closed", "client_closed_request")
@@ -75,6 +79,9 @@ class UsageLedger(Protocol):
 
         Includes queued attempts.
         """
+
+    async def ceilings_since(self, since: float) -> list[Attempt]:
+        """The attempts with at >= since that taught a ceiling, oldest first (queued too)."""
 
     async def flush(self) -> None:
         """Wait until every attempt queued so far is durably written."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .ledger import CLIENT_CLOSED, Attempt, UsageRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 5.0
 
 _CREATE = (
@@ -32,15 +33,27 @@ _CREATE = (
     "CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at)",
 )
 
-# MIGRATIONS[n] brings a file from schema version n to n + 1; none are needed yet.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+def _ceilings(conn: sqlite3.Connection) -> None:
+    """Version 2: the ceilings that 429s taught (for windows no header describes)."""
+    conn.execute("ALTER TABLE attempts ADD COLUMN learned_window TEXT")
+    conn.execute("ALTER TABLE attempts ADD COLUMN learned_limit INTEGER")
+    conn.execute("CREATE INDEX attempts_learned ON attempts (at) WHERE learned_limit IS NOT NULL")
+
+
+# MIGRATIONS[n] brings a file from schema version n to n + 1 (a new file is made at version 1
+# and brought up to date the same way).
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _ceilings}
 
 _COLUMNS = (
     "at, request_id, route, provider, account, model, status, error, "
-    "prompt_tokens, completion_tokens, estimated, ttft, duration, cooldown_until"
+    "prompt_tokens, completion_tokens, estimated, ttft, duration, cooldown_until, "
+    "learned_window, learned_limit"
 )
-INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 _SELECT_SINCE = f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? ORDER BY at, id"
+_CEILINGS_SINCE = f"""SELECT {_COLUMNS} FROM attempts
+    WHERE learned_limit IS NOT NULL AND at >= ? ORDER BY at, id"""
 _CLOSED = (
     "count(CASE WHEN error IN (" + ", ".join(f"'{c}'" for c in CLIENT_CLOSED) + ") THEN 1 END)"
 )
@@ -103,12 +116,22 @@ def to_row(a: Attempt) -> tuple[object, ...]:
         a.ttft,
         a.duration,
         a.cooldown_until,
+        a.learned_window,
+        a.learned_limit,
     )
 
 
 def attempts_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:
     """Stored attempts with at >= since, oldest first."""
-    rows = conn.execute(_SELECT_SINCE, (since,)).fetchall()
+    return _attempts(conn.execute(_SELECT_SINCE, (since,)).fetchall())
+
+
+def ceilings_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:
+    """Stored attempts with at >= since that taught a ceiling, oldest first."""
+    return _attempts(conn.execute(_CEILINGS_SINCE, (since,)).fetchall())
+
+
+def _attempts(rows: list[tuple[Any, ...]]) -> list[Attempt]:
     return [
         Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), *r[11:])
         for r in rows

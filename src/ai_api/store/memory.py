@@ -22,6 +22,11 @@ class MemoryLedger:
         """Every attempt with at >= since, oldest first."""
         return sorted((a for a in self._attempts if a.at >= since), key=lambda a: a.at)
 
+    async def ceilings_since(self, since: float) -> list[Attempt]:
+        """The attempts with at >= since that taught a ceiling, oldest first."""
+        taught = (a for a in self._attempts if a.at >= since and a.learned_limit is not None)
+        return sorted(taught, key=lambda a: a.at)
+
     async def usage(self, since_day: str) -> list[UsageRow]:
         """Per-day totals from since_day (inclusive), ordered by day, provider, account, model."""
         start = day_start(since_day)

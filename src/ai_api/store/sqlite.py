@@ -109,6 +109,12 @@ class SQLiteLedger:
         stored, queued = await self._read(lambda conn: ledger_sql.attempts_since(conn, since))
         return sorted(stored + [a for a in queued if a.at >= since], key=lambda a: a.at)
 
+    async def ceilings_since(self, since: float) -> list[Attempt]:
+        """The attempts with at >= since that taught a ceiling, oldest first (queued too)."""
+        stored, queued = await self._read(lambda conn: ledger_sql.ceilings_since(conn, since))
+        queued = [a for a in queued if a.at >= since and a.learned_limit is not None]
+        return sorted(stored + queued, key=lambda a: a.at)
+
     async def usage(self, since_day: str) -> list[UsageRow]:
         """Per-day totals from since_day (inclusive), sorted; includes queued attempts."""
         start = day_start(since_day)
