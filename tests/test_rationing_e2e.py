@@ -638,3 +638,33 @@ async def test_a_ceiling_learned_from_a_429_survives_a_restart(cerebras, client,
     assert [a.status for a in answers] == [200] * 4 + [429]
     assert answers[-1].attempts == "0"  # refused on evidence, before the provider says so
     assert len(cerebras.requests) == 9
+
+
+@pytest.mark.parametrize("state", ["memory", "sqlite"])
+async def test_a_rest_is_the_upstreams_another_base_url_starts_afresh(
+    groq, client, tmp_path, state
+):
+    # A rest the old URL earned (its circuit, a retry-after) is not the new one's after a
+    # restart; the budget is the account's and stays.
+    ledger = str(tmp_path / "usage.sqlite3")
+    shared: dict[str, Any] = (
+        {"state_file": str(tmp_path / "state.sqlite3")} if state == "sqlite" else {}
+    )
+    clock = FakeClock()
+    groq.add_fault(Fault(status=503), times=3)  # three failures open its circuit
+    settings = settings_for(groq, ledger=ledger, **shared)
+    async with running(settings, clock=clock) as url:
+        for _ in range(2):  # the second is retried once on the same member
+            assert (await complete(client, url, GROQ)).status == 503
+    async with running(settings, clock=clock) as url:
+        again = await complete(client, url, GROQ)
+        assert (again.status, again.attempts) == (429, "0")  # still resting: same upstream
+    async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.0) as moved:
+        settings = settings_for(moved, ledger=ledger, **shared)
+        async with running(settings, clock=clock) as url:
+            answer = await complete(client, url, GROQ)
+            report = await usage(client, url)
+    assert (answer.status, answer.attempts) == (200, "1")
+    assert len(moved.requests) == 1
+    assert member(report, GROQ)["cooldown_seconds"] == 0.0
+    assert day_row(report, "groq")["requests"] == 4  # the ledger kept the account's spending

@@ -191,7 +191,7 @@ class Rationing:
         """The windows `deployment` spends from, and its health."""
         d = deployment
         limits = self.limits(d)
-        return await self.state.snapshot(d.budget_key, limits, d.public_name, self.clock())
+        return await self.state.snapshot(d.budget_key, limits, d.member, self.clock())
 
     async def turn(self, route: Route) -> int:
         """This request's turn on `route` (shared by every process)."""
@@ -213,7 +213,7 @@ class Rationing:
         for member in members:
             d = member.deployment
             limits = self.limits(d)
-            snapshot = await self.state.snapshot(d.budget_key, limits, d.public_name, now)
+            snapshot = await self.state.snapshot(d.budget_key, limits, d.member, now)
             windows = snapshot.windows
             if member.pace and ahead_of_pace(windows, now, route.burst):
                 paced.append(member)
@@ -241,7 +241,7 @@ class Rationing:
         now = self.clock()
         cost = Cost(tokens=prompt + self.completion(d, cap))
         limits = self.limits(d, guesses)
-        hold = await self.state.begin(d.public_name, d.budget_key, limits, cost, now)
+        hold = await self.state.begin(d.member, d.budget_key, limits, cost, now)
         if not isinstance(hold, Hold):
             return hold
         return Ticket(d, route, request_id, now, prompt, hold)
@@ -260,7 +260,7 @@ class Rationing:
                 d.spec.label,
                 d.model,
             )
-        await self.state.observe(d.public_name, key, reading, self.clock())
+        await self.state.observe(d.member, key, reading, self.clock())
         if reading.retry_at is not None:
             ticket.cooled_until = max(ticket.cooled_until or 0.0, reading.retry_at)
 
@@ -315,7 +315,7 @@ class Rationing:
         if verdict.healthy and ticket.first_token is not None:
             self.expect(d.budget_key, completion)
         end = end_of(verdict, prompt + completion)
-        ready = await self.state.end(d.public_name, ticket.hold, end, now if at is None else at)
+        ready = await self.state.end(d.member, ticket.hold, end, now if at is None else at)
         learned = None if end.exhausts is None else await self._ceiling(d, end.exhausts, now)
         # Only a failure may have rested the member or opened its circuit; otherwise nothing
         # but the provider's headers did (the state may know of older rests: not this attempt's).
@@ -339,6 +339,7 @@ class Rationing:
                 cooldown_until=ready or None,
                 learned_window=None if learned is None else f"{learned[0]}|{learned[1]:g}",
                 learned_limit=None if learned is None else learned[2],
+                origin=d.origin or None,
             )
         )
 
@@ -350,7 +351,7 @@ class Rationing:
         if spent.kind is None or spent.period is None:
             return None
         limits = self.limits(d)
-        snapshot = await self.state.snapshot(d.budget_key, limits, d.public_name, now)
+        snapshot = await self.state.snapshot(d.budget_key, limits, d.member, now)
         at = (spent.kind, spent.period)
         window = next((w for w in snapshot.windows if (w.kind, w.period) == at), None)
         source = "unknown" if window is None else source_of(window, limits)
@@ -427,8 +428,10 @@ class Rationing:
             # Charged as it happened: a replay may exceed a limit; it is not refused.
             budget = memory.budget(d.budget_key, self.limits(d))
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
-            if a.cooldown_until is not None and a.cooldown_until > now:
-                memory.book.cool(d.public_name, a.cooldown_until)
+            # A rest is the upstream's: after a restart with another base URL it starts afresh.
+            same = a.origin is None or a.origin == d.origin
+            if same and a.cooldown_until is not None and a.cooldown_until > now:
+                memory.book.cool(d.member, a.cooldown_until)
         return len(attempts)
 
     async def drain(self) -> None:

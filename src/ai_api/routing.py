@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,14 @@ class Deployment:
     account: str = ""
     limits: tuple[Limit, ...] = ()
     context: int | None = None
+    upstream: str = ""
+    """The provider's base URL (its health is that upstream's: another URL starts afresh)."""
     public_name: str = field(init=False)
-    """`provider/model`, the name that pins this deployment; its key for cooldowns."""
+    """`provider/model`, the name that pins this deployment."""
+    origin: str = field(init=False)
+    """A short digest of `upstream` (never the URL, which may carry a secret); "" without."""
+    member: str = field(init=False)
+    """Its key for cooldowns and circuits: `provider/model@origin`."""
     budget_key: str = field(init=False)
     """`account|model` whose budget this deployment spends; `*` for account-wide limits."""
 
@@ -38,6 +45,10 @@ class Deployment:
         name = self.provider.name
         model = "*" if self.spec.account_wide else self.model
         object.__setattr__(self, "public_name", f"{name}/{self.model}")
+        origin = hashlib.sha256(self.upstream.encode()).hexdigest()[:12] if self.upstream else ""
+        object.__setattr__(self, "origin", origin)
+        member = f"{name}/{self.model}@{origin}" if origin else f"{name}/{self.model}"
+        object.__setattr__(self, "member", member)
         object.__setattr__(self, "budget_key", f"{self.account or name}|{model}")
 
     @property
@@ -166,7 +177,14 @@ def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Route
     for p in settings.providers:
         for m in p.models:
             d = Deployment(
-                providers[p.name], p.spec, m.name, m.max_tokens, p.account, m.limits, m.context
+                providers[p.name],
+                p.spec,
+                m.name,
+                m.max_tokens,
+                p.account,
+                m.limits,
+                m.context,
+                p.base_url,
             )
             deployments[(p.name, m.name)] = d
             by_model.setdefault(m.name, []).append(Member(d))
@@ -203,6 +221,7 @@ def _configured(
                 p.models[0].max_tokens,
                 p.account,
                 p.spec.limits_for(m.model) if p.guesses else (),
+                upstream=p.base_url,
             )
         members.append(Member(d, m.weight, m.pace))
     return Route(route.name, route.strategy, tuple(members), route.burst, route.continuation)

@@ -18,7 +18,8 @@ class Attempt(msgspec.Struct, frozen=True):
     status, 0 when no response came; `error` is the gateway error code, None on success;
     `cooldown_until` is the epoch until which this member must not be used; `learned_window`
     (`requests|60`) and `learned_limit`: a ceiling this attempt's 429 taught for a window no
-    header describes.
+    header describes; `origin`: a digest of the upstream's base URL (a cooldown is replayed at
+    start only for the same upstream).
     """
 
     at: float
@@ -37,6 +38,7 @@ class Attempt(msgspec.Struct, frozen=True):
     cooldown_until: float | None = None
     learned_window: str | None = None
     learned_limit: int | None = None
+    origin: str | None = None
 
 
 CLIENT_CLOSED = ("client_closed", "client_closed_request")

@@ -35,9 +35,11 @@ _CREATE = (
 
 
 def _ceilings(conn: sqlite3.Connection) -> None:
-    """Version 2: the ceilings that 429s taught (for windows no header describes)."""
+    """Version 2: the ceilings that 429s taught (for windows no header describes), and the
+    upstream each attempt went to."""
     conn.execute("ALTER TABLE attempts ADD COLUMN learned_window TEXT")
     conn.execute("ALTER TABLE attempts ADD COLUMN learned_limit INTEGER")
+    conn.execute("ALTER TABLE attempts ADD COLUMN origin TEXT")
     conn.execute("CREATE INDEX attempts_learned ON attempts (at) WHERE learned_limit IS NOT NULL")
 
 
@@ -48,9 +50,9 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _ceilings}
 _COLUMNS = (
     "at, request_id, route, provider, account, model, status, error, "
     "prompt_tokens, completion_tokens, estimated, ttft, duration, cooldown_until, "
-    "learned_window, learned_limit"
+    "learned_window, learned_limit, origin"
 )
-INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 _SELECT_SINCE = f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? ORDER BY at, id"
 _CEILINGS_SINCE = f"""SELECT {_COLUMNS} FROM attempts
     WHERE learned_limit IS NOT NULL AND at >= ? ORDER BY at, id"""
@@ -118,6 +120,7 @@ def to_row(a: Attempt) -> tuple[object, ...]:
         a.cooldown_until,
         a.learned_window,
         a.learned_limit,
+        a.origin,
     )
 
 
