@@ -423,6 +423,7 @@ class _Rescue:
                 return
             except Diverged:
                 reasons.append(f"{d.name} answered anew, and differently")
+                ticket.diverged = True
                 break
             except UpstreamError as exc:
                 reasons.append(exc.message)

@@ -9,6 +9,7 @@ and records the attempt.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -31,6 +32,8 @@ log = logging.getLogger("ai_api.rationing")
 # would move a test's stepping clock).
 _ANSWERED = verdict_of(Outcome(Ending.ANSWERED), 0.0)
 _LEFT = verdict_of(Outcome(Ending.LEFT), 0.0)
+# A continuation that said something else than the part already sent: stopped by the gateway.
+_DIVERGED = dataclasses.replace(_LEFT, status=200, error="continuation_diverged")
 
 
 @dataclass(slots=True)
@@ -46,6 +49,7 @@ class Ticket:
     first_token: float | None = None
     chars: int = 0
     cooled_until: float | None = None  # a rest the provider's headers asked for meanwhile
+    diverged: bool = False  # a regenerated continuation said something else: it was stopped
     closed: bool = field(default=False)
 
     @property
@@ -290,9 +294,11 @@ class Rationing:
         await self._close(ticket, verdict, usage, now)
 
     def cancelled(self, ticket: Ticket) -> None:
-        """The client went away: record what was spent, with status 499 (in the background:
-        the request's task is being cancelled)."""
-        task = asyncio.get_running_loop().create_task(self._close(ticket, _LEFT, None))
+        """The client went away (or the gateway stopped a continuation that diverged): record
+        what was spent, with status 499 (200 and `continuation_diverged`), in the background:
+        the request's task may be being cancelled."""
+        verdict = _DIVERGED if ticket.diverged else _LEFT
+        task = asyncio.get_running_loop().create_task(self._close(ticket, verdict, None))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
