@@ -289,9 +289,10 @@ async def test_a_provider_down_for_a_minute_is_used_again_within_30_s(groq, cere
     assert 60 <= back[0] <= 90  # probed again at most 30 s apart
     assert all(provider == "groq" for second, provider in served if second >= back[0])
     # While it was down, requests went to Cerebras and Groq was only probed, not hammered:
-    # two attempts (a retry), one more that opened its circuit, then a probe per rest.
+    # two requests of two attempts each (a retry, whose failure is not counted), one that
+    # opened its circuit, then a probe per rest.
     assert all(provider == "cerebras" for second, provider in served if second < 60)
-    assert tried_while_down <= 5
+    assert tried_while_down <= 7
 
 
 async def test_a_probe_does_not_hold_the_request(groq, cerebras, client):
@@ -301,8 +302,9 @@ async def test_a_probe_does_not_hold_the_request(groq, cerebras, client):
         groq, cerebras, routes=routes, first_token_timeout=30, probe_timeout=0.3
     )
     async with running(settings, clock=clock) as url:
-        groq.add_fault(Fault(status=503), times=4)  # three failures open its circuit
-        for _ in range(2):
+        # Three requests' failures open its circuit (a retry's failure is not counted).
+        groq.add_fault(Fault(status=503), times=6)
+        for _ in range(3):
             assert (await complete(client, url, "fallback")).provider == "cerebras"
         clock.advance(16)  # past the circuit's rest: the next attempt on Groq is the probe
         groq.clear_faults()
@@ -316,3 +318,40 @@ async def test_a_probe_does_not_hold_the_request(groq, cerebras, client):
         groq.add_fault(Fault(first_token_delay=1))
         answer = await complete(client, url, "fallback")
         assert (answer.status, answer.provider) == (200, "groq")
+
+
+# Fair circuits: what a request causes says nothing of the member
+
+
+async def test_requests_too_large_for_every_member_take_no_member_out(groq, cerebras, client):
+    # Groq answers 413 to a request over its tokens-per-minute budget, Cerebras 400s one too
+    # long: three such requests from one client must not open any circuit for everyone.
+    too_large = Fault(status=413, code="rate_limit_exceeded")
+    too_long = Fault(status=400, code="context_length_exceeded")
+    routes = (route("fallback", "fallback", groq_member(), cerebras_member()),)
+    async with running(settings_for(groq, cerebras, routes=routes), clock=FakeClock()) as url:
+        for _ in range(3):
+            groq.add_fault(too_large)
+            cerebras.add_fault(too_long)
+            assert (await complete(client, url, "fallback")).status in (400, 413)
+        innocent = [await complete(client, url, "fallback") for _ in range(3)]
+        report = await usage(client, url)
+    assert [(a.status, a.provider) for a in innocent] == [(200, "groq")] * 3
+    assert member(report, GROQ)["circuit"] == "closed"
+    assert member(report, CEREBRAS)["circuit"] == "closed"
+
+
+async def test_one_request_counts_at_most_one_failure_a_member(groq, cerebras, client):
+    # A request that every member fails (a retry on Groq, then Cerebras) twice: Groq has two
+    # failures, not four, so its circuit (three in a row) stays closed.
+    routes = (route("fallback", "fallback", groq_member(), cerebras_member()),)
+    async with running(settings_for(groq, cerebras, routes=routes), clock=FakeClock()) as url:
+        for _ in range(2):
+            groq.add_fault(Fault(status=500), times=2)
+            cerebras.add_fault(Fault(status=500))
+            assert (await complete(client, url, "fallback")).status == 502
+        report = await usage(client, url)
+        answer = await complete(client, url, "fallback")
+    assert len(groq.requests) == 5
+    assert member(report, GROQ)["circuit"] == "closed"
+    assert (answer.status, answer.provider, answer.attempts) == (200, "groq", "1")

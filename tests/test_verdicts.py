@@ -100,9 +100,9 @@ ROWS = [
             413,
             "rate_limit_exceeded",
             reading=READING,
-            counts_failure=True,
         ),
-        id="413 Groq tokens per minute: another member, a failure, no window exhausted",
+        id="413 Groq tokens per minute: another member, no failure of the member's (the request"
+        " caused it), no window exhausted",
     ),
     pytest.param(
         refused(400, "invalid_request_error"),

@@ -148,7 +148,7 @@ class _Tries:
     bounds: Bounds
     started: float  # on the event loop's clock
     attempts: int = 0
-    again: set[str] = field(default_factory=set)  # members given their second chance
+    again: set[str] = field(default_factory=set)  # members given their second chance (by key)
     unguessed: list[Member] = field(default_factory=list)
     """Members out of room by the preset's guesses, tried again last on evidence alone."""
     lost: list[float] = field(default_factory=list)
@@ -169,6 +169,7 @@ class _Tries:
             d, self.route.name, ask.request_id, prompt, cap, guesses=guesses
         )
         if isinstance(ticket, Ticket):
+            ticket.counts = d.member not in self.again  # a second chance's failure is not counted
             return ticket
         if guesses and any(lim.guess for lim in d.limits):
             self.unguessed.append(member)
@@ -190,7 +191,7 @@ class _Tries:
         ):
             self.queue = []
             return
-        name = failed.deployment.public_name
+        name = failed.deployment.member
         wait = None if name in self.again else _brief_wait(self.route, error, now)
         if wait is not None and loop_now + wait < self.deadline:
             self.again.add(name)

@@ -50,6 +50,7 @@ class Ticket:
     chars: int = 0
     cooled_until: float | None = None  # a rest the provider's headers asked for meanwhile
     diverged: bool = False  # a regenerated continuation said something else: it was stopped
+    counts: bool = True  # a failure counts toward the circuit (a request's first on the member)
     closed: bool = field(default=False)
 
     @property
@@ -278,6 +279,8 @@ class Rationing:
         """The attempt failed: cool the member down as the provider asks, and record it."""
         d, now = ticket.deployment, self.clock()
         verdict = verdict_of(error.outcome(started=ticket.first_token is not None), now)
+        if verdict.counts_failure and not ticket.counts:  # one request, one failure a member
+            verdict = dataclasses.replace(verdict, counts_failure=False)
         if verdict.alarm is Alarm.MODEL_GONE:
             log.error(
                 "%s answered %s for %s: it is out of rotation. Remove it from your configuration"

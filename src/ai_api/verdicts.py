@@ -25,8 +25,10 @@ _GONE = frozenset({"model_decommissioned", "model_not_found"})
 # here because Groq answers 413 when one request exceeds its tokens-per-minute budget.
 _RETRYABLE = frozenset({401, 402, 403, 404, 408, 409, 413, 429, 498})
 # Statuses that count toward the member's circuit (with 5xx and no answer at all); the other
-# refusals release a probe the attempt held without a verdict on the member's health.
-_COUNTED = frozenset({408, 413, 498})
+# refusals release a probe the attempt held without a verdict on the member's health. Not 413,
+# nor any 4xx about the request: a failure the request caused says nothing of the member (one
+# client could otherwise take every member out of service for everyone).
+_COUNTED = frozenset({408, 498})
 
 # Upstream HTTP status -> (status the client sees, OpenAI error type). The client sees the
 # provider's verdict when it is about the request itself (400, 413, 422) or about load (429,
