@@ -361,3 +361,10 @@ async def test_a_client_leaving_as_its_stream_starts_is_no_error(
     assert (day["requests"], day["errors"], day["client_closed"]) == (1, 0, 1)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert any("client went away" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("days", ["\u00b2", "0", "367", "-1", "7.5", "x"])
+async def test_usage_days_out_of_range_or_not_ascii_digits_is_a_400(gateway, client, days):
+    async with client.get(gateway + "/usage", params={"days": days}) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["param"] == "days"

@@ -240,7 +240,7 @@ async def test_fields_are_translated_for_each_provider(gateway, groq, cerebras):
         ({"n": 2}, "n"),
         ({"temperature": 3}, "temperature"),
         ({"logprobs": True}, "logprobs"),
-        ({"extra_body": {"frobnicate": 1}}, None),
+        ({"extra_body": {"frobnicate": 1}}, "frobnicate"),
     ],
 )
 async def test_bad_fields_are_400s_in_the_openai_shape(gateway, groq, args, param):

@@ -3,7 +3,7 @@
 import pytest
 
 from ai_api.errors import InvalidRequest
-from ai_api.schemas import ChatMessage, Message, decode_chat_body
+from ai_api.schemas import ChatMessage, CompletionBody, Message, decode_body, decode_chat_body
 
 
 def test_valid_body_decodes_to_typed_messages():
@@ -45,3 +45,17 @@ def test_bad_bodies_say_what_is_wrong(raw, fragment, param):
     assert fragment in info.value.message
     assert info.value.status == 400
     assert info.value.param == param
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_crash():
+    deep = b'{"messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * 5000 + b"]" * 5000
+    with pytest.raises(InvalidRequest, match="nested too deeply") as info:
+        decode_chat_body(deep + b"}")
+    assert info.value.status == 400
+
+
+def test_an_unknown_field_is_named_in_param():
+    raw = b'{"messages": [{"role": "user", "content": "x"}], "colour": 1}'
+    with pytest.raises(InvalidRequest, match="unknown field `colour`") as info:
+        decode_body(raw, CompletionBody)
+    assert info.value.param == "colour"

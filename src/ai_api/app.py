@@ -59,7 +59,7 @@ async def usage(request: web.Request) -> web.Response:
     """`GET /usage[?days=N]`: spending per day, headroom per budget, health per member."""
     gateway = request.app[GATEWAY]
     raw = request.query.get("days", "7")
-    if not raw.isdigit() or not 1 <= int(raw) <= 366:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 366:
         raise InvalidRequest("`days` must be a whole number from 1 to 366.", param="days")
     data = await report(gateway.rationing, gateway.router.deployments(), int(raw))
     return web.json_response(data)

@@ -154,6 +154,10 @@ def decode_body(raw: bytes, kind: type[B]) -> B:
         raise InvalidRequest(f"Invalid request body: {exc}", param=_param_of(exc)) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError:  # JSON nested deeper than the decoder goes
+        raise InvalidRequest(
+            "The request body is nested too deeply to be a chat request."
+        ) from None
     except UnicodeDecodeError as exc:  # msgspec raises it for a string that is not UTF-8
         raise InvalidRequest(
             f"The request body is not valid UTF-8 (byte {exc.start} of a string); JSON must be"
@@ -170,9 +174,13 @@ def decode_chat_body(raw: bytes) -> ChatBody:
 
 
 def _param_of(exc: msgspec.ValidationError) -> str | None:
-    """The JSON path msgspec reports (`... - at `$.messages[0].role``), without the `$.`."""
+    """The JSON path msgspec reports (`... - at `$.messages[0].role``), without the `$.`;
+    for an unknown field, the field's own path (`messages[0].colour`, `colour`)."""
     text = str(exc)
     marker = " - at `$."
-    if marker in text:
-        return text.split(marker, 1)[1].rstrip("`")
-    return None
+    path = text.split(marker, 1)[1].rstrip("`") if marker in text else None
+    unknown = "unknown field `"
+    if unknown in text:
+        name = text.split(unknown, 1)[1].split("`", 1)[0]
+        return f"{path}.{name}" if path else name
+    return path
