@@ -124,6 +124,7 @@ async def test_state_survives_close_and_reopen(tmp_path):
     reading = RateReading((WindowReading("tokens", MINUTE, 8000, 7000, T0 + 30),), None)
     await state.observe("m", "k", reading, T0)
     await h.cool(state, "m", T0 + 30)
+    assert path.stat().st_mode & 0o777 == 0o600  # the owner's alone
     await state.close()
     await state.close()  # idempotent
 

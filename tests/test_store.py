@@ -201,6 +201,11 @@ async def test_opening_creates_directory_schema_and_wal(tmp_path: Path) -> None:
         assert stored(path, "PRAGMA journal_mode") == [("wal",)]
         assert stored(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert ("attempts_at",) in stored(path, "SELECT name FROM sqlite_master")
+        ledger.record(attempt(MIDNIGHT))
+        await ledger.flush()
+        # What was asked of which provider when is the owner's alone, WAL files included.
+        for made in (path, path.with_name("usage.db-wal"), path.with_name("usage.db-shm")):
+            assert made.stat().st_mode & 0o777 == 0o600, made
     finally:
         await ledger.close()
 

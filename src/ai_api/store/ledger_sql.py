@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +70,15 @@ _USAGE_SINCE = f"""
     FROM attempts WHERE at >= ?
     GROUP BY day, provider, account, model
 """
+
+
+def create_private(path: Path) -> None:
+    """Make `path` (and its folders) if missing, readable by its owner only: a ledger or state
+    file tells what was asked of which provider when (SQLite makes its -wal and -shm files with
+    the same permissions)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -170,7 +170,7 @@ class SQLiteLedger:
 
     def _run(self, opened: Callable[[Exception | None], None]) -> None:
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            ledger_sql.create_private(self._path)
             conn = ledger_sql.connect(self._path)
         except Exception as exc:
             opened(exc)

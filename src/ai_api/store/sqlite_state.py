@@ -300,7 +300,7 @@ class SQLiteState:
 def _connect(path: Path) -> sqlite3.Connection:
     """A connection for the state's thread (WAL), with the tables at SCHEMA_VERSION (kept in
     `state_schema`: user_version belongs to whatever else is in the file, like the ledger)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ledger_sql.create_private(path)
     conn = sqlite3.connect(
         path, timeout=ledger_sql.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
     )
