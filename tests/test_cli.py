@@ -209,3 +209,60 @@ async def test_usage_reports_from_the_ledger_file(tmp_path, monkeypatch, capsys)
     assert await asyncio.to_thread(main, ["usage", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["days"][0]["requests"] == 3
+
+
+def test_no_provider_also_names_the_local_servers(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("GROQ_API_KEY", "CEREBRAS_API_KEY", "OLLAMA_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    for variable in ("OLLAMA_MODEL", "LMSTUDIO_MODEL", "VLLM_MODEL"):
+        assert variable in err
+
+
+def test_config_check_shows_limits_their_source_and_unset_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_0123456789abcdefghijklmnop")
+    monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
+    monkeypatch.setenv("CEREBRAS_API_KEY", "csk-0123456789abcdefghijkl")
+    (tmp_path / "ai-api.toml").write_text(
+        "[providers.groq]\nmodels = [{name = 'openai/gpt-oss-120b', rpm = 10}]\n"
+        "[providers.mine]\nkind = 'openai'\nbase_url = 'http://127.0.0.1:9/v1'\n"
+        "models = ['m']\n[providers.cerebras]\nguesses = false\n"
+    )
+    main(["config", "check", "--config", "ai-api.toml"])
+    out = capsys.readouterr().out
+    assert "requests/minute 10 (configured)" in out
+    assert "tokens/minute 8000 (built-in)" in out
+    mine = out.split("mine (")[1].split("\n")[0]
+    assert mine.endswith("no key")  # not a masked placeholder, as if a key were set
+    assert "built-in limits off (guesses = false)" in out
+
+
+def test_usage_days_is_checked_as_the_endpoint_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["usage", "--days", "0"])
+    assert info.value.code == 2
+    assert "1 to 366" in capsys.readouterr().err
+
+
+async def test_usage_into_a_closed_pipe_ends_quietly(tmp_path):
+    read, write = os.pipe()
+    os.close(read)  # `ai-api usage | head` once head has gone
+    env = {**CLEAN_ENV, "GROQ_API_KEY": "gsk_0123456789abcdefghijklmnop"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ai_api",
+        "usage",
+        cwd=tmp_path,
+        env=env,
+        stdout=write,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert b"Traceback" not in err

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import load_settings, read_environment
+from .config import LOCAL_KEY, load_settings, read_environment
 from .limits import Limit, period_name
 from .providers import PRESETS
 from .settings import ConfigError, Settings
@@ -20,6 +20,8 @@ NO_PROVIDERS = """\
 ai-api: no provider is configured.
 Set at least one API key, in the environment or in a .env file (see .env.example):
 {variables}
+or name the model of a server on this machine:
+{local}
 or try the gateway with built-in fake providers: ai-api serve --demo"""
 
 
@@ -41,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"ai-api: no usage ledger at {settings.ledger or '(memory)'} yet", file=sys.stderr
             )
-        return asyncio.run(_usage(settings, args.days, args.json, found))
+        try:
+            return asyncio.run(_usage(settings, args.days, args.json, found))
+        except BrokenPipeError:  # `ai-api usage | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     return _serve_command(settings, args, argv)
 
 
@@ -53,7 +59,12 @@ def _serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[
         variables = "\n".join(
             f"  {spec.key_env}  ({spec.label})" for spec in PRESETS if spec.key_env
         )
-        print(NO_PROVIDERS.format(variables=variables), file=sys.stderr)
+        local = "\n".join(
+            f"  {spec.env_prefix}_MODEL  ({spec.label}, {spec.base_url})"
+            for spec in PRESETS
+            if spec.local
+        )
+        print(NO_PROVIDERS.format(variables=variables, local=local), file=sys.stderr)
         return 2
     if args.workers is not None:
         settings = settings.with_overrides(workers=args.workers)
@@ -83,6 +94,13 @@ def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] |
     return run_workers(settings.workers, settings.host, settings.port, child, env)
 
 
+def _days(raw: str) -> int:
+    """`--days`: a whole number from 1 to 366, as `/usage?days=` takes."""
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 366:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 366")
+    return int(raw)
+
+
 def limits_text(limits: Sequence[Limit]) -> str:
     """`requests/minute 30 (built-in), ...`: each window, its figure and where it comes from."""
     return ", ".join(
@@ -94,7 +112,13 @@ def describe(settings: Settings) -> str:
     """The resolved configuration for humans, keys masked."""
     lines = [f"Providers ({len(settings.providers)} active):"]
     for p in settings.providers:
-        key = f"{p.key_env}={p.api_key.masked()}" if p.spec.key_env or p.key_env else "no key"
+        unset = p.api_key.reveal() == LOCAL_KEY
+        if not (p.spec.key_env or p.key_env) or (unset and p.spec.local):
+            key = "no key"
+        elif unset:
+            key = f"{p.key_env} not set"
+        else:
+            key = f"{p.key_env}={p.api_key.masked()}"
         lines.append(f"  {p.name} ({p.spec.label}) {p.base_url}  {key}")
         if not p.guesses:
             lines.append("    built-in limits off (guesses = false)")
@@ -207,7 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     usage = commands.add_parser(
         "usage", parents=[common], help="spending per day and the free quota left"
     )
-    usage.add_argument("--days", type=int, default=7, help="days of history (default 7)")
+    usage.add_argument(
+        "--days", type=_days, default=7, help="days of history, 1 to 366 (default 7)"
+    )
     usage.add_argument("--json", action="store_true", help="print the /usage JSON instead")
     config = commands.add_parser("config", parents=[common], help="inspect the configuration")
     config.add_argument("action", choices=["check"], help="check: validate and print it")

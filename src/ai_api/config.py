@@ -28,6 +28,9 @@ from .settings import (
     Settings,
 )
 
+LOCAL_KEY = "local"
+"""The key sent to a server that needs none (clients must send one)."""
+
 
 def read_environment(environ: Mapping[str, str], dotenv_path: Path | None) -> dict[str, str]:
     """The `.env` file's values overlaid by the real environment (real variables win)."""
@@ -118,7 +121,7 @@ def preset_settings(
         name=name or spec.name,
         spec=spec,
         # Local servers take any key; clients must send one, so send a placeholder.
-        api_key=Secret(env.get(key_env, "").strip() or "local"),
+        api_key=Secret(env.get(key_env, "").strip() or LOCAL_KEY),
         base_url=url.rstrip("/"),
         models=tuple(
             ModelSettings(m, cap, spec.limits_for(m), spec.contexts.get(m)) for m in models

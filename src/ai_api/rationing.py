@@ -292,7 +292,10 @@ class Rationing:
             )
         elif verdict.alarm is Alarm.KEY_REFUSED:
             log.error(
-                "%s refused the key (HTTP %d): check %s", d.name, verdict.status, d.spec.key_env
+                "%s refused the key (HTTP %d): check %s",
+                d.name,
+                verdict.status,
+                d.key_env or d.spec.key_env or "its API key variable",
             )
         await self._close(ticket, verdict, usage, now)
 

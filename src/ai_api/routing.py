@@ -32,6 +32,8 @@ class Deployment:
     context: int | None = None
     upstream: str = ""
     """The provider's base URL (its health is that upstream's: another URL starts afresh)."""
+    key_env: str = ""
+    """The variable its key was read from (for the log line when the key is refused)."""
     public_name: str = field(init=False)
     """`provider/model`, the name that pins this deployment."""
     origin: str = field(init=False)
@@ -185,6 +187,7 @@ def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Route
                 m.limits,
                 m.context,
                 p.base_url,
+                p.key_env or "",
             )
             deployments[(p.name, m.name)] = d
             by_model.setdefault(m.name, []).append(Member(d))
@@ -222,6 +225,7 @@ def _configured(
                 p.account,
                 p.spec.limits_for(m.model) if p.guesses else (),
                 upstream=p.base_url,
+                key_env=p.key_env or "",
             )
         members.append(Member(d, m.weight, m.pace))
     return Route(route.name, route.strategy, tuple(members), route.burst, route.continuation)
