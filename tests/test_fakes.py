@@ -525,6 +525,32 @@ async def test_error_after_sends_the_provider_in_stream_error_without_done(fake,
         assert set(error) == {"error"}
 
 
+async def _raw_post(fake: FakeUpstream) -> bytes:
+    """A chat request over a bare socket; what the fake sends back before it closes."""
+    body = json.dumps(chat_body(fake.flavor.name)).encode()
+    head = (
+        f"POST {fake.flavor.chat_path} HTTP/1.1\r\nHost: {fake.host}\r\n"
+        f"Authorization: Bearer {fake.api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection(fake.host, fake.port)
+    try:
+        writer.write(head.encode() + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), HANG)
+    finally:
+        writer.close()
+
+
+async def test_reset_closes_with_a_tcp_reset_instead_of_a_fin(fake):
+    fake.add_fault(Fault(drop=True))
+    fake.add_fault(Fault(drop=True, reset=True))
+    assert await _raw_post(fake) == b""  # a FIN: the end of the stream
+    with pytest.raises(ConnectionResetError):
+        await _raw_post(fake)
+    assert [seen.status for seen in fake.requests] == [0, 0]
+
+
 async def test_drop_closes_without_a_response(fake, session):
     fake.add_fault(Fault(drop=True))
     with pytest.raises(aiohttp.ServerDisconnectedError):
