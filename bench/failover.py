@@ -199,9 +199,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "S05",
         "TCP reset before headers",
-        "The first attempt's connection closes before any response byte; later ones succeed.",
+        "The first attempt's connection is reset before any response byte; later ones succeed.",
         "Retry the request or fail over: answer either way.",
-        Faults(first=(Fault(drop=True),)),
+        Faults(first=(Fault(drop=True, reset=True),)),
         (NO_HANG,),
         max_wall=20,
     ),
@@ -946,7 +946,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         print(json.dumps(doc, indent=2))
     else:
-        print(scorecard(results))
+        print(scorecard(results), flush=True)
     print(f"ran in {time.monotonic() - begun:.1f} s", file=sys.stderr)
 
 
