@@ -368,10 +368,11 @@ class Call:
     elapsed: float = 0.0
     model: str | None = None
     usage: dict[str, Any] | None = None
-    complete: bool = False
 
-    def __post_init__(self) -> None:
-        self.complete = self.complete or normalised(self.content) == normalised(CANONICAL)
+    @property
+    def complete(self) -> bool:
+        """Whether the content is the whole answer, word for word."""
+        return normalised(self.content) == normalised(CANONICAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -808,23 +809,17 @@ async def alive(s: System) -> tuple[bool, str | None]:
 
 
 def _summary(calls: list[tuple[float, Call]]) -> Call:
-    """The calls of a sequence as one: a hang if one hung, a success if all succeeded."""
+    """The calls of a sequence as one: a hang if one hung, a success if all succeeded, its
+    content the first that is not the whole answer (else the last call's)."""
     outcomes = {c.outcome for _, c in calls}
     outcome: Outcome = (
         "hang" if "hang" in outcomes else "error" if "error" in outcomes else "success"
     )
     last = calls[-1][1]
     error = next((c.error for _, c in calls if c.outcome != "success"), None)
-    complete = all(c.complete for _, c in calls)
-    return Call(
-        outcome,
-        last.content,
-        error,
-        sum(c.elapsed for _, c in calls),
-        last.model,
-        last.usage,
-        complete,
-    )
+    content = next((c.content for _, c in calls if not c.complete), last.content)
+    elapsed = sum(c.elapsed for _, c in calls)
+    return Call(outcome, content, error, elapsed, last.model, last.usage)
 
 
 def sequence_stats(calls: list[tuple[float, Call]], attempts: list[Attempt]) -> SequenceStats:

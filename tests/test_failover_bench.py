@@ -143,6 +143,8 @@ def test_a_sequence_is_scored_on_the_outage_and_the_recovery():
     assert s15([(0.0, 503)], calls)[1] == "fail"  # never back
     some_refused = [(at, refused if 20 <= at < 60 else c) for at, c in calls]
     assert s15([(0.0, 503), (64.0, 200)], some_refused)[1] == "fail"
+    one_cut = [(at, fb.Call("success", "A gateway") if at == 8.0 else c) for at, c in calls]
+    assert s15([(0.0, 503), (64.0, 200)], one_cut)[1] == "fail"  # a truncated success
 
 
 def test_the_scorecard_counts_each_verdict():
