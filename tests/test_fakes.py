@@ -525,6 +525,32 @@ async def test_error_after_sends_the_provider_in_stream_error_without_done(fake,
         assert set(error) == {"error"}
 
 
+async def _raw_post(fake: FakeUpstream) -> bytes:
+    """A chat request over a bare socket; what the fake sends back before it closes."""
+    body = json.dumps(chat_body(fake.flavor.name)).encode()
+    head = (
+        f"POST {fake.flavor.chat_path} HTTP/1.1\r\nHost: {fake.host}\r\n"
+        f"Authorization: Bearer {fake.api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection(fake.host, fake.port)
+    try:
+        writer.write(head.encode() + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), HANG)
+    finally:
+        writer.close()
+
+
+async def test_reset_closes_with_a_tcp_reset_instead_of_a_fin(fake):
+    fake.add_fault(Fault(drop=True))
+    fake.add_fault(Fault(drop=True, reset=True))
+    assert await _raw_post(fake) == b""  # a FIN: the end of the stream
+    with pytest.raises(ConnectionResetError):
+        await _raw_post(fake)
+    assert [seen.status for seen in fake.requests] == [0, 0]
+
+
 async def test_drop_closes_without_a_response(fake, session):
     fake.add_fault(Fault(drop=True))
     with pytest.raises(aiohttp.ServerDisconnectedError):
@@ -802,3 +828,35 @@ async def test_a_fake_without_prefill_refuses_it_in_its_providers_shape(session)
             assert plain.status == 200
     assert error["type"] == "invalid_request_error"
     assert "prefill is not supported" in error["message"]
+
+
+async def test_down_until_fails_every_request_until_then_and_heal_clears_all(session):
+    now = [100.0]
+    async with FakeUpstream("groq", api_key=GROQ_KEY, clock=lambda: now[0]) as fake:
+        fake.down_until(110.0, Fault(status=503))
+        fake.add_fault(Fault(status=500))  # queued faults come first
+        statuses = []
+        for at in (100.0, 105.0, 109.9, 110.0):
+            now[0] = at
+            async with post(session, fake) as response:
+                statuses.append(response.status)
+        fake.down_until(200.0, Fault(status=503))
+        fake.add_fault(Fault(status=500))
+        fake.default_fault = Fault(status=429)
+        fake.heal()
+        async with post(session, fake) as response:
+            statuses.append(response.status)
+    assert statuses == [500, 503, 503, 200, 200]
+
+
+async def test_a_set_answer_text_is_every_answer_and_what_a_prefill_continues(fake, session):
+    text = "One set answer that every model of this fake gives, word for word."
+    fake.answer_text = text
+    async with post(session, fake, {**chat_body(fake.flavor.name), "stream": False}) as response:
+        whole = (await response.json())["choices"][0]["message"]["content"]
+    said = {"role": "assistant", "content": "One set answer"}
+    body = {**chat_body(fake.flavor.name), "messages": [*MESSAGES, said], "stream": False}
+    async with post(session, fake, body) as response:
+        rest = (await response.json())["choices"][0]["message"]["content"]
+    assert whole == text
+    assert "One set answer" + rest == text

@@ -279,7 +279,7 @@ async def test_a_provider_down_for_a_minute_is_used_again_within_30_s(groq, cere
         for second in range(0, 150, 5):  # a request every 5 s
             clock.now = start + second
             if second == 60:
-                groq.clear_faults()  # back
+                groq.heal()  # back
                 tried_while_down = len(groq.requests)
             answer = await complete(client, url, "fallback")
             assert answer.status == 200
@@ -307,7 +307,7 @@ async def test_a_probe_does_not_hold_the_request(groq, cerebras, client):
         for _ in range(3):
             assert (await complete(client, url, "fallback")).provider == "cerebras"
         clock.advance(16)  # past the circuit's rest: the next attempt on Groq is the probe
-        groq.clear_faults()
+        groq.heal()
         groq.add_fault(Fault(first_token_delay=3))  # it would answer, late
         answer = await complete(client, url, "fallback")
         assert (answer.status, answer.provider, answer.attempts) == (200, "cerebras", "2")

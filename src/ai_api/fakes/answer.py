@@ -38,6 +38,11 @@ def _snippet(text: str) -> str:
     return " ".join(text[:SNIPPET_CHARS].split())
 
 
+def fixed_tokens(text: str) -> list[str]:
+    """A set answer as tokens, a word each (as a fake whose models all say one text does)."""
+    return _words_as_tokens(text.split())
+
+
 def answer_tokens(label: str, model: str, messages: Sequence[Any], count: int) -> list[str]:
     """The first `count` tokens of the answer; each token is a word with its leading space.
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .answer import answer_tokens, prompt_tokens, thought_tokens
+from .answer import answer_tokens, fixed_tokens, prompt_tokens, thought_tokens
 from .rules import RequestRules, prefill_of
 from .tools import tool_call
 from .wire import JSON, ToolCall, Usage
@@ -76,9 +76,15 @@ def _cap(body: Mapping[str, Any]) -> int | None:
 
 
 def make_plan(
-    body: Mapping[str, Any], label: str, rules: RequestRules, count: int, call_id: str
+    body: Mapping[str, Any],
+    label: str,
+    rules: RequestRules,
+    count: int,
+    call_id: str,
+    text: str | None = None,
 ) -> ChatPlan:
     """The answer to a checked request; `count` content tokens unless capped or calling a tool.
+    With `text`, the answer is that text (its words) whatever the request, not made from it.
 
     The completion-token cap covers reasoning and content together, as Cerebras documents.
     """
@@ -87,6 +93,8 @@ def make_plan(
     call = tool_call(body, call_id)
     finish = "tool_calls" if call is not None else "stop"
     cap = _cap(body)
+    if text is not None:
+        count = len(text.split())
     if call is not None:
         count = 0
     elif cap is not None and cap < len(reasoning) + count:
@@ -94,10 +102,14 @@ def make_plan(
         count, finish = cap - len(reasoning), "length"
     options = body.get("stream_options")
     prefill = prefill_of(body)
-    if prefill is None:
-        tokens = answer_tokens(label, body["model"], messages, count)
+    asked = messages if prefill is None else messages[:-1]
+    if text is not None:
+        full = fixed_tokens(text)[:count]
     else:
-        full = answer_tokens(label, body["model"], messages[:-1], count)
+        full = answer_tokens(label, body["model"], asked, count)
+    if prefill is None:
+        tokens = full
+    else:
         tokens = continued(full, prefill, echo=messages[-1].get("prefix") is True)
     return ChatPlan(
         tokens=tokens,

@@ -59,6 +59,8 @@ class FakeUpstream:
     `record_requests=False` keeps `requests` empty (for long benchmark runs). A flavor's
     `mounted` copy serves elsewhere than its paths (an OpenRouter-like
     `/api/v1/chat/completions`, a Gemini-like `/v1beta/openai/chat/completions`).
+    `answer_text`, when set, is every answer (and what a prefill continues), whatever the
+    request: fakes that all say one text let a test check an answer stitched from two.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class FakeUpstream:
         self.record_requests = record_requests
         self.enforce_limits = enforce_limits
         self.default_fault: Fault | None = None
+        self.answer_text: str | None = None
         self.requests: list[SeenRequest] = []
         self.hits: Counter[str] = Counter()
         self.limits = RateBook(
@@ -93,6 +96,7 @@ class FakeUpstream:
         self._clock = clock
         self._port = port
         self._faults: deque[Fault] = deque()
+        self._down: tuple[float, Fault] | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self._rng = random.Random()
@@ -113,9 +117,23 @@ class FakeUpstream:
         """Apply `fault` to the next `times` chat requests, after faults already queued."""
         self._faults.extend([fault] * times)
 
-    def clear_faults(self) -> None:
-        """Forget the faults not applied yet: the provider behaves again."""
+    def heal(self) -> None:
+        """Drop the faults queued, the default fault and any outage: healthy from now on."""
         self._faults.clear()
+        self.default_fault = None
+        self._down = None
+
+    def down_until(self, until: float, fault: Fault) -> None:
+        """Apply `fault` to every chat request that arrives before `until` on the fake's clock
+        (after faults already queued), as a provider down for a while answers; then heal."""
+        self._down = (until, fault)
+
+    def _next_fault(self) -> Fault:
+        if self._faults:
+            return self._faults.popleft()
+        if self._down is not None and self._clock() < self._down[0]:
+            return self._down[1]
+        return self.default_fault or _NO_FAULT
 
     async def start(self) -> None:
         """Bind and serve; a no-op when already serving. A restart keeps the same port."""
@@ -214,7 +232,7 @@ class FakeUpstream:
         )
         if self.record_requests:
             self.requests.append(seen)
-        fault = self._faults.popleft() if self._faults else (self.default_fault or _NO_FAULT)
+        fault = self._next_fault()
         exchange = Exchange(request, fault, self._stopping, self.token_delay)
         response: web.StreamResponse | None = None
         try:
@@ -275,7 +293,8 @@ class FakeUpstream:
             error = msgspec.json.encode(self.flavor.error_body(spec))
             return await write_whole(exchange, spec.status, error, headers)
         call_id = f"call_{self._rng.getrandbits(96):024x}"
-        plan = make_plan(body, self.flavor.label, self.flavor.rules, self.answer_tokens, call_id)
+        rules, count = self.flavor.rules, self.answer_tokens
+        plan = make_plan(body, self.flavor.label, rules, count, call_id, self.answer_text)
         cost = plan.usage.total_tokens
         if self.enforce_limits:
             wait = self.limits.shortfall(cost)

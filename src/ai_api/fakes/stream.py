@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,9 +35,11 @@ class Fault:
     the fake stops) and then closes it; `malformed_after` slips in one `data:` line that is not
     JSON; `error_after` sends the provider's in-stream error with `error_status` and ends the
     stream without `[DONE]`; `no_done` omits `[DONE]`; `drop` closes without any response;
-    `comment_lines` SSE comments (`: keep-alive`, or `: {comment_text}`) precede the first chunk,
-    as keep-alives do (OpenRouter sends `: OPENROUTER PROCESSING`); `end_delay` sends the end
-    of the HTTP body that many seconds after the last event, as a lagging last packet does.
+    `reset` makes the connection's close (a drop, a cut, the end of a stall) a TCP reset
+    instead of a FIN, as a load balancer or a restarting upstream sends; `comment_lines` SSE
+    comments (`: keep-alive`, or `: {comment_text}`) precede the first chunk, as keep-alives
+    do (OpenRouter sends `: OPENROUTER PROCESSING`); `end_delay` sends the end of the HTTP
+    body that many seconds after the last event, as a lagging last packet does.
     Non-streaming answers and error answers (`status`) honour `cut_after`/`stall_after` by
     sending half the body.
     """
@@ -53,6 +58,7 @@ class Fault:
     error_status: int = 500
     no_done: bool = False
     drop: bool = False
+    reset: bool = False
     comment_lines: int = 0
     comment_text: str = "keep-alive"
     end_delay: float = 0.0
@@ -91,6 +97,8 @@ class Exchange:
         """Close the connection wherever the answer is; what was written still arrives."""
         transport = self.request.transport
         if transport is not None:
+            if self.fault.reset:
+                _linger_zero(transport)
             transport.close()
         return self.response or web.StreamResponse()
 
@@ -98,6 +106,14 @@ class Exchange:
         """Close the connection before any response."""
         self.dropped = True
         return self.cut()
+
+
+def _linger_zero(transport: asyncio.BaseTransport) -> None:
+    """Make the transport's close send a TCP reset (SO_LINGER on, zero seconds)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _event(payload: JSON) -> bytes:
