@@ -13,7 +13,7 @@ def test_no_keys_means_no_providers_and_original_defaults():
     assert (settings.host, settings.port) == ("127.0.0.1", 3000)
     # A provider silent for 15 s before its first chunk is left for the next member (the
     # failover methodology's limit; reasoning models stream their reasoning early).
-    assert settings.first_token_timeout == 15.0
+    assert settings.first_token_timeout == 10.0
 
 
 def test_a_provider_is_active_when_its_key_is_set_in_preset_order():

@@ -181,7 +181,7 @@ async def test_the_openai_sdk_reads_one_continued_answer(first, second):
     assert chunks[-1].usage.completion_tokens > 0
 
 
-async def test_a_member_that_refuses_prefill_is_skipped_and_then_asked_anew(first, client):
+async def test_a_member_that_refuses_prefill_is_asked_anew_at_once(first, client):
     async with groq_fake(prefill=False) as refuser, groq_fake() as third:
         settings = smart(
             provider("groq", first), provider("refuser", refuser), provider("third", third)
@@ -191,19 +191,24 @@ async def test_a_member_that_refuses_prefill_is_skipped_and_then_asked_anew(firs
             _, payloads = await post_stream(client, url)
             assert contents(payloads) == FULL
             assert payloads[-1] == "[DONE]"
-            # It refused the prefill (a 400 in Groq's shape); the next member continued.
-            assert last_message(refuser) == {"role": "assistant", "content": SENT}
+            # It refused the prefill (a 400 in Groq's shape), and was asked at once for the
+            # whole answer again, which begins with the part sent: forwarded past it.
+            assert refuser.requests[0].body["messages"][-1] == {
+                "role": "assistant",
+                "content": SENT,
+            }
             assert refuser.requests[0].status == 400
-            assert len(third.requests) == 1
+            assert refuser.requests[1].body["messages"][-1] == HI[0]
+            assert refuser.requests[1].status == 200
+            assert third.requests == []
 
-            # Remembered: the next continuation asks it for the whole answer again, which
-            # begins with the part sent, so it is forwarded past it.
+            # Remembered: the next continuation asks it for the whole answer at once.
             first.add_fault(Fault(cut_after=4))
             _, payloads = await post_stream(client, url)
     assert contents(payloads) == FULL
     assert last_message(refuser) == HI[0]
-    assert refuser.requests[1].status == 200
-    assert len(third.requests) == 1
+    assert [r.status for r in refuser.requests] == [400, 200, 200]
+    assert third.requests == []
 
 
 async def test_a_member_asked_anew_is_forwarded_past_the_part_sent(first, second, client):

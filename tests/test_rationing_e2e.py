@@ -268,14 +268,15 @@ async def test_a_failing_provider_opens_its_circuit_probes_once_and_recovers(
     groq.default_fault = Fault(status=503)
     settings = settings_for(groq, cerebras, routes=(FALLBACK,))
     async with running(settings, clock=clock) as url:
-        # Groq, first on the route, is given a second chance after its first 503; the third
-        # failure in a row opens its circuit, which the second request's second chance meets.
-        for expected, attempts in (("closed", "3"), ("open", "2")):
+        # Groq, first on the route, is given a second chance after its first 503 (whose failure
+        # is not counted: one request, one failure); the third request's failure is the third
+        # in a row and opens its circuit, which that request's second chance meets.
+        for expected, attempts in (("closed", "3"), ("closed", "3"), ("open", "2")):
             answer = await complete(client, url, "smart")
             assert (answer.status, answer.provider, answer.attempts) == (200, "cerebras", attempts)
             assert member(await usage(client, url), GROQ)["circuit"] == expected
         assert member(await usage(client, url), GROQ)["cooldown_seconds"] == 15.0
-        assert len(groq.requests) == 3
+        assert len(groq.requests) == 5
 
         # Resting: nothing reaches Groq.
         for _ in range(3):
@@ -284,28 +285,28 @@ async def test_a_failing_provider_opens_its_circuit_probes_once_and_recovers(
         clock.advance(14)
         answer = await complete(client, url, "smart")
         assert (answer.provider, answer.attempts) == ("cerebras", "1")
-        assert len(groq.requests) == 3
+        assert len(groq.requests) == 5
 
         # Past the rest: of several concurrent requests, exactly one probes Groq; it fails and
-        # the rest doubles, up to 30 s.
+        # the circuit rests again, 20 s.
         clock.advance(2)
         answers = await asyncio.gather(*(complete(client, url, "smart") for _ in range(5)))
         assert all(a.status == 200 and a.provider == "cerebras" for a in answers)
         assert sorted(a.attempts or "" for a in answers) == ["1", "1", "1", "1", "2"]
-        assert len(groq.requests) == 4
+        assert len(groq.requests) == 6
         state = member(await usage(client, url), GROQ)
-        assert (state["circuit"], state["cooldown_seconds"]) == ("open", 30.0)
+        assert (state["circuit"], state["cooldown_seconds"]) == ("open", 20.0)
 
-        clock.advance(31)  # the rest stays at 30 s: a provider back is used again soon
+        clock.advance(21)  # the rest stays at 20 s: a provider back is used again soon
         answer = await complete(client, url, "smart")
         assert (answer.provider, answer.attempts) == ("cerebras", "2")
-        assert len(groq.requests) == 5
+        assert len(groq.requests) == 7
         state = member(await usage(client, url), GROQ)
-        assert (state["circuit"], state["cooldown_seconds"]) == ("open", 30.0)
+        assert (state["circuit"], state["cooldown_seconds"]) == ("open", 20.0)
 
         # Groq recovers: the next probe succeeds and it is back in rotation.
         groq.default_fault = None
-        clock.advance(31)
+        clock.advance(21)
         answer = await complete(client, url, "smart")
         assert (answer.status, answer.provider, answer.attempts) == (200, "groq", "1")
         state = member(await usage(client, url), GROQ)
@@ -313,11 +314,12 @@ async def test_a_failing_provider_opens_its_circuit_probes_once_and_recovers(
         for _ in range(3):
             answer = await complete(client, url, "smart")
             assert (answer.provider, answer.attempts) == ("groq", "1")
-    assert [r.status for r in groq.requests] == [503] * 5 + [200] * 4
+    assert [r.status for r in groq.requests] == [503] * 7 + [200] * 4
 
 
 async def open_groq_circuit(client: aiohttp.ClientSession, url: str, groq: FakeUpstream) -> None:
-    """Three 503s on the `smart` route open Groq's circuit for 15 s; then Groq is healthy."""
+    """Three requests' 503s on the `smart` route (five attempts: the first two requests retry
+    Groq once) open Groq's circuit for 15 s; then Groq is healthy."""
     groq.default_fault = Fault(status=503)
     for _ in range(3):
         assert (await complete(client, url, "smart")).provider == "cerebras"
@@ -344,7 +346,7 @@ async def test_a_probe_that_ends_without_verdict_does_not_strand_the_member(
         groq.add_fault(probe_fault)
         probe = await complete(client, url, "smart")
         assert probe.status == probe_status
-        assert len(groq.requests) == 4
+        assert len(groq.requests) == 6
 
         # Long after the probe, its 429's retry-after and any doubled rest: Groq (healthy all
         # along) must be tried again.
@@ -353,7 +355,7 @@ async def test_a_probe_that_ends_without_verdict_does_not_strand_the_member(
         assert (answer.status, answer.provider) == (200, "groq"), member(
             await usage(client, url), GROQ
         )
-    assert len(groq.requests) == 5
+    assert len(groq.requests) == 7
 
 
 async def test_a_probe_abandoned_by_its_client_does_not_strand_the_member(groq, cerebras, client):
@@ -370,14 +372,14 @@ async def test_a_probe_abandoned_by_its_client_does_not_strand_the_member(groq, 
             )
         probe = groq.requests[-1]
         await asyncio.wait_for(probe.finished.wait(), timeout=2)
-        assert len(groq.requests) == 4
+        assert len(groq.requests) == 6
 
         clock.advance(600)
         answer = await complete(client, url, "smart")
         assert (answer.status, answer.provider) == (200, "groq"), member(
             await usage(client, url), GROQ
         )
-    assert len(groq.requests) == 5
+    assert len(groq.requests) == 7
 
 
 # 11-13: budgets, provider headers, the ledger across a restart
@@ -651,10 +653,10 @@ async def test_a_rest_is_the_upstreams_another_base_url_starts_afresh(
         {"state_file": str(tmp_path / "state.sqlite3")} if state == "sqlite" else {}
     )
     clock = FakeClock()
-    groq.add_fault(Fault(status=503), times=3)  # three failures open its circuit
+    groq.add_fault(Fault(status=503), times=5)  # three requests' failures open its circuit
     settings = settings_for(groq, ledger=ledger, **shared)
     async with running(settings, clock=clock) as url:
-        for _ in range(2):  # the second is retried once on the same member
+        for _ in range(3):  # each retried once on the same member, uncounted, until it opens
             assert (await complete(client, url, GROQ)).status == 503
     async with running(settings, clock=clock) as url:
         again = await complete(client, url, GROQ)
@@ -667,4 +669,4 @@ async def test_a_rest_is_the_upstreams_another_base_url_starts_afresh(
     assert (answer.status, answer.attempts) == (200, "1")
     assert len(moved.requests) == 1
     assert member(report, GROQ)["cooldown_seconds"] == 0.0
-    assert day_row(report, "groq")["requests"] == 4  # the ledger kept the account's spending
+    assert day_row(report, "groq")["requests"] == 6  # the ledger kept the account's spending

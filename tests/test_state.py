@@ -328,8 +328,9 @@ async def test_a_reading_that_says_when_to_retry_rests_the_member(home):
     assert await b.begin("m", "k", (), Cost(tokens=1), T0 + 1) == T0 + 25
 
 
-async def test_a_failing_probe_rests_its_circuit_at_most_30_s(home):
-    # A provider that comes back is tried again within 30 s while requests flow.
+async def test_a_failing_probe_rests_its_circuit_at_most_20_s(home):
+    # A provider that comes back is tried again within 30 s while requests flow (a probe goes
+    # with the first request after a rest of at most 20 s).
     a = await home()
     specs = (Limit("tokens", MINUTE, 10**9),)
     now, rests = T0, []
@@ -344,4 +345,4 @@ async def test_a_failing_probe_rests_its_circuit_at_most_30_s(home):
         assert isinstance(probe, Hold)
         assert probe.probe
         ready = await a.end("m", probe, End(1, "failed"), now)
-    assert rests == [15.0, 30.0, 30.0, 30.0, 30.0]
+    assert rests == [15.0, 20.0, 20.0, 20.0, 20.0]

@@ -52,7 +52,7 @@ class Bounds:
 
     max_attempts: int = 3
     deadline: float = 60.0
-    first_token_timeout: float = 15.0
+    first_token_timeout: float = 10.0
     probe_timeout: float = 5.0  # the first chunk's wait when the attempt probes an open circuit
     continuation: bool = True  # a stream whose member fails mid-answer goes on on the next
 
@@ -393,7 +393,8 @@ class _Rescue:
         reasons: list[str] = []
         text = sent.text
         while self.queue and self.attempts < self.bounds.max_attempts:
-            d = self.queue.pop(0).deployment
+            member = self.queue.pop(0)
+            d = member.deployment
             ticket = await self.rationing.begin(
                 d,
                 self.route.name,
@@ -429,8 +430,10 @@ class _Rescue:
             except UpstreamError as exc:
                 reasons.append(exc.message)
                 if prefill is not None and len(tail.text) == 1 and refuses_prefill(exc):
+                    # Asked again at once for the whole answer, kept past the part sent.
                     log.warning("%s refused a prefill: asked anew from now on", d.public_name)
                     self.prefills.refused(d)
+                    self.queue.insert(0, member)
                     continue
                 now = Sent("".join(tail.text), tail.calling, tail.finished)
                 if not now.continuable(exc):

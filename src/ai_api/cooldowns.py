@@ -14,12 +14,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class CircuitPolicy:
     """When a circuit opens (after `threshold` failures in a row) and how long it rests
-    (`base` seconds, doubling with each opening, up to `cap`): one value for every home."""
+    (`base` seconds, then `cap` each time its probe fails): one value for every home."""
 
     threshold: int = 3
     base: float = 15.0
-    cap: float = 30.0
-    """A provider that comes back is tried again within `cap` seconds while requests flow."""
+    cap: float = 20.0
+    """The longest rest: a probe goes with the first request past it, so a provider that comes
+    back is tried again within 30 s while requests flow (every few seconds)."""
 
     def rest(self, opened: int) -> float:
         """How long a circuit opened for the `opened`th time rests."""

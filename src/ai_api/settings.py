@@ -122,9 +122,10 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     """Longest silence allowed from an upstream: before its headers and between chunks."""
-    first_token_timeout: float = 15.0
+    first_token_timeout: float = 10.0
     """Longest wait for a provider's first chunk, once it has accepted the request (reasoning
-    models stream reasoning early: a provider silent this long is left for the next)."""
+    models stream reasoning early: a provider silent this long is left for the next, soon
+    enough that the next one's first token still reaches the client within 15 s)."""
     probe_timeout: float = 5.0
     """Longest wait for the first chunk of an attempt that probes a member whose circuit is
     open (a provider that was failing): past it the request moves on to the next member."""
