@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.server import running
@@ -196,6 +197,8 @@ async def test_upstream_error_before_first_byte_is_an_http_error(
             assert error["code"] == code
         if fault.retry_after is not None:
             assert response.headers["Retry-After"] == str(fault.retry_after).removesuffix(".0")
+        elif status == 429:  # Groq's body says when ("try again in 1.2s"): whole seconds
+            assert response.headers["Retry-After"].isdigit()
         else:
             assert "Retry-After" not in response.headers
 
@@ -368,3 +371,59 @@ async def test_usage_days_out_of_range_or_not_ascii_digits_is_a_400(gateway, cli
     async with client.get(gateway + "/usage", params={"days": days}) as response:
         assert response.status == 400
         assert (await response.json())["error"]["param"] == "days"
+
+
+def _echoing_bodies(key: str) -> list[tuple[int, dict[str, str], bytes]]:
+    """Upstream answers that echo the key in every field an error has."""
+    fields = {"message": f"bad key {key}", "type": f"t-{key}", "code": f"c-{key}", "param": key}
+    straddling = b"x" * (200 - len(key) // 2) + key.encode() + b" and more"  # across the cut
+    stream = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"hola"}}]}\n\n'
+        b'data: {"error": {"message": "mid '
+        + key.encode()
+        + b'", "code": "c'
+        + key.encode()
+        + b'"}}\n\n'
+    )
+    return [
+        (401, {"retry-after": key}, json.dumps({"error": fields}).encode()),
+        (500, {}, straddling),
+        (200, {"content-type": "text/event-stream"}, stream),
+    ]
+
+
+@pytest.mark.parametrize("case", range(3), ids=["json-fields", "text-body-cut", "in-stream"])
+async def test_a_key_echoed_anywhere_by_an_upstream_is_redacted_everywhere(
+    groq, client, caplog, tmp_path, case
+):
+    key = KEYS["groq"]
+    status, headers, body = _echoing_bodies(key)[case]
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, headers=headers, body=body)
+
+    app = web.Application()
+    app.router.add_post("/openai/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ledger = tmp_path / "usage.sqlite3"
+    caplog.set_level(logging.DEBUG)
+    try:
+        settings = settings_for(groq, ledger=str(ledger))
+        p = dataclasses.replace(settings.providers[0], base_url=f"http://127.0.0.1:{port}")
+        settings = dataclasses.replace(settings, providers=(p,))
+        seen = ""
+        async with running(settings) as url:
+            for path in ("/chat", "/v1/chat/completions"):
+                body_of = {"model": "auto", "stream": True, **HELLO}
+                async with client.post(url + path, json=body_of) as response:
+                    seen += json.dumps(dict(response.headers)) + await response.text()
+    finally:
+        await runner.cleanup()
+    assert "[redacted]" in seen
+    for place in (seen, caplog.text, ledger.read_bytes().decode("latin-1")):
+        assert key not in place
+        assert key[: len(key) // 2] not in place  # not even the part before a cut

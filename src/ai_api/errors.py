@@ -20,6 +20,7 @@ Each error knows its HTTP status and its OpenAI-style `type` and `code`, and ren
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .verdicts import Ending, Outcome, client_answer
@@ -46,6 +47,9 @@ class GatewayError(Exception):
             self.code = code
         self.param = param
         self.headers: dict[str, str] = headers or {}
+
+    def __str__(self) -> str:
+        return self.message  # as redacted, never the text it was made with
 
     def body(self) -> dict[str, Any]:
         """The JSON body a client receives."""
@@ -136,6 +140,15 @@ class UpstreamError(GatewayError):
     def __init__(self, provider: str, message: str, **kwargs: Any) -> None:
         super().__init__(f"{provider}: {message}", **kwargs)
         self.provider = provider
+
+    def redact(self, clean: Callable[[str], str]) -> None:
+        """Pass every text that came from the provider through `clean` (which removes the
+        key): message, code, param and the headers passed on."""
+        self.message = clean(self.message)
+        self.code = clean(self.code)
+        if self.param is not None:
+            self.param = clean(self.param)
+        self.headers = {name: clean(value) for name, value in self.headers.items()}
 
     def outcome(self, *, started: bool = False) -> Outcome:
         """This failure as `ai_api.verdicts.verdict_of` takes it; `started`: after a first chunk."""

@@ -4,6 +4,7 @@ failures, over the pure translations of `openai_wire`."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -171,7 +172,7 @@ class OpenAICompatible:
             if not finished:
                 raise UpstreamProtocol(self.name, "the stream ended before the answer was complete")
         except UpstreamError as exc:
-            exc.message = self._redact(exc.message)
+            exc.redact(self._redact)
             raise
         except (BadResponse, OSError) as exc:
             raise self._failure(exc, response is not None) from exc
@@ -228,11 +229,17 @@ class OpenAICompatible:
 
     def _status_error(self, status: int, body: bytes, response: Response) -> UpstreamStatus:
         now = self._clock()
+        if self._key:  # before anything reads or cuts the body: no key, not even a part
+            body = body.replace(self._key.encode(), b"[redacted]")
         error = status_error(self.name, status, body, response.headers)
         error.rate = read_headers(self.spec.rate_style, response.headers, now, now)
         told = read_error_body(self.spec.rate_style, status, body, now, now)
         error.retry_at = error.rate.retry_at or told.retry_at
         error.exhausted, error.period = told.exhausted, told.period
+        # The client is told when to retry in whole seconds, as read: never the header's text.
+        error.headers = {}
+        if error.retry_at is not None:
+            error.headers["Retry-After"] = str(max(0, math.ceil(error.retry_at - now)))
         return error
 
     def _redact(self, text: str) -> str:
