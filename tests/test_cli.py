@@ -266,3 +266,29 @@ async def test_usage_into_a_closed_pipe_ends_quietly(tmp_path):
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0
     assert b"Traceback" not in err
+
+
+async def test_sigterm_to_the_reloader_stops_its_server_too(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GROQ_API_KEY=k\nGROQ_BASE_URL=http://127.0.0.1:9\n")
+    async with ai_api("--reload", cwd=tmp_path) as (process, url):
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+        # The server child is gone with it: nothing listens on its port any more.
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await s.get(url + "/health", timeout=aiohttp.ClientTimeout(total=5))
+
+
+async def test_a_demo_with_workers_writes_no_file_where_it_runs(tmp_path):
+    async with ai_api("--demo", "--workers", "2", cwd=tmp_path) as (_, url):
+        status = await post_hello(url)
+    assert status == 200
+    assert list(tmp_path.iterdir()) == []  # no ledger, no state file with fake budgets
+
+
+async def post_hello(url: str) -> int:
+    """POST /chat once, read whole; its status."""
+    async with aiohttp.ClientSession() as s, s.post(url + "/chat", json=HELLO) as response:
+        await response.read()
+        return response.status

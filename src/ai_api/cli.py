@@ -85,10 +85,11 @@ def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] |
     from .workers import run_workers
 
     env = dict(os.environ)
-    if settings.redis_url is None and not settings.state_file:
-        # The workers of one machine share their state in the ledger's file.
-        state = settings.ledger or str(Path(tempfile.mkdtemp(prefix="ai-api-")) / "state.sqlite3")
-        env["AI_API_STATE_FILE"] = state
+    if settings.redis_url is None and (settings.demo or not settings.state_file):
+        # The workers of one machine share their state in the ledger's file; a demo's fake
+        # budgets stay out of every real file, in a folder of their own.
+        scratch = str(Path(tempfile.mkdtemp(prefix="ai-api-")) / "state.sqlite3")
+        env["AI_API_STATE_FILE"] = scratch if settings.demo else settings.ledger or scratch
     raw = list(argv if argv is not None else sys.argv[1:])[1:]  # without "serve"
     child = _without(raw, valued={"--workers", "--host", "--port"}, flags={"--reload"})
     return run_workers(settings.workers, settings.host, settings.port, child, env)

@@ -7,6 +7,7 @@ only under `--reload`, never in the served process.
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -29,8 +30,26 @@ def snapshot(paths: Iterable[Path]) -> dict[Path, float]:
     return times
 
 
+class _Terminated(Exception):
+    """SIGTERM reached the reloader: stop the server child, then exit."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def run_with_reload(child_args: Sequence[str], watch: Sequence[Path], interval: float = 0.5) -> int:
-    """Run `python -m ai_api <child_args>`; restart it on every change under `watch`."""
+    """Run `python -m ai_api <child_args>`; restart it on every change under `watch`. SIGTERM
+    and Ctrl-C stop the child (its own clean stop) before the reloader exits: it never leaves
+    a server behind."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _reload(child_args, watch, interval)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _reload(child_args: Sequence[str], watch: Sequence[Path], interval: float) -> int:
     seen = snapshot(watch)
     while True:
         child = subprocess.Popen([sys.executable, "-m", "ai_api", *child_args])
@@ -48,7 +67,7 @@ def run_with_reload(child_args: Sequence[str], watch: Sequence[Path], interval: 
                     seen = now
                     break
                 # A child that exits (say, on a syntax error) waits here for the next change.
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Terminated):
             _stop(child)
             return 0
         _stop(child)
