@@ -292,3 +292,40 @@ async def post_hello(url: str) -> int:
     async with aiohttp.ClientSession() as s, s.post(url + "/chat", json=HELLO) as response:
         await response.read()
         return response.status
+
+
+async def test_kill_9_mid_burst_loses_no_attempt_the_upstream_received(tmp_path):
+    import sqlite3
+
+    from ai_api.fakes import FakeUpstream
+    from ai_api.store import SQLiteLedger
+
+    from .conftest import KEYS
+
+    ledger = tmp_path / "usage.sqlite3"
+    # Slow answers: every attempt is in flight when the gateway is killed.
+    async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.5) as groq:
+        env = {"GROQ_API_KEY": KEYS["groq"], "GROQ_BASE_URL": groq.base_url}
+        env["AI_API_LEDGER"] = str(ledger)
+        async with ai_api(cwd=tmp_path, env=env) as (process, url), aiohttp.ClientSession() as s:
+            sent = [asyncio.create_task(s.post(url + "/chat", json=HELLO)) for _ in range(20)]
+            for _ in range(200):  # until the upstream has every request
+                if len(groq.requests) == 20:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # past the ledger's flush interval (50 ms)
+            process.kill()
+            await process.wait()
+            for task in sent:
+                task.cancel()
+            await asyncio.gather(*sent, return_exceptions=True)
+    assert len(groq.requests) == 20
+    with sqlite3.connect(ledger) as conn:
+        rows = conn.execute("SELECT error FROM attempts").fetchall()
+    assert rows == [("in_progress",)] * 20  # every attempt the upstream received is there
+    again = await SQLiteLedger(ledger).open()
+    try:
+        [day] = await again.usage("2000-01-01")
+        assert (day.requests, day.errors) == (20, 20)  # interrupted, at the next start
+    finally:
+        await again.close()

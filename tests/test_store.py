@@ -15,6 +15,7 @@ import pytest
 from msgspec.structs import replace
 
 from ai_api.store import Attempt, MemoryLedger, SQLiteLedger, UsageLedger, UsageRow
+from ai_api.store.ledger import IN_PROGRESS, INTERRUPTED
 from ai_api.store.ledger_sql import SCHEMA_VERSION
 
 MIDNIGHT = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -130,6 +131,25 @@ async def test_ceilings_come_back_alone(ledger: UsageLedger) -> None:
     assert await ledger.ceilings_since(MIDNIGHT) == [taught]
     assert await ledger.ceilings_since(MIDNIGHT + 2.5) == []
     assert (await ledger.attempts_since(MIDNIGHT))[1] == taught
+
+
+@pytest.mark.parametrize("flushed", [False, True], ids=["queued", "stored"])
+async def test_an_attempt_begun_then_ended_counts_once(ledger: UsageLedger, flushed: bool) -> None:
+    begun = attempt(MIDNIGHT, status=0, error=IN_PROGRESS, attempt_id="r.1", estimated=True)
+    ledger.record(begun)
+    if flushed:
+        await ledger.flush()
+    assert await ledger.in_progress_since(MIDNIGHT) == [begun]
+    assert await ledger.attempts_since(MIDNIGHT) == []  # not counted until it ends
+    assert await ledger.usage("2026-01-01") == []
+    ended = attempt(MIDNIGHT, attempt_id="r.1", completion_tokens=9)
+    ledger.record(ended)
+    if flushed:
+        await ledger.flush()
+    assert await ledger.in_progress_since(MIDNIGHT) == []
+    assert await ledger.attempts_since(MIDNIGHT) == [ended]
+    [row] = await ledger.usage("2026-01-01")
+    assert (row.requests, row.completion_tokens) == (1, 9)
 
 
 async def test_usage_totals_per_day_and_member(ledger: UsageLedger) -> None:
@@ -254,6 +274,35 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -
     finally:
         await ledger.close()
     assert stored(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+async def test_attempts_left_in_progress_are_interrupted_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "usage.db"
+    first = await open_sqlite(path)
+    begun = [
+        attempt(MIDNIGHT + i, status=0, error=IN_PROGRESS, attempt_id=f"r.{i}", estimated=True)
+        for i in range(3)
+    ]
+    for a in begun:
+        first.record(a)
+    first.record(attempt(MIDNIGHT + 2, attempt_id="r.2"))  # this one ended
+    await first.close()  # as a process killed mid-answer leaves them (its records written)
+
+    second = await open_sqlite(path)
+    try:
+        assert await second.in_progress_since(0) == []
+        found = await second.attempts_since(0)
+        assert [(a.attempt_id, a.error) for a in found] == [
+            ("r.0", INTERRUPTED),
+            ("r.1", INTERRUPTED),
+            ("r.2", None),
+        ]
+        [row] = await second.usage("2026-01-01")
+        assert (row.requests, row.errors) == (3, 2)
+    finally:
+        await second.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

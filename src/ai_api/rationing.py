@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -17,12 +18,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import msgspec
+
 from .errors import UpstreamError
 from .limits import DAY, KINDS, Cost, Exhaustion, Kind, Limit, period_name
 from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
 from .store import Attempt, UsageLedger
+from .store.ledger import IN_PROGRESS
 from .store.state import End, Hold, MemoryState, SharedState, Snapshot, WindowState
 from .verdicts import Alarm, Ending, Outcome, Verdict, verdict_of
 
@@ -46,6 +50,8 @@ class Ticket:
     started: float
     prompt_tokens: int
     hold: Hold
+    attempt_id: str = ""
+    """Its name in the ledger, where it is recorded as it begins and again as it ends."""
     first_token: float | None = None
     chars: int = 0
     cooled_until: float | None = None  # a rest the provider's headers asked for meanwhile
@@ -164,6 +170,7 @@ class Rationing:
         self.expected: dict[str, float] = {}
         """The completion tokens an answer is expected to cost, by budget key."""
         self._held: dict[tuple[str, bool], tuple[Limit, ...]] = {}
+        self._ids = itertools.count(1)
 
     def limits(self, deployment: Deployment, guesses: bool = True) -> tuple[Limit, ...]:
         """The limits `deployment` is held to now (`guesses`: the preset's count, unless the
@@ -249,7 +256,10 @@ class Rationing:
         hold = await self.state.begin(d.member, d.budget_key, limits, cost, now)
         if not isinstance(hold, Hold):
             return hold
-        return Ticket(d, route, request_id, now, prompt, hold)
+        ticket = Ticket(d, route, request_id, now, prompt, hold, f"{request_id}.{next(self._ids)}")
+        # In the ledger from its beginning: a process killed mid-answer loses no attempt.
+        self.ledger.record(self._attempt(ticket, 0, IN_PROGRESS, prompt, 0, True, now))
+        return ticket
 
     async def observe(self, ticket: Ticket, reading: RateReading) -> None:
         """The provider's rate-limit headers for this attempt."""
@@ -333,26 +343,42 @@ class Rationing:
         # but the provider's headers did (the state may know of older rests: not this attempt's).
         if verdict.healthy or not verdict.may_rest:
             ready = ticket.cooled_until or 0.0
-        self.ledger.record(
-            Attempt(
-                at=ticket.started,
-                request_id=ticket.request_id,
-                route=ticket.route,
-                provider=d.name,
-                account=d.budget_key.split("|", 1)[0],
-                model=d.model,
-                status=verdict.status,
-                error=verdict.error,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                estimated=estimated,
-                ttft=None if ticket.first_token is None else ticket.first_token - ticket.started,
-                duration=now - ticket.started,
-                cooldown_until=ready or None,
-                learned_window=None if learned is None else f"{learned[0]}|{learned[1]:g}",
-                learned_limit=None if learned is None else learned[2],
-                origin=d.origin or None,
-            )
+        attempt = self._attempt(
+            ticket, verdict.status, verdict.error, prompt, completion, estimated, now
+        )
+        if learned is not None:
+            window, limit = f"{learned[0]}|{learned[1]:g}", learned[2]
+            attempt = msgspec.structs.replace(attempt, learned_window=window, learned_limit=limit)
+        self.ledger.record(msgspec.structs.replace(attempt, cooldown_until=ready or None))
+
+    @staticmethod
+    def _attempt(
+        ticket: Ticket,
+        status: int,
+        error: str | None,
+        prompt: int,
+        completion: int,
+        estimated: bool,
+        now: float,
+    ) -> Attempt:
+        """The ledger's record of `ticket` as of `now`."""
+        d = ticket.deployment
+        return Attempt(
+            at=ticket.started,
+            request_id=ticket.request_id,
+            route=ticket.route,
+            provider=d.name,
+            account=d.budget_key.split("|", 1)[0],
+            model=d.model,
+            status=status,
+            error=error,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            estimated=estimated,
+            ttft=None if ticket.first_token is None else ticket.first_token - ticket.started,
+            duration=now - ticket.started,
+            origin=d.origin or None,
+            attempt_id=ticket.attempt_id,
         )
 
     async def _ceiling(

@@ -19,7 +19,8 @@ class Attempt(msgspec.Struct, frozen=True):
     `cooldown_until` is the epoch until which this member must not be used; `learned_window`
     (`requests|60`) and `learned_limit`: a ceiling this attempt's 429 taught for a window no
     header describes; `origin`: a digest of the upstream's base URL (a cooldown is replayed at
-    start only for the same upstream).
+    start only for the same upstream); `attempt_id`: the attempt's own name, under which its
+    record when it began (`error` IN_PROGRESS) is replaced by the one when it ended.
     """
 
     at: float
@@ -39,7 +40,19 @@ class Attempt(msgspec.Struct, frozen=True):
     learned_window: str | None = None
     learned_limit: int | None = None
     origin: str | None = None
+    attempt_id: str | None = None
 
+    @property
+    def in_progress(self) -> bool:
+        """Whether this records an attempt that had begun and not yet ended."""
+        return self.error == IN_PROGRESS
+
+
+IN_PROGRESS = "in_progress"
+"""The `error` of an attempt recorded as it began (it is replaced when it ends); such records
+count in no total or query but `in_progress_since`."""
+INTERRUPTED = "interrupted"
+"""What an attempt still in progress when its process died is marked at the next start."""
 
 CLIENT_CLOSED = ("client_closed", "client_closed_request")
 """The `error` of an attempt whose client left (the second: its name before 2026-12-02)."""
@@ -74,7 +87,8 @@ class UsageLedger(Protocol):
         """Queue an attempt; never blocks, never raises on I/O (errors are logged and retried)."""
 
     async def attempts_since(self, since: float) -> list[Attempt]:
-        """Every attempt with at >= since, oldest first, including ones still queued."""
+        """Every attempt with at >= since, oldest first, including ones still queued (not those
+        in progress: an attempt counts once it has ended, or was interrupted)."""
 
     async def usage(self, since_day: str) -> list[UsageRow]:
         """Per-day totals from since_day (inclusive), ordered by day, provider, account, model.
@@ -84,6 +98,9 @@ class UsageLedger(Protocol):
 
     async def ceilings_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since that taught a ceiling, oldest first (queued too)."""
+
+    async def in_progress_since(self, since: float) -> list[Attempt]:
+        """The attempts with at >= since recorded as begun and not yet ended (queued too)."""
 
     async def flush(self) -> None:
         """Wait until every attempt queued so far is durably written."""
@@ -115,6 +132,8 @@ def tally(rows: Iterable[UsageRow], attempts: Iterable[Attempt]) -> list[UsageRo
         counts[4] += row.estimated_requests
         counts[5] += row.client_closed
     for attempt in attempts:
+        if attempt.in_progress:
+            continue
         key = (day_of(attempt.at), attempt.provider, attempt.account, attempt.model)
         counts = sums.setdefault(key, [0, 0, 0, 0, 0, 0])
         counts[0] += 1

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .ledger import CLIENT_CLOSED, Attempt, UsageRow
+from .ledger import CLIENT_CLOSED, IN_PROGRESS, INTERRUPTED, Attempt, UsageRow
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 5.0
@@ -42,6 +42,10 @@ def _ceilings(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE attempts ADD COLUMN learned_window TEXT")
     conn.execute("ALTER TABLE attempts ADD COLUMN learned_limit INTEGER")
     conn.execute("ALTER TABLE attempts ADD COLUMN origin TEXT")
+    conn.execute("ALTER TABLE attempts ADD COLUMN attempt_id TEXT")
+    conn.execute(
+        "CREATE UNIQUE INDEX attempts_id ON attempts (attempt_id) WHERE attempt_id IS NOT NULL"
+    )
     conn.execute("CREATE INDEX attempts_learned ON attempts (at) WHERE learned_limit IS NOT NULL")
 
 
@@ -52,10 +56,18 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _ceilings}
 _COLUMNS = (
     "at, request_id, route, provider, account, model, status, error, "
     "prompt_tokens, completion_tokens, estimated, ttft, duration, cooldown_until, "
-    "learned_window, learned_limit, origin"
+    "learned_window, learned_limit, origin, attempt_id"
 )
-INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 17)})"
-_SELECT_SINCE = f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? ORDER BY at, id"
+# An attempt's record when it ends replaces the one made when it began.
+INSERT = f"""INSERT INTO attempts ({_COLUMNS}) VALUES ({", ".join("?" * 18)})
+    ON CONFLICT (attempt_id) WHERE attempt_id IS NOT NULL DO UPDATE SET
+    {", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(","))}"""
+_NOT_IN_PROGRESS = f"error IS NOT '{IN_PROGRESS}'"
+_SELECT_SINCE = (
+    f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? AND {_NOT_IN_PROGRESS} ORDER BY at, id"
+)
+_IN_PROGRESS_SINCE = f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? AND error = '{IN_PROGRESS}'"
+_INTERRUPTED = f"UPDATE attempts SET error = '{INTERRUPTED}' WHERE error = '{IN_PROGRESS}'"
 _CEILINGS_SINCE = f"""SELECT {_COLUMNS} FROM attempts
     WHERE learned_limit IS NOT NULL AND at >= ? ORDER BY at, id"""
 _CLOSED = (
@@ -67,7 +79,7 @@ _USAGE_SINCE = f"""
     SELECT date(CAST(at AS INTEGER), 'unixepoch') AS day, provider, account, model,
            count(*), count(error) - {_CLOSED}, sum(prompt_tokens), sum(completion_tokens),
            sum(estimated), {_CLOSED}
-    FROM attempts WHERE at >= ?
+    FROM attempts WHERE at >= ? AND {_NOT_IN_PROGRESS}
     GROUP BY day, provider, account, model
 """
 
@@ -132,12 +144,23 @@ def to_row(a: Attempt) -> tuple[object, ...]:
         a.learned_window,
         a.learned_limit,
         a.origin,
+        a.attempt_id,
     )
 
 
 def attempts_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:
     """Stored attempts with at >= since, oldest first."""
     return _attempts(conn.execute(_SELECT_SINCE, (since,)).fetchall())
+
+
+def in_progress_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:
+    """Stored attempts with at >= since recorded as begun and not ended."""
+    return _attempts(conn.execute(_IN_PROGRESS_SINCE, (since,)).fetchall())
+
+
+def mark_interrupted(conn: sqlite3.Connection) -> int:
+    """Attempts left in progress by a process that died are interrupted (at start)."""
+    return conn.execute(_INTERRUPTED).rowcount
 
 
 def ceilings_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:

@@ -10,17 +10,31 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self._attempts: list[Attempt] = []
+        self._at: dict[str, int] = {}  # attempt_id -> its place in `_attempts`
         self._closed = False
 
     def record(self, attempt: Attempt) -> None:
         """Keep an attempt; RuntimeError once the ledger is closed."""
         if self._closed:
             raise RuntimeError("MemoryLedger is closed: cannot record more attempts")
+        place = None if attempt.attempt_id is None else self._at.get(attempt.attempt_id)
+        if place is not None:  # its end replaces its beginning
+            self._attempts[place] = attempt
+            return
+        if attempt.attempt_id is not None:
+            self._at[attempt.attempt_id] = len(self._attempts)
         self._attempts.append(attempt)
 
     async def attempts_since(self, since: float) -> list[Attempt]:
-        """Every attempt with at >= since, oldest first."""
-        return sorted((a for a in self._attempts if a.at >= since), key=lambda a: a.at)
+        """Every attempt with at >= since, oldest first (not those in progress)."""
+        found = (a for a in self._attempts if a.at >= since and not a.in_progress)
+        return sorted(found, key=lambda a: a.at)
+
+    async def in_progress_since(self, since: float) -> list[Attempt]:
+        """The attempts with at >= since that began and have not ended."""
+        return sorted(
+            (a for a in self._attempts if a.at >= since and a.in_progress), key=lambda a: a.at
+        )
 
     async def ceilings_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since that taught a ceiling, oldest first."""

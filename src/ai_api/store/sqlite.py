@@ -107,7 +107,17 @@ class SQLiteLedger:
     async def attempts_since(self, since: float) -> list[Attempt]:
         """Every attempt with at >= since, oldest first, including ones still queued."""
         stored, queued = await self._read(lambda conn: ledger_sql.attempts_since(conn, since))
-        return sorted(stored + [a for a in queued if a.at >= since], key=lambda a: a.at)
+        queued = [a for a in queued if a.at >= since and not a.in_progress]
+        return sorted(stored + queued, key=lambda a: a.at)
+
+    async def in_progress_since(self, since: float) -> list[Attempt]:
+        """The attempts with at >= since that began and have not ended (stored or queued)."""
+        stored, queued = await self._read(lambda conn: ledger_sql.in_progress_since(conn, since))
+        ended = {a.attempt_id for a in queued if not a.in_progress}
+        found = {a.attempt_id: a for a in stored if a.attempt_id not in ended}
+        begun = (a for a in queued if a.in_progress and a.at >= since)
+        found.update({a.attempt_id: a for a in begun if a.attempt_id not in ended})
+        return sorted(found.values(), key=lambda a: a.at)
 
     async def ceilings_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since that taught a ceiling, oldest first (queued too)."""
@@ -177,10 +187,17 @@ class SQLiteLedger:
             return
         try:
             ledger_sql.prepare(conn)
+            interrupted = ledger_sql.mark_interrupted(conn)
         except Exception as exc:
             conn.close()
             opened(exc)
             return
+        if interrupted:
+            logger.warning(
+                "usage ledger: %d attempts were in progress when ai-api last stopped without"
+                " ending them: marked interrupted",
+                interrupted,
+            )
         opened(None)
         try:
             self._drain(conn)
