@@ -344,12 +344,12 @@ class Rationing:
         if verdict.healthy or not verdict.may_rest:
             ready = ticket.cooled_until or 0.0
         attempt = self._attempt(
-            ticket, verdict.status, verdict.error, prompt, completion, estimated, now
+            ticket, verdict.status, verdict.error, prompt, completion, estimated, now, ready=ready
         )
         if learned is not None:
             window, limit = f"{learned[0]}|{learned[1]:g}", learned[2]
             attempt = msgspec.structs.replace(attempt, learned_window=window, learned_limit=limit)
-        self.ledger.record(msgspec.structs.replace(attempt, cooldown_until=ready or None))
+        self.ledger.record(attempt)
 
     @staticmethod
     def _attempt(
@@ -360,8 +360,10 @@ class Rationing:
         completion: int,
         estimated: bool,
         now: float,
+        *,
+        ready: float = 0.0,
     ) -> Attempt:
-        """The ledger's record of `ticket` as of `now`."""
+        """The ledger's record of `ticket` as of `now` (`ready`: its member's cooldown end)."""
         d = ticket.deployment
         return Attempt(
             at=ticket.started,
@@ -377,6 +379,7 @@ class Rationing:
             estimated=estimated,
             ttft=None if ticket.first_token is None else ticket.first_token - ticket.started,
             duration=now - ticket.started,
+            cooldown_until=ready or None,
             origin=d.origin or None,
             attempt_id=ticket.attempt_id,
         )

@@ -245,8 +245,14 @@ class SQLiteLedger:
             self._cond.wait_for(lambda: self._kick, timeout=delay)
 
     def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, Attempt]]) -> None:
+        # An attempt that began and ended within one batch is written once, as it ended.
+        last: dict[object, Attempt] = {}
+        for seq, attempt in batch:
+            last[attempt.attempt_id or seq] = attempt
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(ledger_sql.INSERT, [ledger_sql.to_row(attempt) for _, attempt in batch])
+        conn.executemany(
+            ledger_sql.INSERT, [ledger_sql.to_row(attempt) for attempt in last.values()]
+        )
         with self._commit_lock:
             conn.execute("COMMIT")
             self._written(batch[-1][0])
