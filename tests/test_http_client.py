@@ -23,6 +23,8 @@ from aiohttp import web
 
 from ai_api.http_client import BadResponse, Endpoint, HTTPClient, Response
 
+from .lag import lag_probe
+
 # A raw server: one `Conn` per accepted connection, handed to a handler that scripts it.
 
 
@@ -245,27 +247,6 @@ async def whole_body(endpoint: Endpoint) -> bytes:
         return await read_to_end(response)
     finally:
         response.release()
-
-
-@asynccontextmanager
-async def lag_probe() -> AsyncIterator[list[float]]:
-    """The most the loop was late (in seconds) for a task sleeping 1 ms over and over, while
-    the block ran: how long the loop was ever blocked."""
-    loop = asyncio.get_running_loop()
-    worst = [0.0]
-
-    async def probe() -> None:
-        while True:
-            start = loop.time()
-            await asyncio.sleep(0.001)
-            worst[0] = max(worst[0], loop.time() - start - 0.001)
-
-    task = loop.create_task(probe())
-    try:
-        yield worst
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def eventually(condition: Callable[[], bool]) -> None:

@@ -87,6 +87,25 @@ class _Watch:
             self._handle = None
 
 
+class _Events:
+    """The events of a body as its blocks arrive, from a body of at most `limit` bytes."""
+
+    __slots__ = ("decoder", "limit", "room")
+
+    def __init__(self, limit: int | None) -> None:
+        self.decoder = SSEDecoder()
+        self.limit = limit
+        self.room = _NEVER if limit is None else limit
+
+    def of(self, block: bytes) -> list[bytes]:
+        """The data of the events `block` completes (b"": the body's end); a `ValueError` past
+        the limit, or for an event past the decoder's."""
+        self.room -= len(block)
+        if self.room < 0:
+            raise ValueError(f"the answer passes {self.limit} bytes")
+        return self.decoder.feed(block) if block else self.decoder.close()
+
+
 class OpenAICompatible:
     """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client."""
 
@@ -100,6 +119,7 @@ class OpenAICompatible:
         client: HTTPClient,
         read_timeout: float | None = None,
         total_timeout: float | None = None,
+        max_answer_bytes: int = 32 << 20,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
@@ -113,6 +133,7 @@ class OpenAICompatible:
         self._key = api_key
         self._read_timeout = read_timeout
         self._total_timeout = total_timeout
+        self._max_answer_bytes = max_answer_bytes
         self._clock = clock
 
     @property
@@ -145,13 +166,17 @@ class OpenAICompatible:
             rest = STREAM_ENDS if request.whole else None
             until: tuple[bytes, ...] | None = None
             time, read = watch.time, response.readany
-            decoder = SSEDecoder()
+            # A whole answer is held until its end: its size is bounded (a stream is not held).
+            events_of = _Events(self._max_answer_bytes if request.whole else None).of
             finished = counted = False
             while True:
                 watch.since = time()
                 block = await read(until)
                 watch.since = None
-                events = decoder.feed(block) if block else decoder.close()
+                try:
+                    events = events_of(block)
+                except ValueError as exc:  # past a limit
+                    raise UpstreamProtocol(self.name, str(exc)) from exc
                 chunks, done, error = parse_events(self.name, events)
                 if chunks:
                     finished = finished or _finishes(chunks)
