@@ -101,3 +101,10 @@ def test_an_event_just_under_the_limit_is_read():
     raw = b"data: " + payload + b"\n\n"
     got = [e for i in range(0, len(raw), 4096) for e in decoder.feed(raw[i : i + 4096])]
     assert got == [payload]
+
+
+def test_a_stream_past_the_decoders_limit_is_refused():
+    decoder = SSEDecoder(limit=40)
+    assert decoder.feed(b"data: a\n\n" * 4) == [b"a"] * 4  # 36 bytes
+    with pytest.raises(ValueError, match="the answer passes 40 bytes"):
+        decoder.feed(b"data: b\n\n")

@@ -3,7 +3,8 @@
 The decoder follows the WHATWG rules that the official OpenAI, Groq and Cerebras SDKs use:
 lines end in CRLF, LF or CR; a blank line dispatches; `:` starts a comment; several `data:`
 lines join with a newline; one space after the colon is dropped. An event (or a line) past
-`EVENT_LIMIT` bytes is refused with a `ValueError`, after about that many bytes were read.
+`EVENT_LIMIT` bytes, or a stream past the decoder's `limit`, is refused with a `ValueError`,
+after about that many bytes were read.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ def encode_event(name: str, payload: object) -> bytes:
 
 
 class SSEDecoder:
-    """Turns blocks of bytes, cut anywhere, into the data of complete events."""
+    """Turns blocks of bytes, cut anywhere, into the data of complete events; `limit`: most
+    bytes of the whole stream (None: any)."""
 
-    __slots__ = ("_cr", "_data", "_held", "_long", "_tail")
+    __slots__ = ("_cr", "_data", "_held", "_limit", "_long", "_room", "_tail")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self._room = float("inf") if limit is None else limit
         self._tail = b""
         self._data: list[bytes] = []
         self._cr = False  # the last block ended with CR: a LF starting the next one pairs with it
@@ -43,15 +47,12 @@ class SSEDecoder:
 
     def feed(self, block: bytes) -> list[bytes]:
         """The data of every event that `block` completes; a `ValueError` for an event or a
-        line past `EVENT_LIMIT` bytes."""
-        if self._long is not None:
-            if b"\n" not in block and b"\r" not in block:
-                self._long.append(block)
-                self._held += len(block)
-                if self._held > EVENT_LIMIT:
-                    raise ValueError(f"a line of the stream passes {EVENT_LIMIT} bytes")
-                return []
-            self._tail, self._long = b"".join(self._long), None
+        line past `EVENT_LIMIT` bytes, or for a stream past the limit."""
+        self._room -= len(block)
+        if self._room < 0:
+            raise ValueError(f"the answer passes {self._limit} bytes")
+        if self._long is not None and self._lengthen(self._long, block):
+            return []
         if self._cr and block.startswith(b"\n"):
             block = block[1:]
         text = self._tail + block if self._tail else block
@@ -83,6 +84,17 @@ class SSEDecoder:
             # An event in progress holds at most what came since the last dispatch.
             self._keep(tail, len(text) if events or not had else self._held + len(block))
         return events
+
+    def _lengthen(self, long: list[bytes], block: bytes) -> bool:
+        """Whether `block` only lengthens the long line without end (else it is the tail)."""
+        if b"\n" in block or b"\r" in block:
+            self._tail, self._long = b"".join(long), None
+            return False
+        long.append(block)
+        self._held += len(block)
+        if self._held > EVENT_LIMIT:
+            raise ValueError(f"a line of the stream passes {EVENT_LIMIT} bytes")
+        return True
 
     def _keep(self, tail: bytes, held: int) -> None:
         """Hold an event in progress of at most `held` bytes, or a long `tail` (in pieces)."""

@@ -87,25 +87,6 @@ class _Watch:
             self._handle = None
 
 
-class _Events:
-    """The events of a body as its blocks arrive, from a body of at most `limit` bytes."""
-
-    __slots__ = ("decoder", "limit", "room")
-
-    def __init__(self, limit: int | None) -> None:
-        self.decoder = SSEDecoder()
-        self.limit = limit
-        self.room = _NEVER if limit is None else limit
-
-    def of(self, block: bytes) -> list[bytes]:
-        """The data of the events `block` completes (b"": the body's end); a `ValueError` past
-        the limit, or for an event past the decoder's."""
-        self.room -= len(block)
-        if self.room < 0:
-            raise ValueError(f"the answer passes {self.limit} bytes")
-        return self.decoder.feed(block) if block else self.decoder.close()
-
-
 class OpenAICompatible:
     """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client."""
 
@@ -167,14 +148,14 @@ class OpenAICompatible:
             until: tuple[bytes, ...] | None = None
             time, read = watch.time, response.readany
             # A whole answer is held until its end: its size is bounded (a stream is not held).
-            events_of = _Events(self._max_answer_bytes if request.whole else None).of
+            decoder = SSEDecoder(self._max_answer_bytes if request.whole else None)
             finished = counted = False
             while True:
                 watch.since = time()
                 block = await read(until)
                 watch.since = None
                 try:
-                    events = events_of(block)
+                    events = decoder.feed(block) if block else decoder.close()
                 except ValueError as exc:  # past a limit
                     raise UpstreamProtocol(self.name, str(exc)) from exc
                 chunks, done, error = parse_events(self.name, events)
