@@ -23,6 +23,8 @@ from aiohttp import web
 
 from ai_api.http_client import BadResponse, Endpoint, HTTPClient, Response
 
+from .lag import lag_probe
+
 # A raw server: one `Conn` per accepted connection, handed to a handler that scripts it.
 
 
@@ -56,6 +58,15 @@ class Conn:
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
+    async def trickle(self, data: bytes, piece: int) -> None:
+        """Send `data` `piece` bytes at a time, each let out apart, until the client closes
+        the connection; the bytes that went out are counted on the server."""
+        for start in range(0, len(data), piece):
+            self.writer.write(data[start : start + piece])
+            await self.writer.drain()
+            self.server.sent = min(start + piece, len(data))
+            await asyncio.sleep(0.001)
+
     async def pause(self) -> None:
         """Let what was sent leave on its own (the client reads it apart from what follows)."""
         await self.writer.drain()
@@ -82,6 +93,7 @@ class RawServer:
         self.connections = 0  # accepted
         self.ended = 0  # over, whichever end closed them
         self.requests: list[bytes] = []
+        self.sent = 0  # bytes `Conn.trickle` managed to send
 
     def url(self, path: str = "/", scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
@@ -226,6 +238,15 @@ async def read_to_end(response: Response) -> bytes:
     while data := await response.readany():
         parts.append(data)
     return b"".join(parts)
+
+
+async def whole_body(endpoint: Endpoint) -> bytes:
+    """Post, read the whole body by readany, release the response."""
+    response = await endpoint.post(b"{}")
+    try:
+        return await read_to_end(response)
+    finally:
+        response.release()
 
 
 async def eventually(condition: Callable[[], bool]) -> None:
@@ -700,11 +721,55 @@ async def test_an_unasked_for_switching_protocols_is_a_bad_response(http):
 
 
 async def test_bare_lf_line_ends_are_read_as_aiohttps_client_read_them(http):
-    raw_response = b"HTTP/1.1 200 OK\nContent-Length: 2\nX-Odd: a\x01b\n\nok"
+    raw_response = b"HTTP/1.1 200 OK\nContent-Length: 2\nX-Odd: a\tb\xe9\n\nok"
     async with raw_server(keep_answering(raw_response)) as raw:
         response = await http.endpoint(raw.url(), {}).post(b"{}")
         assert (response.status, await response.read()) == (200, b"ok")
+        assert response.headers["X-Odd"] == "a\tb\xe9"  # HTAB and obs-text pass
         response.release()
+
+
+@pytest.mark.parametrize("odd", [b"\x00", b"\x01", b"\x1f", b"\x7f", b"\r"])
+async def test_a_control_character_in_a_header_value_is_a_bad_response(http, odd):
+    async with raw_server(answer_once(ok(b"ok", b"X-Odd: a%sb" % odd))) as raw:
+        with pytest.raises(BadResponse):
+            await http.endpoint(raw.url(), {}).post(b"{}")
+        await eventually(lambda: raw.ended == 1)  # the client closed the connection
+
+
+ENDLESS = 1 << 17
+"""Bytes an attacking upstream offers: twice the most a response may send outside its body."""
+
+
+@pytest.mark.parametrize(
+    ("attack", "said"),
+    [
+        (head(status=b"200 OK")[:-2] + b"X-Huge: " + b"y" * ENDLESS, "a line of its headers"),
+        (head(*(b"X-%d: %s" % (n, b"y" * 2000) for n in range(66))), "its headers pass"),
+        (head(*(b"X-%d: y" % n for n in range(30_000))), "more than 128 headers"),
+        (CHUNKED + chunk(b"ok") + b"0\r\nX-Trailer: " + b"y" * ENDLESS, "a line of its headers"),
+    ],
+    ids=["one-huge-value", "many-large-headers", "30000-headers", "endless-trailer"],
+)
+async def test_a_head_past_a_limit_is_refused_as_it_arrives_not_once_it_is_whole(
+    http, attack, said
+):
+    """The attack comes in small writes: the client stops after about the limit (of 8 KiB a
+    line, 128 headers, 64 KiB in all), never blocking its loop for long."""
+
+    async def handle(conn: Conn) -> None:
+        await conn.request()
+        await conn.trickle(attack, 2048)
+        await conn.until_closed()
+
+    async with raw_server(handle) as raw, lag_probe() as lag:
+        endpoint = http.endpoint(raw.url(), {})
+        with pytest.raises(BadResponse, match=said):
+            await whole_body(endpoint)
+        await eventually(lambda: raw.ended == 1)
+    assert len(attack) >= 1 << 17
+    assert raw.sent < (1 << 16) + (1 << 15), raw.sent  # the limit and some bytes in flight
+    assert lag[0] < 0.05
 
 
 async def test_headers_past_64_kib_are_a_bad_response(http):

@@ -1,5 +1,5 @@
-"""The OpenAI-compatible adapter against a fake upstream: its read and total timeouts, and
-whole answers read in bulk."""
+"""The OpenAI-compatible adapter against a fake upstream: its read and total timeouts, whole
+answers read in bulk, and the bounds on what an upstream may send."""
 
 import asyncio
 import time
@@ -8,12 +8,14 @@ from contextlib import aclosing, asynccontextmanager
 
 import pytest
 
-from ai_api.errors import UpstreamStatus, UpstreamTimeout
+from ai_api.errors import UpstreamProtocol, UpstreamStatus, UpstreamTimeout
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.http_client import HTTPClient
 from ai_api.providers.openai_compat import OpenAICompatible
 from ai_api.providers.presets import GROQ
 from ai_api.schemas import ChatRequest, Chunk, Message
+
+from .lag import lag_probe
 
 
 @asynccontextmanager
@@ -124,3 +126,114 @@ async def test_an_error_whose_body_breaks_off_still_tells_its_status_and_when_to
                 pass
     assert caught.value.upstream_status == 429
     assert caught.value.retry_at == pytest.approx(before + 7, abs=1)
+
+
+class Attacker:
+    """A raw upstream on 127.0.0.1: answers a request with a 200 SSE head, then with `attack`
+    in 64 KiB writes, let out apart, until the client closes (or the attack ends: it closes
+    then); counts the bytes that went out."""
+
+    def __init__(self, attack: bytes) -> None:
+        self.attack = attack
+        self.sent = 0
+        self.over = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+            for start in range(0, len(self.attack), 1 << 16):
+                writer.write(self.attack[start : start + (1 << 16)])
+                await writer.drain()
+                self.sent = min(start + (1 << 16), len(self.attack))
+                await asyncio.sleep(0.001)
+        except ConnectionError:
+            pass  # the client closed the connection
+        finally:
+            writer.close()
+            self.over.set()
+
+
+@asynccontextmanager
+async def attacked(
+    attack: bytes, max_answer_bytes: int
+) -> AsyncIterator[tuple[Attacker, OpenAICompatible]]:
+    """A provider reading from an upstream that sends `attack` as its body."""
+    attacker = Attacker(attack)
+    server = await asyncio.start_server(attacker.serve, "127.0.0.1", 0)
+    client = HTTPClient()
+    try:
+        base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        yield (
+            attacker,
+            OpenAICompatible(
+                GROQ,
+                api_key="k",
+                base_url=base_url,
+                client=client,
+                max_answer_bytes=max_answer_bytes,
+            ),
+        )
+    finally:
+        await client.close()
+        async with asyncio.timeout(2):
+            await attacker.over.wait()  # the client's close ends the attack
+        server.close()
+        await server.wait_closed()
+
+
+def token(n: int) -> bytes:
+    """One stream event carrying a token, as Groq sends it."""
+    return (
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"%d "},"finish_reason":null}]}\n\n' % n
+    )
+
+
+ENDLESS_LINE = token(0) + b"data: " + b"y" * (8 << 20)
+
+
+@pytest.mark.parametrize(
+    ("attack", "whole", "limit", "said"),
+    [
+        (ENDLESS_LINE, False, 4 << 20, "a line of the stream passes 4194304 bytes"),
+        (ENDLESS_LINE, True, 4 << 20, "a line of the stream passes 4194304 bytes"),
+        (b"".join(token(n) for n in range(20_000)), True, 1 << 20, "the answer passes 1048576"),
+    ],
+    ids=["a-line-that-never-ends", "a-line-that-never-ends-whole", "a-huge-whole-answer"],
+)
+async def test_an_upstream_sending_past_a_limit_is_a_protocol_error_after_about_the_limit(
+    attack, whole, limit, said
+):
+    """An event (or a line) past 4 MiB, or an answer taken whole past `max_answer_bytes` (the
+    default 32 MiB, 1 MiB here for the answer): the upstream failed, before it sent much
+    more, and the loop was never blocked long."""
+    answer_limit = limit if limit < 4 << 20 else 32 << 20
+    async with (
+        attacked(attack, max_answer_bytes=answer_limit) as (attacker, groq),
+        lag_probe() as lag,
+    ):
+        with pytest.raises(UpstreamProtocol, match=said):
+            async for _ in stream(groq, hola(whole=whole)):
+                pass
+    assert len(attack) >= 2 * limit
+    assert attacker.sent < limit + (1 << 20), attacker.sent  # the limit and bytes in flight
+    assert lag[0] < 0.05
+
+
+async def test_a_whole_answer_within_the_limit_is_read():
+    answer = b"".join(token(n) for n in range(3)) + token(3).replace(
+        b'"finish_reason":null', b'"finish_reason":"stop"'
+    )
+    async with attacked(answer + b"data: [DONE]\n\n", max_answer_bytes=len(answer) + 14) as (
+        _,
+        groq,
+    ):
+        chunks = [chunk async for chunk in stream(groq, hola(whole=True))]
+    assert "".join(c.content for c in chunks) == "0 1 2 3 "

@@ -155,6 +155,7 @@ def make_providers(
             client=client,
             read_timeout=settings.read_timeout,
             total_timeout=settings.total_timeout,
+            max_answer_bytes=settings.max_answer_bytes,
             clock=clock,
         )
         for p in settings.providers

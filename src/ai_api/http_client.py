@@ -11,7 +11,8 @@ expiry; one more try, on a new connection, when a kept one turns out closed befo
 
 Failures are builtin exceptions, which callers map to their own: `TimeoutError` (no connection
 within the connect timeout), `OSError` (could not connect, or the connection was lost), and
-`BadResponse` (the bytes are not an HTTP/1.1 response).
+`BadResponse` (the bytes are not an HTTP/1.1 response, or its head passes the limits: 8 KiB a
+line, 128 headers, 64 KiB outside the body, control characters but HTAB refused in values).
 """
 
 from __future__ import annotations

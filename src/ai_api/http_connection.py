@@ -23,7 +23,15 @@ _ENOUGH = 1 << 16
 """Bytes that wake a read waiting for the end of the body (or a mark) before it comes."""
 
 _HEAD_LIMIT = 1 << 16
-"""Most bytes of header names and values (trailers included) one response may send."""
+"""Most bytes one response may send outside its body: its head (interim ones and trailers
+included), counted as they arrive, before httptools assembles a header (aiohttp's is 8 KiB a
+line; a total of 64 KiB here)."""
+
+_LINE_LIMIT = 1 << 13
+"""Most bytes of one line of a head (one header, name and value)."""
+
+_HEADERS_LIMIT = 128
+"""Most headers (trailers included) one response may send (aiohttp's limit)."""
 
 _INFLATE_LIMIT = 1 << 22
 """Most bytes one read of a compressed body may expand to (a bound on a decompression bomb)."""
@@ -81,10 +89,16 @@ class Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        # As aiohttp's client: bare LF line ends and odd bytes in header values pass.
-        self.parser.set_dangerous_leniencies(
-            lenient_headers=True, lenient_optional_cr_before_lf=True
-        )
+        # As aiohttp's client, bare LF line ends pass; control characters other than HTAB
+        # (NUL, a bare CR, DEL) in a header value do not (llhttp's strict value check).
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        # Bytes fed since the last byte of a body, and of them since the last line end:
+        # httptools assembles a header by concatenation and hands it over only whole, so each
+        # read is counted as it is fed, and one past a limit ends the exchange (what httptools
+        # holds stays within the limit and one read).
+        self.quiet = 0
+        self.line = 0
+        self.header_count = 0
         self.head_bytes = 0
         self.response: Response | None = None
         self.pieces: list[bytes] = []
@@ -124,26 +138,49 @@ class Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             if not self.complete():
-                self.pieces.clear()
                 said = exc.__context__ if isinstance(exc.__context__, BadResponse) else exc
-                response._fail(BadResponse(f"not an HTTP/1.1 response: {said}"))
-                self.close()
+                self._refuse(str(said))
                 return
             # After a whole response, only more bytes nobody asked for: the response stands,
             # the connection is not trusted with another.
             self.state = SPENT
             self.close()
         if self.pieces:
+            self.quiet = self.line = 0
             if was is DRAINING:
                 self.pieces.clear()
             else:
                 response._deliver(self.pieces)
+        elif not self.over() and self._too_much_head(data):
+            return
         now = self.state
         if now is DONE or now is SPENT:
             if was is DRAINING:
                 self.rest()
             else:
                 response._ended()
+
+    def _too_much_head(self, data: bytes) -> bool:
+        """Count `data`, fed without a byte of body: past a limit, fail the exchange."""
+        quiet = self.quiet = self.quiet + len(data)
+        end = data.rfind(b"\n")
+        line = self.line = self.line + len(data) if end < 0 else len(data) - end - 1
+        if quiet <= _HEAD_LIMIT and line <= _LINE_LIMIT:
+            return False
+        said = (
+            f"its headers pass {_HEAD_LIMIT} bytes"
+            if quiet > _HEAD_LIMIT
+            else (f"a line of its headers passes {_LINE_LIMIT} bytes")
+        )
+        self._refuse(said)
+        return True
+
+    def _refuse(self, said: str) -> None:
+        response = self.response
+        assert response is not None
+        self.pieces.clear()
+        response._fail(BadResponse(f"not an HTTP/1.1 response: {said}"))
+        self.close()
 
     # llhttp callbacks
 
@@ -152,9 +189,17 @@ class Connection(asyncio.Protocol):
             raise BadResponse("a second response nobody asked for")  # stops the parser
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value)
+        # `quiet` and `line` bound a head across reads; these, one that came in one read.
+        # A raise stops the parser.
+        size = len(name) + len(value)
+        self.header_count += 1
+        self.head_bytes += size
+        if self.header_count > _HEADERS_LIMIT:
+            raise BadResponse(f"it sends more than {_HEADERS_LIMIT} headers")
+        if size > _LINE_LIMIT:
+            raise BadResponse(f"a line of its headers passes {_LINE_LIMIT} bytes")
         if self.head_bytes > _HEAD_LIMIT:
-            raise BadResponse(f"its headers pass {_HEAD_LIMIT} bytes")  # stops the parser
+            raise BadResponse(f"its headers pass {_HEAD_LIMIT} bytes")
         response = self.response
         if response is not None and response.status == 0:  # not the trailers
             self.names.append(name)
@@ -190,7 +235,7 @@ class Connection(asyncio.Protocol):
             raise Stale() if reused else ConnectionResetError("the connection closed at once")
         self.state = SENT
         response = self.response = Response(self, reused)
-        self.head_bytes = 0
+        self.quiet = self.line = self.header_count = self.head_bytes = 0
         transport.write(request)
         try:
             await response._started

@@ -119,6 +119,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     max_body_bytes: int = 1024 * 1024
+    max_answer_bytes: int = 32 * 1024 * 1024
+    """Most bytes of an upstream's body for an answer taken whole (a non-streamed request):
+    past it the upstream failed (a protocol error), and the request fails over."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     """Longest silence allowed from an upstream: before its headers and between chunks."""
@@ -183,6 +186,7 @@ KNOBS = (
     Knob("host", "HOST", str),
     Knob("port", "PORT", int, minimum=0),
     Knob("max_body_bytes", "AI_API_MAX_BODY_BYTES", int, minimum=1),
+    Knob("max_answer_bytes", "AI_API_MAX_ANSWER_BYTES", int, minimum=1),
     Knob("connect_timeout", "AI_API_CONNECT_TIMEOUT", float, minimum=0.001),
     Knob("read_timeout", "AI_API_READ_TIMEOUT", float, minimum=0.001),
     Knob("first_token_timeout", "AI_API_FIRST_TOKEN_TIMEOUT", float, minimum=0.001),

@@ -100,6 +100,7 @@ class OpenAICompatible:
         client: HTTPClient,
         read_timeout: float | None = None,
         total_timeout: float | None = None,
+        max_answer_bytes: int = 32 << 20,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
@@ -113,6 +114,7 @@ class OpenAICompatible:
         self._key = api_key
         self._read_timeout = read_timeout
         self._total_timeout = total_timeout
+        self._max_answer_bytes = max_answer_bytes
         self._clock = clock
 
     @property
@@ -145,13 +147,17 @@ class OpenAICompatible:
             rest = STREAM_ENDS if request.whole else None
             until: tuple[bytes, ...] | None = None
             time, read = watch.time, response.readany
-            decoder = SSEDecoder()
+            # A whole answer is held until its end: its size is bounded (a stream is not held).
+            decoder = SSEDecoder(self._max_answer_bytes if request.whole else None)
             finished = counted = False
             while True:
                 watch.since = time()
                 block = await read(until)
                 watch.since = None
-                events = decoder.feed(block) if block else decoder.close()
+                try:
+                    events = decoder.feed(block) if block else decoder.close()
+                except ValueError as exc:  # past a limit
+                    raise UpstreamProtocol(self.name, str(exc)) from exc
                 chunks, done, error = parse_events(self.name, events)
                 if chunks:
                     finished = finished or _finishes(chunks)
