@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .admission import require_json
 from .attempts import Opened
 from .errors import PayloadTooLarge, UpstreamError
 from .gateway import GATEWAY
@@ -24,7 +25,9 @@ Failure = Callable[[UpstreamError], bytes | None]
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The raw body, or `PayloadTooLarge` past the configured limit."""
+    """The raw JSON body: `UnsupportedMediaType` unless declared JSON, `PayloadTooLarge` past
+    the configured limit."""
+    require_json(request)
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:

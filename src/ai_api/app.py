@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from .admission import admission, allow_origin
 from .api_chat import chat
 from .api_openai import add_routes
 from .errors import (
@@ -31,11 +32,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(gateway: Gateway) -> web.Application:
     """The gateway's HTTP API as an aiohttp application (see `gateway.build_gateway`)."""
     settings = gateway.settings
-    middlewares: list[Middleware] = [_errors_as_json]
+    middlewares: list[Middleware] = [_errors_as_json, admission(settings)]
     if settings.gateway_keys:
         middlewares.append(_require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
+    if settings.cors_origins:
+        app.on_response_prepare.append(allow_origin(settings))
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)

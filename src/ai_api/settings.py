@@ -149,6 +149,11 @@ class Settings:
     log_level: str = "INFO"
     event_loop: str = "auto"
     """`uvloop`, `asyncio`, or `auto`: uvloop where it is installed (not on Windows)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (or `*`) accepted in the `Host` header besides the bound address and the
+    loopback names; when bound to every address (0.0.0.0, ::) and empty, any host is."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins (`https://app.example`) whose pages may call the gateway; empty: none."""
     problems: tuple[str, ...] = ()
     """What was configured but cannot be used (a missing key variable...); served without."""
 
@@ -168,7 +173,8 @@ class Knob:
     """The `Settings` field, and the key in `[server]`."""
     env: str
     """The environment variable (it wins over the file)."""
-    kind: type[int] | type[float] | type[str]
+    kind: type[int] | type[float] | type[str] | type[tuple[str, ...]]
+    """`tuple`: a list in the file, comma-separated in the variable."""
     minimum: float | None = None
     choices: tuple[str, ...] = ()
     """The values allowed (any case in the variable)."""
@@ -195,5 +201,7 @@ KNOBS = (
     Knob("workers", "AI_API_WORKERS", int, minimum=1),
     Knob("log_level", "AI_API_LOG_LEVEL", str, upper=True),
     Knob("event_loop", "AI_API_EVENT_LOOP", str, choices=EVENT_LOOPS),
+    Knob("allowed_hosts", "AI_API_ALLOWED_HOSTS", tuple, empty_is_value=True),
+    Knob("cors_origins", "AI_API_CORS_ORIGINS", tuple, empty_is_value=True),
 )
 """Every such setting, once: `config` reads the variables and the file through it."""
