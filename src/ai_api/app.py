@@ -12,6 +12,7 @@ from aiohttp.typedefs import Middleware
 from .admission import admission, allow_origin
 from .api_chat import chat
 from .api_openai import add_routes
+from .connections import ClientConnections
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -29,10 +30,13 @@ log = logging.getLogger("ai_api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(gateway: Gateway) -> web.Application:
-    """The gateway's HTTP API as an aiohttp application (see `gateway.build_gateway`)."""
+def create_app(gateway: Gateway, connections: ClientConnections | None = None) -> web.Application:
+    """The gateway's HTTP API as an aiohttp application (see `gateway.build_gateway`), told
+    when each request begins and ends if `connections` bounds its clients."""
     settings = gateway.settings
     middlewares: list[Middleware] = [_errors_as_json, admission(settings)]
+    if connections is not None:
+        middlewares.insert(0, connections.middleware())
     if settings.gateway_keys:
         middlewares.append(_require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)

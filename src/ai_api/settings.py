@@ -154,6 +154,15 @@ class Settings:
     loopback names; when bound to every address (0.0.0.0, ::) and empty, any host is."""
     cors_origins: tuple[str, ...] = ()
     """Web origins (`https://app.example`) whose pages may call the gateway; empty: none."""
+    keepalive_timeout: float = 75.0
+    """Longest an idle client connection is kept open between requests."""
+    header_timeout: float = 10.0
+    """Longest a client may take to send a request's headers (from its first byte, or from
+    the connection's start)."""
+    body_timeout: float = 30.0
+    """Longest a client may take to send a request's body."""
+    max_connections: int = 1024
+    """Open client connections at most (per worker); past it new ones get a 503 and are closed."""
     problems: tuple[str, ...] = ()
     """What was configured but cannot be used (a missing key variable...); served without."""
 
@@ -203,5 +212,9 @@ KNOBS = (
     Knob("event_loop", "AI_API_EVENT_LOOP", str, choices=EVENT_LOOPS),
     Knob("allowed_hosts", "AI_API_ALLOWED_HOSTS", tuple, empty_is_value=True),
     Knob("cors_origins", "AI_API_CORS_ORIGINS", tuple, empty_is_value=True),
+    Knob("keepalive_timeout", "AI_API_KEEPALIVE_TIMEOUT", float, minimum=0.001),
+    Knob("header_timeout", "AI_API_HEADER_TIMEOUT", float, minimum=0.001),
+    Knob("body_timeout", "AI_API_BODY_TIMEOUT", float, minimum=0.001),
+    Knob("max_connections", "AI_API_MAX_CONNECTIONS", int, minimum=1),
 )
 """Every such setting, once: `config` reads the variables and the file through it."""
