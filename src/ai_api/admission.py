@@ -10,12 +10,10 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from .errors import CrossOrigin, UnknownHost, UnsupportedMediaType
 from .settings import Settings
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Prepare = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -74,13 +72,13 @@ def require_json(request: web.Request) -> None:
         )
 
 
-def admission(settings: Settings) -> Middleware:
-    """Refuse unknown hosts (421) and origins (403); answer the allowed origins' preflights."""
+def admission(settings: Settings) -> Callable[[web.Request], web.StreamResponse | None]:
+    """A check run on every request before its handler: it raises `UnknownHost` (421) and
+    `CrossOrigin` (403), answers the allowed origins' preflights, and returns None to go on."""
     hosts = served_hosts(settings)
     origins = frozenset(normal_origin(origin) for origin in settings.cors_origins)
 
-    @web.middleware
-    async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def admit(request: web.Request) -> web.StreamResponse | None:
         headers = request.headers
         if hosts is not None and host_name(headers.get("Host", "")) not in hosts:
             raise UnknownHost(
@@ -88,15 +86,16 @@ def admission(settings: Settings) -> Middleware:
                 " add it to allowed_hosts (AI_API_ALLOWED_HOSTS)."
             )
         origin = headers.get("Origin")
-        if origin is not None:
-            if origin not in origins:
-                raise CrossOrigin(
-                    f"Requests from web pages of {origin[:100]!r} are not allowed; add the"
-                    " origin to cors_origins (AI_API_CORS_ORIGINS)."
-                )
-            if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
-                return _preflight(request, origin)
-        return await handler(request)
+        if origin is None:
+            return None
+        if origin not in origins:
+            raise CrossOrigin(
+                f"Requests from web pages of {origin[:100]!r} are not allowed; add the"
+                " origin to cors_origins (AI_API_CORS_ORIGINS)."
+            )
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+            return _preflight(request, origin)
+        return None
 
     return admit
 

@@ -31,6 +31,8 @@ async def read_body(request: web.Request) -> bytes:
     require_json(request)
     settings = request.app[GATEWAY].settings
     try:
+        if request.content.is_eof():  # the whole body is in (the usual case): no timer needed
+            return await request.read()
         async with asyncio.timeout(settings.body_timeout):
             return await request.read()
     except TimeoutError as exc:

@@ -3,7 +3,7 @@ byte, or from the connection's start), and no more than `max_connections` client
 are open at once; past it a new one is answered 503 and closed, with one log line a minute.
 
 aiohttp has no header timeout and no connection cap, so every connection's protocol is wrapped
-in a `GuardedConnection`, which a middleware tells when a request has begun and ended. The
+in a `GuardedConnection`, which the app's middleware tells when a request begins and ends. The
 idle keep-alive timeout is aiohttp's own; the body timeout is `answers.read_body`'s.
 """
 
@@ -14,18 +14,15 @@ import enum
 import json
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import cast
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from .errors import TooManyConnections
 from .settings import Settings
 
 log = logging.getLogger("ai_api.connections")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CAP_LOG_INTERVAL = 60.0
 """Seconds between two log lines saying the connection cap is reached."""
@@ -64,8 +61,9 @@ class GuardedConnection(asyncio.Protocol):
         self._inner = inner
         self._clients = clients
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self.phase = Phase.IDLE
+        self.since = 0.0
+        """When the phase began (the loop's clock)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
@@ -89,7 +87,6 @@ class GuardedConnection(asyncio.Protocol):
         return None if self.phase is Phase.REFUSED else self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timer()
         if self._transport is not None:
             self._clients.forget(self._transport)
         if self.phase is not Phase.REFUSED:
@@ -103,35 +100,33 @@ class GuardedConnection(asyncio.Protocol):
 
     def request_began(self) -> None:
         """The headers are in: the header timeout stops."""
-        self._stop_timer()
         self.phase = Phase.ANSWERING
 
     def request_ended(self) -> None:
         """The answer is written: the connection idles until the next request's first byte."""
         self.phase = Phase.IDLE
 
-    def _await_headers(self) -> None:
-        self.phase = Phase.HEADERS
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._clients.header_timeout, self._headers_too_slow)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _headers_too_slow(self) -> None:
-        self._timer = None
-        if self.phase is Phase.HEADERS and self._transport is not None:
+    def close_if_waiting(self, since: float) -> None:
+        """Close the connection if it has waited for headers since before `since`."""
+        if self.phase is Phase.HEADERS and self.since < since and self._transport is not None:
             log.debug("closing a connection whose request headers took too long")
             self._transport.close()
+
+    def _await_headers(self) -> None:
+        self.phase = Phase.HEADERS
+        self.since = self._clients.loop.time()
 
 
 class ClientConnections:
     """The open client connections of one server, up to a cap."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, settings: Settings) -> None:
+        self.loop = loop
         self.header_timeout = settings.header_timeout
+        # One sweep a fraction of the timeout apart, not a timer a request: the timeout is
+        # kept within a quarter of itself (at most a second late) for nothing per request.
+        self._sweep_every = min(1.0, settings.header_timeout / 4)
+        self._sweeper: asyncio.TimerHandle | None = None
         self.max_connections = settings.max_connections
         self.refusal = _refusal()
         self._open: dict[asyncio.BaseTransport, GuardedConnection] = {}
@@ -151,7 +146,7 @@ class ClientConnections:
             self._open[transport] = connection
             return True
         self._refused += 1
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         if self._logged_at is None or now - self._logged_at >= CAP_LOG_INTERVAL:
             log.warning(
                 "%d client connections are open, the most allowed (AI_API_MAX_CONNECTIONS):"
@@ -166,22 +161,25 @@ class ClientConnections:
         """A connection closed."""
         self._open.pop(transport, None)
 
-    def middleware(self) -> Middleware:
-        """Tells each request's connection when its answer begins and ends."""
-        connections = self._open
+    def start(self) -> None:
+        """Begin sweeping out connections whose headers are late."""
+        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
 
-        @web.middleware
-        async def mark(request: web.Request, handler: Handler) -> web.StreamResponse:
-            connection = connections.get(request.transport)  # type: ignore[arg-type]
-            if connection is None:
-                return await handler(request)
-            connection.request_began()
-            try:
-                return await handler(request)
-            finally:
-                connection.request_ended()
+    def stop(self) -> None:
+        """Stop sweeping."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
-        return mark
+    def _sweep(self) -> None:
+        late = self.loop.time() - self.header_timeout
+        for connection in list(self._open.values()):
+            connection.close_if_waiting(late)
+        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+
+    def of(self, request: web.Request) -> GuardedConnection | None:
+        """The connection `request` came on (None if not one of these)."""
+        return self._open.get(request.transport)  # type: ignore[arg-type]
 
 
 class GuardedSite(web.BaseSite):
@@ -216,3 +214,9 @@ class GuardedSite(web.BaseSite):
             self._server = await loop.create_server(factory, sock=self._sock)
         else:
             self._server = await loop.create_server(factory, self._host, self._port)
+        self._clients.start()
+
+    async def stop(self) -> None:
+        """Stop listening and sweeping."""
+        self._clients.stop()
+        await super().stop()

@@ -39,7 +39,7 @@ async def running(
                 "DEMO MODE: answers come from built-in fake providers, not from real models."
             )
         gateway = await stack.enter_async_context(build_gateway(settings, clock))
-        clients = ClientConnections(settings)
+        clients = ClientConnections(asyncio.get_running_loop(), settings)
         runner = web.AppRunner(
             create_app(gateway, clients),
             handler_cancellation=True,
