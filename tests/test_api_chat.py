@@ -350,7 +350,7 @@ async def test_a_client_leaving_as_its_stream_starts_is_no_error(
         _, writer = await asyncio.open_connection(host, int(gateway_port))
         leaving.append(writer)
         writer.write(
-            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
         )
         for _ in range(100):  # the attempt is recorded in the background

@@ -255,7 +255,8 @@ async def test_bad_fields_are_400s_in_the_openai_shape(gateway, groq, args, para
 
 async def test_a_body_that_is_not_utf8_is_a_400_and_the_server_stays_healthy(gateway, client):
     raw = b'{"model": "auto", "messages": [{"role": "user", "content": "caf\xe9"}]}'
-    async with client.post(gateway + "/v1/chat/completions", data=raw) as response:
+    headers = {"Content-Type": "application/json"}
+    async with client.post(gateway + "/v1/chat/completions", data=raw, headers=headers) as response:
         assert response.status == 400
         error = (await response.json())["error"]
     assert error["type"] == "invalid_request_error"

@@ -96,7 +96,13 @@ def test_environment_wins_over_the_file(tmp_path):
     assert load(tmp_path, loop, AI_API_EVENT_LOOP="UVLOOP").event_loop == "uvloop"
 
 
-SAMPLES = {int: ("7", 7), float: ("2.5", 2.5), str: ("somewhere", "somewhere")}
+ORIGINS = ("http://a.example", "https://b.example:8443")
+SAMPLES = {
+    int: ("7", 7),
+    float: ("2.5", 2.5),
+    str: ("somewhere", "somewhere"),
+    tuple: (" , ".join(ORIGINS), ORIGINS),
+}
 
 
 @pytest.mark.parametrize("knob", KNOBS, ids=lambda k: k.name)
@@ -106,7 +112,10 @@ def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, k
         raw, value = "debug", "DEBUG"
     assert getattr(load(tmp_path, "", **{knob.env: raw}), knob.name) == value
     if knob.in_file:
-        toml = f"[server]\n{knob.name} = {raw if knob.kind is not str else repr(raw)}\n"
+        given = (
+            repr(raw) if knob.kind is str else repr(list(ORIGINS)) if knob.kind is tuple else raw
+        )
+        toml = f"[server]\n{knob.name} = {given}\n"
         assert getattr(load(tmp_path, toml), knob.name) == value
 
 

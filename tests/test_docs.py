@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ai_api.providers import PRESETS
+from ai_api.settings import KNOBS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,3 +27,12 @@ def test_readme_has_the_two_commands_near_the_top_and_every_preset(name):
 
 def test_ci_runs_the_readme_test_command():
     assert "python3 dev.py test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("name", ["README.md", "README.es.md"])
+def test_every_server_setting_is_in_the_readme_tables_and_the_server_keys(name):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    for knob in KNOBS:
+        assert f"`{knob.env}`" in text or knob.env in ("HOST", "PORT"), knob.env
+        if knob.in_file:
+            assert f"`{knob.name}`" in text, knob.name

@@ -5,13 +5,15 @@ when the client has left.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .admission import require_json
 from .attempts import Opened
-from .errors import PayloadTooLarge, UpstreamError
+from .errors import PayloadTooLarge, RequestTimeout, UpstreamError
 from .gateway import GATEWAY
 
 log = logging.getLogger("ai_api.answers")
@@ -24,9 +26,20 @@ Failure = Callable[[UpstreamError], bytes | None]
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The raw body, or `PayloadTooLarge` past the configured limit."""
+    """The raw JSON body: `UnsupportedMediaType` unless declared JSON, `PayloadTooLarge` past
+    the configured limit, `RequestTimeout` when it takes longer than the body timeout."""
+    require_json(request)
+    settings = request.app[GATEWAY].settings
     try:
-        return await request.read()
+        if request.content.is_eof():  # the whole body is in (the usual case): no timer needed
+            return await request.read()
+        async with asyncio.timeout(settings.body_timeout):
+            return await request.read()
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"The request body did not arrive within {settings.body_timeout:g} s"
+            " (AI_API_BODY_TIMEOUT)."
+        ) from exc
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(
             f"The request body is over the limit of {request.app[GATEWAY].settings.max_body_bytes}"

@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from .admission import admission, allow_origin
 from .api_chat import chat
 from .api_openai import add_routes
+from .connections import ClientConnections
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -28,14 +30,17 @@ log = logging.getLogger("ai_api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(gateway: Gateway) -> web.Application:
-    """The gateway's HTTP API as an aiohttp application (see `gateway.build_gateway`)."""
+def create_app(gateway: Gateway, connections: ClientConnections | None = None) -> web.Application:
+    """The gateway's HTTP API as an aiohttp application (see `gateway.build_gateway`), told
+    when each request begins and ends if `connections` bounds its clients."""
     settings = gateway.settings
-    middlewares: list[Middleware] = [_errors_as_json]
+    middlewares: list[Middleware] = [_front(admission(settings), connections)]
     if settings.gateway_keys:
         middlewares.append(_require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
+    if settings.cors_origins:
+        app.on_response_prepare.append(allow_origin(settings))
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
@@ -92,19 +97,35 @@ def _require_key(keys: tuple[Secret, ...]) -> Middleware:
     return require_key
 
 
-@web.middleware
-async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        return error_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response(_from_http_exception(request, exc))
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return error_response(GatewayError("Internal error; the server log has details."))
+def _front(
+    admit: Callable[[web.Request], web.StreamResponse | None],
+    connections: ClientConnections | None,
+) -> Middleware:
+    """The one outer middleware (each layer costs every request): it tells the connection a
+    request began and ended, admits it (`ai_api.admission`), and answers errors as JSON."""
+
+    @web.middleware
+    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        connection = connections.of(request) if connections is not None else None
+        if connection is not None:
+            connection.request_began()
+        try:
+            early = admit(request)  # a response is a mapping, falsy when empty: test for None
+            return early if early is not None else await handler(request)
+        except GatewayError as exc:
+            return error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(_from_http_exception(request, exc))
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return error_response(GatewayError("Internal error; the server log has details."))
+        finally:
+            if connection is not None:
+                connection.request_ended()
+
+    return front
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GatewayError:

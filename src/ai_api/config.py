@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
+from .admission import origin_problem
 from .config_file import ConfigFile, MemberEntry, ModelEntry, ProviderEntry, RouteEntry, read_file
 from .providers.presets import GENERIC, PREFILLS, PRESETS, ProviderSpec, preset
 from .settings import (
@@ -64,10 +65,14 @@ def _from_env(knob: Knob, env: Mapping[str, str]) -> Any:
     """The knob's variable as a value, None when unset; `ConfigError` if invalid."""
     if knob.choices:
         return choice(env, knob.env, knob.choices)
-    if knob.kind is str:
+    listed = knob.kind is tuple
+    if listed or knob.kind is str:
         raw = env.get(knob.env)
         if raw is None or not (raw or knob.empty_is_value):
             return None
+        if listed:
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+            return _listed(knob, items, knob.env)
         return raw.upper() if knob.upper else raw
     if knob.kind is int:
         return number(env, knob.env, None, int, minimum=int(knob.minimum or 0))
@@ -78,11 +83,23 @@ def _from_file(knob: Knob, value: Any, path: Path) -> Any:
     """A `[server]` value, checked as its variable would be."""
     if value is None:
         return None
+    if knob.kind is tuple:
+        return _listed(knob, value, f"{path}: [server] {knob.name}")
     if knob.minimum is not None and value < knob.minimum:
         raise ConfigError(
             f"{path}: [server] {knob.name} = {value!r} must be at least {knob.minimum:g}."
         )
     return value.upper() if knob.upper else value
+
+
+def _listed(knob: Knob, items: list[str], where: str) -> tuple[str, ...]:
+    """A list knob's entries, each checked (origins must be `scheme://host[:port]`)."""
+    if knob.name == "cors_origins":
+        for item in items:
+            problem = origin_problem(item)
+            if problem:
+                raise ConfigError(f"{where}: {item!r} {problem}")
+    return tuple(items)
 
 
 def preset_active(spec: ProviderSpec, env: Mapping[str, str]) -> bool:

@@ -96,6 +96,8 @@ class RouteEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 def _knob_type(knob: Knob) -> Any:
     kind: Any = Literal.__getitem__(knob.choices) if knob.choices else knob.kind
+    if kind is tuple:
+        kind = list[str]
     return kind | None
 
 

@@ -2,12 +2,17 @@
 
     GatewayError                     any failure that reaches a client
     ├── InvalidRequest       400     the client's request is wrong
-    │   └── PayloadTooLarge  413     the body is over the configured limit
+    │   ├── PayloadTooLarge  413     the body is over the configured limit
+    │   ├── UnsupportedMediaType 415 a JSON endpoint was sent another Content-Type
+    │   ├── UnknownHost      421     the Host header names no host the gateway serves
+    │   └── RequestTimeout   408     the client took too long to send its body
     ├── Unauthorized         401     missing or wrong gateway key
+    ├── CrossOrigin          403     a web page of an origin not allowed (`cors_origins`)
     ├── NotFound             404     unknown path or model
     ├── MethodNotAllowed     405     known path, wrong method
     ├── RateLimited          429     every member is out of headroom (Retry-After says when)
     ├── NoProviders          503     nothing is configured to answer
+    ├── TooManyConnections   503     the cap on open client connections is reached
     └── UpstreamError        502     a provider failed; `provider` names it
         ├── UpstreamStatus   4xx/5xx the provider answered an HTTP error (mapped in verdicts.py)
         ├── UpstreamTimeout  504     no answer in time
@@ -78,6 +83,36 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A JSON endpoint was sent a body that is not `application/json` (a browser form can
+    send `text/plain` or form encodings across origins; it cannot send JSON)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UnknownHost(InvalidRequest):
+    """The `Host` header names no host this gateway serves (the mark of DNS rebinding)."""
+
+    status = 421
+    code = "unknown_host"
+
+
+class RequestTimeout(InvalidRequest):
+    """The body did not arrive within the body timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class CrossOrigin(GatewayError):
+    """The request comes from a web page whose origin is not allowed."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "origin_not_allowed"
+
+
 class Unauthorized(GatewayError):
     """The gateway requires a key and the request has none, or a wrong one."""
 
@@ -116,6 +151,14 @@ class NoProviders(GatewayError):
     status = 503
     type = "server_error"
     code = "no_providers"
+
+
+class TooManyConnections(GatewayError):
+    """The gateway holds as many client connections as it may (`max_connections`)."""
+
+    status = 503
+    type = "server_error"
+    code = "too_many_connections"
 
 
 class UpstreamError(GatewayError):

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from aiohttp import web
 
 from .app import create_app
+from .connections import LINGERING, ClientConnections, GuardedSite
 from .demo import demo_upstreams
 from .gateway import build_gateway
 from .settings import ConfigError, Settings
@@ -38,14 +39,17 @@ async def running(
                 "DEMO MODE: answers come from built-in fake providers, not from real models."
             )
         gateway = await stack.enter_async_context(build_gateway(settings, clock))
-        runner = web.AppRunner(create_app(gateway), handler_cancellation=True, access_log=None)
+        clients = ClientConnections(asyncio.get_running_loop(), settings)
+        runner = web.AppRunner(
+            create_app(gateway, clients),
+            handler_cancellation=True,
+            access_log=None,
+            keepalive_timeout=settings.keepalive_timeout,
+            lingering_time=LINGERING,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site: web.BaseSite = (
-            web.SockSite(runner, sock)
-            if sock is not None
-            else web.TCPSite(runner, settings.host, settings.port)
-        )
+        site = GuardedSite(runner, clients, host=settings.host, port=settings.port, sock=sock)
         await site.start()
         host, port = runner.addresses[0][:2]
         url = f"http://{_bracket(host)}:{port}"

@@ -153,6 +153,20 @@ class Settings:
     log_level: str = "INFO"
     event_loop: str = "auto"
     """`uvloop`, `asyncio`, or `auto`: uvloop where it is installed (not on Windows)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (or `*`) accepted in the `Host` header besides the bound address and the
+    loopback names; when bound to every address (0.0.0.0, ::) and empty, any host is."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins (`https://app.example`) whose pages may call the gateway; empty: none."""
+    keepalive_timeout: float = 75.0
+    """Longest an idle client connection is kept open between requests."""
+    header_timeout: float = 10.0
+    """Longest a client may take to send a request's headers (from its first byte, or from
+    the connection's start)."""
+    body_timeout: float = 30.0
+    """Longest a client may take to send a request's body."""
+    max_connections: int = 1024
+    """Open client connections at most (per worker); past it new ones get a 503 and are closed."""
     problems: tuple[str, ...] = ()
     """What was configured but cannot be used (a missing key variable...); served without."""
 
@@ -172,7 +186,8 @@ class Knob:
     """The `Settings` field, and the key in `[server]`."""
     env: str
     """The environment variable (it wins over the file)."""
-    kind: type[int] | type[float] | type[str]
+    kind: type[int] | type[float] | type[str] | type[tuple[str, ...]]
+    """`tuple`: a list in the file, comma-separated in the variable."""
     minimum: float | None = None
     choices: tuple[str, ...] = ()
     """The values allowed (any case in the variable)."""
@@ -200,5 +215,11 @@ KNOBS = (
     Knob("workers", "AI_API_WORKERS", int, minimum=1),
     Knob("log_level", "AI_API_LOG_LEVEL", str, upper=True),
     Knob("event_loop", "AI_API_EVENT_LOOP", str, choices=EVENT_LOOPS),
+    Knob("allowed_hosts", "AI_API_ALLOWED_HOSTS", tuple, empty_is_value=True),
+    Knob("cors_origins", "AI_API_CORS_ORIGINS", tuple, empty_is_value=True),
+    Knob("keepalive_timeout", "AI_API_KEEPALIVE_TIMEOUT", float, minimum=0.001),
+    Knob("header_timeout", "AI_API_HEADER_TIMEOUT", float, minimum=0.001),
+    Knob("body_timeout", "AI_API_BODY_TIMEOUT", float, minimum=0.001),
+    Knob("max_connections", "AI_API_MAX_CONNECTIONS", int, minimum=1),
 )
 """Every such setting, once: `config` reads the variables and the file through it."""
