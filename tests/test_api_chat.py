@@ -427,3 +427,17 @@ async def test_a_key_echoed_anywhere_by_an_upstream_is_redacted_everywhere(
     for place in (seen, caplog.text, ledger.read_bytes().decode("latin-1")):
         assert key not in place
         assert key[: len(key) // 2] not in place  # not even the part before a cut
+
+
+async def test_a_malformed_http_request_is_a_400_without_an_error_in_the_log(gateway, caplog):
+    caplog.set_level(logging.DEBUG)
+    host, port = gateway.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GARBAGE \x00\x01 HTTP/9\r\n\r\n")
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(200), timeout=5)
+    writer.close()
+    assert reply.startswith(b"HTTP/1.0 400 ") or reply.startswith(b"HTTP/1.1 400 ")
+    # At the default level (INFO) it leaves no error and no traceback (aiohttp's is at DEBUG).
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r for r in shown if r.levelno >= logging.ERROR or r.exc_info] == []
