@@ -18,11 +18,12 @@ from ai_api.errors import (
     UpstreamStatus,
     UpstreamUnreachable,
 )
+from ai_api.headroom import daily_share
 from ai_api.limits import MINUTE
 from ai_api.providers import Answer
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
 from ai_api.ratelimits import RateReading, WindowReading
-from ai_api.rationing import Rationing, Ticket, daily_share
+from ai_api.rationing import Rationing, Ticket
 from ai_api.routing import Deployment, Member, Route
 from ai_api.schemas import ChatRequest, Chunk, Message, Usage
 from ai_api.store import MemoryLedger

@@ -2,9 +2,9 @@
 
 import pytest
 
+from ai_api.headroom import ahead_of_pace, daily_share
 from ai_api.limits import DAY, MINUTE, Budget, Cost, Limit, Window
 from ai_api.ratelimits import RateReading, WindowReading
-from ai_api.rationing import ahead_of_pace, daily_share
 from ai_api.store.state import MemoryState
 
 from . import homes as h

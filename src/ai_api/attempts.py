@@ -23,10 +23,6 @@ import msgspec
 
 from .continuation import Diverged, Prefills, Sent, Tail, added, refuses_prefill
 from .errors import (
-    InvalidRequest,
-    NoProviders,
-    PayloadTooLarge,
-    RateLimited,
     UpstreamError,
     UpstreamStatus,
     UpstreamTimeout,
@@ -34,6 +30,7 @@ from .errors import (
 from .params import missing
 from .providers import Provider
 from .rationing import Rationing, Ticket
+from .refusals import pooled_429, refuse, too_large
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
 from .tokens import text_tokens
@@ -94,7 +91,7 @@ async def open_stream(
     turn = await rationing.turn(route)
     members = [m for m in route.order(turn) if not missing(m.deployment.spec, ask.required)]
     if not members:
-        _refuse(route, ask)
+        refuse(route, ask.required)
 
     loop = asyncio.get_running_loop()
     tries = _Tries(route, list(await rationing.plan(route, members)), bounds, loop.time())
@@ -130,9 +127,9 @@ async def open_stream(
     if error is None:
         lost = tries.lost
         if lost and all(math.isinf(at) for at in lost):
-            raise _too_large(route, ask, members)
+            raise too_large(route, ask.prompt_tokens, ask.request_id, members)
         soonest = min((at for at in lost if not math.isinf(at)), default=None)
-        raise await _pooled_429(route, soonest, rationing, members)
+        raise await pooled_429(route, soonest, rationing, members)
     if len(failures) > 1:
         error.message = f"{len(failures)} attempts failed: " + "; ".join(failures)
     error.headers["X-AI-API-Attempts"] = str(tries.attempts)
@@ -227,55 +224,6 @@ def _may_fit(candidate: Deployment, failed: Deployment) -> bool:
     if candidate.context is None or failed.context is None:
         return True
     return candidate.context > failed.context
-
-
-def _refuse(route: Route, ask: Ask) -> None:
-    if not route.members:
-        raise NoProviders(f"The route `{route.name}` has no active provider.")
-    fields = ", ".join(f"`{f}`" for f in ask.required if f)
-    names = ", ".join(d.public_name for d in route.deployments)
-    raise InvalidRequest(
-        f"No provider of `{route.name}` takes {fields}; members: {names}.",
-        param=next(iter(ask.required), None),
-    )
-
-
-def _too_large(route: Route, ask: Ask, members: list[Member]) -> PayloadTooLarge:
-    """No member's windows can take the request, even empty: waiting would not help."""
-    names = ", ".join(m.deployment.public_name for m in members)
-    log.warning("request %s is larger than any window of `%s` can take", ask.request_id, route.name)
-    return PayloadTooLarge(
-        f"The request (about {ask.prompt_tokens} prompt tokens, plus its completion) is larger"
-        f" than any member of `{route.name}` takes in a window, however empty ({names}):"
-        " shorten it or lower max_tokens.",
-        code="request_too_large",
-    )
-
-
-async def _pooled_429(
-    route: Route, next_free: float | None, rationing: Rationing, members: list[Member]
-) -> RateLimited:
-    now = rationing.clock()
-    wait = max(1, math.ceil((next_free or now + 60) - now))
-    headers = {"Retry-After": str(wait), "X-AI-API-Attempts": "0"}
-    states = [(await rationing.snapshot(m.deployment)).windows for m in members]
-    for kind in ("requests", "tokens"):
-        limit = remaining = 0
-        for windows in states:
-            of_kind = [w for w in windows if w.kind == kind]
-            if of_kind:
-                w = min(of_kind, key=lambda w: w.period)
-                limit += w.limit or 0
-                remaining += max(0, int(w.remaining or 0))
-        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-        headers[f"x-ratelimit-reset-{kind}"] = f"{wait}s"
-    message = (
-        f"Every provider of `{route.name}` is out of headroom or cooling down; the first"
-        f" has room again in {wait} s."
-    )
-    log.warning("429 answered without an attempt: %s", message)
-    return RateLimited(message, headers=headers)
 
 
 async def _tracked(

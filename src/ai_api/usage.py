@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .headroom import daily_share, source_of
 from .limits import DAY, period_name
-from .rationing import Rationing, daily_share, source_of
+from .rationing import Rationing
 from .routing import Deployment
 from .store.ledger import day_of
 
