@@ -33,7 +33,7 @@ _SCOPE_OF = {
 """The scope each path needs; a path not named here needs a key of every scope."""
 
 KEY = web.RequestKey("gateway_key", GatewayKey)
-"""Where a request keeps the `GatewayKey` it came with (when keys are set)."""
+"""Where a request keeps the `GatewayKey` it came with, when that key is held to some models."""
 
 
 def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
@@ -58,13 +58,17 @@ def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
         if matched is None:
             raise Unauthorized("The gateway key is not valid.")
         scope = _SCOPE_OF.get(path)
-        unknown = scope is None and request.match_info.http_exception is not None
-        if not unknown and not (matched.scopes >= {scope} if scope else matched.scopes == SCOPES):
+        if scope is not None:
+            allowed = scope in matched.scopes
+        else:  # a path of no scope needs them all (but one that is not served is a 404)
+            allowed = matched.scopes == SCOPES or request.match_info.http_exception is not None
+        if not allowed:
             raise NotPermitted(
                 f"The gateway key {matched.name!r} may not use {path}"
                 f" (its scopes: {', '.join(sorted(matched.scopes)) or 'none'})."
             )
-        request[KEY] = matched
+        if matched.models is not None:
+            request[KEY] = matched
         return await handler(request)
 
     return require
