@@ -494,3 +494,26 @@ async def test_a_reservation_is_the_expected_completion_after_the_first_answer(r
     again = await rationing.begin(c, "r", "x", 10, 100)
     assert isinstance(again, Ticket)
     assert again.hold.tokens == 110
+
+
+async def test_a_restart_on_a_persistent_state_remembers_the_expected_completion(clock, tmp_path):
+    # Expectations live in the process: after a restart they come back from the ledger, also
+    # when budgets live in a shared state (no cold start reserving every request at its cap).
+    from ai_api.store.sqlite_state import SQLiteState
+
+    d = member(Scripted("a"), limits=rates("configured", tpm=400)).deployment
+    ledger = MemoryLedger()
+    before = Rationing(ledger, clock=clock)
+    ticket = await before.begin(d, "r", "x", 10, 100)
+    assert isinstance(ticket, Ticket)
+    ticket.first_token = T0
+    await before.succeeded(ticket, Usage(10, 2, 12))
+    state = await SQLiteState(tmp_path / "state.sqlite3").open()
+    try:
+        after = Rationing(ledger, state, clock=clock)
+        assert await after.rebuild([d]) == 0  # nothing replayed: the state kept its budgets
+        again = await after.begin(d, "r", "x", 10, 100)
+        assert isinstance(again, Ticket)
+        assert again.hold.tokens == 12
+    finally:
+        await state.close()
