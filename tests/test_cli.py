@@ -307,9 +307,6 @@ async def test_kill_9_mid_burst_loses_no_attempt_the_upstream_received(tmp_path)
     async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.5) as groq:
         env = {"GROQ_API_KEY": KEYS["groq"], "GROQ_BASE_URL": groq.base_url}
         env["AI_API_LEDGER"] = str(ledger)
-        # A small cap: a cold start reserves each request at its cap, and 20 of the default
-        # cap would overrun the fake's reported 8,000 tokens a minute (then some get a 429).
-        env["GROQ_MAX_TOKENS"] = "64"
         async with ai_api(cwd=tmp_path, env=env) as (process, url), aiohttp.ClientSession() as s:
             sent = [asyncio.create_task(s.post(url + "/chat", json=HELLO)) for _ in range(20)]
             for _ in range(750):  # until the upstream has every request (15 s on a busy machine)

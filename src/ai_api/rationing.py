@@ -23,6 +23,7 @@ import msgspec
 from .errors import UpstreamError
 from .headroom import (
     CEILING_MEMORY,
+    COLD_COMPLETION,
     EXPECTATION_WEIGHT,
     ahead_of_pace,
     contradicts,
@@ -127,12 +128,13 @@ class Rationing:
 
     def completion(self, deployment: Deployment, cap: int) -> int:
         """What the completion is reserved at: the cap for a provider that charges it up
-        front, or before anything is known; else the expected completion of its budget."""
+        front; else the expected completion of its budget (`COLD_COMPLETION` before any
+        answer was seen), within the cap."""
         d = deployment
-        expected = self.expected.get(d.budget_key)
-        if d.spec.charges_cap or expected is None:
+        if d.spec.charges_cap:
             return cap
-        return min(cap, max(1, math.ceil(expected)))
+        expected = self.expected.get(d.budget_key)
+        return min(cap, COLD_COMPLETION if expected is None else max(1, math.ceil(expected)))
 
     def expect(self, key: str, completion: int) -> None:
         """An answer of `key` cost `completion` tokens: move its expectation towards it."""
