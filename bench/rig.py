@@ -22,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
-PY = ROOT / ".venv" / "bin" / "python"
+VENV_PY = ROOT / ".venv" / "bin" / "python"
+PY = VENV_PY if VENV_PY.exists() else Path(sys.executable)
+"""The Python of the children (the gateway, the canned upstream): the project's venv's."""
 MODEL = "openai/gpt-oss-120b"
 """The model of the canned upstream (`bench/upstream.py`) and of Groq-flavoured fakes."""
 FAKE_MODEL = "generic-large"
@@ -34,7 +36,7 @@ HUGE = "rpm = 100000000, rpd = 100000000, tpm = 1000000000000, tpd = 10000000000
 
 def use_venv() -> None:
     """Re-run this script with the project's venv (and its `src/`) unless already there."""
-    if Path(sys.executable) != PY and PY.exists() and os.environ.get("BENCH_NO_REEXEC") != "1":
+    if Path(sys.executable) != PY and os.environ.get("BENCH_NO_REEXEC") != "1":
         env = {**os.environ, "PYTHONPATH": str(SRC), "BENCH_NO_REEXEC": "1"}
         os.execve(str(PY), [str(PY), *sys.argv], env)
     if str(SRC) not in sys.path:
