@@ -256,23 +256,69 @@ async def chat(port: int, body: bytes, limit: float = 120.0) -> Reply:
 
 
 async def health_lag(port: int, stop: asyncio.Event, every: float = 0.01) -> list[float]:
-    """GET /health every `every` s on one kept connection until `stop`: each answer's time.
-    The longest is the most the gateway's loop was blocked, give or take its own work."""
+    """GET /health every `every` s on one kept connection until `stop` (at most 10 minutes):
+    each answer's time. The longest is about the most the gateway's loop was blocked."""
     times: list[float] = []
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    begun = time.monotonic()
     try:
-        while not stop.is_set():
-            begun = time.monotonic()
+        while not stop.is_set() and time.monotonic() - begun < 600:
+            sent = time.monotonic()
             writer.write(request)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
             length = re.search(rb"(?i)content-length:\s*(\d+)", head)
             await reader.readexactly(int(length.group(1)) if length else 0)
-            times.append(time.monotonic() - begun)
+            times.append(time.monotonic() - sent)
             await asyncio.sleep(every)
     finally:
         writer.close()
     return times
+
+
+class LagProbe:
+    """`health_lag` in a process of its own, so that whatever this one does (an attacker
+    writing, fakes answering) does not delay the probe: `with LagProbe(port) as probe:`, then
+    `probe.worst` (seconds) after the block."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.worst = 0.0
+        self.count = 0
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> LagProbe:
+        self._proc = subprocess.Popen(
+            [str(PY), __file__, "health-lag", str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        self._proc.stdout.readline()  # "probing": its connection is open
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        out, _ = self._proc.communicate("", timeout=60)
+        found = json.loads(out)
+        self.worst, self.count = found["worst"], found["count"]
+
+
+def _probe_main(port: int) -> None:
+    """Probe until stdin closes; print the worst /health time and how many were asked."""
+
+    async def run() -> list[float]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        probing = asyncio.create_task(health_lag(port, stop))
+        print("probing", flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+        stop.set()
+        return await probing
+
+    times = asyncio.run(run())
+    print(json.dumps({"worst": max(times, default=0.0), "count": len(times)}))
 
 
 def least_squares(points: list[tuple[float, float]]) -> float:
@@ -291,3 +337,7 @@ def machine() -> str:
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     version = ".".join(map(str, sys.version_info[:3]))
     return f"{now}, {os.cpu_count()} cores, Python {version}"
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["health-lag"]:
+    _probe_main(int(sys.argv[2]))
