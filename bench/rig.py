@@ -333,10 +333,12 @@ def least_squares(points: list[tuple[float, float]]) -> float:
 
 
 def machine() -> str:
-    """`date UTC, N cores, Python X` for the figures' heading."""
+    """`date UTC, N cores, Python X, load average L` for the figures' heading (a load above
+    the cores means other processes took CPU from the run)."""
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     version = ".".join(map(str, sys.version_info[:3]))
-    return f"{now}, {os.cpu_count()} cores, Python {version}"
+    load = os.getloadavg()[0]
+    return f"{now}, {os.cpu_count()} cores, Python {version}, load average {load:.1f}"
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["health-lag"]:
