@@ -5,6 +5,11 @@ are open at once; past it a new one is answered 503 and closed, with one log lin
 aiohttp has no header timeout and no connection cap, so every connection's protocol is wrapped
 in a `GuardedConnection`, which the app's middleware tells when a request begins and ends. The
 idle keep-alive timeout is aiohttp's own; the body timeout is `answers.read_body`'s.
+
+At shutdown the same bookkeeping drains (`server.running`): how many requests are in flight,
+`Connection: close` on every answer from then on, and, once the grace is over, each request
+still running cut short (its handler cancelled under a scope that tells the cut from a client
+leaving, so the API can end it in its own shape).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ log = logging.getLogger("ai_api.connections")
 
 CAP_LOG_INTERVAL = 60.0
 """Seconds between two log lines saying the connection cap is reached."""
+CUT_MARGIN = 2.0
+"""Seconds a request cut short at the end of the drain's grace has to write its end (a client
+not reading could hold it forever); then its connection is aborted."""
 LINGERING = 1.0
 """Seconds the rest of a body is read (and dropped) after an early answer, so that a client
 still sending gets its answer; then the connection closes. aiohttp's 10 s would let a client
@@ -64,6 +72,8 @@ class GuardedConnection(asyncio.Protocol):
         self.phase = Phase.IDLE
         self.since = 0.0
         """When the phase began (the loop's clock)."""
+        self.cut: asyncio.Timeout | None = None
+        """The scope of the request being answered, which a drain's end expires."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
@@ -98,13 +108,39 @@ class GuardedConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
-    def request_began(self) -> None:
-        """The headers are in: the header timeout stops."""
+    def request_began(self, cut: asyncio.Timeout) -> None:
+        """The headers are in: the header timeout stops; `cut` is the request's scope."""
         self.phase = Phase.ANSWERING
+        self.cut = cut
 
     def request_ended(self) -> None:
         """The answer is written: the connection idles until the next request's first byte."""
         self.phase = Phase.IDLE
+        if self._clients.draining and not self.was_cut:
+            self._clients.finished += 1
+        self.cut = None
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is draining: every answer from now on closes its connection."""
+        return self._clients.draining
+
+    @property
+    def was_cut(self) -> bool:
+        """Whether the drain cut the request being answered short."""
+        return self.cut is not None and self.cut.expired()
+
+    def end(self) -> bool:
+        """Cut the request being answered short (its task is cancelled); False if idle."""
+        if self.phase is not Phase.ANSWERING or self.cut is None:
+            return False
+        self.cut.reschedule(self._clients.loop.time())
+        return True
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        if self._transport is not None:
+            self._transport.abort()
 
     def close_if_waiting(self, since: float) -> None:
         """Close the connection if it has waited for headers since before `since`."""
@@ -132,6 +168,11 @@ class ClientConnections:
         self._open: dict[asyncio.BaseTransport, GuardedConnection] = {}
         self._refused = 0
         self._logged_at: float | None = None
+        self.draining = False
+        self.finished = 0
+        """Requests that ended by themselves during the drain."""
+        self.ended = 0
+        """Requests the drain cut short."""
 
     def __len__(self) -> int:
         return len(self._open)
@@ -177,9 +218,29 @@ class ClientConnections:
             connection.close_if_waiting(late)
         self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
 
+    def drain(self) -> int:
+        """Begin draining; the requests in flight."""
+        self.draining = True
+        return sum(c.phase is Phase.ANSWERING for c in self._open.values())
+
+    def cut(self) -> int:
+        """Cut every request still in flight short; how many there were."""
+        cut = sum(c.end() for c in list(self._open.values()))
+        self.ended += cut
+        return cut
+
+    def abort(self) -> None:
+        """Drop every connection still open at once."""
+        for connection in list(self._open.values()):
+            connection.abort()
+
     def of(self, request: web.Request) -> GuardedConnection | None:
         """The connection `request` came on (None if not one of these)."""
         return self._open.get(request.transport)  # type: ignore[arg-type]
+
+
+CONNECTION = web.RequestKey("connection", GuardedConnection)
+"""The guarded connection a request came on (absent without `ClientConnections`)."""
 
 
 class GuardedSite(web.BaseSite):
