@@ -42,12 +42,14 @@ async def first_bytes(response: aiohttp.ClientResponse) -> bytes:
 
 
 async def refused(url: str) -> bool:
-    """Whether a new connection to `url` is refused."""
+    """Whether a new connection to `url` is refused at once (not left in a listening socket's
+    queue, for no process to take, until it closes)."""
+    started = time.monotonic()
     try:
         async with aiohttp.ClientSession() as s:
             await s.get(url + "/health", timeout=aiohttp.ClientTimeout(total=3))
     except aiohttp.ClientConnectorError:
-        return True
+        return time.monotonic() - started < 0.5
     return False
 
 
