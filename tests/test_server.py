@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from ai_api.fakes import FakeUpstream, Fault
 from ai_api.server import running
@@ -23,10 +24,15 @@ STREAM = {**WHOLE, "stream": True}
 
 
 def gateway_env(groq: FakeUpstream, ledger: Path, **extra: str) -> dict[str, str]:
+    """A gateway over `groq` (without the preset's free-tier guesses: every request in flight
+    at once), its ledger in `ledger`."""
+    config = ledger.with_name("ai-api.toml")
+    config.write_text("[providers.groq]\nguesses = false\n")
     return {
         "GROQ_API_KEY": KEYS["groq"],
         "GROQ_BASE_URL": groq.base_url,
         "AI_API_LEDGER": str(ledger),
+        "AI_API_CONFIG": str(config),
         **extra,
     }
 
@@ -90,19 +96,22 @@ async def test_streams_still_running_at_the_end_of_the_grace_end_with_the_in_ban
             aiohttp.ClientSession() as s,
             s.post(url + "/chat", json=HELLO) as chat,
             s.post(url + "/v1/chat/completions", json=STREAM) as openai,
+            s.post(url + "/chat?format=text", json=HELLO) as text,
         ):
-            heads = [await first_bytes(chat), await first_bytes(openai)]
+            heads = [await first_bytes(chat), await first_bytes(openai), await first_bytes(text)]
             # A whole answer (no stream) whose upstream has not answered yet.
             groq.add_fault(Fault(first_token_delay=30))
             whole = asyncio.create_task(s.post(url + "/v1/chat/completions", json=WHOLE))
             for _ in range(100):
-                if len(groq.requests) == 3:
+                if len(groq.requests) == 4:
                     break
                 await asyncio.sleep(0.02)
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
             chat_text = (heads[0] + await chat.read()).decode()
             openai_text = (heads[1] + await openai.read()).decode()
+            with pytest.raises(aiohttp.ClientPayloadError):  # bare text: cut, never whole
+                await text.read()
             refusal = await whole
             refusal_body = await refusal.json()
             assert await asyncio.wait_for(process.wait(), timeout=10) == 0
@@ -119,12 +128,12 @@ async def test_streams_still_running_at_the_end_of_the_grace_end_with_the_in_ban
     assert refusal.headers["Connection"] == "close"
     assert refusal_body["error"]["code"] == "shutting_down"
     assert took < 4  # the grace (1 s) and a little
-    assert "draining: 3 requests in flight, grace 1 s" in log
-    assert "drained: 0 requests finished, 3 ended at the end of the grace" in log
+    assert "draining: 4 requests in flight, grace 1 s" in log
+    assert "drained: 0 requests finished, 4 ended at the end of the grace" in log
     rows = ledger_rows(ledger)
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert {error for _, error in rows} == {"shutdown"}  # none lost, none left in progress
-    assert sorted(status for status, _ in rows) == [0, 200, 200]
+    assert sorted(status for status, _ in rows) == [0, 200, 200, 200]
 
 
 async def test_idle_connections_close_at_once_and_answers_during_the_drain_say_close():
