@@ -91,7 +91,7 @@ async def stream(
         ending = True
         await response.write_eof(end)  # the last bytes and the end of the body in one write
     except asyncio.CancelledError:
-        if connection is None or not connection.was_cut or not response.prepared:
+        if connection is None or not response.prepared or not connection.took_cut():
             raise  # the client left, or nothing began: the middleware answers the cut
         if ending:  # the end is written: what is left is the client's to read
             return response

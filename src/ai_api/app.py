@@ -104,7 +104,7 @@ def _front(
     connections: ClientConnections | None,
 ) -> Middleware:
     """The one outer middleware (each layer costs every request): it tells the connection a
-    request began and ended (under the scope a drain cuts it short with), admits it
+    request began (in which task: a drain may cut it short) and ended, admits it
     (`ai_api.admission`), and answers errors as JSON."""
 
     async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -126,13 +126,13 @@ def _front(
         connection = connections.of(request) if connections is not None else None
         if connection is None:
             return await answer(request, handler)
-        cut = asyncio.timeout(None)
-        connection.request_began(cut)
+        connection.request_began(asyncio.current_task())
         request[CONNECTION] = connection
         try:
-            async with cut:
-                response = await answer(request, handler)
-        except TimeoutError:  # the only one `answer` lets through: the drain's cut
+            response = await answer(request, handler)
+        except asyncio.CancelledError:
+            if not connection.took_cut():
+                raise
             response = _cut_short(request)
         finally:
             connection.request_ended()

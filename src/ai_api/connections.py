@@ -8,8 +8,8 @@ idle keep-alive timeout is aiohttp's own; the body timeout is `answers.read_body
 
 At shutdown the same bookkeeping drains (`server.running`): how many requests are in flight,
 `Connection: close` on every answer from then on, and, once the grace is over, each request
-still running cut short (its handler cancelled under a scope that tells the cut from a client
-leaving, so the API can end it in its own shape).
+still running cut short: its handler is cancelled and its connection marked `CUT`, which tells
+the cut from a client leaving, so that the API ends the answer in its own shape.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class Phase(enum.Enum):
     """Waiting for a request's headers: the header timeout runs."""
     ANSWERING = "answering"
     """A request is being answered (its body has its own timeout)."""
+    CUT = "cut"
+    """The drain's grace ran out while a request was being answered: its handler is cancelled
+    and ends the answer as the API does after a failure."""
     IDLE = "idle"
     """Between requests: aiohttp's keep-alive timeout runs."""
     REFUSED = "refused"
@@ -72,8 +75,8 @@ class GuardedConnection(asyncio.Protocol):
         self.phase = Phase.IDLE
         self.since = 0.0
         """When the phase began (the loop's clock)."""
-        self.cut: asyncio.Timeout | None = None
-        """The scope of the request being answered, which a drain's end expires."""
+        self._task: asyncio.Task[object] | None = None
+        """The handler's task of the request being answered."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
@@ -108,33 +111,38 @@ class GuardedConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
-    def request_began(self, cut: asyncio.Timeout) -> None:
-        """The headers are in: the header timeout stops; `cut` is the request's scope."""
+    def request_began(self, task: asyncio.Task[object] | None) -> None:
+        """The headers are in: the header timeout stops; `task` answers the request."""
         self.phase = Phase.ANSWERING
-        self.cut = cut
+        self._task = task
 
     def request_ended(self) -> None:
         """The answer is written: the connection idles until the next request's first byte."""
-        self.phase = Phase.IDLE
-        if self._clients.draining and not self.was_cut:
+        if self.phase is Phase.ANSWERING and self._clients.draining:
             self._clients.finished += 1
-        self.cut = None
+        self.phase = Phase.IDLE
+        self._task = None
 
     @property
     def draining(self) -> bool:
         """Whether the server is draining: every answer from now on closes its connection."""
         return self._clients.draining
 
-    @property
-    def was_cut(self) -> bool:
-        """Whether the drain cut the request being answered short."""
-        return self.cut is not None and self.cut.expired()
-
     def end(self) -> bool:
         """Cut the request being answered short (its task is cancelled); False if idle."""
-        if self.phase is not Phase.ANSWERING or self.cut is None:
+        if self.phase is not Phase.ANSWERING or self._task is None:
             return False
-        self.cut.reschedule(self._clients.loop.time())
+        self.phase = Phase.CUT
+        self._task.cancel()
+        return True
+
+    def took_cut(self) -> bool:
+        """Whether the cancellation being handled is the drain's cut (a client leaving is
+        not); if so it is withdrawn, once, and the handler goes on to end its answer."""
+        if self.phase is not Phase.CUT or self._task is None:
+            return False
+        self._task.uncancel()
+        self._task = None  # a later cancellation is someone else's
         return True
 
     def abort(self) -> None:
