@@ -145,7 +145,7 @@ async def test_idle_connections_close_at_once_and_answers_during_the_drain_say_c
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(f"GET /health HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
             await reader.readuntil(b'"providers"')  # answered; the connection is kept alive
-            groq.add_fault(Fault(first_token_delay=0.5))
+            groq.add_fault(Fault(first_token_delay=2.0))
             answer = asyncio.create_task(s.post(url + "/chat", json=HELLO))
             for _ in range(100):
                 if groq.requests:
@@ -160,6 +160,6 @@ async def test_idle_connections_close_at_once_and_answers_during_the_drain_say_c
             await stopping
             writer.close()
     assert rest.endswith(b"}")  # the rest of the answer, then the end of the connection:
-    assert closed_after < 0.4  # closed without waiting for the stream in flight
+    assert closed_after < 1.0  # closed without waiting for the answer in flight (2 s)
     assert response.headers["Connection"] == "close"
     assert events[-1][0] == "done"
