@@ -6,11 +6,15 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 import aiohttp
 
 from ai_api.fakes import FakeUpstream
+from ai_api.workers import _stop
 
 from .conftest import KEYS, parse_events
 from .test_cli import HELLO, ai_api
@@ -64,3 +68,34 @@ async def test_sigterm_to_the_parent_drains_every_worker_and_leaves_none(tmp_pat
     assert "drained: 0 requests finished, 1 ended at the end of the grace" in log
     assert "killed" not in log
     assert ledger_rows(ledger) == [(200, "shutdown")]
+
+
+STAND_IN = """
+import signal, sys, time
+def drain(*_):
+    time.sleep(1)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, drain if sys.argv[1] == "drains" else signal.SIG_IGN)
+print(flush=True)
+time.sleep(30)
+"""
+
+
+def test_the_parent_waits_for_a_slow_drain_and_kills_only_past_its_wait():
+    """`_stop` with stand-in workers: one takes 1 s to exit after SIGTERM (its drain) and is
+    waited for, one never exits and is killed once the wait is over."""
+    children = [
+        subprocess.Popen([sys.executable, "-c", STAND_IN, how], stdout=subprocess.PIPE)
+        for how in ("drains", "stuck")
+    ]
+    for child in children:
+        assert child.stdout is not None
+        child.stdout.readline()  # its handler is in place
+        child.stdout.close()
+    sock = socket.create_server(("127.0.0.1", 0))
+    started = time.monotonic()
+    assert _stop(children, sock, 2.0) is False  # one had to be killed
+    took = time.monotonic() - started
+    assert sock.fileno() == -1
+    assert [child.returncode for child in children] == [0, -signal.SIGKILL]
+    assert 2.0 <= took < 4
