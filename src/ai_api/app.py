@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -21,10 +20,9 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     ShuttingDown,
-    Unauthorized,
 )
 from .gateway import GATEWAY, Gateway
-from .settings import Secret
+from .keys import require_key
 from .usage import report
 
 log = logging.getLogger("ai_api")
@@ -38,7 +36,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     settings = gateway.settings
     middlewares: list[Middleware] = [_front(admission(settings), connections)]
     if settings.gateway_keys:
-        middlewares.append(_require_key(settings.gateway_keys))
+        middlewares.append(require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
     if settings.cors_origins:
@@ -75,28 +73,6 @@ async def usage(request: web.Request) -> web.Response:
 def error_response(error: GatewayError) -> web.Response:
     """The JSON error body and status for `error`."""
     return web.json_response(error.body(), status=error.status, headers=error.headers)
-
-
-def _require_key(keys: tuple[Secret, ...]) -> Middleware:
-    """Every path but `/health` needs `Authorization: Bearer <one of keys>`."""
-    accepted = [key.reveal().encode() for key in keys]
-
-    @web.middleware
-    async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path != "/health":
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthorized("This gateway needs a key: send Authorization: Bearer <key>.")
-            candidate = token.strip().encode()
-            # Compare with every key, in constant time, whatever matches first.
-            matched = False
-            for key in accepted:
-                matched |= hmac.compare_digest(key, candidate)
-            if not matched:
-                raise Unauthorized("The gateway key is not valid.")
-        return await handler(request)
-
-    return require_key
 
 
 def _front(
