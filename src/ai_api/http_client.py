@@ -6,11 +6,14 @@ a provider's stream sends one chunk per event, so reading a streamed answer cost
 everything else the gateway does for it (docs/benchmarks.md). Here whatever one socket read
 brought reaches the reader as one piece. The client does what calls to providers need and no
 more: POST with the body in memory; http and https (the system's CAs, HTTP/1.1 by ALPN);
-Content-Length, chunked and close-delimited bodies; gzip and deflate; keep-alive with an idle
-expiry; one more try, on a new connection, when a kept one turns out closed before it answered.
+Content-Length, chunked and close-delimited bodies; gzip and deflate; keep-alive, idle
+connections closed by a timer once their keepalive ends; at most `connections` open to one
+origin, requests past it waiting in turn for one to come back; one more try, on a new
+connection, when a kept one turns out closed before it answered.
 
 Failures are builtin exceptions, which callers map to their own: `TimeoutError` (no connection
-within the connect timeout), `OSError` (could not connect, or the connection was lost), and
+within the connect timeout, waiting at the cap included), `OSError` (could not connect, or the
+connection was lost), and
 `BadResponse` (the bytes are not an HTTP/1.1 response, or its head passes the limits: 8 KiB a
 line, 128 headers, 64 KiB outside the body, control characters but HTAB refused in values).
 """
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 import socket
 import ssl
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +38,11 @@ from .http_connection import BadResponse, Connection, Response, Stale
 
 __all__ = ["BadResponse", "Endpoint", "HTTPClient", "Response"]
 
+log = logging.getLogger("ai_api.http_client")
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_EXPIRY_SLACK = 0.01
+"""Seconds before its keepalive ends that an idle connection may be closed by the timer."""
 _DNS_TTL = 300.0
 """Seconds a host's looked-up addresses are kept (aiohttp's client, used before, kept 300)."""
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -45,8 +54,10 @@ _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connec
 class HTTPClient:
     """Keep-alive connections per origin, shared by the endpoints made from one client.
 
-    `connect_timeout` bounds connecting (and the TLS handshake); `keepalive` is how long an idle
-    connection may wait for its next request. Close the client to close its connections.
+    `connect_timeout` bounds getting a connection (waiting for one at the cap, connecting, the
+    TLS handshake); `keepalive` is how long an idle connection may wait for its next request
+    (a timer per origin closes it then); `connections` is the most open to one origin at once.
+    Close the client to close its connections.
     """
 
     def __init__(
@@ -55,9 +66,11 @@ class HTTPClient:
         connect_timeout: float | None = None,
         keepalive: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
+        connections: int = 512,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
+        self.connections = connections
         self._ssl = ssl_context
         self._alpn = False
         self._origins: dict[tuple[str, str, int], _Origin] = {}
@@ -99,22 +112,26 @@ class HTTPClient:
         """Close the idle connections; those in use close when their response is released."""
         self.closed = True
         for origin in self._origins.values():
-            while origin.idle:
-                origin.idle.pop().close(graceful=True)
+            origin.close()
 
 
 class _Origin:
-    """One scheme, host and port: how to connect there, and its idle connections."""
+    """One scheme, host and port: how to connect there, its idle connections, and the
+    requests waiting for a connection while as many are open as the client allows."""
 
     __slots__ = (
         "_addresses",
+        "_expiry",
         "_resolved_at",
         "_resolving",
+        "_warned",
         "client",
         "host",
         "idle",
+        "open",
         "port",
         "tls",
+        "waiters",
     )
 
     def __init__(self, client: HTTPClient, tls: bool, host: str, port: int) -> None:
@@ -123,6 +140,11 @@ class _Origin:
         self.host = host
         self.port = port
         self.idle: list[Connection] = []  # the most recently used last
+        self.open = 0  # connections open or being opened (idle ones included)
+        # Each waits for a connection coming back or a place to open one (None), in turn.
+        self.waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self._expiry: asyncio.TimerHandle | None = None  # when the oldest idle one expires
+        self._warned = False
         self._addresses: list[AddrInfoType] = []
         self._resolved_at = 0.0
         self._resolving: asyncio.Task[list[AddrInfoType]] | None = None
@@ -131,15 +153,57 @@ class _Origin:
         if self.client.closed:
             connection.close(graceful=True)
             return
+        if self.waiters and self._hand(connection):
+            return
         now = connection.idle_since = connection.loop.time()
-        idle = self.idle
-        while idle and now - idle[0].idle_since >= self.client.keepalive:
-            idle.pop(0).close(graceful=True)  # the oldest, left over from a burst
-        idle.append(connection)
+        self.idle.append(connection)
+        if self._expiry is None:
+            self._expiry = connection.loop.call_at(now + self.client.keepalive, self._expire)
 
-    def forget(self, connection: Connection) -> None:
-        if connection in self.idle:
+    def _expire(self) -> None:
+        """Close the idle connections past the keepalive (the oldest first: a burst's), and
+        wait for the next to expire. One timer per origin, not one per connection: in steady
+        use it fires once a keepalive and finds nothing to close."""
+        self._expiry = None
+        idle = self.idle
+        if not idle:
+            return
+        loop = idle[0].loop
+        keepalive = self.client.keepalive
+        # A timer may fire a little early (the loop's clock resolution): what is due within
+        # the slack is closed now, so that no timer is armed again at once.
+        due = loop.time() + _EXPIRY_SLACK - keepalive
+        count = 0
+        while count < len(idle) and idle[count].idle_since <= due:
+            count += 1
+        expired = idle[:count]
+        del idle[:count]
+        for connection in expired:
+            connection.close(graceful=True)
+        if idle:
+            self._expiry = loop.call_at(idle[0].idle_since + keepalive, self._expire)
+
+    def forget(self, connection: Connection, idle: bool) -> None:
+        if idle and connection in self.idle:
             self.idle.remove(connection)
+        self._free()
+
+    def _free(self) -> None:
+        """A connection closed, or failed to open: its place goes to the first waiter."""
+        self.open -= 1
+        if self.waiters and self._hand(None):
+            self.open += 1
+
+    def _hand(self, given: Connection | None) -> bool:
+        """Give the first waiter still waiting `given` (a connection, or None: a place
+        reserved for it to open one); False if none waits."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(given)
+                return True
+        return False
 
     def take(self, now: float) -> Connection | None:
         """The most recently used idle connection still fit to use, if any."""
@@ -151,30 +215,96 @@ class _Origin:
             connection.close(graceful=True)
         return None
 
-    async def connect(self) -> Connection:
-        """A new connection to the host: its addresses raced as aiohttp's client did (Happy
-        Eyeballs: the next one tried 0.25 s after the last, IPv6 and IPv4 in turn)."""
+    async def obtain(self) -> Connection:
+        """A connection for a request that found none idle: a new one, or, with as many open
+        as allowed, the first to come back or to close (then a new one), in turn; all within
+        the connect timeout."""
         loop = asyncio.get_running_loop()
-        tls = self.client.tls() if self.tls else None
+        cap = self.client.connections
+        waiting = False
         try:
             async with asyncio.timeout(self.client.connect_timeout):
-                addresses = await self._resolve(loop)
-                try:
-                    sock = await aiohappyeyeballs.start_connection(
-                        addresses, happy_eyeballs_delay=0.25, interleave=1, loop=loop
-                    )
-                except OSError:
-                    self._addresses = []  # none took it: look again next time
-                    raise
-                _, connection = await loop.create_connection(
-                    lambda: Connection(self, loop),
-                    sock=sock,
-                    ssl=tls,
-                    server_hostname=self.host if tls else None,
-                )
+                while True:  # bounded by the timeout
+                    if self.open < cap and not self.waiters:
+                        self.open += 1
+                        break
+                    waiting = True
+                    given = await self._wait(loop, cap)
+                    waiting = False
+                    if given is None:  # a place, reserved for this request
+                        break
+                    if given.fit():
+                        return given
+                    given.close()  # closed as it was handed over: its place went on
+                return await self._connect(loop)
         except TimeoutError as exc:
-            raise TimeoutError("no connection within the connect timeout") from exc
+            busy = f": {cap} connections to {self.host}:{self.port} in use" if waiting else ""
+            raise TimeoutError(f"no connection within the connect timeout{busy}") from exc
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, cap: int) -> Connection | None:
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "upstream %s:%d: %d connections open, the most allowed (upstream_connections);"
+                " requests wait for one to come back (said once)",
+                self.host,
+                self.port,
+                cap,
+            )
+        waiter: asyncio.Future[Connection | None] = loop.create_future()
+        self.waiters.append(waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if not waiter.done():
+                waiter.cancel()
+                self.waiters.remove(waiter)
+            elif not waiter.cancelled():  # handed something as it gave up: pass it on
+                given = waiter.result()
+                if given is None:
+                    self._free()
+                else:
+                    self.put(given)
+            raise
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        """A new connection to the host, its place already counted (freed if it fails): its
+        addresses raced as aiohttp's client did (Happy Eyeballs: the next one tried 0.25 s
+        after the last, IPv6 and IPv4 in turn)."""
+        tls = self.client.tls() if self.tls else None
+        connection = Connection(self, loop)
+        try:
+            addresses = await self._resolve(loop)
+            try:
+                sock = await aiohappyeyeballs.start_connection(
+                    addresses, happy_eyeballs_delay=0.25, interleave=1, loop=loop
+                )
+            except OSError:
+                self._addresses = []  # none took it: look again next time
+                raise
+            await loop.create_connection(
+                lambda: connection,
+                sock=sock,
+                ssl=tls,
+                server_hostname=self.host if tls else None,
+            )
+        except BaseException:
+            if connection.transport is None:  # else its loss frees the place
+                self._free()
+            raise
         return connection
+
+    def close(self) -> None:
+        """Close the idle connections; fail the waiters."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        while self.idle:
+            self.idle.pop().close(graceful=True)
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("the HTTP client was closed"))
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
         """The host's addresses, looked up once for all who connect at the same moment and
@@ -235,10 +365,11 @@ class Endpoint:
         request = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
         origin = self._origin
         connection = origin.take(asyncio.get_running_loop().time())
-        if connection is not None:
-            try:
-                return await connection.exchange(request)
-            except Stale:
-                pass  # the server had closed it: once more, on a new connection
-        connection = await origin.connect()
+        if connection is None:
+            connection = await origin.obtain()
+        try:
+            return await connection.exchange(request)
+        except Stale:
+            pass  # the server had closed it: once more (on a new connection, but at the cap)
+        connection = await origin.obtain()
         return await connection.exchange(request)

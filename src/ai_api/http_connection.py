@@ -47,8 +47,8 @@ class Pool(Protocol):
     def put(self, connection: Connection) -> None:
         """Keep `connection` (idle, fit for another exchange) for the next request."""
 
-    def forget(self, connection: Connection) -> None:
-        """`connection` closed: no longer keep it."""
+    def forget(self, connection: Connection, idle: bool) -> None:
+        """`connection` closed (`idle`: while it was kept): no longer keep it, nor count it."""
 
 
 class Connection(asyncio.Protocol):
@@ -92,8 +92,7 @@ class Connection(asyncio.Protocol):
         response = self.response
         if response is not None:
             response._lost(exc, was)
-        else:
-            self.pool.forget(self)
+        self.pool.forget(self, was is IDLE)
 
     def data_received(self, data: bytes) -> None:
         """SENT to READING; READING (or DRAINING) to DONE or SPENT when the answer ends."""
