@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import LOCAL_KEY, load_settings, read_environment
 from .limits import Limit, period_name
 from .providers import PRESETS
-from .settings import ConfigError, Settings
+from .settings import ConfigError, ProviderSettings, Settings
 
 NO_PROVIDERS = """\
 ai-api: no provider is configured.
@@ -113,20 +113,7 @@ def describe(settings: Settings) -> str:
     """The resolved configuration for humans, keys masked."""
     lines = [f"Providers ({len(settings.providers)} active):"]
     for p in settings.providers:
-        unset = p.api_key.reveal() == LOCAL_KEY
-        if not (p.spec.key_env or p.key_env) or (unset and p.spec.local):
-            key = "no key"
-        elif unset:
-            key = f"{p.key_env} not set"
-        else:
-            key = f"{p.key_env}={p.api_key.masked()}"
-        lines.append(f"  {p.name} ({p.spec.label}) {p.base_url}  {key}")
-        if not p.guesses:
-            lines.append("    built-in limits off (guesses = false)")
-        for m in p.models:
-            lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
-            if m.limits:
-                lines.append(f"      limits: {limits_text(m.limits)}")
+        lines += _provider_lines(p)
     lines.append("Routes:")
     auto = ", ".join(f"{p.name}/{p.model}" for p in settings.providers) or "(empty)"
     lines.append(f"  auto (round-robin): {auto}")
@@ -136,6 +123,11 @@ def describe(settings: Settings) -> str:
     count = len(settings.gateway_keys)
     lines.append(f"Gateway keys: {count}" if count else "Gateway keys: none (open gateway)")
     lines.append(f"Listen: {settings.host}:{settings.port}")
+    proxies = settings.proxies
+    if proxies.http or proxies.https:
+        lines.append(f"Calls to providers: {proxies.describe()}")
+    elif not settings.trust_env:
+        lines.append("Calls to providers: direct (trust_env off: proxy variables not read)")
     lines.append(
         "Limits: built-in ones are guesses about a free tier (they order members, never refuse);"
         " a provider's headers (reported) and its 429s (learned) replace them: see `ai-api usage`."
@@ -146,6 +138,27 @@ def describe(settings: Settings) -> str:
     if not settings.providers:
         lines.append("No provider is active: set an API key (see .env.example).")
     return "\n".join(lines)
+
+
+def _provider_lines(p: ProviderSettings) -> list[str]:
+    unset = p.api_key.reveal() == LOCAL_KEY
+    if not (p.spec.key_env or p.key_env) or (unset and p.spec.local):
+        key = "no key"
+    elif unset:
+        key = f"{p.key_env} not set"
+    else:
+        key = f"{p.key_env}={p.api_key.masked()}"
+    lines = [f"  {p.name} ({p.spec.label}) {p.base_url}  {key}"]
+    if p.trust is not None:
+        shown = {"ca_bundle": p.trust.ca_bundle, "client_cert": p.trust.client_cert}
+        lines.append("    tls: " + ", ".join(f"{k}={v}" for k, v in shown.items() if v))
+    if not p.guesses:
+        lines.append("    built-in limits off (guesses = false)")
+    for m in p.models:
+        lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
+        if m.limits:
+            lines.append(f"      limits: {limits_text(m.limits)}")
+    return lines
 
 
 async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> int:

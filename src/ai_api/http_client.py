@@ -5,17 +5,18 @@ Why its own: aiohttp's client hands the chunks of a chunked body to its reader o
 a provider's stream sends one chunk per event, so reading a streamed answer cost more than
 everything else the gateway does for it (docs/benchmarks.md). Here whatever one socket read
 brought reaches the reader as one piece. The client does what calls to providers need and no
-more: POST with the body in memory; http and https (the system's CAs, HTTP/1.1 by ALPN);
-Content-Length, chunked and close-delimited bodies; gzip and deflate; keep-alive, idle
-connections closed by a timer once their keepalive ends; at most `connections` open to one
-origin, requests past it waiting in turn for one to come back; one more try, on a new
-connection, when a kept one turns out closed before it answered.
+more: POST with the body in memory; http and https (the system's CAs or a trust store's, a
+client certificate, HTTP/1.1 by ALPN); through an HTTP proxy (a CONNECT tunnel for https, the
+absolute form for http); Content-Length, chunked and close-delimited bodies; gzip and deflate;
+keep-alive, idle connections closed by a timer once their keepalive ends; at most
+`connections` open to one origin, requests past it waiting in turn for one to come back; one
+more try, on a new connection, when a kept one turns out closed before it answered.
 
 Failures are builtin exceptions, which callers map to their own: `TimeoutError` (no connection
-within the connect timeout, waiting at the cap included), `OSError` (could not connect, or the
-connection was lost), and
-`BadResponse` (the bytes are not an HTTP/1.1 response, or its head passes the limits: 8 KiB a
-line, 128 headers, 64 KiB outside the body, control characters but HTAB refused in values).
+within the connect timeout, waiting at the cap included), `OSError` (could not connect, the
+proxy refused a tunnel (`ProxyError`), or the connection was lost), and `BadResponse` (the bytes
+are not an HTTP/1.1 response, or its head passes the limits: 8 KiB a line, 128 headers, 64 KiB
+outside the body, control characters but HTAB refused in values).
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 from aiohappyeyeballs import AddrInfoType
 
 from .http_connection import BadResponse, Connection, Response, Stale
+from .http_tunnel import ProxyError, open_tunnel
+from .proxies import Proxies, Proxy
+from .trust import TrustStore, tls_context
 
-__all__ = ["BadResponse", "Endpoint", "HTTPClient", "Response"]
+__all__ = ["BadResponse", "Endpoint", "Endpoints", "HTTPClient", "ProxyError", "Response"]
 
 log = logging.getLogger("ai_api.http_client")
 
@@ -49,6 +53,14 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+class Endpoints(Protocol):
+    """What makes endpoints: an `HTTPClient`, or a view of one bound to a trust store."""
+
+    def endpoint(self, url: str, headers: Mapping[str, str]) -> Endpoint:
+        """POSTs to `url` with `headers`."""
+        ...
 
 
 class HTTPClient:
@@ -67,17 +79,24 @@ class HTTPClient:
         keepalive: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
         connections: int = 512,
+        proxies: Proxies | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
         self.connections = connections
+        self.proxies = proxies or Proxies()
         self._ssl = ssl_context
         self._alpn = False
-        self._origins: dict[tuple[str, str, int], _Origin] = {}
+        self._contexts: dict[TrustStore, ssl.SSLContext] = {}
+        self._origins: dict[tuple[str, str, int, TrustStore | None], _Origin] = {}
         self.closed = False
 
-    def endpoint(self, url: str, headers: Mapping[str, str]) -> Endpoint:
-        """POSTs to `url` with `headers` (the request head is built once, here)."""
+    def endpoint(
+        self, url: str, headers: Mapping[str, str], trust: TrustStore | None = None
+    ) -> Endpoint:
+        """POSTs to `url` with `headers` (the request head is built once, here); an https
+        one's TLS trusts and shows what `trust` says (default: the system's CAs). Through a
+        proxy if `proxies` has one for its origin."""
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
             raise ValueError("not an http(s) URL with a host")
@@ -86,23 +105,40 @@ class HTTPClient:
         if _UNSAFE.search(url):
             raise ValueError("the URL holds spaces or control characters")
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
-        key = (parts.scheme, parts.hostname, port)
+        https = parts.scheme == "https"
+        if not https:
+            trust = None  # no TLS: connections differ by nothing else
+        # Connections that trust or show different certificates are never shared.
+        key = (parts.scheme, parts.hostname, port, trust)
+        proxy = self.proxies.for_origin(parts.scheme, parts.hostname, port)
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(
-                self, parts.scheme == "https", parts.hostname, port
-            )
+            origin = self._origins[key] = _Origin(self, parts.hostname, port, https, trust, proxy)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6 literal
         if port != _DEFAULT_PORTS[parts.scheme]:
             host = f"{host}:{port}"
+        if proxy is not None and not https:  # to the proxy: the absolute form, and its key
+            target = f"http://{host}{target}"
+            if proxy.authorization is not None:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
         return Endpoint(origin, target, host, headers)
 
-    def tls(self) -> ssl.SSLContext:
-        """The TLS context for https origins: the one given, else the system's (made once).
-        Either is set to offer HTTP/1.1 only (ALPN), so that no server picks HTTP/2."""
+    def trusting(self, trust: TrustStore | None) -> Endpoints:
+        """This client's endpoints, their TLS trusting `trust` (None: this client itself)."""
+        return self if trust is None else _Trusting(self, trust)
+
+    def tls(self, trust: TrustStore | None = None) -> ssl.SSLContext:
+        """The TLS context for https origins with `trust`, made once for each distinct one;
+        without, the one given, else the system's. Each offers HTTP/1.1 only (ALPN), so
+        that no server picks HTTP/2."""
+        if trust is not None:
+            context = self._contexts.get(trust)
+            if context is None:
+                context = self._contexts[trust] = tls_context(trust)
+            return context
         if self._ssl is None:
-            self._ssl = ssl.create_default_context()
+            self._ssl = tls_context()
         if not self._alpn:
             self._ssl.set_alpn_protocols(["http/1.1"])
             self._alpn = True
@@ -115,9 +151,23 @@ class HTTPClient:
             origin.close()
 
 
+class _Trusting:
+    """Endpoints of one client, their TLS set by one trust store."""
+
+    __slots__ = ("_client", "_trust")
+
+    def __init__(self, client: HTTPClient, trust: TrustStore) -> None:
+        self._client = client
+        self._trust = trust
+
+    def endpoint(self, url: str, headers: Mapping[str, str]) -> Endpoint:
+        return self._client.endpoint(url, headers, self._trust)
+
+
 class _Origin:
-    """One scheme, host and port: how to connect there, its idle connections, and the
-    requests waiting for a connection while as many are open as the client allows."""
+    """One scheme, host and port (and trust store): how to connect there, straight or through
+    a proxy, its idle connections, and the requests waiting for a connection while as many
+    are open as the client allows."""
 
     __slots__ = (
         "_addresses",
@@ -126,19 +176,35 @@ class _Origin:
         "_resolving",
         "_warned",
         "client",
+        "dial",
         "host",
         "idle",
         "open",
         "port",
         "tls",
+        "trust",
+        "tunnel",
         "waiters",
     )
 
-    def __init__(self, client: HTTPClient, tls: bool, host: str, port: int) -> None:
+    def __init__(
+        self,
+        client: HTTPClient,
+        host: str,
+        port: int,
+        tls: bool,
+        trust: TrustStore | None,
+        proxy: Proxy | None,
+    ) -> None:
         self.client = client
-        self.tls = tls
         self.host = host
         self.port = port
+        self.tls = tls
+        self.trust = trust
+        # Where connections go: the host, or the proxy; to an https host through a proxy,
+        # by a tunnel (CONNECT), TLS inside it.
+        self.dial = (host, port) if proxy is None else (proxy.host, proxy.port)
+        self.tunnel = proxy if proxy is not None and tls else None
         self.idle: list[Connection] = []  # the most recently used last
         self.open = 0  # connections open or being opened (idle ones included)
         # Each waits for a connection coming back or a place to open one (None), in turn.
@@ -268,10 +334,10 @@ class _Origin:
             raise
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
-        """A new connection to the host, its place already counted (freed if it fails): its
-        addresses raced as aiohttp's client did (Happy Eyeballs: the next one tried 0.25 s
-        after the last, IPv6 and IPv4 in turn)."""
-        tls = self.client.tls() if self.tls else None
+        """A new connection to the host (or its proxy), its place already counted (freed if it
+        fails): its addresses raced as aiohttp's client did (Happy Eyeballs: the next one
+        tried 0.25 s after the last, IPv6 and IPv4 in turn)."""
+        tls = self.client.tls(self.trust) if self.tls else None
         connection = Connection(self, loop)
         try:
             addresses = await self._resolve(loop)
@@ -282,6 +348,12 @@ class _Origin:
             except OSError:
                 self._addresses = []  # none took it: look again next time
                 raise
+            if self.tunnel is not None:
+                try:
+                    await open_tunnel(loop, sock, self.tunnel, self.host, self.port)
+                except BaseException:
+                    sock.close()
+                    raise
             await loop.create_connection(
                 lambda: connection,
                 sock=sock,
@@ -307,7 +379,7 @@ class _Origin:
                 waiter.set_exception(ConnectionResetError("the HTTP client was closed"))
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
-        """The host's addresses, looked up once for all who connect at the same moment and
+        """The addresses to dial, looked up once for all who connect at the same moment and
         kept `_DNS_TTL` seconds (the system's resolver may be slow, and a burst of new
         connections would each ask it)."""
         if self._addresses and loop.time() - self._resolved_at < _DNS_TTL:
@@ -320,15 +392,14 @@ class _Origin:
 
     async def _lookup(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
         addresses: list[AddrInfoType]
+        host, port = self.dial
         try:  # an address already: no lookup (it would take a thread of the executor)
-            ip = ipaddress.ip_address(self.host)
+            ip = ipaddress.ip_address(host)
         except ValueError:
-            addresses = list(await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM))
+            addresses = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         else:
             family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            addresses = [
-                (family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (self.host, self.port))
-            ]
+            addresses = [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
         self._addresses, self._resolved_at = addresses, loop.time()
         return addresses
 
