@@ -232,7 +232,7 @@ def apply_file(
     for name, entry in file.providers.items():
         if "/" in name or name == "auto":
             raise ConfigError(f"{path}: provider name {name!r} may not be 'auto' or contain '/'.")
-        provider = _provider(name, entry, env, problems, path.parent)
+        provider = _provider(name, entry, env, problems, path.absolute().parent)
         if provider is None:
             providers.pop(name, None)
         else:
