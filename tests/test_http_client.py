@@ -638,6 +638,27 @@ async def test_at_the_cap_a_request_none_comes_back_for_fails_as_a_connect_timeo
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1  # said once
 
 
+async def test_a_waiting_request_that_gives_up_leaves_its_turn_to_the_next():
+    client = HTTPClient(connections=1, connect_timeout=5)
+    handle, go = held_answers()
+    try:
+        async with raw_server(handle) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            first = asyncio.create_task(body_of(endpoint, b"first"))
+            await eventually(lambda: len(raw.requests) == 1)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):  # its caller's own deadline
+                    await endpoint.post(b"gave up")
+            last = asyncio.create_task(body_of(endpoint, b"last"))
+            await asyncio.sleep(0.02)
+            go.set()
+            assert [await first, await last] == [b"first", b"last"]
+            assert raw.connections == 1
+            assert [r.split(b"\r\n\r\n", 1)[1] for r in raw.requests] == [b"first", b"last"]
+    finally:
+        await client.close()
+
+
 async def test_a_place_freed_by_a_connection_that_closes_goes_to_the_waiting_request():
     client = HTTPClient(connections=1, connect_timeout=5)
 
