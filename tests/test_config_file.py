@@ -103,6 +103,7 @@ SAMPLES = {
     float: ("2.5", 2.5),
     str: ("somewhere", "somewhere"),
     tuple: (" , ".join(ORIGINS), ORIGINS),
+    bool: ("Off", False),  # every bool knob defaults to true
 }
 
 
@@ -113,9 +114,7 @@ def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, k
         raw, value = "debug", "DEBUG"
     assert getattr(load(tmp_path, "", **{knob.env: raw}), knob.name) == value
     if knob.in_file:
-        given = (
-            repr(raw) if knob.kind is str else repr(list(ORIGINS)) if knob.kind is tuple else raw
-        )
+        given = {str: repr(raw), tuple: repr(list(ORIGINS)), bool: "false"}.get(knob.kind, raw)
         toml = f"[server]\n{knob.name} = {given}\n"
         assert getattr(load(tmp_path, toml), knob.name) == value
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import LOCAL_KEY, load_settings, read_environment
 from .limits import Limit, period_name
 from .providers import PRESETS
-from .settings import SCOPES, ConfigError, GatewayKey, Settings
+from .settings import SCOPES, ConfigError, GatewayKey, ProviderSettings, Settings
 
 NO_PROVIDERS = """\
 ai-api: no provider is configured.
@@ -115,20 +115,7 @@ def describe(settings: Settings) -> str:
     """The resolved configuration for humans, keys masked."""
     lines = [f"Providers ({len(settings.providers)} active):"]
     for p in settings.providers:
-        unset = p.api_key.reveal() == LOCAL_KEY
-        if not (p.spec.key_env or p.key_env) or (unset and p.spec.local):
-            key = "no key"
-        elif unset:
-            key = f"{p.key_env} not set"
-        else:
-            key = f"{p.key_env}={p.api_key.masked()}"
-        lines.append(f"  {p.name} ({p.spec.label}) {p.base_url}  {key}")
-        if not p.guesses:
-            lines.append("    built-in limits off (guesses = false)")
-        for m in p.models:
-            lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
-            if m.limits:
-                lines.append(f"      limits: {limits_text(m.limits)}")
+        lines += _provider_lines(p)
     lines.append("Routes:")
     auto = ", ".join(f"{p.name}/{p.model}" for p in settings.providers) or "(empty)"
     lines.append(f"  auto (round-robin): {auto}")
@@ -137,6 +124,11 @@ def describe(settings: Settings) -> str:
         lines.append(f"  {r.name} ({r.strategy}): {members}")
     lines += _keys_text(settings.gateway_keys)
     lines.append(f"Listen: {settings.host}:{settings.port}")
+    proxies = settings.proxies
+    if proxies.http or proxies.https:
+        lines.append(f"Calls to providers: {proxies.describe()}")
+    elif not settings.trust_env:
+        lines.append("Calls to providers: direct (trust_env off: proxy variables not read)")
     lines.append(
         "Limits: built-in ones are guesses about a free tier (they order members, never refuse);"
         " a provider's headers (reported) and its 429s (learned) replace them: see `ai-api usage`."
@@ -157,6 +149,27 @@ def _keys_text(keys: tuple[GatewayKey, ...]) -> list[str]:
         scopes = "all scopes" if key.scopes == SCOPES else ", ".join(sorted(key.scopes))
         models = "any model" if key.models is None else ", ".join(key.models) or "no model"
         lines.append(f"  {key.name} {key.secret.masked()}: {scopes}; {models}")
+    return lines
+
+
+def _provider_lines(p: ProviderSettings) -> list[str]:
+    unset = p.api_key.reveal() == LOCAL_KEY
+    if not (p.spec.key_env or p.key_env) or (unset and p.spec.local):
+        key = "no key"
+    elif unset:
+        key = f"{p.key_env} not set"
+    else:
+        key = f"{p.key_env}={p.api_key.masked()}"
+    lines = [f"  {p.name} ({p.spec.label}) {p.base_url}  {key}"]
+    if p.trust is not None:
+        shown = {"ca_bundle": p.trust.ca_bundle, "client_cert": p.trust.client_cert}
+        lines.append("    tls: " + ", ".join(f"{k}={v}" for k, v in shown.items() if v))
+    if not p.guesses:
+        lines.append("    built-in limits off (guesses = false)")
+    for m in p.models:
+        lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
+        if m.limits:
+            lines.append(f"      limits: {limits_text(m.limits)}")
     return lines
 
 
