@@ -9,7 +9,6 @@ import gzip
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 import zlib
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from ai_api.http_client import BadResponse, Endpoint, HTTPClient, Response
 
+from .certs import self_signed
 from .lag import lag_probe
 
 # A raw server: one `Conn` per accepted connection, handed to a handler that scripts it.
@@ -1092,31 +1092,8 @@ def test_urls_that_would_leak_or_break_the_request_line_are_refused(url, said):
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
+    return self_signed(tmp_path, "c", "localhost", "127.0.0.1")
 
 
 def serving(certificate: tuple[Path, Path]) -> ssl.SSLContext:
