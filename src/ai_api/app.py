@@ -9,6 +9,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .admission import admission, allow_origin
+from .anthropic_events import error_of, is_anthropic_path
+from .api_anthropic import add_routes as add_anthropic_routes
 from .api_chat import chat
 from .api_openai import add_routes
 from .connections import ClientConnections
@@ -43,6 +45,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
     add_routes(app)
+    add_anthropic_routes(app)
     return app
 
 
@@ -68,8 +71,12 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
-def error_response(error: GatewayError) -> web.Response:
-    """The JSON error body and status for `error`."""
+def error_response(error: GatewayError, path: str = "") -> web.Response:
+    """The JSON error body and status for `error`, in the shape of the API `path` belongs to
+    (Anthropic's for `/v1/messages`, else OpenAI's)."""
+    if is_anthropic_path(path):
+        status, body = error_of(error)
+        return web.json_response(body, status=status, headers=error.headers)
     return web.json_response(error.body(), status=error.status, headers=error.headers)
 
 
@@ -89,14 +96,15 @@ def _front(
             early = admit(request)  # a response is a mapping, falsy when empty: test for None
             return early if early is not None else await handler(request)
         except GatewayError as exc:
-            return error_response(exc)
+            return error_response(exc, request.path)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(_from_http_exception(request, exc))
+            return error_response(_from_http_exception(request, exc), request.path)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
-            return error_response(GatewayError("Internal error; the server log has details."))
+            error = GatewayError("Internal error; the server log has details.")
+            return error_response(error, request.path)
         finally:
             if connection is not None:
                 connection.request_ended()
