@@ -367,3 +367,31 @@ async def test_count_tokens_is_the_gateways_estimate(gateway, groq):
             await client.messages.count_tokens(model="nope", messages=HI)
     assert 0 < plain.input_tokens < with_tools.input_tokens
     assert groq.requests == []
+
+
+async def test_an_alias_lands_on_its_route_and_shares_its_rotation(groq, cerebras, client):
+    members = (
+        MemberSettings("groq", "openai/gpt-oss-120b"),
+        MemberSettings("cerebras", "gpt-oss-120b"),
+    )
+    keys = (GatewayKey("smart-only", Secret("gw-key-smart-0123456789"), models=("smart",)),)
+    settings = settings_for(
+        groq,
+        cerebras,
+        routes=(RouteSettings("smart", "round-robin", members),),
+        aliases=(("claude-sonnet-4-5", "smart"),),
+        gateway_keys=keys,
+    )
+    async with running(settings) as url, client_for(url, "gw-key-smart-0123456789") as sdk:
+        served = []
+        for model in ("claude-sonnet-4-5", "smart", "claude-sonnet-4-5"):
+            raw = await sdk.messages.with_raw_response.create(
+                model=model, max_tokens=16, messages=HI
+            )
+            served.append(raw.headers["x-ai-api-provider"])
+        async with client.get(
+            url + "/v1/models", headers={"x-api-key": "gw-key-smart-0123456789"}
+        ) as response:
+            listed = [m["id"] for m in (await response.json())["data"]]
+    assert served == ["groq", "cerebras", "groq"]  # one rotation for both names
+    assert sorted(listed) == ["claude-sonnet-4-5", "smart"]  # the key may use both names

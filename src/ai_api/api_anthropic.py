@@ -40,7 +40,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body = decode_body(await read_body(request), MessagesBody)
     wanted = translate(body)
     gateway = request.app[GATEWAY]
-    check_model(request, body.model)
+    check_model(request, body.model, gateway.router.resolve(body.model))
     route = gateway.router.route(body.model)
     opened = await gateway.open(
         route,
@@ -116,8 +116,9 @@ async def count_tokens(request: web.Request) -> web.Response:
     """`{"input_tokens": N}`: the gateway's estimate (about four characters a token) of the
     prompt, system and tool definitions included; not any model's tokenizer."""
     body = decode_body(await read_body(request), CountTokensBody)
-    check_model(request, body.model)
-    request.app[GATEWAY].router.route(body.model)  # an unknown model is a 404, as for messages
+    router = request.app[GATEWAY].router
+    check_model(request, body.model, router.resolve(body.model))
+    router.route(body.model)  # an unknown model is a 404, as for messages
     count = prompt_tokens(to_messages(body.system, body.messages))
     if body.tools:
         count += text_tokens(_encode([_tool_text(tool) for tool in body.tools]).decode())

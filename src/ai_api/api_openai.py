@@ -43,7 +43,7 @@ async def models(request: web.Request) -> web.Response:
     routes = request.app[GATEWAY].router.routes
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, routes[name])}
-        for name in sorted(visible(request, routes), key=_order)
+        for name in sorted(visible(request, {n: r.name for n, r in routes.items()}), key=_order)
     ]
     return web.json_response({"object": "list", "data": data})
 
@@ -62,7 +62,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = decode_body(await read_body(request), CompletionBody)
     options = options_of(body)
     gateway = request.app[GATEWAY]
-    check_model(request, body.model or DEFAULT_ROUTE)
+    check_model(request, body.model or DEFAULT_ROUTE, gateway.router.resolve(body.model))
     route = gateway.router.route(body.model)
     cap = body.max_completion_tokens or body.max_tokens
     opened = await gateway.open(

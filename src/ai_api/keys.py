@@ -9,7 +9,7 @@ job or a teammate cannot read the spending or reach the models saved for somethi
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -91,18 +91,20 @@ def _presented(request: web.Request) -> list[bytes]:
     return keys
 
 
-def check_model(request: web.Request, model: str) -> None:
-    """Refuse `model` if the request's key may not ask for it."""
+def check_model(request: web.Request, model: str, target: str | None = None) -> None:
+    """Refuse `model` if the request's key may not ask for it, nor for the `target` it is an
+    alias of."""
     key = request.get(KEY)
-    if key is not None and not key.may_use(model):
+    if key is not None and not key.may_use(model) and not (target and key.may_use(target)):
         raise NotPermitted(
             f"The gateway key {key.name!r} may not use the model {model!r}.", param="model"
         )
 
 
-def visible(request: web.Request, models: Iterable[str]) -> list[str]:
-    """The model names the request's key may ask for, of `models`."""
+def visible(request: web.Request, models: Mapping[str, str]) -> list[str]:
+    """The model names the request's key may ask for, of `models` (each name -> the name it
+    stands for: itself, or an alias's target)."""
     key = request.get(KEY)
     if key is None or key.models is None:
         return list(models)
-    return [model for model in models if key.may_use(model)]
+    return [name for name, target in models.items() if key.may_use(name) or key.may_use(target)]
