@@ -12,7 +12,8 @@ from ai_api.anthropic_events import (
     EventStream,
     error_of,
     fold,
-    is_anthropic_path,
+    model_page,
+    speaks_anthropic,
     stop_reason_of,
 )
 from ai_api.errors import (
@@ -256,9 +257,46 @@ def test_errors_in_anthropic_shape(error, status, kind):
     )
 
 
-def test_which_paths_answer_errors_in_anthropic_shape():
-    assert is_anthropic_path("/v1/messages")
-    assert is_anthropic_path("/v1/messages/count_tokens")
-    assert is_anthropic_path("/v1/messages/nope")
-    assert not is_anthropic_path("/v1/messagesx")
-    assert not is_anthropic_path("/v1/chat/completions")
+def test_which_requests_are_answered_in_anthropic_shapes():
+    for version in (None, "2023-06-01"):
+        assert speaks_anthropic("/v1/messages", version)
+        assert speaks_anthropic("/v1/messages/count_tokens", version)
+        assert speaks_anthropic("/v1/messages/nope", version)
+        assert not speaks_anthropic("/v1/messagesx", version)
+        assert not speaks_anthropic("/v1/chat/completions", version)
+        assert not speaks_anthropic("/openai/v1/models", version)
+    assert speaks_anthropic("/v1/models", "2023-06-01")
+    assert not speaks_anthropic("/v1/models", None)
+
+
+NAMES = ["auto", "smart", "gpt-oss-120b", "groq/openai/gpt-oss-120b", "cerebras/gpt-oss-120b"]
+
+
+def ids(page):
+    return [m["id"] for m in page["data"]]
+
+
+def test_model_pages_by_cursor():
+    first = model_page(NAMES, limit=2, after_id=None, before_id=None)
+    assert first["data"][0] == {
+        "type": "model",
+        "id": "auto",
+        "display_name": "auto",
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+    assert (ids(first), first["has_more"], first["first_id"], first["last_id"]) == (
+        ["auto", "smart"],
+        True,
+        "auto",
+        "smart",
+    )
+    last = model_page(NAMES, limit=2, after_id="groq/openai/gpt-oss-120b", before_id=None)
+    assert (ids(last), last["has_more"]) == (["cerebras/gpt-oss-120b"], False)
+    back = model_page(NAMES, limit=2, after_id=None, before_id="gpt-oss-120b")
+    assert (ids(back), back["has_more"]) == (["auto", "smart"], False)
+    back = model_page(NAMES, limit=1, after_id=None, before_id="gpt-oss-120b")
+    assert (ids(back), back["has_more"]) == (["smart"], True)
+    empty = model_page([], limit=20, after_id=None, before_id=None)
+    assert empty == {"data": [], "has_more": False, "first_id": None, "last_id": None}
+    with pytest.raises(ValueError, match="not in list"):
+        model_page(NAMES, limit=2, after_id="nope", before_id=None)

@@ -395,3 +395,19 @@ async def test_an_alias_lands_on_its_route_and_shares_its_rotation(groq, cerebra
             listed = [m["id"] for m in (await response.json())["data"]]
     assert served == ["groq", "cerebras", "groq"]  # one rotation for both names
     assert sorted(listed) == ["claude-sonnet-4-5", "smart"]  # the key may use both names
+
+
+async def test_models_in_anthropic_shape_for_the_anthropic_sdk(gateway, client):
+    async with client_for(gateway) as sdk:
+        names = [m.id async for m in sdk.models.list(limit=3)]  # the SDK pages by after_id
+        page = await sdk.models.list()
+        with pytest.raises(anthropic.BadRequestError) as info:
+            await sdk.models.list(limit=0)
+    assert body_of(info.value)["error"]["type"] == "invalid_request_error"
+    async with client.get(gateway + "/v1/models") as response:
+        openai_names = [m["id"] for m in (await response.json())["data"]]
+    assert names == openai_names
+    assert names[0] == "auto"
+    assert page.data[0].type == "model"
+    assert page.data[0].display_name == "auto"
+    assert page.has_more is (len(names) > 20)

@@ -197,6 +197,38 @@ def error_of(error: GatewayError) -> tuple[int, dict[str, Any]]:
     return status, {"type": "error", "error": {"type": kind, "message": error.message}}
 
 
-def is_anthropic_path(path: str) -> bool:
-    """Whether errors on `path` are answered in Anthropic's shape."""
-    return path == "/v1/messages" or path.startswith("/v1/messages/")
+def speaks_anthropic(path: str, version: str | None) -> bool:
+    """Whether a request to `path` with this `anthropic-version` header (None: without) is
+    answered in Anthropic's shapes: `/v1/messages...` always, `/v1/models` with the header."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return True
+    return version is not None and path == "/v1/models"
+
+
+EPOCH = "1970-01-01T00:00:00Z"
+"""`created_at` of every model: the gateway does not know when a model came out."""
+
+
+def model_page(
+    names: list[str], *, limit: int, after_id: str | None, before_id: str | None
+) -> dict[str, Any]:
+    """A page of Anthropic's model list over `names` (in the gateway's order), by the
+    `after_id` / `before_id` cursors; `ValueError` for a cursor that is no model name."""
+    if before_id is not None:
+        end = names.index(before_id)
+        start = max(0, end - limit)
+        more = start > 0
+    else:
+        start = names.index(after_id) + 1 if after_id is not None else 0
+        end = min(len(names), start + limit)
+        more = end < len(names)
+    page = names[start:end]
+    return {
+        "data": [
+            {"type": "model", "id": name, "display_name": name, "created_at": EPOCH}
+            for name in page
+        ],
+        "has_more": more,
+        "first_id": page[0] if page else None,
+        "last_id": page[-1] if page else None,
+    }

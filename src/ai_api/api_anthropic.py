@@ -4,7 +4,8 @@ A facade over the same routes, rationing, failover and ledger as `/v1/chat/compl
 request is translated (`ai_api.anthropic_wire`), the answer streamed back as Anthropic's
 named events or as one message (`ai_api.anthropic_events`). A failure after the first byte
 ends the stream with an `event: error` and no `message_stop`, which the SDKs raise.
-`anthropic-version` and `anthropic-beta` are accepted and not needed.
+`anthropic-version` and `anthropic-beta` are accepted and not needed; with
+`anthropic-version`, `GET /v1/models` answers Anthropic's model list (`models`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import msgspec
 from aiohttp import web
 
 from .answers import answered_by, read_body, stream
-from .anthropic_events import BadToolInput, Event, EventStream, error_of, fold
+from .anthropic_events import BadToolInput, Event, EventStream, error_of, fold, model_page
 from .anthropic_wire import CountTokensBody, MessagesBody, Tool, to_messages, translate
 from .attempts import Opened
-from .errors import UpstreamError, UpstreamProtocol
+from .errors import InvalidRequest, UpstreamError, UpstreamProtocol
 from .gateway import GATEWAY
 from .keys import check_model
 from .schemas import decode_body
@@ -127,3 +128,20 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 def _tool_text(tool: Tool) -> dict[str, Any]:
     return {"name": tool.name, "description": tool.description, "schema": tool.input_schema}
+
+
+def models(request: web.Request, names: list[str]) -> web.Response:
+    """`GET /v1/models` as Anthropic lists models (for a request with `anthropic-version`):
+    pages of `limit` (1-1000, default 20) by the `after_id` / `before_id` cursors."""
+    raw = request.query.get("limit", "20")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest("`limit` must be a whole number from 1 to 1000.", param="limit")
+    after, before = request.query.get("after_id"), request.query.get("before_id")
+    try:
+        page = model_page(names, limit=int(raw), after_id=after, before_id=before)
+    except ValueError:
+        raise InvalidRequest(
+            f"No model {before if before is not None else after!r} to page from.",
+            param="before_id" if before is not None else "after_id",
+        ) from None
+    return web.json_response(page)

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .admission import admission, allow_origin
-from .anthropic_events import error_of, is_anthropic_path
+from .anthropic_events import error_of, speaks_anthropic
 from .api_anthropic import add_routes as add_anthropic_routes
 from .api_chat import chat
 from .api_openai import add_routes
@@ -71,10 +71,13 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
-def error_response(error: GatewayError, path: str = "") -> web.Response:
-    """The JSON error body and status for `error`, in the shape of the API `path` belongs to
-    (Anthropic's for `/v1/messages`, else OpenAI's)."""
-    if is_anthropic_path(path):
+def error_response(error: GatewayError, request: web.Request | None = None) -> web.Response:
+    """The JSON error body and status for `error`, in the shape of the API `request` speaks
+    (Anthropic's for `/v1/messages`, and for `/v1/models` with `anthropic-version`; else
+    OpenAI's)."""
+    if request is not None and speaks_anthropic(
+        request.path, request.headers.get("anthropic-version")
+    ):
         status, body = error_of(error)
         return web.json_response(body, status=status, headers=error.headers)
     return web.json_response(error.body(), status=error.status, headers=error.headers)
@@ -96,15 +99,15 @@ def _front(
             early = admit(request)  # a response is a mapping, falsy when empty: test for None
             return early if early is not None else await handler(request)
         except GatewayError as exc:
-            return error_response(exc, request.path)
+            return error_response(exc, request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(_from_http_exception(request, exc), request.path)
+            return error_response(_from_http_exception(request, exc), request)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             error = GatewayError("Internal error; the server log has details.")
-            return error_response(error, request.path)
+            return error_response(error, request)
         finally:
             if connection is not None:
                 connection.request_ended()
