@@ -91,7 +91,9 @@ async def test_the_stream_helper_gives_the_text_and_the_final_message(gateway, g
 async def test_the_stream_is_named_events_in_the_sdk_order(gateway, client):
     body = {"model": GROQ, "max_tokens": 256, "messages": HI, "stream": True}
     headers = {"anthropic-version": "2023-06-01", "anthropic-beta": "fine-grained-tool-streaming"}
-    async with client.post(gateway + "/v1/messages", json=body, headers=headers) as response:
+    # Claude Code's path: the query is no part of the route.
+    url = gateway + "/v1/messages?beta=true"
+    async with client.post(url, json=body, headers=headers) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/event-stream"
         raw = await response.text()
