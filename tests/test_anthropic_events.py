@@ -24,6 +24,7 @@ from ai_api.errors import (
     NotPermitted,
     PayloadTooLarge,
     RateLimited,
+    ShuttingDown,
     Unauthorized,
     UnsupportedMediaType,
     UpstreamProtocol,
@@ -248,6 +249,7 @@ def test_stop_reasons(finish, tool_used, reason):
         (UpstreamUnreachable("groq", "cut"), 502, "api_error"),
         (UpstreamProtocol("groq", "nonsense"), 502, "api_error"),
         (NoProviders("none"), 503, "api_error"),
+        (ShuttingDown("stopping"), 503, "api_error"),
     ],
 )
 def test_errors_in_anthropic_shape(error, status, kind):

@@ -126,6 +126,7 @@ def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, k
         ("[server]\nport = -1\n", "port = -1 must be at least 0"),
         ("[server]\nmax_attempts = 0\n", "max_attempts = 0 must be at least 1"),
         ("[server]\nread_timeout = 0.0\n", "read_timeout = 0.0 must be at least 0.001"),
+        ("[server]\ndrain_grace = -1.5\n", "drain_grace = -1.5 must be at least 0"),
         ("[server]\nstate_file = 'x'\n", "unknown field `state_file`"),
     ],
 )

@@ -20,7 +20,7 @@ from .answers import answered_by, read_body, stream
 from .anthropic_events import BadToolInput, Event, EventStream, error_of, fold, model_page
 from .anthropic_wire import CountTokensBody, MessagesBody, Tool, to_messages, translate
 from .attempts import Opened
-from .errors import InvalidRequest, UpstreamError, UpstreamProtocol
+from .errors import GatewayError, InvalidRequest, UpstreamProtocol
 from .gateway import GATEWAY
 from .keys import check_model
 from .schemas import decode_body
@@ -89,7 +89,7 @@ async def _relay(response: web.StreamResponse, opened: Opened, events: EventStre
     return _frame(events.finish())
 
 
-def _failure(exc: UpstreamError) -> bytes:
+def _failure(exc: GatewayError) -> bytes:
     return encode_event("error", error_of(exc)[1])
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from .answers import answered_by, read_body, stream
 from .api_anthropic import models as anthropic_models
 from .attempts import Opened
-from .errors import UpstreamError
+from .errors import GatewayError
 from .gateway import GATEWAY
 from .keys import check_model, visible
 from .params import options_of
@@ -103,7 +103,7 @@ async def _stream(request: web.Request, body: CompletionBody, opened: Opened) ->
             held.append(encode_data({**head, "choices": [], "usage": usage}))
         return b"".join([*held, _DONE])
 
-    def failure(exc: UpstreamError) -> bytes:
+    def failure(exc: GatewayError) -> bytes:
         # What was held past the finish reason goes out before the error.
         return b"".join([*held, encode_data(exc.body())])
 

@@ -72,17 +72,18 @@ def _serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[
         return _workers(settings, args, argv)
     if args.reload:
         from .reload import run_with_reload
+        from .workers import STOP_MARGIN
 
         child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--reload"]
         watch = [Path(__file__).parent, Path(args.env_file)]
         if args.config:
             watch.append(args.config)
-        return run_with_reload(child, watch)
+        return run_with_reload(child, watch, stop_wait=settings.drain_grace + STOP_MARGIN)
     return _serve(settings, args.fd)
 
 
 def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    from .workers import run_workers
+    from .workers import STOP_MARGIN, run_workers
 
     env = dict(os.environ)
     if settings.redis_url is None and (settings.demo or not settings.state_file):
@@ -92,7 +93,8 @@ def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] |
         env["AI_API_STATE_FILE"] = scratch if settings.demo else settings.ledger or scratch
     raw = list(argv if argv is not None else sys.argv[1:])[1:]  # without "serve"
     child = _without(raw, valued={"--workers", "--host", "--port"}, flags={"--reload"})
-    return run_workers(settings.workers, settings.host, settings.port, child, env)
+    stop_wait = settings.drain_grace + STOP_MARGIN
+    return run_workers(settings.workers, settings.host, settings.port, child, env, stop_wait)
 
 
 def _days(raw: str) -> int:

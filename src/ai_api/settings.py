@@ -195,6 +195,9 @@ class Settings:
     """Longest a client may take to send a request's body."""
     max_connections: int = 1024
     """Open client connections at most (per worker); past it new ones get a 503 and are closed."""
+    drain_grace: float = 20.0
+    """Seconds the requests and streams in flight at SIGTERM (or SIGINT) have to finish before
+    the ones still running are ended with the API's in-band error (`server.serve`)."""
     problems: tuple[str, ...] = ()
     """What was configured but cannot be used (a missing key variable...); served without."""
 
@@ -249,5 +252,6 @@ KNOBS = (
     Knob("header_timeout", "AI_API_HEADER_TIMEOUT", float, minimum=0.001),
     Knob("body_timeout", "AI_API_BODY_TIMEOUT", float, minimum=0.001),
     Knob("max_connections", "AI_API_MAX_CONNECTIONS", int, minimum=1),
+    Knob("drain_grace", "AI_API_DRAIN_GRACE", float, minimum=0),
 )
 """Every such setting, once: `config` reads the variables and the file through it."""
