@@ -192,3 +192,40 @@ def test_config_file_from_variable(tmp_path):
     assert load_settings({"AI_API_CONFIG": str(path)}).port == 4321
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings({"AI_API_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_aliases_name_a_model_the_gateway_serves(tmp_path):
+    settings = load(
+        tmp_path,
+        """
+[routes.smart]
+members = ["groq/openai/gpt-oss-120b"]
+
+[aliases]
+"claude-sonnet-4-5" = "smart"
+"claude-haiku-4-5" = "groq/llama-3.1-8b-instant"
+"claude-opus-4-1" = "cerebras/gpt-oss-120b"
+""",
+        GROQ_API_KEY="g",
+    )
+    assert settings.aliases == (
+        ("claude-sonnet-4-5", "smart"),
+        ("claude-haiku-4-5", "groq/llama-3.1-8b-instant"),
+    )
+    assert settings.problems == (
+        "aliases.claude-opus-4-1: 'cerebras/gpt-oss-120b' is not served (provider inactive)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[aliases]\nclaude = 'nope'\n", "aliases.claude: 'nope' is not a model name"),
+        ("[aliases]\nclaude = 'nobody/m'\n", "aliases.claude: 'nobody/m' is not a model name"),
+        ("[aliases]\nauto = 'groq/openai/gpt-oss-120b'\n", "aliases.auto: already a model name"),
+        ("[aliases]\nclaude = 3\n", "Expected `str`"),
+    ],
+)
+def test_an_alias_of_nothing_or_over_a_model_name_is_a_config_error(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load(tmp_path, text, GROQ_API_KEY="g")

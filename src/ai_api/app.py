@@ -10,6 +10,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .admission import admission, allow_origin
+from .anthropic_events import error_of, speaks_anthropic
+from .api_anthropic import add_routes as add_anthropic_routes
 from .api_chat import chat
 from .api_openai import add_routes
 from .connections import CONNECTION, ClientConnections
@@ -45,6 +47,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
     add_routes(app)
+    add_anthropic_routes(app)
     return app
 
 
@@ -70,8 +73,15 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
-def error_response(error: GatewayError) -> web.Response:
-    """The JSON error body and status for `error`."""
+def error_response(error: GatewayError, request: web.Request | None = None) -> web.Response:
+    """The JSON error body and status for `error`, in the shape of the API `request` speaks
+    (Anthropic's for `/v1/messages`, and for `/v1/models` with `anthropic-version`; else
+    OpenAI's)."""
+    if request is not None and speaks_anthropic(
+        request.path, request.headers.get("anthropic-version")
+    ):
+        status, body = error_of(error)
+        return web.json_response(body, status=status, headers=error.headers)
     return web.json_response(error.body(), status=error.status, headers=error.headers)
 
 
@@ -88,14 +98,15 @@ def _front(
             early = admit(request)  # a response is a mapping, falsy when empty: test for None
             return early if early is not None else await handler(request)
         except GatewayError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(_from_http_exception(request, exc))
+            return error_response(_from_http_exception(request, exc), request)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
-            return error_response(GatewayError("Internal error; the server log has details."))
+            error = GatewayError("Internal error; the server log has details.")
+            return error_response(error, request)
 
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -132,7 +143,8 @@ def _cut_short(request: web.Request) -> web.StreamResponse:
         ShuttingDown(
             "The gateway is stopping and could not answer in time; try again.",
             headers={"Retry-After": "1"},
-        )
+        ),
+        request,
     )
 
 

@@ -122,6 +122,8 @@ def describe(settings: Settings) -> str:
     for r in settings.routes:
         members = ", ".join(m.name for m in r.members) or "(no active member)"
         lines.append(f"  {r.name} ({r.strategy}): {members}")
+    for alias, target in settings.aliases:
+        lines.append(f"  {alias} -> {target}")
     lines += _keys_text(settings.gateway_keys)
     lines.append(f"Listen: {settings.host}:{settings.port}")
     proxies = settings.proxies

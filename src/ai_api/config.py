@@ -259,6 +259,8 @@ def apply_file(
             problems.append(f"gateway keys: {server.gateway_keys_env} is not set")
         keys += _full_keys(raw.split(","), server.gateway_keys_env)
     names = _model_names(providers.values(), routes)
+    aliases = _aliases(file.aliases, names, known, path, problems)
+    names |= {alias for alias, _ in aliases}
     keys += tuple(
         key
         for name, entry in file.keys.items()
@@ -268,6 +270,7 @@ def apply_file(
         settings,
         providers=tuple(providers.values()),
         routes=routes,
+        aliases=aliases,
         gateway_keys=keys,
         problems=settings.problems + tuple(problems),
     ).with_overrides(
@@ -291,6 +294,31 @@ def _model_names(
         names |= {m.name for m in provider.models}
         names |= {f"{provider.name}/{m.name}" for m in provider.models}
     return names
+
+
+def _aliases(
+    table: Mapping[str, str],
+    names: set[str],
+    known: set[str],
+    path: Path,
+    problems: list[str],
+) -> tuple[tuple[str, str], ...]:
+    """`[aliases]` checked: an alias may not be a model name already, and its target must be
+    one; a target of a known provider that is inactive leaves the alias out (a problem)."""
+    aliases = []
+    for alias, target in table.items():
+        if alias in names:
+            raise ConfigError(f"{path}: aliases.{alias}: already a model name; pick another.")
+        if target in names:
+            aliases.append((alias, target))
+        elif target.partition("/")[0] in known and "/" in target:
+            problems.append(f"aliases.{alias}: {target!r} is not served (provider inactive)")
+        else:
+            raise ConfigError(
+                f"{path}: aliases.{alias}: {target!r} is not a model name this gateway serves"
+                " (a route, auto, provider/model or a model a provider lists)."
+            )
+    return tuple(aliases)
 
 
 def _key(

@@ -33,6 +33,9 @@ continuation = false                 # a stream failing mid-answer ends (default
 key_env = "CI_GATEWAY_KEY"           # the variable holding it
 scopes = ["chat"]                    # of chat, models, usage (default: all three)
 models = ["smart", "groq/*"]         # default: any
+
+[aliases]                            # more names for a model name (clients' default names)
+"claude-sonnet-4-5" = "smart"
 ```
 
 Presets stay active by their key variables as without a file; a `[providers.NAME]` table
@@ -150,6 +153,7 @@ class _Sections(msgspec.Struct, forbid_unknown_fields=True):
     providers: dict[str, dict[str, Any]] = {}
     routes: dict[str, dict[str, Any]] = {}
     keys: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,8 @@ class ConfigFile:
     providers: dict[str, ProviderEntry]
     routes: dict[str, RouteEntry]
     keys: dict[str, KeyEntry]
+    aliases: dict[str, str]
+    """`[aliases]`: another name -> the model name it stands for."""
 
 
 def read_file(path: Path) -> ConfigFile:
@@ -188,6 +194,7 @@ def read_file(path: Path) -> ConfigFile:
             name: _typed(path, f"keys.{name}", entry, KeyEntry)
             for name, entry in sections.keys.items()
         },
+        aliases=sections.aliases,
     )
 
 

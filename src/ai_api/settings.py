@@ -144,6 +144,9 @@ class Settings:
 
     providers: tuple[ProviderSettings, ...] = ()
     routes: tuple[RouteSettings, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    """(alias, model name): the alias is served as that name (the same route, its turns and
+    budgets); `[aliases]` of the config file."""
     gateway_keys: tuple[GatewayKey, ...] = ()
     host: str = "127.0.0.1"
     port: int = 3000
