@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import groq as groq_sdk
 import openai
+import pydantic
 import pytest
 from cerebras.cloud.sdk import AsyncCerebras
 from cerebras.cloud.sdk.types.chat.chat_completion import ChatChunkResponse
@@ -472,3 +473,46 @@ async def test_a_stream_with_its_finish_and_usage_ends_without_waiting_for_done(
             assert text == whole.choices[0].message.content == await fake_text(fake, model)
             assert whole.usage is not None
             assert whole.usage.completion_tokens == fake.answer_tokens
+
+
+class Forecast(pydantic.BaseModel):
+    """What `parse()` asks the gateway for: nested models, a list, an optional and a literal."""
+
+    class Day(pydantic.BaseModel):
+        date: str
+        high: float
+        rain: bool
+
+    city: str
+    unit: Literal["celsius", "fahrenheit"]
+    days: list[Day]
+    note: str | None
+
+
+async def test_parse_into_a_pydantic_model_with_the_openai_sdk(gateway, groq):
+    async with client_for(gateway) as client:
+        completion = await client.chat.completions.parse(
+            model="groq/openai/gpt-oss-120b", messages=HI, response_format=Forecast
+        )
+    parsed = completion.choices[0].message.parsed
+    assert isinstance(parsed, Forecast)
+    assert parsed.unit == "celsius"
+    assert len(parsed.days) == 1
+    assert groq.requests[-1].body["response_format"]["type"] == "json_schema"
+
+
+async def test_a_streamed_parse_and_json_object(gateway):
+    async with (
+        client_for(gateway) as client,
+        client.chat.completions.stream(
+            model="groq/openai/gpt-oss-120b", messages=HI, response_format=Forecast
+        ) as stream,
+    ):
+        final = await stream.get_final_completion()
+    assert isinstance(final.choices[0].message.parsed, Forecast)
+    async with client_for(gateway) as client:
+        whole = await client.chat.completions.create(
+            model="auto", messages=HI, response_format={"type": "json_object"}
+        )
+    answer = json.loads(whole.choices[0].message.content or "")
+    assert answer["answer"].startswith("Hello from the fake")

@@ -253,7 +253,7 @@ def test_example_arguments_follow_the_schema():
     assert example_arguments(schema) == {
         "name": "example",
         "score": 1,
-        "tags": [],
+        "tags": ["example"],
         "where": {"lat": 1},
         "maybe": True,
         "nothing": None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic
+import pytest
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
@@ -64,3 +65,23 @@ async def test_structured_output_by_function_calling_streams(gateway):
     results = [part async for part in model.astream("Forecast for Lima, please.")]
     assert results
     assert results[-1] == Weather(city="example", days=1)
+
+
+class Trip(pydantic.BaseModel):
+    """A plan with nested models, as `with_structured_output` sends by JSON schema."""
+
+    destination: str
+    legs: list[Weather]
+    budget: float | None = None
+
+
+# langchain-openai dumps the SDK's parsed completion, whose `parsed` field pydantic types as None.
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+async def test_structured_output_by_json_schema(gateway, groq):
+    model = chat_model(gateway).with_structured_output(Trip, method="json_schema")
+    trip = await model.ainvoke("Plan a trip to Lima.")
+    assert isinstance(trip, Trip)
+    assert trip.legs == [Weather(city="example", days=1)]
+    assert groq.requests[-1].body["response_format"]["type"] == "json_schema"
+    streamed = [part async for part in model.astream("Plan a trip to Lima.")]
+    assert streamed[-1] == trip

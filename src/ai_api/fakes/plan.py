@@ -1,4 +1,8 @@
-"""What the fake answers to one valid chat request: text, shown reasoning, or a tool call."""
+"""What the fake answers to one valid chat request: text, shown reasoning, or a tool call.
+
+A request with `response_format` gets JSON as its text: an instance of the `json_schema` it
+gives (`schema_values`), or for `json_object` an object holding the usual answer.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from .answer import answer_tokens, fixed_tokens, prompt_tokens, thought_tokens
 from .rules import RequestRules, prefill_of
+from .schema_values import example
 from .tools import tool_call
 from .wire import JSON, ToolCall, Usage
 
 # Model ids that reason before answering (Groq gpt-oss and qwen3, Cerebras gpt-oss).
 REASONING_MARKERS = ("gpt-oss", "qwen3")
+# Characters per token of a JSON answer (so a stream of one has several chunks).
+JSON_TOKEN_CHARS = 8
+# Words of the usual answer a `json_object` answer holds.
+JSON_ANSWER_WORDS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +106,9 @@ def make_plan(
     cap = _cap(body)
     if text is not None:
         count = len(text.split())
+    pieces = None if text is not None or call is not None else structured_tokens(body, label)
+    if pieces is not None:
+        count = len(pieces)
     if call is not None:
         count = 0
     elif cap is not None and cap < len(reasoning) + count:
@@ -103,7 +117,9 @@ def make_plan(
     options = body.get("stream_options")
     prefill = prefill_of(body)
     asked = messages if prefill is None else messages[:-1]
-    if text is not None:
+    if pieces is not None:
+        full = pieces[:count]
+    elif text is not None:
         full = fixed_tokens(text)[:count]
     else:
         full = answer_tokens(label, body["model"], asked, count)
@@ -120,6 +136,22 @@ def make_plan(
         reasoning=tuple(reasoning),
         tool_call=call,
     )
+
+
+def structured_tokens(body: Mapping[str, Any], label: str) -> list[str] | None:
+    """The answer as JSON tokens when `response_format` asks for JSON, else None."""
+    form = body.get("response_format")
+    kind = form.get("type") if isinstance(form, dict) else None
+    if kind == "json_schema":
+        spec = form.get("json_schema") if isinstance(form, dict) else None
+        value = example(spec.get("schema") if isinstance(spec, dict) else None)
+    elif kind == "json_object":
+        words = answer_tokens(label, str(body.get("model")), body["messages"], JSON_ANSWER_WORDS)
+        value = {"answer": "".join(words)}
+    else:
+        return None
+    text = msgspec.json.encode(value).decode()
+    return [text[i : i + JSON_TOKEN_CHARS] for i in range(0, len(text), JSON_TOKEN_CHARS)]
 
 
 def continued(tokens: list[str], prefill: str, *, echo: bool = False) -> list[str]:

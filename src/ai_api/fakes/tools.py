@@ -2,7 +2,7 @@
 
 The fake calls a tool whenever a request offers `tools`, `tool_choice` is not `"none"` and the
 conversation ends with a user turn; after a `tool` result it answers in text again. Arguments
-are example values read off the function's JSON schema, so they always parse and validate.
+are an instance of the function's JSON schema (`schema_values`), so they parse and validate.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from typing import Any
 
 import msgspec
 
+from .schema_values import example_object
 from .wire import JSON, ToolCall
-
-# Example value per scalar JSON-schema type; anything unknown gets the string's.
-_EXAMPLES: dict[str, Any] = {"string": "example", "number": 1, "integer": 1, "boolean": True}
 
 
 def offered_functions(body: Mapping[str, Any]) -> list[JSON]:
@@ -36,31 +34,9 @@ def named_choice(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def example_value(schema: Any) -> Any:
-    """A value that fits `schema`: its first `enum` member, else one per `type`."""
-    if not isinstance(schema, dict):
-        return "example"
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "null":
-        return None
-    if kind == "array":
-        return []
-    if kind == "object":
-        return example_arguments(schema)
-    return _EXAMPLES.get(kind, "example") if isinstance(kind, str) else "example"
-
-
 def example_arguments(parameters: Any) -> JSON:
-    """One example value for each property of a function's `parameters` schema."""
-    properties = parameters.get("properties") if isinstance(parameters, dict) else None
-    if not isinstance(properties, dict):
-        return {}
-    return {name: example_value(schema) for name, schema in properties.items()}
+    """Arguments that are an instance of a function's `parameters` schema."""
+    return example_object(parameters)
 
 
 def _ends_with_user(messages: Any) -> bool:
