@@ -268,6 +268,8 @@ def test_which_requests_are_answered_in_anthropic_shapes():
         assert not speaks_anthropic("/v1/chat/completions", version)
         assert not speaks_anthropic("/openai/v1/models", version)
     assert speaks_anthropic("/v1/models", "2023-06-01")
+    assert speaks_anthropic("/v1/models/groq/openai/gpt-oss-120b", "2023-06-01")
+    assert not speaks_anthropic("/openai/v1/models/auto", "2023-06-01")
     assert not speaks_anthropic("/v1/models", None)
 
 

@@ -413,3 +413,12 @@ async def test_models_in_anthropic_shape_for_the_anthropic_sdk(gateway, client):
     assert page.data[0].type == "model"
     assert page.data[0].display_name == "auto"
     assert page.has_more is (len(names) > 20)
+
+
+async def test_models_retrieve_in_anthropic_shape(gateway):
+    async with client_for(gateway) as sdk:
+        got = await sdk.models.retrieve("groq/openai/gpt-oss-120b")
+        with pytest.raises(anthropic.NotFoundError) as info:
+            await sdk.models.retrieve("nowhere/nothing")
+    assert (got.type, got.id, got.display_name) == ("model", "groq/openai/gpt-oss-120b", got.id)
+    assert body_of(info.value)["type"] == "error"

@@ -516,3 +516,22 @@ async def test_a_streamed_parse_and_json_object(gateway):
         )
     answer = json.loads(whole.choices[0].message.content or "")
     assert answer["answer"].startswith("Hello from the fake")
+
+
+async def test_models_retrieve_with_the_openai_sdk(gateway):
+    async with client_for(gateway) as client:
+        listed = [m.id async for m in client.models.list()]
+        for name in listed:
+            got = await client.models.retrieve(name)
+            assert got.id == name
+            assert got.object == "model"
+        slashed = await client.models.retrieve("groq/openai/gpt-oss-120b")
+        assert slashed.owned_by == "groq"
+        assert (await client.models.retrieve("auto")).owned_by == "ai-api"
+        with pytest.raises(openai.NotFoundError) as info:
+            await client.models.retrieve("groq/no-such-model")
+    assert info.value.code == "model_not_found"
+    assert info.value.status_code == 404
+    under_openai = openai.AsyncOpenAI(base_url=gateway + "/openai/v1", api_key="k", max_retries=0)
+    async with under_openai:
+        assert (await under_openai.models.retrieve("cerebras/gpt-oss-120b")).owned_by == "cerebras"

@@ -154,3 +154,18 @@ key_env = "UNSET_KEY"
 def test_a_bad_key_entry_is_a_config_error(tmp_path, entry):
     with pytest.raises(ConfigError, match=r"keys\.ci"):
         load(tmp_path, f'[keys.ci]\nkey_env = "CI_KEY"\n{entry}\n', CI_KEY="x")
+
+
+async def test_models_retrieve_respects_the_key(groq, cerebras):
+    async with running(settings_for(groq, cerebras, gateway_keys=KEYS)) as url:
+        async with client(url, LISTER) as lister:
+            assert (await lister.models.retrieve("cerebras/gpt-oss-120b")).id
+            # A model the key may not use is not there for it, as in its list.
+            with pytest.raises(openai.NotFoundError) as info:
+                await lister.models.retrieve("groq/openai/gpt-oss-120b")
+            assert info.value.code == "model_not_found"
+        async with client(url, CHAT) as ci:
+            with pytest.raises(openai.PermissionDeniedError):
+                await ci.models.retrieve("groq/openai/gpt-oss-120b")  # no `models` scope
+        async with client(url, FULL) as full:
+            assert (await full.models.retrieve("groq/openai/gpt-oss-120b")).owned_by == "groq"

@@ -199,14 +199,19 @@ def error_of(error: GatewayError) -> tuple[int, dict[str, Any]]:
 
 def speaks_anthropic(path: str, version: str | None) -> bool:
     """Whether a request to `path` with this `anthropic-version` header (None: without) is
-    answered in Anthropic's shapes: `/v1/messages...` always, `/v1/models` with the header."""
+    answered in Anthropic's shapes: `/v1/messages...` always, `/v1/models...` with the header."""
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return True
-    return version is not None and path == "/v1/models"
+    return version is not None and (path == "/v1/models" or path.startswith("/v1/models/"))
 
 
 EPOCH = "1970-01-01T00:00:00Z"
 """`created_at` of every model: the gateway does not know when a model came out."""
+
+
+def anthropic_model(name: str) -> dict[str, Any]:
+    """One model as Anthropic's models API describes it."""
+    return {"type": "model", "id": name, "display_name": name, "created_at": EPOCH}
 
 
 def model_page(
@@ -224,10 +229,7 @@ def model_page(
         more = end < len(names)
     page = names[start:end]
     return {
-        "data": [
-            {"type": "model", "id": name, "display_name": name, "created_at": EPOCH}
-            for name in page
-        ],
+        "data": [anthropic_model(name) for name in page],
         "has_more": more,
         "first_id": page[0] if page else None,
         "last_id": page[-1] if page else None,

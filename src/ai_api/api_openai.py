@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API: `/v1/chat/completions` and `/v1/models` (also under `/openai`).
+"""The OpenAI-compatible API: `/v1/chat/completions`, `/v1/models` and `/v1/models/{id}` (also
+under `/openai`).
 
 Streams are bare `data:` events ending with `data: [DONE]` (the Groq and Cerebras SDKs break on
 named events). A failure after the first byte ends the stream with a `data:` payload holding
@@ -15,9 +16,10 @@ import msgspec
 from aiohttp import web
 
 from .answers import answered_by, read_body, stream
+from .anthropic_events import anthropic_model
 from .api_anthropic import models as anthropic_models
 from .attempts import Opened
-from .errors import GatewayError
+from .errors import GatewayError, NotFound
 from .gateway import GATEWAY
 from .keys import check_model, visible
 from .params import options_of
@@ -37,6 +39,8 @@ def add_routes(app: web.Application) -> None:
     for prefix in ("/v1", "/openai/v1"):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
         app.router.add_get(f"{prefix}/models", models)
+        # A model id may hold slashes (`groq/openai/gpt-oss-120b`).
+        app.router.add_get(f"{prefix}/models/{{model:.+}}", model)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -51,6 +55,21 @@ async def models(request: web.Request) -> web.Response:
         for name in names
     ]
     return web.json_response({"object": "list", "data": data})
+
+
+async def model(request: web.Request) -> web.Response:
+    """One routable model (the openai SDK's `models.retrieve`; Anthropic's shape for a request
+    with `anthropic-version`). A name the request's key may not use is a 404, as it is missing
+    from the key's list."""
+    name = request.match_info["model"]
+    routes = request.app[GATEWAY].router.routes
+    route = routes.get(name)
+    if route is None or not visible(request, {name: route.name}):
+        raise NotFound(f"The model `{name}` does not exist.", code="model_not_found", param="model")
+    if request.path.startswith("/v1/") and "anthropic-version" in request.headers:
+        return web.json_response(anthropic_model(name))
+    entry = {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, route)}
+    return web.json_response(entry)
 
 
 def _order(name: str) -> tuple[int, str]:

@@ -32,7 +32,19 @@ _SCOPE_OF = {
     "/openai/v1/models": "models",
     "/usage": "usage",
 }
-"""The scope each path needs; a path not named here needs a key of every scope."""
+"""The scope each path needs; a path not named here (nor under `_SCOPE_UNDER`) needs a key
+of every scope."""
+_SCOPE_UNDER = {"/v1/models/": "models", "/openai/v1/models/": "models"}
+"""The scope of the paths under each prefix (one model, `/v1/models/{id}`)."""
+
+
+def scope_of(path: str) -> str | None:
+    """The scope `path` needs; None: a path of no scope (it needs them all)."""
+    scope = _SCOPE_OF.get(path)
+    if scope is None:
+        scope = next((s for prefix, s in _SCOPE_UNDER.items() if path.startswith(prefix)), None)
+    return scope
+
 
 KEY = web.RequestKey("gateway_key", GatewayKey)
 """Where a request keeps the `GatewayKey` it came with, when that key is held to some models."""
@@ -62,7 +74,7 @@ def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
                     matched = key
         if matched is None:
             raise Unauthorized("The gateway key is not valid.")
-        scope = _SCOPE_OF.get(path)
+        scope = scope_of(path)
         if scope is not None:
             allowed = scope in matched.scopes
         else:  # a path of no scope needs them all (but one that is not served is a 404)
