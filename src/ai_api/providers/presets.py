@@ -70,6 +70,32 @@ PREFILLS: Mapping[str, Prefill] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Embeddings:
+    """What a provider offers at its OpenAI-style embeddings endpoint (`POST /v1/embeddings`).
+
+    Facts from shared/reference/apis.md section 6.2 (written 2026-12-02); `note` dates them.
+    """
+
+    models: tuple[str, ...]
+    """Its embedding models, routable as `provider/model`; none for a local server, where
+    `provider/<any name>` asks for the model loaded under that name."""
+    path: str = "/embeddings"
+    """Appended to the provider's base URL."""
+    dimensions_field: str | None = None
+    """Its name for OpenAI's `dimensions`; None: not known to take one (a request with
+    `dimensions` skips it)."""
+    max_inputs: int = 2048
+    """The most inputs one request may hold."""
+    defaults: Mapping[str, object] = field(default_factory=dict)
+    """Fields sent unless the client sets them (NVIDIA's retrieval models need `input_type`)."""
+    extra: frozenset[str] = frozenset()
+    """Fields of its own a client may send (as the openai SDK's `extra_body`), passed on."""
+    limits: Mapping[str, tuple[Limit, ...]] | None = None
+    """Free-tier limits by model (`*`: any other); None: the chat models' (`limits_for`)."""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """What the gateway knows about an OpenAI-compatible provider before any configuration."""
 
@@ -114,11 +140,20 @@ class ProviderSpec:
     prefill: Prefill | None = TRAILING
     """How it continues a partial answer; None: not known to, so a continuation there asks
     for the whole answer again and keeps it only if it begins with the part already sent."""
+    embeddings: Embeddings | None = None
+    """Its embeddings endpoint, if it has one."""
     note: str = ""
 
     def limits_for(self, model: str) -> tuple[Limit, ...]:
         """The built-in limits of `model` (the `*` entry for a model not listed)."""
         return self.limits.get(model) or self.limits.get("*", ())
+
+    def embedding_limits(self, model: str) -> tuple[Limit, ...]:
+        """The built-in limits of the embedding model `model`."""
+        table = self.embeddings.limits if self.embeddings is not None else None
+        if table is None:
+            return self.limits_for(model)
+        return table.get(model, table.get("*", ()))
 
     @property
     def local(self) -> bool:
@@ -201,6 +236,13 @@ GEMINI = ProviderSpec(
         "gemma-3-27b-it": rates(rpm=30, rpd=14_400, tpm=15_000),
         "*": rates(rpm=5, rpd=20, tpm=250_000),
     },
+    embeddings=Embeddings(
+        # text-embedding-004 was shut down 2026-01-14; gemini-embedding-2 is a preview.
+        models=("gemini-embedding-001", "gemini-embedding-2"),
+        # Its free embedding quota is not published (one report of a zero quota): none guessed.
+        limits={"*": ()},
+        note="gemini-embedding-001: 3072 dims, 2048 input tokens (Gemini docs, 2026-04-22)",
+    ),
     note="free: 5 RPM, 20 RPD for 2.5 Flash; no rate-limit headers (cheahjs list, 2026-07-18)",
 )
 
@@ -237,6 +279,12 @@ MISTRAL = ProviderSpec(
     rate_style="mistral",
     prefill=PREFILLS["mistral"],
     limits={"*": rates(rpm=60, tpm=500_000, tpmonth=1_000_000_000)},
+    embeddings=Embeddings(
+        models=("mistral-embed", "codestral-embed"),
+        dimensions_field="output_dimension",
+        extra=frozenset({"output_dtype"}),
+        note="mistral-embed: 1024 dims; codestral-embed up to 3072 (Mistral docs, 2026-07-18)",
+    ),
     note="Experiment plan: 1 req/s, 500,000 TPM, 1B tokens/month (community, 2026-07-18)",
 )
 
@@ -251,6 +299,17 @@ NVIDIA = ProviderSpec(
     max_tokens_field="max_tokens",
     limits={"*": rates(rpm=40)},
     account_wide=True,
+    embeddings=Embeddings(
+        models=(
+            "nvidia/llama-nemotron-embed-1b-v2",
+            "nvidia/nv-embedqa-e5-v5",
+            "nvidia/nemotron-3-embed-1b",
+        ),
+        # Its retrieval models refuse a request without `input_type` (query or passage).
+        defaults={"input_type": "query"},
+        extra=frozenset({"input_type", "truncate"}),
+        note="retrieval models need input_type; the catalogue churns (integration docs, 2026)",
+    ),
     note="about 40 RPM per account; no rate-limit headers (cheahjs list, 2026-07-18)",
 )
 
@@ -278,6 +337,17 @@ COHERE = ProviderSpec(
     params=OPENAI_PARAMS - {"user", "parallel_tool_calls"},
     max_tokens_field="max_tokens",
     limits={"*": rates(rpm=20, rpmonth=1000)},
+    embeddings=Embeddings(
+        models=(
+            "embed-v4.0",
+            "embed-english-v3.0",
+            "embed-multilingual-v3.0",
+            "embed-english-light-v3.0",
+            "embed-multilingual-light-v3.0",
+        ),
+        limits={"*": rates(rpmonth=1000)},
+        note="trial key: 1,000 calls a month in all; v2 embed models retired 2026-04-04",
+    ),
     note="trial key: 20 RPM per chat model, 1,000 calls a month (docs, 2026)",
 )
 
@@ -302,6 +372,16 @@ CLOUDFLARE = ProviderSpec(
     default_model="@cf/meta/llama-3.3-70b-instruct-fp8-fast",
     params=SAMPLING - {"user"} | TOOLS,
     max_tokens_field="max_tokens",
+    embeddings=Embeddings(
+        models=(
+            "@cf/baai/bge-large-en-v1.5",
+            "@cf/baai/bge-base-en-v1.5",
+            "@cf/baai/bge-small-en-v1.5",
+            "@cf/baai/bge-m3",
+        ),
+        max_inputs=100,
+        note="at most 100 texts a request (LlamaIndex integration, 2024-03-31)",
+    ),
     note="10,000 neurons a day free (pricing page, 2026-09-20)",
 )
 
@@ -319,6 +399,7 @@ def _local(
         default_model=None,
         max_tokens_field="max_tokens",
         prefill=prefill,
+        embeddings=Embeddings(models=(), note="whatever embedding model the server has loaded"),
         note="local server: no limits but your hardware",
     )
 
