@@ -64,17 +64,26 @@ class Flavor:
     warm_path: str | None = None
     request_window: float = 86_400.0
     rules: RequestRules = field(default_factory=RequestRules)
+    embeddings_path: str | None = None
+    """Where it serves embeddings (`fakes.embeddings`); None: it has none."""
+    embedding_models: tuple[str, ...] = ()
 
     @property
     def limited(self) -> bool:
         return self.requests_limit is not None or self.tokens_limit is not None
 
-    def mounted(self, chat_path: str | None = None, models_path: str | None = None) -> Flavor:
+    def mounted(
+        self,
+        chat_path: str | None = None,
+        models_path: str | None = None,
+        embeddings_path: str | None = None,
+    ) -> Flavor:
         """This flavor with its endpoints elsewhere (an OpenRouter-like `/api/v1/...`)."""
         return replace(
             self,
             chat_path=chat_path or self.chat_path,
             models_path=models_path or self.models_path,
+            embeddings_path=embeddings_path or self.embeddings_path,
         )
 
     def error(
@@ -196,6 +205,8 @@ OPENAI = Flavor(
     wire=openai_wire,
     request_window=60.0,
     rules=RequestRules(temperature_max=2.0, max_stop=4),
+    embeddings_path="/v1/embeddings",
+    embedding_models=("generic-embed",),
 )
 
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (GROQ, CEREBRAS, OPENAI)}

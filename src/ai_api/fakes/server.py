@@ -1,7 +1,8 @@
 """`FakeUpstream`: a real aiohttp server on loopback speaking one provider's wire format.
 
-It answers chat completions (streaming or not), lists its models, checks the API key, reports
-rate-limit headers that drain as requests arrive, and misbehaves on demand through `Fault`s.
+It answers chat completions (streaming or not) and, in flavors that have them, embeddings; lists
+its models, checks the API key, reports rate-limit headers that drain as requests arrive, and
+misbehaves on demand through `Fault`s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from .embeddings import embeddings_answer
 from .flavors import FLAVORS, Flavor
 from .limits import RateBook
 from .plan import make_plan
@@ -142,6 +144,8 @@ class FakeUpstream:
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post(self.flavor.chat_path, self._chat)
         app.router.add_get(self.flavor.models_path, self._models)
+        if self.flavor.embeddings_path:
+            app.router.add_post(self.flavor.embeddings_path, self._embeddings)
         if self.flavor.warm_path:
             app.router.add_get(self.flavor.warm_path, self._warm)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
@@ -214,6 +218,51 @@ class FakeUpstream:
             return self._error(self.flavor.error(401))
         data = [self.flavor.wire.model_entry(m, self._created) for m in self.flavor.models]
         return self._json(200, {"object": "list", "data": data})
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """Embeddings (`fakes.embeddings`); faults apply as to chat, streaming ones aside."""
+        self.hits[f"POST {request.path}"] += 1
+        seen = SeenRequest(body={}, headers=request.headers, started=self._clock())
+        if self.record_requests:
+            self.requests.append(seen)
+        exchange = Exchange(request, self._next_fault(), self._stopping, 0.0)
+        try:
+            response = await self._embed(exchange, seen)
+            seen.status = 0 if exchange.dropped else response.status
+            return response
+        finally:
+            seen.finished.set()
+
+    async def _embed(self, exchange: Exchange, seen: SeenRequest) -> web.StreamResponse:
+        fault = exchange.fault
+        if fault.drop:
+            return exchange.drop()
+        if not self._authorized(exchange.request):
+            return self._error(self.flavor.error(401))
+        body = await self._body(exchange)
+        if isinstance(body, web.Response):
+            return body
+        seen.body = body
+        model = body.get("model")
+        if not isinstance(model, str) or model not in self.flavor.embedding_models:
+            return self._error(self.flavor.error(404, code="model_not_found", model=model))
+        answer = embeddings_answer(body, model)
+        if fault.status is not None or isinstance(answer, Violation):
+            return self._error(*self._embeddings_refusal(fault, answer, model))
+        self.limits.charge(answer["usage"]["total_tokens"])
+        return self._json(200, answer)
+
+    def _embeddings_refusal(
+        self, fault: Fault, answer: object, model: str
+    ) -> tuple[ErrorSpec, float | None]:
+        """A fault's error, else the 400 for what the request broke."""
+        if fault.status is not None:
+            spec = self.flavor.error(
+                fault.status, code=fault.code, message=fault.message, model=model
+            )
+            return spec, fault.retry_after
+        assert isinstance(answer, Violation)
+        return self.flavor.refusal(answer), None
 
     async def _warm(self, request: web.Request) -> web.Response:
         self.hits[f"GET {request.path}"] += 1
