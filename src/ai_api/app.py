@@ -13,6 +13,7 @@ from .admission import admission, allow_origin
 from .anthropic_events import error_of, speaks_anthropic
 from .api_anthropic import add_routes as add_anthropic_routes
 from .api_chat import chat
+from .api_embeddings import add_routes as add_embeddings_routes
 from .api_openai import add_routes
 from .connections import CONNECTION, ClientConnections
 from .errors import (
@@ -48,6 +49,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     app.router.add_get("/usage", usage)
     add_routes(app)
     add_anthropic_routes(app)
+    add_embeddings_routes(app)
     return app
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .attempts import Ask, Bounds, Opened, open_stream
 from .continuation import Prefills
+from .embeddings import EmbeddingRouter, build_embeddings
 from .http_client import HTTPClient
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
@@ -52,6 +53,8 @@ class Gateway:
     router: Router
     rationing: Rationing
     bounds: Bounds
+    embeddings: EmbeddingRouter
+    """The embedding model names and their routes (`POST /v1/embeddings`)."""
     ids: Ids = field(default_factory=lambda: Ids())
     prefills: Prefills = field(default_factory=lambda: Prefills())
     """Which members refused a prefill, for continuations."""
@@ -107,8 +110,10 @@ async def build_gateway(
         stack.push_async_callback(client.close)
         if settings.proxies.http or settings.proxies.https:
             log.info("calls to providers: %s", settings.proxies.describe())
-        router = build_router(settings, make_providers(settings, client, clock))
-        replayed = await rationing.rebuild(router.deployments())
+        providers = make_providers(settings, client, clock)
+        router = build_router(settings, providers)
+        embeddings = build_embeddings(settings, providers)
+        replayed = await rationing.rebuild([*router.deployments(), *embeddings.deployments()])
         if replayed:
             log.info(
                 "usage ledger: replayed %d attempts of the last day into the budgets", replayed
@@ -116,6 +121,7 @@ async def build_gateway(
         yield Gateway(
             settings=settings,
             router=router,
+            embeddings=embeddings,
             rationing=rationing,
             bounds=Bounds(
                 max_attempts=settings.max_attempts,

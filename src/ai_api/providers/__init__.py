@@ -1,7 +1,18 @@
 """Providers: the protocol, the OpenAI-compatible adapter and the built-in presets."""
 
 from .openai_compat import OpenAICompatible
-from .presets import CEREBRAS, GROQ, PRESETS, ProviderSpec
-from .protocol import Answer, Provider
+from .presets import CEREBRAS, GROQ, PRESETS, Embeddings, ProviderSpec
+from .protocol import Answer, Embedded, Embedder, Provider
 
-__all__ = ["CEREBRAS", "GROQ", "PRESETS", "Answer", "OpenAICompatible", "Provider", "ProviderSpec"]
+__all__ = [
+    "CEREBRAS",
+    "GROQ",
+    "PRESETS",
+    "Answer",
+    "Embedded",
+    "Embedder",
+    "Embeddings",
+    "OpenAICompatible",
+    "Provider",
+    "ProviderSpec",
+]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
+
+import msgspec
 
 from ..errors import (
     UpstreamError,
@@ -22,7 +24,7 @@ from ..schemas import ChatRequest, Chunk
 from ..sse import SSEDecoder
 from .openai_wire import STREAM_ENDS, parse_events, request_body, status_error
 from .presets import ProviderSpec
-from .protocol import Answer
+from .protocol import Answer, Embedded
 
 _NEVER = float("inf")
 
@@ -112,6 +114,10 @@ class OpenAICompatible:
             "Accept": "text/event-stream",
         }
         self._endpoint = client.endpoint(base_url.rstrip("/") + spec.chat_path, headers)
+        self._embeddings = None
+        if spec.embeddings is not None:
+            url = base_url.rstrip("/") + spec.embeddings.path
+            self._embeddings = client.endpoint(url, {**headers, "Accept": "application/json"})
         self._key = api_key
         self._read_timeout = read_timeout
         self._total_timeout = total_timeout
@@ -134,6 +140,37 @@ class OpenAICompatible:
         # Its first step posts and reads the head: from then on, closing it frees the response.
         rate = await anext(exchange)
         return Answer(rate, exchange)
+
+    async def embed(self, body: Mapping[str, Any]) -> Embedded:
+        """Post `body` to the embeddings endpoint; the whole answer, within the read timeout
+        (for the head, then for each read) and the total timeout. Failures: `UpstreamError`."""
+        if self._embeddings is None:
+            raise UpstreamProtocol(self.name, "this provider has no embeddings endpoint")
+        response: Response | None = None
+        limit = self._total_timeout or self._read_timeout
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._embeddings.post(msgspec.json.encode(body))
+                now = self._clock()
+                reading = read_headers(self.spec.rate_style, response.headers, now, now)
+                if response.status >= 400:
+                    error = await response.read(partial=True)
+                    raise self._status_error(response.status, error, response)
+                data = await response.read(self._max_answer_bytes + 1)
+            if len(data) > self._max_answer_bytes:
+                raise UpstreamProtocol(self.name, "the answer is over max_answer_bytes")
+            rate = reading if reading.windows or reading.retry_at is not None else None
+            return Embedded(rate, data)
+        except UpstreamError as exc:
+            exc.redact(self._redact)
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout(self.name, "no whole answer within the timeout") from exc
+        except (BadResponse, OSError) as exc:
+            raise self._failure(exc, response is not None) from exc
+        finally:
+            if response is not None:
+                response.release()
 
     async def _exchange(self, request: ChatRequest) -> AsyncGenerator[Any, None]:
         """The head's rate reading (or None), then the answer's chunks, a list per block read."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Protocol
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -34,4 +34,26 @@ class Provider(Protocol):
 
     async def open(self, request: ChatRequest) -> Answer:
         """The answer, once begun; its last chunks carry the finish reason and usage."""
+        ...
+
+
+class Embedded(msgspec.Struct, frozen=True):
+    """An embeddings answer: its rate-limit reading, if its headers held one, and its body."""
+
+    rate: RateReading | None
+    body: bytes
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """An upstream that also answers embeddings requests (OpenAI's `/embeddings` shape).
+
+    `embed` raises `ai_api.errors.UpstreamError` (or a subclass) for every upstream failure.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def embed(self, body: Mapping[str, Any]) -> Embedded:
+        """The upstream's answer to the JSON `body`, read whole."""
         ...

@@ -1,0 +1,190 @@
+"""`POST /v1/embeddings` driven by the official openai SDK over fake upstreams: floats and
+base64, field maps, failover, errors and the ledger."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from ai_api.config import preset_settings
+from ai_api.fakes import FLAVORS, FakeUpstream, Fault
+from ai_api.fakes.embeddings import DIMENSIONS, vector
+from ai_api.providers.presets import GEMINI, MISTRAL
+from ai_api.server import running
+from ai_api.settings import Settings
+
+EMBEDDER = dataclasses.replace(
+    FLAVORS["openai"], embedding_models=("mistral-embed", "gemini-embedding-001")
+)
+
+
+def mistral(fake: FakeUpstream, name: str = "mistral") -> Any:
+    env = {"MISTRAL_API_KEY": "k"}
+    return preset_settings(MISTRAL, env, name=name, base_url=fake.base_url + "/v1")
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
+    async with FakeUpstream(EMBEDDER) as one, FakeUpstream(EMBEDDER) as two:
+        yield one, two
+
+
+@pytest.fixture
+async def gateway(fakes, tmp_path) -> AsyncIterator[str]:
+    one, two = fakes
+    providers = (mistral(one), mistral(two, "mistral2"))
+    ledger = str(tmp_path / "usage.sqlite3")
+    async with running(Settings(providers=providers, port=0, ledger=ledger)) as url:
+        yield url
+
+
+def sdk(url: str, prefix: str = "/v1") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=url + prefix, api_key="unused", max_retries=0)
+
+
+def float32(values: list[float]) -> list[float]:
+    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
+
+
+async def test_floats_in_input_order(gateway, fakes):
+    async with sdk(gateway) as client:
+        done = await client.embeddings.create(
+            model="mistral/mistral-embed", input=["first", "second"], encoding_format="float"
+        )
+    assert [d.index for d in done.data] == [0, 1]
+    assert done.data[0].embedding == vector("first")
+    assert done.data[1].embedding == vector("second")
+    assert len(done.data[0].embedding) == DIMENSIONS
+    assert done.model == "mistral-embed"
+    assert done.usage.prompt_tokens == done.usage.total_tokens > 0
+    sent = fakes[0].requests[-1].body
+    assert sent == {"model": "mistral-embed", "input": ["first", "second"]}
+
+
+async def test_the_sdk_default_base64_is_decoded(gateway):
+    # Without `encoding_format` the SDK asks for base64 and decodes it into floats.
+    async with sdk(gateway) as client:
+        done = await client.embeddings.create(model="mistral/mistral-embed", input="hello")
+    assert done.data[0].embedding == float32(vector("hello"))
+
+
+async def test_explicit_base64_is_float32_little_endian(gateway, fakes):
+    async with sdk(gateway, "/openai/v1") as client:
+        done = await client.embeddings.create(
+            model="mistral/mistral-embed", input="hello", encoding_format="base64"
+        )
+    raw = base64.b64decode(done.data[0].embedding)  # type: ignore[arg-type]
+    assert list(struct.unpack(f"<{DIMENSIONS}f", raw)) == float32(vector("hello"))
+    assert "encoding_format" not in fakes[0].requests[-1].body  # upstreams give floats
+
+
+async def test_dimensions_and_extra_fields_in_the_providers_names(gateway, fakes):
+    async with sdk(gateway) as client:
+        await client.embeddings.create(
+            model="mistral/mistral-embed",
+            input="x",
+            dimensions=8,
+            user="someone",
+            extra_body={"output_dtype": "float", "input_type": "query"},
+        )
+    sent = fakes[0].requests[-1].body
+    assert sent == {
+        "model": "mistral-embed",
+        "input": ["x"],
+        "output_dimension": 8,
+        "output_dtype": "float",  # Mistral's own; `input_type` is NVIDIA's, `user` dropped
+    }
+
+
+async def test_failover_on_5xx_and_429(gateway, fakes, client):
+    one, two = fakes
+    one.default_fault = Fault(status=503)
+    answers = []
+    for _ in range(3):
+        async with client.post(
+            gateway + "/v1/embeddings", json={"model": "mistral-embed", "input": "hi"}
+        ) as response:
+            assert response.status == 200, await response.text()
+            answers.append(response.headers["X-AI-API-Provider"])
+    assert answers == ["mistral2"] * 3
+    assert one.hits["POST /v1/embeddings"] >= 1
+    two.add_fault(Fault(status=429, retry_after=30))
+    one.heal()
+    async with sdk(gateway) as sdk_client:
+        done = await sdk_client.embeddings.with_raw_response.create(
+            model="mistral-embed", input="hi"
+        )
+    assert done.headers["X-AI-API-Provider"] == "mistral"
+
+
+async def test_errors(gateway, fakes):
+    async with sdk(gateway) as client:
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.embeddings.create(model="mistral/nope", input="x")
+        assert missing.value.code == "model_not_found"
+        with pytest.raises(openai.BadRequestError) as tokens:
+            await client.embeddings.create(model="mistral-embed", input=[[1, 2, 3]])
+        assert tokens.value.param == "input"
+        with pytest.raises(openai.BadRequestError) as empty:
+            await client.embeddings.create(model="mistral-embed", input=[])
+        assert empty.value.param == "input"
+        with pytest.raises(openai.BadRequestError) as form:
+            await client.embeddings.create(
+                model="mistral-embed",
+                input="x",
+                encoding_format="int8",  # type: ignore[arg-type]
+            )
+        assert form.value.param == "encoding_format"
+        for fake in fakes:
+            fake.default_fault = Fault(status=500)
+        with pytest.raises(openai.APIStatusError) as failed:
+            await client.embeddings.create(model="mistral-embed", input="x")
+    assert failed.value.status_code >= 500
+    assert "2 attempts failed" in failed.value.message
+
+
+async def test_dimensions_where_no_member_takes_them(tmp_path):
+    flavor = EMBEDDER.mounted(embeddings_path="/v1beta/openai/embeddings")
+    async with FakeUpstream(flavor) as fake:
+        env = {"GEMINI_API_KEY": "k"}
+        gemini = preset_settings(GEMINI, env, base_url=fake.base_url + "/v1beta/openai")
+        settings = Settings(providers=(gemini,), port=0, ledger="")
+        async with running(settings) as url, sdk(url) as client:
+            done = await client.embeddings.create(model="gemini-embedding-001", input="x")
+            assert len(done.data[0].embedding) == DIMENSIONS
+            with pytest.raises(openai.BadRequestError) as info:
+                await client.embeddings.create(
+                    model="gemini-embedding-001", input="x", dimensions=8
+                )
+    assert info.value.param == "dimensions"
+    assert "gemini/gemini-embedding-001" in info.value.message
+
+
+async def test_the_ledger_records_every_attempt(gateway, fakes, client):
+    fakes[0].add_fault(Fault(status=503))
+    async with client.post(
+        gateway + "/v1/embeddings", json={"model": "mistral/mistral-embed", "input": "hi"}
+    ) as response:
+        assert response.status == 503
+    async with client.post(
+        gateway + "/v1/embeddings", json={"model": "mistral2/mistral-embed", "input": "hi"}
+    ) as response:
+        assert response.status == 200
+    async with client.get(gateway + "/usage") as response:
+        days = (await response.json())["days"]
+    rows = {(r["provider"], r["model"]): r for r in days}
+    assert rows[("mistral", "mistral-embed")]["requests"] == 1
+    assert rows[("mistral2", "mistral-embed")]["requests"] == 1
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
