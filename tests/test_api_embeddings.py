@@ -16,9 +16,9 @@ import pytest
 from ai_api.config import preset_settings
 from ai_api.fakes import FLAVORS, FakeUpstream, Fault
 from ai_api.fakes.embeddings import DIMENSIONS, vector
-from ai_api.providers.presets import GEMINI, MISTRAL
+from ai_api.providers.presets import GEMINI, MISTRAL, OLLAMA, rates
 from ai_api.server import running
-from ai_api.settings import Settings
+from ai_api.settings import GatewayKey, Secret, Settings
 
 EMBEDDER = dataclasses.replace(
     FLAVORS["openai"], embedding_models=("mistral-embed", "gemini-embedding-001")
@@ -188,3 +188,67 @@ async def test_the_ledger_records_every_attempt(gateway, fakes, client):
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
+
+
+async def test_a_local_server_takes_any_model_name():
+    async with FakeUpstream(EMBEDDER) as fake:
+        ollama = preset_settings(
+            OLLAMA, {"OLLAMA_MODEL": "generic-large"}, base_url=fake.base_url + "/v1"
+        )
+        settings = Settings(providers=(ollama,), port=0, ledger="")
+        async with running(settings) as url, sdk(url) as client:
+            done = await client.embeddings.create(model="ollama/mistral-embed", input="x")
+            again = await client.embeddings.create(model="ollama/mistral-embed", input="y")
+            with pytest.raises(openai.APIStatusError) as gone:  # the server's own 404
+                await client.embeddings.create(model="ollama/not-loaded", input="x")
+            with pytest.raises(openai.NotFoundError) as unknown:
+                await client.embeddings.create(model="mistral-embed", input="x")
+    assert done.data[0].embedding == float32(vector("x"))
+    assert again.data[0].embedding == float32(vector("y"))
+    assert unknown.value.code == "model_not_found"  # a bare name is a listed model's only
+    assert gone.value.status_code == 502
+    assert "not-loaded" in gone.value.message
+
+
+async def test_keys_hold_embeddings_to_their_scope_and_models(fakes):
+    full, chat, lister = "full-0123456789abcdef", "chat-0123456789abcdef", "list-0123456789abcd"
+    keys = (
+        GatewayKey("AI_API_KEYS", Secret(full)),
+        GatewayKey("ci", Secret(chat), frozenset({"chat"}), ("mistral/*",)),
+        GatewayKey("lister", Secret(lister), frozenset({"models"})),
+    )
+    providers = (mistral(fakes[0]), mistral(fakes[1], "mistral2"))
+    settings = Settings(providers=providers, port=0, ledger="", gateway_keys=keys)
+    async with running(settings) as url:
+        for key in (full, chat):
+            async with sdk_with(url, key) as client:
+                assert (
+                    await client.embeddings.create(model="mistral/mistral-embed", input="x")
+                ).data
+        async with sdk_with(url, chat) as client:
+            with pytest.raises(openai.PermissionDeniedError) as model:
+                await client.embeddings.create(model="mistral2/mistral-embed", input="x")
+        assert model.value.param == "model"
+        async with sdk_with(url, lister) as client:
+            with pytest.raises(openai.PermissionDeniedError):
+                await client.embeddings.create(model="mistral/mistral-embed", input="x")
+
+
+def sdk_with(url: str, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+
+
+async def test_a_member_out_of_room_is_not_asked(fakes, client):
+    one, _ = fakes
+    limited = dataclasses.replace(
+        MISTRAL, embeddings=dataclasses.replace(MISTRAL.embeddings, limits={"*": rates(rpm=1)})
+    )
+    p = dataclasses.replace(mistral(one), spec=limited)
+    async with running(Settings(providers=(p,), port=0, ledger="")) as url:
+        body = {"model": "mistral/mistral-embed", "input": "hi"}
+        async with client.post(url + "/v1/embeddings", json=body) as first:
+            assert first.status == 200
+        async with client.post(url + "/v1/embeddings", json=body) as second:
+            assert second.status == 429
+            assert int(second.headers["Retry-After"]) > 0
+    assert one.hits["POST /v1/embeddings"] == 1
