@@ -240,9 +240,9 @@ def sdk_with(url: str, key: str) -> openai.AsyncOpenAI:
 
 async def test_a_member_out_of_room_is_not_asked(fakes, client):
     one, _ = fakes
-    limited = dataclasses.replace(
-        MISTRAL, embeddings=dataclasses.replace(MISTRAL.embeddings, limits={"*": rates(rpm=1)})
-    )
+    assert MISTRAL.embeddings is not None
+    offer = dataclasses.replace(MISTRAL.embeddings, limits={"*": rates(rpm=1)})
+    limited = dataclasses.replace(MISTRAL, embeddings=offer)
     p = dataclasses.replace(mistral(one), spec=limited)
     async with running(Settings(providers=(p,), port=0, ledger="")) as url:
         body = {"model": "mistral/mistral-embed", "input": "hi"}
