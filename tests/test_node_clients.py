@@ -154,3 +154,14 @@ def test_the_lock_pins_every_package_by_hash_without_its_download_address():
         assert "resolved" not in entry, path
     direct = json.loads((NODE_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]
     assert {name: packages[f"node_modules/{name}"]["version"] for name in direct} == direct
+
+
+@pytest.mark.parametrize("mode", ["generate", "stream"])
+async def test_the_ai_sdk_generates_an_object(node, gateway, groq: FakeUpstream, mode):
+    result = await run_script(node, "ai_sdk_object.mjs", gateway, mode)
+    forecast = result["object"]
+    assert forecast["unit"] == "celsius"
+    assert len(forecast["days"]) == 1
+    assert isinstance(forecast["city"], str)
+    assert result["finish_reason"] == "stop"
+    assert groq.requests[-1].body["response_format"]["type"] == "json_schema"
