@@ -13,7 +13,7 @@ import aiohttp
 import openai
 import pytest
 
-from ai_api.config import preset_settings
+from ai_api.config import load_settings, preset_settings
 from ai_api.fakes import FLAVORS, FakeUpstream, Fault
 from ai_api.fakes.embeddings import DIMENSIONS, vector
 from ai_api.providers.presets import GEMINI, MISTRAL, OLLAMA, rates
@@ -252,3 +252,24 @@ async def test_a_member_out_of_room_is_not_asked(fakes, client):
             assert second.status == 429
             assert int(second.headers["Retry-After"]) > 0
     assert one.hits["POST /v1/embeddings"] == 1
+
+
+async def test_a_config_file_endpoint_serves_any_model_with_dimensions(tmp_path):
+    async with FakeUpstream(FLAVORS["openai"], api_key="box-key") as fake:
+        path = tmp_path / "ai-api.toml"
+        path.write_text(
+            f"""
+[providers.box]
+kind = "openai"
+base_url = "{fake.base_url}/v1"
+api_key_env = "BOX_KEY"
+models = ["generic-large"]
+"""
+        )
+        settings = load_settings({"BOX_KEY": "box-key"}, path).with_overrides(port=0, ledger="")
+        async with running(settings) as url, sdk(url) as client:
+            done = await client.embeddings.create(
+                model="box/generic-embed", input="x", dimensions=5, encoding_format="float"
+            )
+    assert done.data[0].embedding == vector("x", 5)
+    assert fake.requests[-1].body["dimensions"] == 5

@@ -434,6 +434,7 @@ GENERIC = ProviderSpec(
     rate_style="openai",
     chat_path="/chat/completions",
     default_model=None,
+    embeddings=Embeddings(models=(), dimensions_field="dimensions"),
     note="any OpenAI-compatible endpoint declared in the config file",
 )
 """The kind `openai` in a config file: an endpoint with no preset, described there."""
