@@ -77,11 +77,8 @@ class EmbeddingRouter:
 
     def deployments(self) -> list[Deployment]:
         """Every listed deployment, once."""
-        return [
-            r.members[0].deployment
-            for n, r in self.routes.items()
-            if "/" in n and len(r.members) == 1
-        ]
+        found = {d.public_name: d for r in self.routes.values() for d in r.deployments}
+        return list(found.values())
 
 
 def _deployment(p: ProviderSettings, model: str, router: EmbeddingRouter) -> Deployment:
