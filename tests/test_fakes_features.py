@@ -8,10 +8,11 @@ import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import groq
+import pydantic
 import pytest
 from cerebras.cloud import sdk as cerebras
 from cerebras.cloud.sdk.types.chat.chat_completion import (
@@ -625,3 +626,30 @@ async def test_comment_lines_come_before_the_first_chunk(generic_fake, session):
         raw = await response.read()
 
     assert raw.startswith(b": OPENROUTER PROCESSING\n\n" * 2 + b"data: {")
+
+
+def test_a_forced_tool_call_is_an_instance_of_its_pydantic_parameters():
+    class Leg(pydantic.BaseModel):
+        city: str
+        nights: int = pydantic.Field(ge=1)
+
+    class Trip(pydantic.BaseModel):
+        legs: list[Leg] = pydantic.Field(min_length=2)
+        kind: Literal["work", "leisure"]
+        budget: float | None
+
+    book = {
+        "type": "function",
+        "function": {"name": "book", "parameters": Trip.model_json_schema()},
+    }
+    body = {
+        "messages": MESSAGES,
+        "tools": [WEATHER, book],
+        "tool_choice": {"type": "function", "function": {"name": "book"}},
+    }
+    call = tool_call(body, "call_1")
+    assert call is not None
+    assert call.name == "book"
+    trip = Trip.model_validate_json(call.arguments)
+    assert len(trip.legs) == 2
+    assert trip.kind == "work"
