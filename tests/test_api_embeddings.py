@@ -273,3 +273,17 @@ models = ["generic-large"]
             )
     assert done.data[0].embedding == vector("x", 5)
     assert fake.requests[-1].body["dimensions"] == 5
+
+
+async def test_a_dropped_connection_fails_over(gateway, fakes):
+    one = fakes[0]
+    one.default_fault = Fault(drop=True)
+    async with sdk(gateway) as client:
+        for _ in range(2):
+            done = await client.embeddings.with_raw_response.create(
+                model="mistral-embed", input="hi", encoding_format="float"
+            )
+            assert done.headers["X-AI-API-Provider"] == "mistral2"
+            assert done.parse().data[0].embedding == vector("hi")
+    assert one.hits["POST /v1/embeddings"] >= 1
+    assert all(r.status == 0 for r in one.requests)

@@ -142,8 +142,8 @@ class OpenAICompatible:
         return Answer(rate, exchange)
 
     async def embed(self, body: Mapping[str, Any]) -> Embedded:
-        """Post `body` to the embeddings endpoint; the whole answer, within the read timeout
-        (for the head, then for each read) and the total timeout. Failures: `UpstreamError`."""
+        """Post `body` to the embeddings endpoint; the whole answer, the exchange bounded by the
+        total timeout (by the read timeout when there is none). Failures: `UpstreamError`."""
         if self._embeddings is None:
             raise UpstreamProtocol(self.name, "this provider has no embeddings endpoint")
         response: Response | None = None
