@@ -16,7 +16,7 @@ import pytest
 from ai_api.config import load_settings, preset_settings
 from ai_api.fakes import FLAVORS, FakeUpstream, Fault
 from ai_api.fakes.embeddings import DIMENSIONS, vector
-from ai_api.providers.presets import GEMINI, MISTRAL, OLLAMA, rates
+from ai_api.providers.presets import GEMINI, HUGGINGFACE, MISTRAL, OLLAMA, rates
 from ai_api.server import running
 from ai_api.settings import GatewayKey, Secret, Settings
 
@@ -287,3 +287,31 @@ async def test_a_dropped_connection_fails_over(gateway, fakes):
             assert done.parse().data[0].embedding == vector("hi")
     assert one.hits["POST /v1/embeddings"] >= 1
     assert all(r.status == 0 for r in one.requests)
+
+
+async def test_hugging_face_feature_extraction_in_openai_shape():
+    flavor = dataclasses.replace(
+        EMBEDDER,
+        embedding_models=("BAAI/bge-small-en-v1.5",),
+        feature_extraction_path="/hf-inference/models/{model}/pipeline/feature-extraction",
+    )
+    async with FakeUpstream(flavor) as fake:
+        hf = preset_settings(HUGGINGFACE, {"HF_TOKEN": "k"}, base_url=fake.base_url + "/v1")
+        settings = Settings(providers=(hf,), port=0, ledger="")
+        async with running(settings) as url, sdk(url) as client:
+            done = await client.embeddings.create(
+                model="huggingface/BAAI/bge-small-en-v1.5", input=["a", "b"]
+            )
+            coded = await client.embeddings.create(
+                model="huggingface/BAAI/bge-small-en-v1.5", input="a", encoding_format="base64"
+            )
+    assert [d.embedding for d in done.data] == [float32(vector("a")), float32(vector("b"))]
+    assert done.usage.prompt_tokens > 0  # estimated: the pipeline reports none
+    raw = base64.b64decode(coded.data[0].embedding)  # type: ignore[arg-type]
+    assert list(struct.unpack(f"<{DIMENSIONS}f", raw)) == float32(vector("a"))
+    seen = fake.requests[0]
+    assert seen.body == {"inputs": ["a", "b"]}
+    assert (
+        fake.hits["POST /hf-inference/models/BAAI/bge-small-en-v1.5/pipeline/feature-extraction"]
+        == 2
+    )

@@ -20,7 +20,7 @@ from ai_api.embeddings_wire import (
 from ai_api.errors import InvalidRequest, UpstreamProtocol
 from ai_api.fakes.embeddings import as_base64, embeddings_answer, inputs_of, vector
 from ai_api.fakes.rules import Violation
-from ai_api.providers.presets import CLOUDFLARE, MISTRAL, NVIDIA, OLLAMA
+from ai_api.providers.presets import CLOUDFLARE, HUGGINGFACE, MISTRAL, NVIDIA, OLLAMA
 from ai_api.schemas import Usage
 
 
@@ -146,3 +146,14 @@ def test_the_fakes_vectors_are_unit_and_stable():
     assert not isinstance(answer, Violation)
     assert [d["index"] for d in answer["data"]] == [0, 1]
     assert isinstance(answer["data"][0]["embedding"], str)
+
+
+def test_the_feature_extraction_dialect():
+    assert HUGGINGFACE.embeddings is not None
+    ask = EmbeddingAsk("r", ("a", "b"), dimensions=None, extra={"input_type": "query"})
+    assert upstream_body(HUGGINGFACE.embeddings, "BAAI/bge-m3", ask) == {"inputs": ["a", "b"]}
+    vectors, usage = read_answer("hf", b"[[0.5, 1], [0, -1]]", 2, "feature-extraction")
+    assert (vectors, usage) == ([[0.5, 1.0], [0.0, -1.0]], None)
+    for body in (b"[[[0.5]], [[1]]]", b"[[1]]", b'{"error": "x"}'):
+        with pytest.raises(UpstreamProtocol):
+            read_answer("hf", body, 2, "feature-extraction")

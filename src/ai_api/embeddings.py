@@ -174,12 +174,12 @@ async def _attempt(
     body = upstream_body(d.spec.embeddings, d.model, ask)
     try:
         async with asyncio.timeout(max(0.0, wait)):
-            answer = await embedder.embed(body)
+            answer = await embedder.embed(d.model, body)
     except TimeoutError:
         raise UpstreamTimeout(d.name, "no answer before the deadline") from None
     if answer.rate is not None:
         await rationing.observe(ticket, answer.rate)
-    vectors, usage = read_answer(d.name, answer.body, len(ask.texts))
+    vectors, usage = read_answer(d.name, answer.body, len(ask.texts), d.spec.embeddings.dialect)
     if usage is None or usage.total_tokens == 0:
         usage = Usage(ask.prompt_tokens, 0, ask.prompt_tokens)
     return vectors, Usage(usage.prompt_tokens, 0, usage.total_tokens or usage.prompt_tokens)

@@ -1,8 +1,10 @@
 """Embeddings as pure translations: the client's request, the upstream body, the upstream
 answer, the client's answer (OpenAI's `POST /v1/embeddings` shapes). No I/O.
 
-Upstreams are always asked for floats; `encoding_format: "base64"` is encoded here (float32,
-little-endian, as OpenAI does). Token-array inputs are refused: no upstream tokenizer is known.
+Hugging Face's feature-extraction dialect (`{"inputs": [...]}` in, bare arrays out) is put
+into the same shapes. Upstreams are always asked for floats; `encoding_format: "base64"` is
+encoded here (float32, little-endian, as OpenAI does). Token-array inputs are refused: no
+upstream tokenizer is known.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .schemas import Usage
 from .tokens import text_tokens
 
 FORMATS = ("float", "base64")
+FEATURE_EXTRACTION = "feature-extraction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,8 @@ def takes(offer: Embeddings, ask: EmbeddingAsk) -> bool:
 
 def upstream_body(offer: Embeddings, model: str, ask: EmbeddingAsk) -> dict[str, Any]:
     """The JSON body for a provider with `offer`: floats, its field names, its defaults."""
+    if offer.dialect == FEATURE_EXTRACTION:
+        return {"inputs": list(ask.texts)}
     body: dict[str, Any] = {"model": model, "input": list(ask.texts)}
     body.update(offer.defaults)
     body.update({k: v for k, v in (ask.extra or {}).items() if k in offer.extra})
@@ -114,10 +119,15 @@ class _Answer(msgspec.Struct):
 
 
 _answer = msgspec.json.Decoder(_Answer)
+_arrays = msgspec.json.Decoder(list[list[float]])
 
 
-def read_answer(provider: str, raw: bytes, count: int) -> tuple[list[list[float]], Usage | None]:
+def read_answer(
+    provider: str, raw: bytes, count: int, dialect: str = "openai"
+) -> tuple[list[list[float]], Usage | None]:
     """The vectors of an upstream answer, in input order, and the usage it reported."""
+    if dialect == FEATURE_EXTRACTION:
+        return _read_arrays(provider, raw, count), None
     try:
         answer = _answer.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -130,6 +140,18 @@ def read_answer(provider: str, raw: bytes, count: int) -> tuple[list[list[float]
         for item in items
     ]
     return vectors, answer.usage
+
+
+def _read_arrays(provider: str, raw: bytes, count: int) -> list[list[float]]:
+    """A feature-extraction answer: one array of floats per input (a model that answers
+    per token, arrays of arrays, is no sentence embedder)."""
+    try:
+        vectors = _arrays.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UpstreamProtocol(provider, f"not one array of floats an input: {exc}") from exc
+    if len(vectors) != count:
+        raise UpstreamProtocol(provider, f"{len(vectors)} embeddings for {count} inputs")
+    return vectors
 
 
 def _floats(provider: str, text: str) -> list[float]:

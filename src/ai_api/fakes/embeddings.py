@@ -3,7 +3,7 @@
 Each input's vector comes from a SHA-256 stream of its text, normalised to length 1, so the
 same text always has the same embedding and different texts differ. `dimensions` is honoured
 (`DIMENSIONS` without it); `encoding_format: "base64"` gives little-endian float32 bytes, as
-OpenAI's API does.
+OpenAI's API does. Hugging Face's feature-extraction pipeline answers the same vectors bare.
 """
 
 from __future__ import annotations
@@ -78,3 +78,10 @@ def embeddings_answer(body: Mapping[str, Any], model: str) -> JSON | Violation:
     tokens = sum(len(text) // 4 + 1 for text in texts)
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return {"object": "list", "data": data, "model": model, "usage": usage}
+
+
+def as_features(answer: JSON, inputs: Any) -> Any:
+    """`answer` as Hugging Face's feature extraction gives it: the arrays of floats alone (one
+    array for one string)."""
+    arrays = [item["embedding"] for item in answer["data"]]
+    return arrays[0] if isinstance(inputs, str) else arrays

@@ -67,6 +67,8 @@ class Flavor:
     embeddings_path: str | None = None
     """Where it serves embeddings (`fakes.embeddings`); None: it has none."""
     embedding_models: tuple[str, ...] = ()
+    feature_extraction_path: str | None = None
+    """Where it serves Hugging Face's feature-extraction pipeline (`{model}` in the path)."""
 
     @property
     def limited(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .embeddings import embeddings_answer
+from .embeddings import as_features, embeddings_answer
 from .flavors import FLAVORS, Flavor
 from .limits import RateBook
 from .plan import make_plan
@@ -146,6 +146,9 @@ class FakeUpstream:
         app.router.add_get(self.flavor.models_path, self._models)
         if self.flavor.embeddings_path:
             app.router.add_post(self.flavor.embeddings_path, self._embeddings)
+        if self.flavor.feature_extraction_path:
+            path = self.flavor.feature_extraction_path.replace("{model}", "{model:.+}")
+            app.router.add_post(path, self._embeddings)
         if self.flavor.warm_path:
             app.router.add_get(self.flavor.warm_path, self._warm)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
@@ -243,14 +246,15 @@ class FakeUpstream:
         if isinstance(body, web.Response):
             return body
         seen.body = body
-        model = body.get("model")
+        model = exchange.request.match_info.get("model") or body.get("model")
         if not isinstance(model, str) or model not in self.flavor.embedding_models:
             return self._error(self.flavor.error(404, code="model_not_found", model=model))
-        answer = embeddings_answer(body, model)
+        features = "inputs" in body and "model" in exchange.request.match_info
+        answer = embeddings_answer({"input": body["inputs"]} if features else body, model)
         if fault.status is not None or isinstance(answer, Violation):
             return self._error(*self._embeddings_refusal(fault, answer, model))
         self.limits.charge(answer["usage"]["total_tokens"])
-        return self._json(200, answer)
+        return self._json(200, as_features(answer, body["inputs"]) if features else answer)
 
     def _embeddings_refusal(
         self, fault: Fault, answer: object, model: str

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -18,7 +19,7 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ..http_client import BadResponse, Endpoints, Response
+from ..http_client import BadResponse, Endpoint, Endpoints, Response
 from ..ratelimits import RateReading, read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk
 from ..sse import SSEDecoder
@@ -114,10 +115,10 @@ class OpenAICompatible:
             "Accept": "text/event-stream",
         }
         self._endpoint = client.endpoint(base_url.rstrip("/") + spec.chat_path, headers)
-        self._embeddings = None
-        if spec.embeddings is not None:
-            url = base_url.rstrip("/") + spec.embeddings.path
-            self._embeddings = client.endpoint(url, {**headers, "Accept": "application/json"})
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._json_headers = {**headers, "Accept": "application/json"}
+        self._embeddings: dict[str, Endpoint] = {}
         self._key = api_key
         self._read_timeout = read_timeout
         self._total_timeout = total_timeout
@@ -141,16 +142,15 @@ class OpenAICompatible:
         rate = await anext(exchange)
         return Answer(rate, exchange)
 
-    async def embed(self, body: Mapping[str, Any]) -> Embedded:
+    async def embed(self, model: str, body: Mapping[str, Any]) -> Embedded:
         """Post `body` to the embeddings endpoint; the whole answer, the exchange bounded by the
         total timeout (by the read timeout when there is none). Failures: `UpstreamError`."""
-        if self._embeddings is None:
-            raise UpstreamProtocol(self.name, "this provider has no embeddings endpoint")
+        endpoint = self._embeddings_endpoint(model)
         response: Response | None = None
         limit = self._total_timeout or self._read_timeout
         try:
             async with asyncio.timeout(limit):
-                response = await self._embeddings.post(msgspec.json.encode(body))
+                response = await endpoint.post(msgspec.json.encode(body))
                 now = self._clock()
                 reading = read_headers(self.spec.rate_style, response.headers, now, now)
                 if response.status >= 400:
@@ -171,6 +171,21 @@ class OpenAICompatible:
         finally:
             if response is not None:
                 response.release()
+
+    def _embeddings_endpoint(self, model: str) -> Endpoint:
+        """Where `model`'s embeddings are asked for (one endpoint a model, made once)."""
+        endpoint = self._embeddings.get(model)
+        if endpoint is None:
+            offer = self.spec.embeddings
+            if offer is None:
+                raise UpstreamProtocol(self.name, "this provider has no embeddings endpoint")
+            root = self._base_url
+            if offer.from_origin:
+                parts = urlsplit(root)
+                root = f"{parts.scheme}://{parts.netloc}"
+            url = root + offer.path.replace("{model}", model)
+            endpoint = self._embeddings[model] = self._client.endpoint(url, self._json_headers)
+        return endpoint
 
     async def _exchange(self, request: ChatRequest) -> AsyncGenerator[Any, None]:
         """The head's rate reading (or None), then the answer's chunks, a list per block read."""

@@ -80,7 +80,12 @@ class Embeddings:
     """Its embedding models, routable as `provider/model`; none for a local server, where
     `provider/<any name>` asks for the model loaded under that name."""
     path: str = "/embeddings"
-    """Appended to the provider's base URL."""
+    """Appended to the provider's base URL; `{model}` stands for the model's name."""
+    from_origin: bool = False
+    """`path` is appended to the base URL's origin (scheme, host, port) instead."""
+    dialect: str = "openai"
+    """`openai`: OpenAI's request and answer; `feature-extraction`: Hugging Face's
+    (`{"inputs": [...]}` in, bare arrays of floats out), put into OpenAI's shape here."""
     dimensions_field: str | None = None
     """Its name for OpenAI's `dimensions`; None: not known to take one (a request with
     `dimensions` skips it)."""
@@ -359,6 +364,14 @@ HUGGINGFACE = ProviderSpec(
     base_url="https://router.huggingface.co/v1",
     chat_path="/chat/completions",
     default_model="openai/gpt-oss-120b",
+    embeddings=Embeddings(
+        # Not an OpenAI endpoint: the feature-extraction pipeline of hf-inference, per model.
+        models=(),
+        path="/hf-inference/models/{model}/pipeline/feature-extraction",
+        from_origin=True,
+        dialect="feature-extraction",
+        note="sentence-transformers models such as BAAI/bge-* (integration wiki, 2026)",
+    ),
     note="free users: $0.10 of credits a month, then 402 (pricing page, 2026)",
 )
 

@@ -54,6 +54,6 @@ class Embedder(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def embed(self, body: Mapping[str, Any]) -> Embedded:
-        """The upstream's answer to the JSON `body`, read whole."""
+    async def embed(self, model: str, body: Mapping[str, Any]) -> Embedded:
+        """The upstream's answer to the JSON `body` for `model`, read whole."""
         ...
