@@ -32,6 +32,10 @@ from .verdicts import Retry, retry_of
 
 log = logging.getLogger("ai_api.embeddings")
 
+MAX_MADE = 256
+"""The most routes kept for names of providers that take any model name (others are made
+again for each request: a route is cheap, and its budgets and health live in the state)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Embedding:
@@ -68,7 +72,9 @@ class EmbeddingRouter:
                 code="model_not_found",
                 param="model",
             )
-        made = self._made[name] = Route(name, "fallback", (Member(_deployment(p, model, self)),))
+        made = Route(name, "fallback", (Member(_deployment(p, model, self)),))
+        if len(self._made) < MAX_MADE:  # clients choose these names: keep only so many
+            self._made[name] = made
         return made
 
     def names(self) -> list[str]:
