@@ -315,3 +315,22 @@ async def test_hugging_face_feature_extraction_in_openai_shape():
         fake.hits["POST /hf-inference/models/BAAI/bge-small-en-v1.5/pipeline/feature-extraction"]
         == 2
     )
+
+
+async def test_a_silent_member_times_out_and_fails_over(fakes):
+    one, two = fakes
+    one.default_fault = Fault(headers_delay=5)
+    providers = (mistral(one), mistral(two, "mistral2"))
+    settings = Settings(providers=providers, port=0, ledger="", read_timeout=0.3)
+    async with running(settings) as url, sdk(url) as client:
+        for _ in range(2):
+            done = await client.embeddings.with_raw_response.create(
+                model="mistral-embed", input="hi"
+            )
+            assert done.headers["X-AI-API-Provider"] == "mistral2"
+        one.heal()
+        with pytest.raises(openai.APIStatusError) as info:
+            two.default_fault = Fault(headers_delay=5)
+            one.default_fault = Fault(headers_delay=5)
+            await client.embeddings.create(model="mistral2/mistral-embed", input="hi")
+    assert info.value.status_code == 504

@@ -238,7 +238,7 @@ class FakeUpstream:
 
     async def _embed(self, exchange: Exchange, seen: SeenRequest) -> web.StreamResponse:
         fault = exchange.fault
-        if fault.drop:
+        if fault.drop or (fault.headers_delay > 0 and await exchange.pause(fault.headers_delay)):
             return exchange.drop()
         if not self._authorized(exchange.request):
             return self._error(self.flavor.error(401))

@@ -143,20 +143,22 @@ class OpenAICompatible:
         return Answer(rate, exchange)
 
     async def embed(self, model: str, body: Mapping[str, Any]) -> Embedded:
-        """Post `body` to the embeddings endpoint; the whole answer, the exchange bounded by the
-        total timeout (by the read timeout when there is none). Failures: `UpstreamError`."""
+        """Post `body` to `model`'s embeddings endpoint; the whole answer. The head, then the
+        body, each within the read timeout, and the exchange within the total timeout.
+        Failures: `UpstreamError`."""
         endpoint = self._embeddings_endpoint(model)
         response: Response | None = None
-        limit = self._total_timeout or self._read_timeout
         try:
-            async with asyncio.timeout(limit):
-                response = await endpoint.post(msgspec.json.encode(body))
+            async with asyncio.timeout(self._total_timeout):
+                async with asyncio.timeout(self._read_timeout):
+                    response = await endpoint.post(msgspec.json.encode(body))
                 now = self._clock()
                 reading = read_headers(self.spec.rate_style, response.headers, now, now)
-                if response.status >= 400:
-                    error = await response.read(partial=True)
-                    raise self._status_error(response.status, error, response)
-                data = await response.read(self._max_answer_bytes + 1)
+                async with asyncio.timeout(self._read_timeout):
+                    if response.status >= 400:
+                        error = await response.read(partial=True)
+                        raise self._status_error(response.status, error, response)
+                    data = await response.read(self._max_answer_bytes + 1)
             if len(data) > self._max_answer_bytes:
                 raise UpstreamProtocol(self.name, "the answer is over max_answer_bytes")
             rate = reading if reading.windows or reading.retry_at is not None else None
@@ -165,7 +167,7 @@ class OpenAICompatible:
             exc.redact(self._redact)
             raise
         except TimeoutError as exc:
-            raise UpstreamTimeout(self.name, "no whole answer within the timeout") from exc
+            raise UpstreamTimeout(self.name, "no whole answer within the timeouts") from exc
         except (BadResponse, OSError) as exc:
             raise self._failure(exc, response is not None) from exc
         finally:
