@@ -328,9 +328,22 @@ async def test_a_silent_member_times_out_and_fails_over(fakes):
                 model="mistral-embed", input="hi"
             )
             assert done.headers["X-AI-API-Provider"] == "mistral2"
-        one.heal()
+        two.default_fault = Fault(headers_delay=5)
         with pytest.raises(openai.APIStatusError) as info:
-            two.default_fault = Fault(headers_delay=5)
-            one.default_fault = Fault(headers_delay=5)
             await client.embeddings.create(model="mistral2/mistral-embed", input="hi")
     assert info.value.status_code == 504
+
+
+async def test_embedding_models_are_listed_and_retrieved(gateway, client):
+    async with sdk(gateway) as openai_client:
+        names = [m.id async for m in openai_client.models.list()]
+        got = await openai_client.models.retrieve("mistral/mistral-embed")
+        bare = await openai_client.models.retrieve("mistral-embed")
+    assert {"mistral/mistral-embed", "mistral2/mistral-embed", "mistral-embed"} <= set(names)
+    assert (got.owned_by, bare.owned_by) == ("mistral", "ai-api")
+    headers = {"anthropic-version": "2023-06-01"}
+    async with client.get(gateway + "/v1/models", headers=headers) as response:
+        anthropic_names = [m["id"] for m in (await response.json())["data"]]
+    assert "mistral-embed" not in anthropic_names  # Claude Code picks chat models from it
+    async with client.get(gateway + "/v1/models/mistral-embed", headers=headers) as response:
+        assert response.status == 404

@@ -44,12 +44,14 @@ def add_routes(app: web.Application) -> None:
 
 
 async def models(request: web.Request) -> web.Response:
-    """Every routable model name, in the OpenAI list format (Anthropic's, at `/v1/models`
-    for a request with `anthropic-version`)."""
-    routes = request.app[GATEWAY].router.routes
-    names = sorted(visible(request, {n: r.name for n, r in routes.items()}), key=_order)
+    """Every routable model name, in the OpenAI list format, the embedding models' too
+    (Anthropic's, chat models only, at `/v1/models` for a request with `anthropic-version`)."""
     if request.path == "/v1/models" and "anthropic-version" in request.headers:
+        chat = request.app[GATEWAY].router.routes
+        names = sorted(visible(request, {n: r.name for n, r in chat.items()}), key=_order)
         return anthropic_models(request, names)
+    routes = _catalogue(request)
+    names = sorted(visible(request, {n: r.name for n, r in routes.items()}), key=_order)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, routes[name])}
         for name in names
@@ -62,14 +64,20 @@ async def model(request: web.Request) -> web.Response:
     with `anthropic-version`). A name the request's key may not use is a 404, as it is missing
     from the key's list."""
     name = request.match_info["model"]
-    routes = request.app[GATEWAY].router.routes
-    route = routes.get(name)
+    anthropic = request.path.startswith("/v1/") and "anthropic-version" in request.headers
+    route = (request.app[GATEWAY].router.routes if anthropic else _catalogue(request)).get(name)
     if route is None or not visible(request, {name: route.name}):
         raise NotFound(f"The model `{name}` does not exist.", code="model_not_found", param="model")
-    if request.path.startswith("/v1/") and "anthropic-version" in request.headers:
+    if anthropic:
         return web.json_response(anthropic_model(name))
     entry = {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, route)}
     return web.json_response(entry)
+
+
+def _catalogue(request: web.Request) -> dict[str, Route]:
+    """The chat routes and the embedding routes by name (a chat name wins a clash)."""
+    gateway = request.app[GATEWAY]
+    return {**gateway.embeddings.routes, **gateway.router.routes}
 
 
 def _order(name: str) -> tuple[int, str]:
