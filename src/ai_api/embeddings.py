@@ -72,7 +72,7 @@ class EmbeddingRouter:
                 code="model_not_found",
                 param="model",
             )
-        made = Route(name, "fallback", (Member(_deployment(p, model, self)),))
+        made = Route(name, "fallback", (Member(_deployment(p, model, self.providers)),))
         if len(self._made) < MAX_MADE:  # clients choose these names: keep only so many
             self._made[name] = made
         return made
@@ -87,10 +87,10 @@ class EmbeddingRouter:
         return list(found.values())
 
 
-def _deployment(p: ProviderSettings, model: str, router: EmbeddingRouter) -> Deployment:
+def _deployment(p: ProviderSettings, model: str, providers: Mapping[str, Provider]) -> Deployment:
     limits = p.spec.embedding_limits(model) if p.guesses else ()
     return Deployment(
-        router.providers[p.name],
+        providers[p.name],
         p.spec,
         model,
         0,
@@ -103,7 +103,7 @@ def _deployment(p: ProviderSettings, model: str, router: EmbeddingRouter) -> Dep
 
 def build_embeddings(settings: Settings, providers: Mapping[str, Provider]) -> EmbeddingRouter:
     """The embedding routes of the providers configured whose presets have embeddings."""
-    router = EmbeddingRouter({}, {}, providers)
+    routes: dict[str, Route] = {}
     by_model: dict[str, list[Member]] = {}
     open_ended: dict[str, ProviderSettings] = {}
     for p in settings.providers:
@@ -113,13 +113,12 @@ def build_embeddings(settings: Settings, providers: Mapping[str, Provider]) -> E
         if not offer.models:
             open_ended[p.name] = p
         for model in offer.models:
-            d = _deployment(p, model, router)
-            router.routes[d.public_name] = Route(d.public_name, "fallback", (Member(d),))
+            d = _deployment(p, model, providers)
+            routes[d.public_name] = Route(d.public_name, "fallback", (Member(d),))
             by_model.setdefault(model, []).append(Member(d))
     for model, members in by_model.items():
-        router.routes.setdefault(model, Route(model, "round-robin", tuple(members)))
-    router.open_ended = open_ended
-    return router
+        routes.setdefault(model, Route(model, "round-robin", tuple(members)))
+    return EmbeddingRouter(routes, open_ended, providers)
 
 
 async def embed(
