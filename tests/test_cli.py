@@ -358,3 +358,12 @@ async def test_kill_9_mid_burst_loses_no_attempt_the_upstream_received(tmp_path)
         assert (day.requests, day.errors) == (20, 20)  # interrupted, at the next start
     finally:
         await again.close()
+
+
+def test_config_check_lists_the_embedding_models(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MISTRAL_API_KEY=m-0123456789\nOLLAMA_MODEL=llama3.2\n")
+    assert main(["config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "    embeddings: mistral/mistral-embed, mistral/codestral-embed" in out
+    assert "    embeddings: ollama/<any model>" in out

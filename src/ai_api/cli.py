@@ -172,6 +172,10 @@ def _provider_lines(p: ProviderSettings) -> list[str]:
         lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
         if m.limits:
             lines.append(f"      limits: {limits_text(m.limits)}")
+    offer = p.spec.embeddings
+    if offer is not None:
+        names = ", ".join(f"{p.name}/{m}" for m in offer.models) or f"{p.name}/<any model>"
+        lines.append(f"    embeddings: {names}")
     return lines
 
 
