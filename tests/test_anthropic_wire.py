@@ -417,3 +417,14 @@ def test_count_tokens_takes_the_fields_that_shape_a_prompt():
         "cache_control": {"type": "ephemeral"},
     }
     assert decode_body(json.dumps(raw).encode(), CountTokensBody).output_config is not None
+
+
+def test_a_turns_output_config_wins_over_the_requests():
+    # Claude Code's per-turn-control beta: the effort rides on the turn being answered.
+    turns = [
+        {"role": "user", "content": "Hola", "output_config": {"effort": "low"}},
+        {"role": "system", "content": "Env", "output_config": {"effort": "medium"}},
+    ]
+    wanted = translate(body(messages=turns, output_config={"effort": "high"}))
+    assert wanted.options == {"reasoning_effort": "medium"}
+    assert [m.content for m in wanted.messages] == ["Hola", "Env"]

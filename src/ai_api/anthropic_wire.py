@@ -103,11 +103,28 @@ Block = (
 )
 
 
+class JSONSchemaFormat(
+    msgspec.Struct, tag="json_schema", tag_field="type", frozen=True, forbid_unknown_fields=True
+):
+    """Structured output: the answer is JSON fitting `schema`."""
+
+    schema: dict[str, Any]
+
+
+class OutputConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`output_config`: how much effort to spend, and the answer's format."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JSONSchemaFormat | None = None
+
+
 class InputMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One turn of `messages` (a `system` turn too, as Claude Code sends)."""
+    """One turn of `messages` (a `system` turn too, as Claude Code sends); `output_config`
+    on a turn (the per-turn-control beta) sets the answer's from that turn on."""
 
     role: Literal["user", "assistant", "system"]
     content: str | list[Block]
+    output_config: OutputConfig | None = None
 
 
 class Tool(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -192,21 +209,6 @@ class ThinkingDisabled(
 Thinking = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 
-class JSONSchemaFormat(
-    msgspec.Struct, tag="json_schema", tag_field="type", frozen=True, forbid_unknown_fields=True
-):
-    """Structured output: the answer is JSON fitting `schema`."""
-
-    schema: dict[str, Any]
-
-
-class OutputConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """`output_config`: how much effort to spend, and the answer's format."""
-
-    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
-    format: JSONSchemaFormat | None = None
-
-
 class CountTokensBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The body of `POST /v1/messages/count_tokens` (the fields that are also in a message's
     body: see `MessagesBody` for what each does there)."""
@@ -289,6 +291,8 @@ def translate(body: MessagesBody) -> Translated:
         if show:
             options["reasoning_format"] = "parsed"
     options.update(output_options(body.output_config))
+    turn = next((m.output_config for m in reversed(body.messages) if m.output_config), None)
+    options.update(output_options(turn))
     return Translated(to_messages(body.system, body.messages), body.max_tokens, options, show)
 
 
