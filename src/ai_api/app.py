@@ -6,6 +6,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -22,10 +23,13 @@ from .errors import (
     Unauthorized,
 )
 from .gateway import GATEWAY, Gateway
+from .openapi import PUBLIC_PATHS, describe
 from .settings import Secret
 from .usage import report
 
 log = logging.getLogger("ai_api")
+
+OPENAPI = web.AppKey("openapi", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,11 +43,13 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
         middlewares.append(_require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
+    app[OPENAPI] = msgspec.json.encode(describe(keys=bool(settings.gateway_keys)))
     if settings.cors_origins:
         app.on_response_prepare.append(allow_origin(settings))
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
+    app.router.add_get("/openapi.json", openapi)
     add_routes(app)
     return app
 
@@ -70,18 +76,23 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """`GET /openapi.json`: this API as an OpenAPI 3.1 document (`ai_api.openapi`)."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
 def error_response(error: GatewayError) -> web.Response:
     """The JSON error body and status for `error`."""
     return web.json_response(error.body(), status=error.status, headers=error.headers)
 
 
 def _require_key(keys: tuple[Secret, ...]) -> Middleware:
-    """Every path but `/health` needs `Authorization: Bearer <one of keys>`."""
+    """Every path but `/health` and `/openapi.json` needs `Authorization: Bearer <one of keys>`."""
     accepted = [key.reveal().encode() for key in keys]
 
     @web.middleware
     async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path != "/health":
+        if request.path not in PUBLIC_PATHS:
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("This gateway needs a key: send Authorization: Bearer <key>.")

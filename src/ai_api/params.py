@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # the providers' wire format imports these rules: no import b
     from .providers.presets import ProviderSpec
 
 REFUSED = ("logprobs", "top_logprobs", "logit_bias")
+RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
+"""The fields checked against a range (rule 2), with their bounds."""
+MAX_STOP = 4
 GATEWAY_DROPPED = frozenset({"metadata", "store", "service_tier"})
 DROPPABLE = frozenset(
     {
@@ -69,10 +72,10 @@ def options_of(body: CompletionBody) -> dict[str, Any]:
             raise InvalidRequest(f"`{name}` is not supported by ai-api.", param=name)
     if body.n not in (None, 1):
         raise InvalidRequest("Only `n=1` is supported.", param="n")
-    _check_range(body.temperature, "temperature", 0.0, 2.0)
-    _check_range(body.top_p, "top_p", 0.0, 1.0)
-    if isinstance(body.stop, list) and len(body.stop) > 4:
-        raise InvalidRequest("`stop` takes at most 4 sequences.", param="stop")
+    for name, (low, high) in RANGES.items():
+        _check_range(getattr(body, name), name, low, high)
+    if isinstance(body.stop, list) and len(body.stop) > MAX_STOP:
+        raise InvalidRequest(f"`stop` takes at most {MAX_STOP} sequences.", param="stop")
     for name in ("max_tokens", "max_completion_tokens"):
         value = getattr(body, name)
         if value is not None and value < 1:
