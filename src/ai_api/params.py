@@ -16,7 +16,8 @@ Rules, in the order they apply:
    the request is refused with a 400 that names the field.
 6. Translated: `temperature` is lowered to a provider's maximum (Cerebras 1.5), names are
    renamed (Mistral `random_seed`), and `reasoning_format` wins over `include_reasoning`,
-   which Groq refuses together.
+   which Groq refuses together; a `reasoning_format` value a provider does not document
+   is dropped for it, like the field itself (Groq takes three values, Cerebras five).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def translate(spec: ProviderSpec, options: dict[str, Any]) -> dict[str, Any]:
     """The fields as `spec` takes them (rules 4 and 6); assumes `missing()` was empty."""
     out: dict[str, Any] = {}
     for name, value in options.items():
-        if name not in spec.params:
+        if name not in spec.params or not _takes_value(spec, name, value):
             continue
         if name == "temperature":
             value = min(value, spec.max_temperature)
@@ -107,3 +108,10 @@ def translate(spec: ProviderSpec, options: dict[str, Any]) -> dict[str, Any]:
     if "reasoning_format" in out:
         out.pop("include_reasoning", None)
     return out
+
+
+def _takes_value(spec: ProviderSpec, name: str, value: Any) -> bool:
+    """Whether `spec` documents `value` for `name` (only `reasoning_format` has such a list)."""
+    if name == "reasoning_format" and spec.reasoning_formats:
+        return value in spec.reasoning_formats
+    return True
