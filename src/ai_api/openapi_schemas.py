@@ -24,7 +24,26 @@ def ref(name: str) -> Schema:
 
 
 def _nullable(schema: Schema) -> Schema:
+    """`schema` or null; a typed one written `"type": [..., "null"]`, the simpler form."""
+    if isinstance(schema.get("type"), str):
+        return {**schema, "type": [schema["type"], "null"], "default": None}
+    if "const" in schema:
+        return {"enum": [schema["const"], None], "default": None}
     return {"anyOf": [schema, {"type": "null"}], "default": None}
+
+
+def _typed_or_null(schema: Schema) -> Schema:
+    """msgspec's `{"anyOf": [{"type": T}, {"type": "null"}]}` as `_nullable` writes it."""
+    options = schema.get("anyOf")
+    if (
+        isinstance(options, list)
+        and len(options) == 2
+        and options[1] == {"type": "null"}
+        and set(options[0]) == {"type"}
+    ):
+        rest = {key: value for key, value in schema.items() if key != "anyOf"}
+        return {**_nullable(options[0]), **rest}
+    return schema
 
 
 def _error_types() -> list[str]:
@@ -43,6 +62,10 @@ def _request_schemas() -> dict[str, Schema]:
     _, components = msgspec.json.schema_components(
         (ChatBody, CompletionBody), ref_template="#/components/schemas/{name}"
     )
+    for component in components.values():
+        fields = component.get("properties", {})
+        for name, schema in fields.items():
+            fields[name] = _typed_or_null(schema)
     for name in ("ChatBody", "CompletionBody"):
         components[name]["properties"]["messages"]["minItems"] = 1
     body = components["CompletionBody"]
