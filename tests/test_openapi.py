@@ -117,3 +117,25 @@ def test_a_nullable_field_is_a_type_list_not_an_any_of():
         for name, field in schema.get("properties", {}).items():
             kinds = [option.get("type") for option in field.get("anyOf", [])]
             assert "integer" not in kinds, name
+
+
+def test_every_status_the_error_tree_answers_with_is_described():
+    from ai_api.errors import GatewayError
+    from ai_api.verdicts import client_answer
+
+    statuses = {client_answer(upstream)[0] for upstream in range(400, 600)}
+    kinds = [GatewayError]
+    while kinds:
+        kind = kinds.pop()
+        statuses.add(kind.status)
+        kinds.extend(kind.__subclasses__())
+    document = describe(keys=True)
+    described = {
+        int(code)
+        for item in document["paths"].values()
+        for operation in item.values()
+        for code in operation["responses"]
+    }
+    described |= {405}  # any path, any method it does not take: components.responses
+    assert "MethodNotAllowed" in document["components"]["responses"]
+    assert statuses <= described, statuses - described
