@@ -43,7 +43,7 @@ from ai_api.fakes import FLAVORS, FakeUpstream
 from ai_api.openapi import describe
 from ai_api.providers.presets import CEREBRAS, GROQ
 from ai_api.server import running
-from ai_api.settings import Secret, Settings
+from ai_api.settings import GatewayKey, Secret, Settings
 
 GATEWAY_KEY = "fuzz-gateway-key-0123456789"
 KEYS = {"groq": "gsk_fuzz_key_0123456789", "cerebras": "csk-fuzz-key-0123456789"}
@@ -88,7 +88,10 @@ async def gateway() -> AsyncIterator[str]:
             p = preset_settings(spec, {str(spec.key_env): KEYS[spec.name]}, base_url=fake.base_url)
             providers.append(replace(p, models=tuple(replace(m, limits=()) for m in p.models)))
         settings = Settings(
-            providers=tuple(providers), port=0, ledger="", gateway_keys=(Secret(GATEWAY_KEY),)
+            providers=tuple(providers),
+            port=0,
+            ledger="",
+            gateway_keys=(GatewayKey("fuzz", Secret(GATEWAY_KEY)),),
         )
         yield await stack.enter_async_context(running(settings))
 

@@ -11,7 +11,7 @@ import pytest
 from ai_api.admission import host_name, origin_problem, served_hosts
 from ai_api.config import load_settings
 from ai_api.server import running
-from ai_api.settings import ConfigError, Secret, Settings
+from ai_api.settings import ConfigError, GatewayKey, Secret, Settings
 
 from .conftest import settings_for
 
@@ -191,7 +191,9 @@ async def test_an_allowed_origin_gets_a_preflight_and_its_header_on_streams(groq
 
 
 async def test_a_preflight_needs_no_gateway_key(groq, client):
-    settings = settings_for(groq, cors_origins=(APP,), gateway_keys=(Secret("k" * 24),))
+    settings = settings_for(
+        groq, cors_origins=(APP,), gateway_keys=(GatewayKey("k", Secret("k" * 24)),)
+    )
     async with running(settings) as url:
         headers = {"Origin": APP, "Access-Control-Request-Method": "POST"}
         async with client.options(url + "/v1/chat/completions", headers=headers) as response:

@@ -370,9 +370,9 @@ async def test_fallback_route_from_the_config_moves_on_and_says_so(groq, cerebra
 async def test_gateway_keys_guard_every_endpoint_but_health(groq, caplog):
     caplog.set_level(logging.DEBUG)
     keys = ("gw-key-one-0123456789", "gw-key-two-0123456789")
-    from ai_api.settings import Secret
+    from ai_api.settings import GatewayKey, Secret
 
-    settings = settings_for(groq, gateway_keys=tuple(Secret(k) for k in keys))
+    settings = settings_for(groq, gateway_keys=tuple(GatewayKey("t", Secret(k)) for k in keys))
     async with running(settings) as url, aiohttp.ClientSession() as session:
         async with client_for(url, "wrong-key-0123456789") as client:
             with pytest.raises(openai.AuthenticationError) as info:

@@ -18,7 +18,7 @@ from ai_api.errors import (
     UpstreamStatus,
     UpstreamUnreachable,
 )
-from ai_api.headroom import daily_share
+from ai_api.headroom import COLD_COMPLETION, daily_share
 from ai_api.limits import MINUTE
 from ai_api.providers import Answer
 from ai_api.providers.presets import CEREBRAS, GROQ, MISTRAL, rates
@@ -473,13 +473,18 @@ async def test_a_request_no_window_can_ever_take_is_413_not_429(rationing):
 
 
 async def test_a_reservation_is_the_expected_completion_after_the_first_answer(rationing):
-    # The first request reserves its cap; once answers are seen (2 completion tokens each
-    # here), the expectation: so a window of 400 tokens takes many at once, not two.
+    # Before any answer, a request reserves a short answer's worth (within its cap); once
+    # answers are seen (2 completion tokens each here), the expectation: so a window of 400
+    # tokens takes many at once, not two.
     a = Scripted("a")
     d = member(a, limits=rates("configured", tpm=400)).deployment
     first = await rationing.begin(d, "r", "x", 10, 100)
     assert isinstance(first, Ticket)
     assert first.hold.tokens == 110
+    capped = await rationing.begin(d, "r", "x", 10, 4096)
+    assert isinstance(capped, Ticket)
+    assert capped.hold.tokens == 10 + COLD_COMPLETION
+    await rationing.succeeded(capped, None)
     first.first_token = T0
     await rationing.succeeded(first, Usage(10, 2, 12))
     held = [await rationing.begin(d, "r", "x", 10, 100) for _ in range(20)]
@@ -494,3 +499,34 @@ async def test_a_reservation_is_the_expected_completion_after_the_first_answer(r
     again = await rationing.begin(c, "r", "x", 10, 100)
     assert isinstance(again, Ticket)
     assert again.hold.tokens == 110
+
+
+async def test_a_restart_on_a_persistent_state_remembers_the_expected_completion(clock, tmp_path):
+    # Expectations live in the process: after a restart they come back from the ledger, also
+    # when budgets live in a shared state (no cold start reserving every request at its cap).
+    from ai_api.store.sqlite_state import SQLiteState
+
+    d = member(Scripted("a"), limits=rates("configured", tpm=400)).deployment
+    ledger = MemoryLedger()
+    before = Rationing(ledger, clock=clock)
+    ticket = await before.begin(d, "r", "x", 10, 100)
+    assert isinstance(ticket, Ticket)
+    ticket.first_token = T0
+    await before.succeeded(ticket, Usage(10, 2, 12))
+    state = await SQLiteState(tmp_path / "state.sqlite3").open()
+    try:
+        after = Rationing(ledger, state, clock=clock)
+        assert await after.rebuild([d]) == 0  # nothing replayed: the state kept its budgets
+        again = await after.begin(d, "r", "x", 10, 100)
+        assert isinstance(again, Ticket)
+        assert again.hold.tokens == 12
+    finally:
+        await state.close()
+
+
+async def test_a_burst_at_a_cold_start_is_not_refused_on_the_cap(rationing):
+    # Groq's 8,000 tokens a minute and 4,096-token cap: 20 requests at once, before any answer
+    # was seen, all go to the provider (reserved at the cap, the third would wait a minute).
+    d = member(Scripted("g"), limits=rates("configured", tpm=8000)).deployment
+    held = [await rationing.begin(d, "r", f"x{i}", 20, 4096) for i in range(20)]
+    assert all(isinstance(t, Ticket) for t in held)

@@ -85,7 +85,8 @@ def test_gateway_keys_from_file_variable_and_environment(tmp_path):
         MY_KEYS="a, b",
         AI_API_KEYS="c",
     )
-    assert [k.reveal() for k in settings.gateway_keys] == ["a", "b", "c"]
+    assert [k.secret.reveal() for k in settings.gateway_keys] == ["a", "b", "c"]
+    assert [k.name for k in settings.gateway_keys] == ["MY_KEYS", "MY_KEYS", "AI_API_KEYS"]
     assert settings.port == 4000
 
 

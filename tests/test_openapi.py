@@ -13,9 +13,10 @@ from openapi_spec_validator import validate
 from ai_api.app import create_app
 from ai_api.fakes import FakeUpstream
 from ai_api.gateway import build_gateway
-from ai_api.openapi import PUBLIC_PATHS, describe
+from ai_api.keys import PUBLIC
+from ai_api.openapi import describe
 from ai_api.server import running
-from ai_api.settings import Secret
+from ai_api.settings import GatewayKey, Secret
 
 from .conftest import settings_for
 
@@ -49,7 +50,7 @@ async def test_every_route_is_described_and_nothing_that_is_not_served(groq, cer
     # aiohttp answers HEAD wherever it answers GET (`add_get`): the GET describes both.
     served -= {("HEAD", path) for method, path in served if method == "GET"}
     assert served == _described(describe(keys=False))
-    assert {"/health", "/openapi.json"} == PUBLIC_PATHS
+    assert {"/health", "/openapi.json"} == PUBLIC
 
 
 def test_without_gateway_keys_nothing_asks_for_one_and_no_401_is_described():
@@ -65,7 +66,7 @@ def test_with_gateway_keys_every_path_but_the_public_ones_needs_one():
     assert document["security"] == [{"gatewayKey": []}]
     for path, item in document["paths"].items():
         for operation in item.values():
-            public = path in PUBLIC_PATHS
+            public = path in PUBLIC
             assert (operation.get("security") == []) is public
             assert ("401" in operation["responses"]) is not public
 
@@ -82,7 +83,9 @@ def test_the_body_fields_are_the_ones_the_server_decodes():
 async def test_the_description_is_served_without_a_key_and_the_api_still_needs_one(
     groq: FakeUpstream, cerebras: FakeUpstream, client: aiohttp.ClientSession
 ):
-    settings = settings_for(groq, cerebras, gateway_keys=(Secret("sk-gw-0123456789"),))
+    settings = settings_for(
+        groq, cerebras, gateway_keys=(GatewayKey("gw", Secret("sk-gw-0123456789")),)
+    )
     async with running(settings) as url:
         async with client.get(f"{url}/openapi.json") as response:
             assert response.status == 200

@@ -427,3 +427,25 @@ async def test_reads_never_double_count_while_the_writer_commits(tmp_path: Path)
 def test_both_ledgers_satisfy_the_protocol(tmp_path: Path) -> None:
     ledgers: list[UsageLedger] = [MemoryLedger(), SQLiteLedger(tmp_path / "usage.db")]
     assert len(ledgers) == 2
+
+
+async def test_an_attempt_recorded_during_a_write_waits_no_more_than_the_interval(
+    tmp_path: Path,
+) -> None:
+    # The interval counts from an attempt's recording: one recorded while a write is held up
+    # has waited already, and is written right after it (not a whole interval later).
+    path = tmp_path / "usage.db"
+    ledger = await SQLiteLedger(path, interval=1.0).open()
+    try:
+        with exclusive_lock(path):
+            ledger.record(attempt(MIDNIGHT))  # taken at 1 s; its write waits for the lock
+            await asyncio.sleep(1.2)
+            ledger.record(attempt(MIDNIGHT + 1))  # recorded during that write
+            await asyncio.sleep(1.8)  # past its own interval
+        for _ in range(50):  # 0.5 s: the old wait was the whole interval after the first write
+            if stored(path, "SELECT count(*) FROM attempts") == [(2,)]:
+                break
+            await asyncio.sleep(0.01)
+        assert stored(path, "SELECT count(*) FROM attempts") == [(2,)]
+    finally:
+        await ledger.close()

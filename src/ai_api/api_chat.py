@@ -18,6 +18,8 @@ from .answers import read_body, stream
 from .attempts import Opened
 from .errors import InvalidRequest
 from .gateway import GATEWAY
+from .keys import check_model
+from .routing import DEFAULT_ROUTE
 from .schemas import Chunk, decode_chat_body
 from .sse import encode_data, encode_event
 
@@ -33,6 +35,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             f"Unknown format {fmt!r}; use 'sse' (default) or 'text'.", param="format"
         )
     body = decode_chat_body(await read_body(request))
+    check_model(request, DEFAULT_ROUTE)
     opened = await gateway.open(gateway.router.route(None), body.to_messages())
     first, chunks = opened.first, opened.chunks
     async with aclosing(chunks):

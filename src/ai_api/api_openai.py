@@ -18,8 +18,9 @@ from .answers import answered_by, read_body, stream
 from .attempts import Opened
 from .errors import UpstreamError
 from .gateway import GATEWAY
+from .keys import check_model, visible
 from .params import options_of
-from .routing import Deployment
+from .routing import DEFAULT_ROUTE, Route
 from .schemas import Chunk, CompletionBody, ToolCallDelta, Usage, decode_body
 from .sse import encode_data
 from .tokens import estimated_usage
@@ -39,10 +40,10 @@ def add_routes(app: web.Application) -> None:
 
 async def models(request: web.Request) -> web.Response:
     """Every routable model name, in the OpenAI list format."""
-    router = request.app[GATEWAY].router
+    routes = request.app[GATEWAY].router.routes
     data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, route.deployments)}
-        for name, route in sorted(router.routes.items(), key=lambda item: _order(item[0]))
+        {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, routes[name])}
+        for name in sorted(visible(request, routes), key=_order)
     ]
     return web.json_response({"object": "list", "data": data})
 
@@ -51,8 +52,8 @@ def _order(name: str) -> tuple[int, str]:
     return (0 if name == "auto" else 2 if "/" in name else 1, name)
 
 
-def _owner(name: str, members: tuple[Deployment, ...]) -> str:
-    owners = {d.name for d in members}
+def _owner(name: str, route: Route) -> str:
+    owners = {d.name for d in route.deployments}
     return owners.pop() if len(owners) == 1 and "/" in name else "ai-api"
 
 
@@ -61,6 +62,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = decode_body(await read_body(request), CompletionBody)
     options = options_of(body)
     gateway = request.app[GATEWAY]
+    check_model(request, body.model or DEFAULT_ROUTE)
     route = gateway.router.route(body.model)
     cap = body.max_completion_tokens or body.max_tokens
     opened = await gateway.open(

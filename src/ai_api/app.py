@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -20,11 +19,10 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
 )
 from .gateway import GATEWAY, Gateway
-from .openapi import PUBLIC_PATHS, describe
-from .settings import Secret
+from .keys import require_key
+from .openapi import describe
 from .usage import report
 
 log = logging.getLogger("ai_api")
@@ -40,7 +38,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     settings = gateway.settings
     middlewares: list[Middleware] = [_front(admission(settings), connections)]
     if settings.gateway_keys:
-        middlewares.append(_require_key(settings.gateway_keys))
+        middlewares.append(require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
     app[OPENAPI] = msgspec.json.encode(describe(keys=bool(settings.gateway_keys)))
@@ -84,28 +82,6 @@ async def openapi(request: web.Request) -> web.Response:
 def error_response(error: GatewayError) -> web.Response:
     """The JSON error body and status for `error`."""
     return web.json_response(error.body(), status=error.status, headers=error.headers)
-
-
-def _require_key(keys: tuple[Secret, ...]) -> Middleware:
-    """Every path but `/health` and `/openapi.json` needs `Authorization: Bearer <one of keys>`."""
-    accepted = [key.reveal().encode() for key in keys]
-
-    @web.middleware
-    async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in PUBLIC_PATHS:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthorized("This gateway needs a key: send Authorization: Bearer <key>.")
-            candidate = token.strip().encode()
-            # Compare with every key, in constant time, whatever matches first.
-            matched = False
-            for key in accepted:
-                matched |= hmac.compare_digest(key, candidate)
-            if not matched:
-                raise Unauthorized("The gateway key is not valid.")
-        return await handler(request)
-
-    return require_key
 
 
 def _front(

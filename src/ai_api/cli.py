@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import LOCAL_KEY, load_settings, read_environment
 from .limits import Limit, period_name
 from .providers import PRESETS
-from .settings import ConfigError, Settings
+from .settings import SCOPES, ConfigError, GatewayKey, Settings
 
 NO_PROVIDERS = """\
 ai-api: no provider is configured.
@@ -133,8 +133,7 @@ def describe(settings: Settings) -> str:
     for r in settings.routes:
         members = ", ".join(m.name for m in r.members) or "(no active member)"
         lines.append(f"  {r.name} ({r.strategy}): {members}")
-    count = len(settings.gateway_keys)
-    lines.append(f"Gateway keys: {count}" if count else "Gateway keys: none (open gateway)")
+    lines += _keys_text(settings.gateway_keys)
     lines.append(f"Listen: {settings.host}:{settings.port}")
     lines.append(
         "Limits: built-in ones are guesses about a free tier (they order members, never refuse);"
@@ -146,6 +145,17 @@ def describe(settings: Settings) -> str:
     if not settings.providers:
         lines.append("No provider is active: set an API key (see .env.example).")
     return "\n".join(lines)
+
+
+def _keys_text(keys: tuple[GatewayKey, ...]) -> list[str]:
+    if not keys:
+        return ["Gateway keys: none (open gateway)"]
+    lines = [f"Gateway keys: {len(keys)}"]
+    for key in keys:
+        scopes = "all scopes" if key.scopes == SCOPES else ", ".join(sorted(key.scopes))
+        models = "any model" if key.models is None else ", ".join(key.models) or "no model"
+        lines.append(f"  {key.name} {key.secret.masked()}: {scopes}; {models}")
+    return lines
 
 
 async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> int:

@@ -7,7 +7,7 @@ that both the file and a variable can set are `settings`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,11 +15,21 @@ from typing import Any, TypeVar
 from dotenv import dotenv_values
 
 from .admission import origin_problem
-from .config_file import ConfigFile, MemberEntry, ModelEntry, ProviderEntry, RouteEntry, read_file
+from .config_file import (
+    ConfigFile,
+    KeyEntry,
+    MemberEntry,
+    ModelEntry,
+    ProviderEntry,
+    RouteEntry,
+    read_file,
+)
 from .providers.presets import GENERIC, PREFILLS, PRESETS, ProviderSpec, preset
 from .settings import (
     KNOBS,
+    SCOPES,
     ConfigError,
+    GatewayKey,
     Knob,
     MemberSettings,
     ModelSettings,
@@ -53,7 +63,7 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
     path = config_file or (Path(env["AI_API_CONFIG"]) if env.get("AI_API_CONFIG") else None)
     if path is not None:
         settings = apply_file(settings, read_file(path), path, env)
-    keys = tuple(Secret(k.strip()) for k in env.get("AI_API_KEYS", "").split(",") if k.strip())
+    keys = _full_keys(env.get("AI_API_KEYS", "").split(","), "AI_API_KEYS")
     return settings.with_overrides(
         gateway_keys=settings.gateway_keys + keys or None,
         redis_url=Secret(env["REDIS_URL"]) if env.get("REDIS_URL") else None,
@@ -193,21 +203,63 @@ def apply_file(
         _route(name, entry, providers, known, problems) for name, entry in file.routes.items()
     )
     server = file.server
-    keys = list(server.gateway_keys)
+    keys = _full_keys(server.gateway_keys, "gateway_keys")
     if server.gateway_keys_env:
         raw = env.get(server.gateway_keys_env, "")
         if not raw.strip():
             problems.append(f"gateway keys: {server.gateway_keys_env} is not set")
-        keys += [k.strip() for k in raw.split(",") if k.strip()]
+        keys += _full_keys(raw.split(","), server.gateway_keys_env)
+    names = _model_names(providers.values(), routes)
+    keys += tuple(
+        key
+        for name, entry in file.keys.items()
+        if (key := _key(name, entry, env, names, problems)) is not None
+    )
     return replace(
         settings,
         providers=tuple(providers.values()),
         routes=routes,
-        gateway_keys=tuple(Secret(k) for k in keys),
+        gateway_keys=keys,
         problems=settings.problems + tuple(problems),
     ).with_overrides(
         redis_url=_secret(env, server.redis_url_env),
         **{k.name: _from_file(k, getattr(server, k.name), path) for k in KNOBS if k.in_file},
+    )
+
+
+def _full_keys(values: Iterable[str], name: str) -> tuple[GatewayKey, ...]:
+    """Keys that may do everything, called `name` (where they were set)."""
+    return tuple(GatewayKey(name, Secret(v.strip())) for v in values if v.strip())
+
+
+def _model_names(
+    providers: Iterable[ProviderSettings], routes: Iterable[RouteSettings]
+) -> set[str]:
+    """Every name a request's `model` may route by."""
+    names = {"auto"} | {route.name for route in routes}
+    for provider in providers:
+        names |= {f"{provider.name}/*"}
+        names |= {m.name for m in provider.models}
+        names |= {f"{provider.name}/{m.name}" for m in provider.models}
+    return names
+
+
+def _key(
+    name: str, entry: KeyEntry, env: Mapping[str, str], names: set[str], problems: list[str]
+) -> GatewayKey | None:
+    """`[keys.NAME]` as a key, or None (and a problem) when its variable is not set."""
+    raw = env.get(entry.key_env, "").strip()
+    if not raw:
+        problems.append(f"keys.{name}: {entry.key_env} is not set; key inactive")
+        return None
+    for model in entry.models or ():
+        if model not in names:
+            problems.append(f"keys.{name}: model {model!r} is not a model name this serves")
+    return GatewayKey(
+        name,
+        Secret(raw),
+        frozenset(entry.scopes) if entry.scopes is not None else SCOPES,
+        tuple(entry.models) if entry.models is not None else None,
     )
 
 

@@ -18,6 +18,11 @@ models = ["qwen3-32b"]
 strategy = "fallback"                # or "round-robin" (the default)
 members = ["groq/openai/gpt-oss-120b", "gpu-box/qwen3-32b"]
 continuation = false                 # a stream failing mid-answer ends (default: goes on)
+
+[keys.ci]                            # a gateway key held to some scopes and models
+key_env = "CI_GATEWAY_KEY"           # the variable holding it
+scopes = ["chat"]                    # of chat, models, usage (default: all three)
+models = ["smart", "groq/*"]         # default: any
 ```
 
 Presets stay active by their key variables as without a file; a `[providers.NAME]` table
@@ -116,10 +121,20 @@ ServerEntry: type[msgspec.Struct] = msgspec.defstruct(
 Redis URL and the gateway keys come from."""
 
 
+class KeyEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[keys.NAME]`: a gateway key held to some scopes and models (`ai_api.keys`)."""
+
+    key_env: str
+    """The variable holding the key (a key is a secret: it is not written in the file)."""
+    scopes: list[Literal["chat", "models", "usage"]] | None = None
+    models: list[str] | None = None
+
+
 class _Sections(msgspec.Struct, forbid_unknown_fields=True):
     server: dict[str, Any] = {}
     providers: dict[str, dict[str, Any]] = {}
     routes: dict[str, dict[str, Any]] = {}
+    keys: dict[str, dict[str, Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +145,7 @@ class ConfigFile:
     """A `ServerEntry`."""
     providers: dict[str, ProviderEntry]
     routes: dict[str, RouteEntry]
+    keys: dict[str, KeyEntry]
 
 
 def read_file(path: Path) -> ConfigFile:
@@ -152,6 +168,10 @@ def read_file(path: Path) -> ConfigFile:
         routes={
             name: _typed(path, f"routes.{name}", entry, RouteEntry)
             for name, entry in sections.routes.items()
+        },
+        keys={
+            name: _typed(path, f"keys.{name}", entry, KeyEntry)
+            for name, entry in sections.keys.items()
         },
     )
 

@@ -8,6 +8,7 @@
     │   └── RequestTimeout   408     the client took too long to send its body
     ├── Unauthorized         401     missing or wrong gateway key
     ├── CrossOrigin          403     a web page of an origin not allowed (`cors_origins`)
+    ├── NotPermitted         403     the gateway key may not use this path or model
     ├── NotFound             404     unknown path or model
     ├── MethodNotAllowed     405     known path, wrong method
     ├── RateLimited          429     every member is out of headroom (Retry-After says when)
@@ -119,6 +120,14 @@ class Unauthorized(GatewayError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class NotPermitted(GatewayError):
+    """The gateway key is valid, but its scopes or models do not cover the request."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
 
 
 class NotFound(GatewayError):

@@ -14,6 +14,12 @@ from .store.state import WindowState
 
 EXPECTATION_WEIGHT = 0.2
 """How much each answer moves the expected completion of its (account, model)."""
+COLD_COMPLETION = 256
+"""The completion tokens expected before any answer of a budget was seen: a short answer's
+worth. Reserving the cap instead (the most an answer may cost) refused a burst at a cold start
+on a guess: two requests at Groq's 4,096-token cap fill its 8,000 tokens a minute, and the
+third got a 429 for a minute. Expecting too little risks only the provider's own 429, which is
+evidence, and fails over."""
 CEILING_MEMORY = 7 * DAY
 """How long a ceiling a 429 taught is remembered (from the ledger, across restarts)."""
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from .keys import PUBLIC
 from .openapi_schemas import JSON, OBJECT, STR, Schema, components, ref
 
 SSE = "text/event-stream"
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
-"""Served without a gateway key: they hold nothing secret (no key, no spending)."""
 
 
 # Status -> what it means, for the error responses an operation lists.
@@ -22,7 +21,8 @@ _ERRORS: dict[int, str] = {
     400: "The request is wrong (`param` names the field when there is one), or the provider"
     " refused it as such.",
     401: "Missing or wrong gateway key.",
-    403: "A web page of an origin not in `cors_origins` (an `Origin` header).",
+    403: "A web page of an origin not in `cors_origins` (an `Origin` header), or a gateway key"
+    " whose scopes or models do not cover the request (`code` `permission_denied`).",
     404: "No such model (`code` `model_not_found`).",
     408: "The body did not arrive within `AI_API_BODY_TIMEOUT`.",
     413: "The body is over `AI_API_MAX_BODY_BYTES`, or the provider said the request is too large.",
@@ -63,17 +63,21 @@ def _answer_headers() -> Schema:
     }
 
 
-def _operation(
-    summary: str, ok: Schema, statuses: tuple[int, ...], *, public: bool, keys: bool
-) -> Schema:
-    codes = sorted({*_EVERY, *statuses, *(() if public or not keys else (401,))})
-    operation: Schema = {
+def _operation(summary: str, ok: Schema, statuses: tuple[int, ...]) -> Schema:
+    codes = sorted({*_EVERY, *statuses})
+    return {
         "summary": summary,
         "responses": {"200": ok, **{str(code): _error(code) for code in codes}},
     }
-    if public or not keys:
-        operation["security"] = []
-    return operation
+
+
+def _secure(path: str, operation: Schema, keys: bool) -> Schema:
+    """`operation` at `path` as the gateway's keys hold it: a 401 where a key is needed, else
+    no security requirement (`ai_api.keys.PUBLIC`, or no keys set)."""
+    if keys and path not in PUBLIC:
+        responses = {**operation["responses"], "401": _error(401)}
+        return {**operation, "responses": dict(sorted(responses.items()))}
+    return {**operation, "security": []}
 
 
 def _json_ok(description: str, schema: Schema) -> Schema:
@@ -89,13 +93,7 @@ def _paths(keys: bool) -> dict[str, Schema]:
             SSE: {"schema": ref("CompletionEvent")},
         },
     }
-    completions = _operation(
-        "A chat completion from the route `model` names",
-        stream_ok,
-        _ANSWERS,
-        public=False,
-        keys=keys,
-    )
+    completions = _operation("A chat completion from the route `model` names", stream_ok, _ANSWERS)
     completions["requestBody"] = {
         "required": True,
         "content": {
@@ -109,13 +107,7 @@ def _paths(keys: bool) -> dict[str, Schema]:
             }
         },
     }
-    models = _operation(
-        "Every routable model name",
-        _json_ok("The models.", ref("ModelList")),
-        (),
-        public=False,
-        keys=keys,
-    )
+    models = _operation("Every routable model name", _json_ok("The models.", ref("ModelList")), ())
     chat = _operation(
         "The original bun-ai-api contract: the answer as Server-Sent Events or bare text",
         {
@@ -125,8 +117,6 @@ def _paths(keys: bool) -> dict[str, Schema]:
             "content": {SSE: {"schema": ref("ChatEvent")}, "text/plain": {"schema": STR}},
         },
         _ANSWERS,
-        public=False,
-        keys=keys,
     )
     chat["parameters"] = [
         {"name": "format", "in": "query", "schema": {"enum": ["sse", "text"], "default": "sse"}}
@@ -144,8 +134,6 @@ def _paths(keys: bool) -> dict[str, Schema]:
         "Spending per day, headroom per budget, health per member",
         _json_ok("The report.", ref("UsageReport")),
         (400,),
-        public=False,
-        keys=keys,
     )
     usage["parameters"] = [
         {
@@ -154,10 +142,8 @@ def _paths(keys: bool) -> dict[str, Schema]:
             "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 7},
         }
     ]
-    health = _operation(
-        "The active providers", _json_ok("Up.", ref("Health")), (), public=True, keys=keys
-    )
-    own = _operation("This document", _json_ok("OpenAPI 3.1.", OBJECT), (), public=True, keys=keys)
+    health = _operation("The active providers", _json_ok("Up.", ref("Health")), ())
+    own = _operation("This document", _json_ok("OpenAPI 3.1.", OBJECT), ())
     paths: dict[str, Schema] = {
         "/chat": {"post": {"operationId": "chat", **chat}},
         "/health": {"get": {"operationId": "health", **health}},
@@ -169,7 +155,10 @@ def _paths(keys: bool) -> dict[str, Schema]:
             "post": {"operationId": f"chat_completions{tag}", **completions}
         }
         paths[f"{prefix}/models"] = {"get": {"operationId": f"models{tag}", **models}}
-    return paths
+    return {
+        path: {method: _secure(path, operation, keys) for method, operation in item.items()}
+        for path, item in paths.items()
+    }
 
 
 def describe(*, keys: bool) -> dict[str, Any]:
@@ -194,7 +183,8 @@ def describe(*, keys: bool) -> dict[str, Any]:
                 "gatewayKey": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "One of the gateway's keys (`AI_API_KEYS`).",
+                    "description": "One of the gateway's keys (`AI_API_KEYS`, or a named key of the"
+                    " config file, which may be held to some scopes and models).",
                 }
             },
             "responses": {"MethodNotAllowed": _error_405(), "NotFound": _not_found()},

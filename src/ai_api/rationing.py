@@ -23,6 +23,7 @@ import msgspec
 from .errors import UpstreamError
 from .headroom import (
     CEILING_MEMORY,
+    COLD_COMPLETION,
     EXPECTATION_WEIGHT,
     ahead_of_pace,
     contradicts,
@@ -127,12 +128,13 @@ class Rationing:
 
     def completion(self, deployment: Deployment, cap: int) -> int:
         """What the completion is reserved at: the cap for a provider that charges it up
-        front, or before anything is known; else the expected completion of its budget."""
+        front; else the expected completion of its budget (`COLD_COMPLETION` before any
+        answer was seen), within the cap."""
         d = deployment
-        expected = self.expected.get(d.budget_key)
-        if d.spec.charges_cap or expected is None:
+        if d.spec.charges_cap:
             return cap
-        return min(cap, max(1, math.ceil(expected)))
+        expected = self.expected.get(d.budget_key)
+        return min(cap, COLD_COMPLETION if expected is None else max(1, math.ceil(expected)))
 
     def expect(self, key: str, completion: int) -> None:
         """An answer of `key` cost `completion` tokens: move its expectation towards it."""
@@ -391,13 +393,13 @@ class Rationing:
         return count
 
     async def rebuild(self, deployments: Iterable[Deployment]) -> int:
-        """Replay the last day of the ledger into an in-memory state (after a restart); a
-        persistent state kept everything itself."""
+        """Learn again from the ledger after a restart: the ceilings of recent 429s and the
+        expected completions of the last day, whatever the state's home; and replay that day
+        into an in-memory state (a persistent one kept everything itself). The attempts
+        replayed (0 for a persistent state)."""
         deployments = list(deployments)
         await self.recall(deployments)
-        memory = self.state
-        if not isinstance(memory, MemoryState):
-            return 0
+        memory = self.state if isinstance(self.state, MemoryState) else None
         now = self.clock()
         by_key = {(d.name, d.model): d for d in deployments}
         attempts = await self.ledger.attempts_since(now - DAY)
@@ -407,6 +409,8 @@ class Rationing:
                 continue
             if a.error is None and not a.estimated:
                 self.expect(d.budget_key, a.completion_tokens)
+            if memory is None:
+                continue
             # Charged as it happened: a replay may exceed a limit; it is not refused.
             budget = memory.budget(d.budget_key, self.limits(d))
             budget.reserve(Cost(tokens=a.prompt_tokens + a.completion_tokens), a.at)
@@ -414,7 +418,7 @@ class Rationing:
             same = a.origin is None or a.origin == d.origin
             if same and a.cooldown_until is not None and a.cooldown_until > now:
                 memory.book.cool(d.member, a.cooldown_until)
-        return len(attempts)
+        return len(attempts) if memory is not None else 0
 
     async def drain(self) -> None:
         """Wait for background recordings (at shutdown)."""

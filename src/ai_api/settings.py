@@ -109,13 +109,38 @@ class RouteSettings:
     """Whether a stream whose member fails mid-answer goes on on the next member."""
 
 
+SCOPES = frozenset({"chat", "models", "usage"})
+"""What a gateway key may be allowed to do (`ai_api.keys`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayKey:
+    """A key clients send as `Authorization: Bearer <key>`, and what it may do."""
+
+    name: str
+    """How logs and errors call it: never the key itself."""
+    secret: Secret
+    scopes: frozenset[str] = SCOPES
+    models: tuple[str, ...] | None = None
+    """The model names it may ask for (`provider/*`: any of that provider's); None: any."""
+
+    def may_use(self, model: str) -> bool:
+        """Whether this key may ask for `model` (a route or `provider/model` name)."""
+        if self.models is None:
+            return True
+        return any(
+            model == allowed or (allowed.endswith("/*") and model.startswith(allowed[:-1]))
+            for allowed in self.models
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the server needs, resolved; built by the CLI or a test."""
 
     providers: tuple[ProviderSettings, ...] = ()
     routes: tuple[RouteSettings, ...] = ()
-    gateway_keys: tuple[Secret, ...] = ()
+    gateway_keys: tuple[GatewayKey, ...] = ()
     host: str = "127.0.0.1"
     port: int = 3000
     max_body_bytes: int = 1024 * 1024

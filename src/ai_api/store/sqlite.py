@@ -8,6 +8,7 @@ import itertools
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,8 @@ class SQLiteLedger:
         # Guards the queue, waiters and flags; never held during I/O, so record() cannot stall.
         self._cond = threading.Condition()
         self._queue: deque[tuple[int, Attempt]] = deque()
+        self._since = 0.0
+        """When the oldest attempt not yet taken into a batch was recorded (monotonic)."""
         self._seq = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._kick = False
@@ -97,7 +100,10 @@ class SQLiteLedger:
                 overflowed, self._overflowing = not self._overflowing, True
             self._seq += 1
             self._queue.append((self._seq, attempt))
-            if len(self._queue) in (1, self._batch):
+            if len(self._queue) == 1:
+                self._since = time.monotonic()
+                self._cond.notify_all()
+            elif len(self._queue) == self._batch:
                 self._cond.notify_all()
         if overflowed:
             logger.error(
@@ -232,10 +238,14 @@ class SQLiteLedger:
                 if self._stopping:
                     return None
                 self._cond.wait()
+            # The interval counts from the oldest attempt's recording, not from now: one that
+            # came during the last write has waited for it already.
             self._cond.wait_for(
                 lambda: len(self._queue) >= self._batch or bool(self._waiters) or self._stopping,
-                timeout=self._interval,
+                timeout=max(0.0, self._since + self._interval - time.monotonic()),
             )
+            if len(self._queue) <= self._batch:  # all taken: what comes next is newer
+                self._since = time.monotonic()
             return list(itertools.islice(self._queue, self._batch))
 
     def _pause(self, delay: float) -> None:

@@ -1,0 +1,91 @@
+"""Gateway keys: who may call the gateway, and for what.
+
+A key from `AI_API_KEYS` or `[server] gateway_keys` may do everything. A named key of the
+config file (`[keys.NAME]`) may be held to some scopes (`chat`: ask for answers; `models`: list
+them; `usage`: read what everyone spent) and to some model names, so that a key handed to a CI
+job or a teammate cannot read the spending or reach the models saved for something else.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from .errors import NotPermitted, Unauthorized
+from .settings import SCOPES, GatewayKey
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC = frozenset({"/health", "/openapi.json"})
+"""Paths served without a key: they hold nothing secret and spend nothing."""
+
+_SCOPE_OF = {
+    "/chat": "chat",
+    "/v1/chat/completions": "chat",
+    "/openai/v1/chat/completions": "chat",
+    "/v1/models": "models",
+    "/openai/v1/models": "models",
+    "/usage": "usage",
+}
+"""The scope each path needs; a path not named here needs a key of every scope."""
+
+KEY = web.RequestKey("gateway_key", GatewayKey)
+"""Where a request keeps the `GatewayKey` it came with, when that key is held to some models."""
+
+
+def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
+    """Every path but the public ones needs `Authorization: Bearer <key>` of a key whose
+    scopes cover the path; the request keeps its key under `KEY`."""
+    accepted = [(key.secret.reveal().encode(), key) for key in keys]
+
+    @web.middleware
+    async def require(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path in PUBLIC:
+            return await handler(request)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("This gateway needs a key: send Authorization: Bearer <key>.")
+        candidate = token.strip().encode()
+        # Compare with every key, in constant time, whichever matches.
+        matched = None
+        for secret, key in accepted:
+            if hmac.compare_digest(secret, candidate) and matched is None:
+                matched = key
+        if matched is None:
+            raise Unauthorized("The gateway key is not valid.")
+        scope = _SCOPE_OF.get(path)
+        if scope is not None:
+            allowed = scope in matched.scopes
+        else:  # a path of no scope needs them all (but one that is not served is a 404)
+            allowed = matched.scopes == SCOPES or request.match_info.http_exception is not None
+        if not allowed:
+            raise NotPermitted(
+                f"The gateway key {matched.name!r} may not use {path}"
+                f" (its scopes: {', '.join(sorted(matched.scopes)) or 'none'})."
+            )
+        if matched.models is not None:
+            request[KEY] = matched
+        return await handler(request)
+
+    return require
+
+
+def check_model(request: web.Request, model: str) -> None:
+    """Refuse `model` if the request's key may not ask for it."""
+    key = request.get(KEY)
+    if key is not None and not key.may_use(model):
+        raise NotPermitted(
+            f"The gateway key {key.name!r} may not use the model {model!r}.", param="model"
+        )
+
+
+def visible(request: web.Request, models: Iterable[str]) -> list[str]:
+    """The model names the request's key may ask for, of `models`."""
+    key = request.get(KEY)
+    if key is None or key.models is None:
+        return list(models)
+    return [model for model in models if key.may_use(model)]
