@@ -21,7 +21,12 @@ PRESETS_BY_NAME = {spec.name: spec for spec in PRESETS}
 
 pytest_plugins = ["tests.fake_clients"]
 
-_ON_BOTH_LOOPS = {"test_http_client.py", "test_openai_compat.py", "test_connections.py"}
+_ON_BOTH_LOOPS = {
+    "test_http_client.py",
+    "test_http_tunnel.py",
+    "test_openai_compat.py",
+    "test_connections.py",
+}
 
 
 def pytest_asyncio_loop_factories(

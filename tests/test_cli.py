@@ -20,6 +20,7 @@ from ai_api.cli import main
 from ai_api.server import running
 from ai_api.settings import Settings
 
+from .certs import self_signed
 from .conftest import content_of, parse_events
 
 HELLO = {"messages": [{"role": "user", "content": "hola"}]}
@@ -171,6 +172,34 @@ def test_config_check_prints_the_resolved_setup_with_keys_masked(tmp_path, monke
     assert "Gateway keys: none (open gateway)" in out
     assert secret[4:] not in out
     assert "csk-short" not in out
+
+
+def test_config_check_shows_the_proxies_without_credentials_and_the_trust_stores(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy", "ALL_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    password = "pr0xy-secret-0123456789"
+    monkeypatch.setenv("HTTPS_PROXY", f"http://gw:{password}@proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", ".internal")
+    ca, _ = self_signed(tmp_path, "ca", "box.internal")
+    (tmp_path / "ai-api.toml").write_text(
+        "[providers.box]\nkind = 'openai'\nbase_url = 'https://box.internal/v1'\n"
+        "models = ['m']\nca_bundle = 'ca.pem'\n"
+    )
+    assert main(["config", "check", "--config", "ai-api.toml"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Calls to providers: https via http://proxy.corp:3128; http direct; not for .internal"
+        in out
+    )
+    assert f"    tls: ca_bundle={ca}" in out
+    assert password not in out
+    assert "gw:" not in out
+    monkeypatch.setenv("AI_API_TRUST_ENV", "off")
+    assert main(["config", "check", "--config", "ai-api.toml"]) == 0
+    assert "direct (trust_env off" in capsys.readouterr().out
 
 
 def test_config_check_reports_problems_and_errors(tmp_path, monkeypatch, capsys):

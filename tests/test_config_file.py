@@ -103,6 +103,7 @@ SAMPLES = {
     float: ("2.5", 2.5),
     str: ("somewhere", "somewhere"),
     tuple: (" , ".join(ORIGINS), ORIGINS),
+    bool: ("Off", False),  # every bool knob defaults to true
 }
 
 
@@ -113,9 +114,7 @@ def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, k
         raw, value = "debug", "DEBUG"
     assert getattr(load(tmp_path, "", **{knob.env: raw}), knob.name) == value
     if knob.in_file:
-        given = (
-            repr(raw) if knob.kind is str else repr(list(ORIGINS)) if knob.kind is tuple else raw
-        )
+        given = {str: repr(raw), tuple: repr(list(ORIGINS)), bool: "false"}.get(knob.kind, raw)
         toml = f"[server]\n{knob.name} = {given}\n"
         assert getattr(load(tmp_path, toml), knob.name) == value
 
@@ -126,6 +125,7 @@ def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, k
         ("[server]\nport = -1\n", "port = -1 must be at least 0"),
         ("[server]\nmax_attempts = 0\n", "max_attempts = 0 must be at least 1"),
         ("[server]\nread_timeout = 0.0\n", "read_timeout = 0.0 must be at least 0.001"),
+        ("[server]\ndrain_grace = -1.5\n", "drain_grace = -1.5 must be at least 0"),
         ("[server]\nstate_file = 'x'\n", "unknown field `state_file`"),
     ],
 )
@@ -192,3 +192,40 @@ def test_config_file_from_variable(tmp_path):
     assert load_settings({"AI_API_CONFIG": str(path)}).port == 4321
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings({"AI_API_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_aliases_name_a_model_the_gateway_serves(tmp_path):
+    settings = load(
+        tmp_path,
+        """
+[routes.smart]
+members = ["groq/openai/gpt-oss-120b"]
+
+[aliases]
+"claude-sonnet-4-5" = "smart"
+"claude-haiku-4-5" = "groq/llama-3.1-8b-instant"
+"claude-opus-4-1" = "cerebras/gpt-oss-120b"
+""",
+        GROQ_API_KEY="g",
+    )
+    assert settings.aliases == (
+        ("claude-sonnet-4-5", "smart"),
+        ("claude-haiku-4-5", "groq/llama-3.1-8b-instant"),
+    )
+    assert settings.problems == (
+        "aliases.claude-opus-4-1: 'cerebras/gpt-oss-120b' is not served (provider inactive)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[aliases]\nclaude = 'nope'\n", "aliases.claude: 'nope' is not a model name"),
+        ("[aliases]\nclaude = 'nobody/m'\n", "aliases.claude: 'nobody/m' is not a model name"),
+        ("[aliases]\nauto = 'groq/openai/gpt-oss-120b'\n", "aliases.auto: already a model name"),
+        ("[aliases]\nclaude = 3\n", "Expected `str`"),
+    ],
+)
+def test_an_alias_of_nothing_or_over_a_model_name_is_a_config_error(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load(tmp_path, text, GROQ_API_KEY="g")

@@ -9,7 +9,6 @@ import gzip
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 import zlib
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from ai_api.http_client import BadResponse, Endpoint, HTTPClient, Response
 
+from .certs import self_signed
 from .lag import lag_probe
 
 # A raw server: one `Conn` per accepted connection, handed to a handler that scripts it.
@@ -531,6 +531,159 @@ async def test_connections_left_idle_by_a_burst_are_closed_once_past_the_keepali
         await client.close()
 
 
+async def test_connections_left_idle_by_a_burst_are_closed_at_their_keepalive_without_a_request():
+    client = HTTPClient(keepalive=0.2)
+    try:
+        async with raw_server(keep_answering(ok())) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            await asyncio.gather(*(body_of(endpoint) for _ in range(5)))
+            assert raw.connections == 5
+            await asyncio.sleep(0.1)
+            assert raw.ended == 0  # not before their keepalive
+            await eventually(lambda: raw.ended == 5)  # and no request came to close them
+    finally:
+        await client.close()
+
+
+async def test_a_connection_reused_within_its_keepalive_is_not_closed_by_the_timer():
+    client = HTTPClient(keepalive=0.15)
+    try:
+        async with raw_server(keep_answering(ok())) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            for _ in range(12):
+                assert await body_of(endpoint) == b"ok"
+                await asyncio.sleep(0.04)
+            assert (raw.connections, raw.ended) == (1, 0)
+            await eventually(lambda: raw.ended == 1)
+    finally:
+        await client.close()
+
+
+# At the cap of connections to one origin
+
+
+def held_answers() -> tuple[Handler, asyncio.Event]:
+    """A handler that answers each request, with its body, once the event is set."""
+    go = asyncio.Event()
+
+    async def handle(conn: Conn) -> None:
+        while True:
+            raw = await conn.request()
+            await go.wait()
+            conn.send(ok(raw.split(b"\r\n\r\n", 1)[1]))
+
+    return handle, go
+
+
+async def test_at_the_cap_a_request_waits_for_a_connection_to_come_back(caplog):
+    client = HTTPClient(connections=2, connect_timeout=5)
+    handle, go = held_answers()
+    try:
+        async with raw_server(handle) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            tasks = [asyncio.create_task(body_of(endpoint, b"%d" % i)) for i in range(3)]
+            await eventually(lambda: len(raw.requests) == 2)
+            await asyncio.sleep(0.05)
+            assert raw.connections == 2  # the third waits, unsent
+            assert len(raw.requests) == 2
+            go.set()
+            assert await asyncio.gather(*tasks) == [b"0", b"1", b"2"]
+            assert raw.connections == 2  # it was served on one that came back
+    finally:
+        await client.close()
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1
+    assert "2 connections" in warned[0].getMessage()
+
+
+async def test_at_the_cap_waiting_requests_are_served_in_turn():
+    client = HTTPClient(connections=1, connect_timeout=5)
+    handle, go = held_answers()
+    try:
+        async with raw_server(handle) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            tasks = []
+            for i in range(4):
+                tasks.append(asyncio.create_task(body_of(endpoint, b"%d" % i)))
+                await asyncio.sleep(0.01)  # they queue in this order
+            go.set()
+            assert await asyncio.gather(*tasks) == [b"0", b"1", b"2", b"3"]
+            assert [r.split(b"\r\n\r\n", 1)[1] for r in raw.requests] == [b"0", b"1", b"2", b"3"]
+            assert raw.connections == 1
+    finally:
+        await client.close()
+
+
+async def test_at_the_cap_a_request_none_comes_back_for_fails_as_a_connect_timeout(caplog):
+    client = HTTPClient(connections=2, connect_timeout=0.2)
+    handle, go = held_answers()
+    try:
+        async with raw_server(handle) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            held = [asyncio.create_task(endpoint.post(b"{}")) for _ in range(2)]
+            await eventually(lambda: len(raw.requests) == 2)
+            async with asyncio.timeout(2):
+                with pytest.raises(TimeoutError, match="connect timeout: 2 connections"):
+                    await endpoint.post(b"{}")
+                with pytest.raises(TimeoutError, match="connect timeout"):
+                    await endpoint.post(b"{}")
+            assert raw.connections == 2
+            go.set()
+            for response in await asyncio.gather(*held):
+                response.release()
+            assert await body_of(endpoint) == b"{}"  # the places it waited for are whole
+            assert raw.connections == 2
+    finally:
+        await client.close()
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1  # said once
+
+
+async def test_a_waiting_request_that_gives_up_leaves_its_turn_to_the_next():
+    client = HTTPClient(connections=1, connect_timeout=5)
+    handle, go = held_answers()
+    try:
+        async with raw_server(handle) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            first = asyncio.create_task(body_of(endpoint, b"first"))
+            await eventually(lambda: len(raw.requests) == 1)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):  # its caller's own deadline
+                    await endpoint.post(b"gave up")
+            last = asyncio.create_task(body_of(endpoint, b"last"))
+            await asyncio.sleep(0.02)
+            go.set()
+            assert [await first, await last] == [b"first", b"last"]
+            assert raw.connections == 1
+            assert [r.split(b"\r\n\r\n", 1)[1] for r in raw.requests] == [b"first", b"last"]
+    finally:
+        await client.close()
+
+
+async def test_a_place_freed_by_a_connection_that_closes_goes_to_the_waiting_request():
+    client = HTTPClient(connections=1, connect_timeout=5)
+
+    async def handle(conn: Conn) -> None:
+        await conn.request()
+        if conn.number == 1:
+            await asyncio.sleep(0.05)
+            conn.send(ok(b"once", b"Connection: close"))
+        else:
+            conn.send(ok(b"then, %d closed" % conn.server.ended))
+        await conn.until_closed()
+
+    try:
+        async with raw_server(handle) as raw:
+            endpoint = client.endpoint(raw.url(), {})
+            first = asyncio.create_task(body_of(endpoint))
+            await eventually(lambda: raw.connections == 1)
+            # on a new connection, once the first closed
+            assert await body_of(endpoint) == b"then, 1 closed"
+            assert await first == b"once"
+            assert raw.connections == 2
+    finally:
+        await client.close()
+
+
 async def test_a_kept_connection_the_server_closed_while_idle_is_replaced(http):
     idle = asyncio.Event()
 
@@ -939,31 +1092,8 @@ def test_urls_that_would_leak_or_break_the_request_line_are_refused(url, said):
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
+    return self_signed(tmp_path, "c", "localhost", "127.0.0.1")
 
 
 def serving(certificate: tuple[Path, Path]) -> ssl.SSLContext:

@@ -63,7 +63,7 @@ def test_without_gateway_keys_nothing_asks_for_one_and_no_401_is_described():
 
 def test_with_gateway_keys_every_path_but_the_public_ones_needs_one():
     document = describe(keys=True)
-    assert document["security"] == [{"gatewayKey": []}]
+    assert document["security"] == [{"gatewayKey": []}, {"apiKey": []}]
     for path, item in document["paths"].items():
         for operation in item.values():
             public = path in PUBLIC

@@ -13,14 +13,15 @@ from aiohttp import web
 
 from .admission import require_json
 from .attempts import Opened
-from .errors import PayloadTooLarge, RequestTimeout, UpstreamError
+from .connections import CONNECTION
+from .errors import GatewayError, PayloadTooLarge, RequestTimeout, ShuttingDown, UpstreamError
 from .gateway import GATEWAY
 
 log = logging.getLogger("ai_api.answers")
 
 Body = Callable[[web.StreamResponse], Awaitable[bytes]]
 """Writes the answer as it comes; returns its last bytes, to end the body with in one write."""
-Failure = Callable[[UpstreamError], bytes | None]
+Failure = Callable[[GatewayError], bytes | None]
 """The API's in-band error for a failure after the first byte; None: abort the connection
 (the client sees an incomplete transfer, never a truncated answer that looks whole)."""
 
@@ -59,7 +60,8 @@ def answered_by(opened: Opened) -> dict[str, str]:
 async def stream(
     request: web.Request, opened: Opened, content_type: str, body: Body, failure: Failure
 ) -> web.StreamResponse:
-    """Stream `opened` with `body`; a failure mid-answer ends it as `failure` says."""
+    """Stream `opened` with `body`; a failure mid-answer ends it as `failure` says, and so
+    does the end of a drain's grace (`ShuttingDown`)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": content_type,
@@ -68,20 +70,40 @@ async def stream(
             **answered_by(opened),
         }
     )
+    connection = request.get(CONNECTION)
+    if connection is not None and connection.draining:
+        response.force_close()
     name = opened.deployment.name
+    ending = False
     try:
-        await response.prepare(request)
-        end = await body(response)
-    except UpstreamError as exc:
-        log.warning("%s failed mid-stream: %s", name, exc.message)
-        end_or_none = failure(exc)
-        if end_or_none is None:
-            if request.transport is not None:
-                request.transport.abort()
+        try:
+            await response.prepare(request)
+            end = await body(response)
+        except UpstreamError as exc:
+            log.warning("%s failed mid-stream: %s", name, exc.message)
+            end_or_none = failure(exc)
+            if end_or_none is None:
+                return _abort(request, response)
+            end = end_or_none
+        except ConnectionResetError:  # the client left: neither our failure nor the provider's
+            log.debug("client went away; upstream request to %s cancelled", name)
             return response
-        end = end_or_none
-    except ConnectionResetError:  # the client left: neither our failure nor the provider's
-        log.debug("client went away; upstream request to %s cancelled", name)
-        return response
-    await response.write_eof(end)  # the last bytes and the end of the body in one write
+        ending = True
+        await response.write_eof(end)  # the last bytes and the end of the body in one write
+    except asyncio.CancelledError:
+        if connection is None or not response.prepared or not connection.took_cut():
+            raise  # the client left, or nothing began: the middleware answers the cut
+        if ending:  # the end is written: what is left is the client's to read
+            return response
+        end_or_none = failure(ShuttingDown(f"The gateway stopped before {name} finished."))
+        if end_or_none is None:
+            return _abort(request, response)
+        await response.write_eof(end_or_none)
+    return response
+
+
+def _abort(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """End the connection so that the client sees an incomplete transfer."""
+    if request.transport is not None:
+        request.transport.abort()
     return response

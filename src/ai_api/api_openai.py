@@ -15,8 +15,9 @@ import msgspec
 from aiohttp import web
 
 from .answers import answered_by, read_body, stream
+from .api_anthropic import models as anthropic_models
 from .attempts import Opened
-from .errors import UpstreamError
+from .errors import GatewayError
 from .gateway import GATEWAY
 from .keys import check_model, visible
 from .params import options_of
@@ -39,11 +40,15 @@ def add_routes(app: web.Application) -> None:
 
 
 async def models(request: web.Request) -> web.Response:
-    """Every routable model name, in the OpenAI list format."""
+    """Every routable model name, in the OpenAI list format (Anthropic's, at `/v1/models`
+    for a request with `anthropic-version`)."""
     routes = request.app[GATEWAY].router.routes
+    names = sorted(visible(request, {n: r.name for n, r in routes.items()}), key=_order)
+    if request.path == "/v1/models" and "anthropic-version" in request.headers:
+        return anthropic_models(request, names)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, routes[name])}
-        for name in sorted(visible(request, routes), key=_order)
+        for name in names
     ]
     return web.json_response({"object": "list", "data": data})
 
@@ -62,7 +67,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = decode_body(await read_body(request), CompletionBody)
     options = options_of(body)
     gateway = request.app[GATEWAY]
-    check_model(request, body.model or DEFAULT_ROUTE)
+    check_model(request, body.model or DEFAULT_ROUTE, gateway.router.resolve(body.model))
     route = gateway.router.route(body.model)
     cap = body.max_completion_tokens or body.max_tokens
     opened = await gateway.open(
@@ -98,7 +103,7 @@ async def _stream(request: web.Request, body: CompletionBody, opened: Opened) ->
             held.append(encode_data({**head, "choices": [], "usage": usage}))
         return b"".join([*held, _DONE])
 
-    def failure(exc: UpstreamError) -> bytes:
+    def failure(exc: GatewayError) -> bytes:
         # What was held past the finish reason goes out before the error.
         return b"".join([*held, encode_data(exc.body())])
 

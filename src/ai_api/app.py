@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,15 +11,18 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .admission import admission, allow_origin
+from .anthropic_events import error_of, speaks_anthropic
+from .api_anthropic import add_routes as add_anthropic_routes
 from .api_chat import chat
 from .api_openai import add_routes
-from .connections import ClientConnections
+from .connections import CONNECTION, ClientConnections
 from .errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ShuttingDown,
 )
 from .gateway import GATEWAY, Gateway
 from .keys import require_key
@@ -49,6 +53,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     app.router.add_get("/usage", usage)
     app.router.add_get("/openapi.json", openapi)
     add_routes(app)
+    add_anthropic_routes(app)
     return app
 
 
@@ -79,8 +84,15 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
-def error_response(error: GatewayError) -> web.Response:
-    """The JSON error body and status for `error`."""
+def error_response(error: GatewayError, request: web.Request | None = None) -> web.Response:
+    """The JSON error body and status for `error`, in the shape of the API `request` speaks
+    (Anthropic's for `/v1/messages`, and for `/v1/models` with `anthropic-version`; else
+    OpenAI's)."""
+    if request is not None and speaks_anthropic(
+        request.path, request.headers.get("anthropic-version")
+    ):
+        status, body = error_of(error)
+        return web.json_response(body, status=status, headers=error.headers)
     return web.json_response(error.body(), status=error.status, headers=error.headers)
 
 
@@ -89,30 +101,62 @@ def _front(
     connections: ClientConnections | None,
 ) -> Middleware:
     """The one outer middleware (each layer costs every request): it tells the connection a
-    request began and ended, admits it (`ai_api.admission`), and answers errors as JSON."""
+    request began (in which task: a drain may cut it short) and ended, admits it
+    (`ai_api.admission`), and answers errors as JSON."""
 
-    @web.middleware
-    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
-        connection = connections.of(request) if connections is not None else None
-        if connection is not None:
-            connection.request_began()
+    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             early = admit(request)  # a response is a mapping, falsy when empty: test for None
             return early if early is not None else await handler(request)
         except GatewayError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(_from_http_exception(request, exc))
+            return error_response(_from_http_exception(request, exc), request)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
-            return error_response(GatewayError("Internal error; the server log has details."))
+            error = GatewayError("Internal error; the server log has details.")
+            return error_response(error, request)
+
+    @web.middleware
+    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        connection = connections.of(request) if connections is not None else None
+        if connection is None:
+            return await answer(request, handler)
+        connection.request_began(asyncio.current_task())
+        request[CONNECTION] = connection
+        try:
+            response = await answer(request, handler)
+        except asyncio.CancelledError:
+            if not connection.took_cut():
+                raise
+            response = _cut_short(request)
         finally:
-            if connection is not None:
-                connection.request_ended()
+            connection.request_ended()
+        if connection.draining and not response.prepared:
+            response.force_close()
+        return response
 
     return front
+
+
+def _cut_short(request: web.Request) -> web.StreamResponse:
+    """The answer to a request the drain cut short before its answer began: a 503 that says
+    to try again (elsewhere: this instance is stopping). One whose answer began and did not
+    end it in its own shape (`answers.stream` does) is dropped: never a truncated answer that
+    looks whole."""
+    if request.writer.output_size > 0:
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+    return error_response(
+        ShuttingDown(
+            "The gateway is stopping and could not answer in time; try again.",
+            headers={"Retry-After": "1"},
+        ),
+        request,
+    )
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GatewayError:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import LOCAL_KEY, load_settings, read_environment
 from .limits import Limit, period_name
 from .providers import PRESETS
-from .settings import SCOPES, ConfigError, GatewayKey, Settings
+from .settings import SCOPES, ConfigError, GatewayKey, ProviderSettings, Settings
 
 NO_PROVIDERS = """\
 ai-api: no provider is configured.
@@ -72,17 +72,18 @@ def _serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[
         return _workers(settings, args, argv)
     if args.reload:
         from .reload import run_with_reload
+        from .workers import STOP_MARGIN
 
         child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--reload"]
         watch = [Path(__file__).parent, Path(args.env_file)]
         if args.config:
             watch.append(args.config)
-        return run_with_reload(child, watch)
+        return run_with_reload(child, watch, stop_wait=settings.drain_grace + STOP_MARGIN)
     return _serve(settings, args.fd)
 
 
 def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    from .workers import run_workers
+    from .workers import STOP_MARGIN, run_workers
 
     env = dict(os.environ)
     if settings.redis_url is None and (settings.demo or not settings.state_file):
@@ -92,7 +93,8 @@ def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] |
         env["AI_API_STATE_FILE"] = scratch if settings.demo else settings.ledger or scratch
     raw = list(argv if argv is not None else sys.argv[1:])[1:]  # without "serve"
     child = _without(raw, valued={"--workers", "--host", "--port"}, flags={"--reload"})
-    return run_workers(settings.workers, settings.host, settings.port, child, env)
+    stop_wait = settings.drain_grace + STOP_MARGIN
+    return run_workers(settings.workers, settings.host, settings.port, child, env, stop_wait)
 
 
 def _days(raw: str) -> int:
@@ -113,28 +115,22 @@ def describe(settings: Settings) -> str:
     """The resolved configuration for humans, keys masked."""
     lines = [f"Providers ({len(settings.providers)} active):"]
     for p in settings.providers:
-        unset = p.api_key.reveal() == LOCAL_KEY
-        if not (p.spec.key_env or p.key_env) or (unset and p.spec.local):
-            key = "no key"
-        elif unset:
-            key = f"{p.key_env} not set"
-        else:
-            key = f"{p.key_env}={p.api_key.masked()}"
-        lines.append(f"  {p.name} ({p.spec.label}) {p.base_url}  {key}")
-        if not p.guesses:
-            lines.append("    built-in limits off (guesses = false)")
-        for m in p.models:
-            lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
-            if m.limits:
-                lines.append(f"      limits: {limits_text(m.limits)}")
+        lines += _provider_lines(p)
     lines.append("Routes:")
     auto = ", ".join(f"{p.name}/{p.model}" for p in settings.providers) or "(empty)"
     lines.append(f"  auto (round-robin): {auto}")
     for r in settings.routes:
         members = ", ".join(m.name for m in r.members) or "(no active member)"
         lines.append(f"  {r.name} ({r.strategy}): {members}")
+    for alias, target in settings.aliases:
+        lines.append(f"  {alias} -> {target}")
     lines += _keys_text(settings.gateway_keys)
     lines.append(f"Listen: {settings.host}:{settings.port}")
+    proxies = settings.proxies
+    if proxies.http or proxies.https:
+        lines.append(f"Calls to providers: {proxies.describe()}")
+    elif not settings.trust_env:
+        lines.append("Calls to providers: direct (trust_env off: proxy variables not read)")
     lines.append(
         "Limits: built-in ones are guesses about a free tier (they order members, never refuse);"
         " a provider's headers (reported) and its 429s (learned) replace them: see `ai-api usage`."
@@ -155,6 +151,27 @@ def _keys_text(keys: tuple[GatewayKey, ...]) -> list[str]:
         scopes = "all scopes" if key.scopes == SCOPES else ", ".join(sorted(key.scopes))
         models = "any model" if key.models is None else ", ".join(key.models) or "no model"
         lines.append(f"  {key.name} {key.secret.masked()}: {scopes}; {models}")
+    return lines
+
+
+def _provider_lines(p: ProviderSettings) -> list[str]:
+    unset = p.api_key.reveal() == LOCAL_KEY
+    if not (p.spec.key_env or p.key_env) or (unset and p.spec.local):
+        key = "no key"
+    elif unset:
+        key = f"{p.key_env} not set"
+    else:
+        key = f"{p.key_env}={p.api_key.masked()}"
+    lines = [f"  {p.name} ({p.spec.label}) {p.base_url}  {key}"]
+    if p.trust is not None:
+        shown = {"ca_bundle": p.trust.ca_bundle, "client_cert": p.trust.client_cert}
+        lines.append("    tls: " + ", ".join(f"{k}={v}" for k, v in shown.items() if v))
+    if not p.guesses:
+        lines.append("    built-in limits off (guesses = false)")
+    for m in p.models:
+        lines.append(f"    {p.name}/{m.name}  max_tokens={m.max_tokens}")
+        if m.limits:
+            lines.append(f"      limits: {limits_text(m.limits)}")
     return lines
 
 

@@ -25,6 +25,7 @@ from .config_file import (
     read_file,
 )
 from .providers.presets import GENERIC, PREFILLS, PRESETS, ProviderSpec, preset
+from .proxies import Proxies, Proxy, parse_proxy
 from .settings import (
     KNOBS,
     SCOPES,
@@ -38,6 +39,7 @@ from .settings import (
     Secret,
     Settings,
 )
+from .trust import TrustStore, tls_context
 
 LOCAL_KEY = "local"
 """The key sent to a server that needs none (clients must send one)."""
@@ -64,17 +66,49 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
     if path is not None:
         settings = apply_file(settings, read_file(path), path, env)
     keys = _full_keys(env.get("AI_API_KEYS", "").split(","), "AI_API_KEYS")
-    return settings.with_overrides(
+    settings = settings.with_overrides(
         gateway_keys=settings.gateway_keys + keys or None,
         redis_url=Secret(env["REDIS_URL"]) if env.get("REDIS_URL") else None,
         **{knob.name: _from_env(knob, env) for knob in KNOBS},
+    )
+    return replace(settings, proxies=proxies_from(env)) if settings.trust_env else settings
+
+
+def proxies_from(env: Mapping[str, str]) -> Proxies:
+    """The proxies the variables name: `HTTPS_PROXY` for https, `HTTP_PROXY` for http,
+    `ALL_PROXY` for either when its own is unset, `NO_PROXY` for the hosts reached directly;
+    each in lower case first (as urllib, requests and httpx read them), empty as unset."""
+
+    def variable(name: str) -> tuple[str, str] | None:
+        for key in (name.lower(), name):
+            value = env.get(key, "").strip()
+            if value:
+                return key, value
+        return None
+
+    def proxy(name: str) -> Proxy | None:
+        found = variable(name) or variable("ALL_PROXY")
+        if found is None:
+            return None
+        key, value = found
+        try:
+            return parse_proxy(value)
+        except ValueError as exc:  # the message holds no part of the URL: it may hold a password
+            raise ConfigError(f"{key}: {exc}.") from None
+
+    no_proxy = variable("NO_PROXY")
+    entries = () if no_proxy is None else tuple(e.strip() for e in no_proxy[1].split(","))
+    return Proxies(
+        http=proxy("HTTP_PROXY"),
+        https=proxy("HTTPS_PROXY"),
+        no_proxy=tuple(e for e in entries if e),
     )
 
 
 def _from_env(knob: Knob, env: Mapping[str, str]) -> Any:
     """The knob's variable as a value, None when unset; `ConfigError` if invalid."""
-    if knob.choices:
-        return choice(env, knob.env, knob.choices)
+    if knob.choices or knob.kind is bool:
+        return choice(env, knob.env, knob.choices) if knob.choices else switch(env, knob.env)
     listed = knob.kind is tuple
     if listed or knob.kind is str:
         raw = env.get(knob.env)
@@ -170,6 +204,21 @@ def choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str |
     return raw
 
 
+_SWITCH = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
+    ("0", "false", "no", "off"), False
+)
+
+
+def switch(env: Mapping[str, str], name: str) -> bool | None:
+    """`env[name]` as on or off, None when unset; else `ConfigError`."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in _SWITCH:
+        raise ConfigError(f"{name}={raw!r} is not one of: 1, 0, true, false, yes, no, on, off.")
+    return _SWITCH[raw]
+
+
 def number(env: Mapping[str, str], name: str, default: Any, kind: type[N], *, minimum: N) -> Any:
     """`env[name]` as a number of `kind`, or `default` when unset; `ConfigError` if invalid."""
     raw = env.get(name, "").strip()
@@ -193,7 +242,7 @@ def apply_file(
     for name, entry in file.providers.items():
         if "/" in name or name == "auto":
             raise ConfigError(f"{path}: provider name {name!r} may not be 'auto' or contain '/'.")
-        provider = _provider(name, entry, env, problems)
+        provider = _provider(name, entry, env, problems, path.absolute().parent)
         if provider is None:
             providers.pop(name, None)
         else:
@@ -210,6 +259,8 @@ def apply_file(
             problems.append(f"gateway keys: {server.gateway_keys_env} is not set")
         keys += _full_keys(raw.split(","), server.gateway_keys_env)
     names = _model_names(providers.values(), routes)
+    aliases = _aliases(file.aliases, names, known, path, problems)
+    names |= {alias for alias, _ in aliases}
     keys += tuple(
         key
         for name, entry in file.keys.items()
@@ -219,6 +270,7 @@ def apply_file(
         settings,
         providers=tuple(providers.values()),
         routes=routes,
+        aliases=aliases,
         gateway_keys=keys,
         problems=settings.problems + tuple(problems),
     ).with_overrides(
@@ -242,6 +294,31 @@ def _model_names(
         names |= {m.name for m in provider.models}
         names |= {f"{provider.name}/{m.name}" for m in provider.models}
     return names
+
+
+def _aliases(
+    table: Mapping[str, str],
+    names: set[str],
+    known: set[str],
+    path: Path,
+    problems: list[str],
+) -> tuple[tuple[str, str], ...]:
+    """`[aliases]` checked: an alias may not be a model name already, and its target must be
+    one; a target of a known provider that is inactive leaves the alias out (a problem)."""
+    aliases = []
+    for alias, target in table.items():
+        if alias in names:
+            raise ConfigError(f"{path}: aliases.{alias}: already a model name; pick another.")
+        if target in names:
+            aliases.append((alias, target))
+        elif target.partition("/")[0] in known and "/" in target:
+            problems.append(f"aliases.{alias}: {target!r} is not served (provider inactive)")
+        else:
+            raise ConfigError(
+                f"{path}: aliases.{alias}: {target!r} is not a model name this gateway serves"
+                " (a route, auto, provider/model or a model a provider lists)."
+            )
+    return tuple(aliases)
 
 
 def _key(
@@ -269,7 +346,7 @@ def _secret(env: Mapping[str, str], name: str | None) -> Secret | None:
 
 
 def _provider(
-    name: str, entry: ProviderEntry, env: Mapping[str, str], problems: list[str]
+    name: str, entry: ProviderEntry, env: Mapping[str, str], problems: list[str], root: Path
 ) -> ProviderSettings | None:
     kind = entry.kind or (name if preset(name) else None)
     spec = preset(kind) if kind else None
@@ -318,7 +395,30 @@ def _provider(
             m = replace(m, limits=tuple(lim for lim in m.limits if not lim.guess))
         resolved.append(m)
     account = entry.account or ""
-    return replace(settings, models=tuple(resolved), account=account, guesses=entry.guesses)
+    return replace(
+        settings,
+        models=tuple(resolved),
+        account=account,
+        guesses=entry.guesses,
+        trust=_trust(name, entry, root),
+    )
+
+
+def _trust(name: str, entry: ProviderEntry, root: Path) -> TrustStore | None:
+    """The provider's trust store, its paths taken from the file's directory, each file
+    checked now (a message names the setting and the file, never what the file holds)."""
+    if entry.client_key is not None and entry.client_cert is None:
+        raise ConfigError(f"providers.{name}: client_key needs client_cert.")
+    paths = [entry.ca_bundle, entry.client_cert, entry.client_key]
+    if not any(paths):
+        return None
+    ca_bundle, client_cert, client_key = (str(root / p) if p else None for p in paths)
+    trust = TrustStore(ca_bundle, client_cert, client_key)
+    try:
+        tls_context(trust)
+    except ValueError as exc:
+        raise ConfigError(f"providers.{name}: {exc}.") from None
+    return trust
 
 
 def _route(

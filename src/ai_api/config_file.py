@@ -4,6 +4,8 @@
 [server]
 port = 3000
 gateway_keys_env = "AI_API_KEYS"     # a variable holding comma-separated gateway keys
+upstream_connections = 512           # open to one provider at most; then requests wait
+trust_env = true                     # HTTPS_PROXY, HTTP_PROXY, NO_PROXY apply (default)
 
 [providers.groq]                     # a preset: everything below is optional
 models = ["openai/gpt-oss-120b", { name = "llama-3.1-8b-instant", max_tokens = 2048 }]
@@ -14,6 +16,14 @@ base_url = "http://10.0.0.5:8000/v1"
 api_key_env = "GPU_BOX_KEY"
 models = ["qwen3-32b"]
 
+[providers.internal]                 # https with a private CA and a client certificate
+kind = "openai"
+base_url = "https://llm.internal:8443/v1"
+models = ["llama-3.3-70b"]
+ca_bundle = "certs/internal-ca.pem"  # PEM CAs trusted instead of the system's
+client_cert = "certs/gateway.pem"    # mutual TLS; its key in the same file or in client_key
+client_key = "certs/gateway.key"     # paths are relative to this file
+
 [routes.smart]
 strategy = "fallback"                # or "round-robin" (the default)
 members = ["groq/openai/gpt-oss-120b", "gpu-box/qwen3-32b"]
@@ -23,6 +33,9 @@ continuation = false                 # a stream failing mid-answer ends (default
 key_env = "CI_GATEWAY_KEY"           # the variable holding it
 scopes = ["chat"]                    # of chat, models, usage (default: all three)
 models = ["smart", "groq/*"]         # default: any
+
+[aliases]                            # more names for a model name (clients' default names)
+"claude-sonnet-4-5" = "smart"
 ```
 
 Presets stay active by their key variables as without a file; a `[providers.NAME]` table
@@ -80,6 +93,11 @@ class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     guesses: bool = True
     """Whether the preset's built-in limits (guesses about a free tier) apply; false: only
     the configured ones and what the provider reports or a 429 teaches."""
+    ca_bundle: str | None = None
+    """A PEM file of the CAs its server's certificate is checked against (not the system's)."""
+    client_cert: str | None = None
+    """A PEM certificate it is shown (mutual TLS), with its key unless `client_key` has it."""
+    client_key: str | None = None
 
 
 class MemberEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -135,6 +153,7 @@ class _Sections(msgspec.Struct, forbid_unknown_fields=True):
     providers: dict[str, dict[str, Any]] = {}
     routes: dict[str, dict[str, Any]] = {}
     keys: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +165,8 @@ class ConfigFile:
     providers: dict[str, ProviderEntry]
     routes: dict[str, RouteEntry]
     keys: dict[str, KeyEntry]
+    aliases: dict[str, str]
+    """`[aliases]`: another name -> the model name it stands for."""
 
 
 def read_file(path: Path) -> ConfigFile:
@@ -173,6 +194,7 @@ def read_file(path: Path) -> ConfigFile:
             name: _typed(path, f"keys.{name}", entry, KeyEntry)
             for name, entry in sections.keys.items()
         },
+        aliases=sections.aliases,
     )
 
 

@@ -5,6 +5,11 @@ are open at once; past it a new one is answered 503 and closed, with one log lin
 aiohttp has no header timeout and no connection cap, so every connection's protocol is wrapped
 in a `GuardedConnection`, which the app's middleware tells when a request begins and ends. The
 idle keep-alive timeout is aiohttp's own; the body timeout is `answers.read_body`'s.
+
+At shutdown the same bookkeeping drains (`server.running`): how many requests are in flight,
+`Connection: close` on every answer from then on, and, once the grace is over, each request
+still running cut short: its handler is cancelled and its connection marked `CUT`, which tells
+the cut from a client leaving, so that the API ends the answer in its own shape.
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ from .settings import Settings
 
 log = logging.getLogger("ai_api.connections")
 
+BACKLOG = 4096
+"""Connections the kernel queues before they are accepted, as `--workers` binds (the event
+loop's default, 100, dropped 32 of a burst of 1,075 new connections)."""
 CAP_LOG_INTERVAL = 60.0
 """Seconds between two log lines saying the connection cap is reached."""
+CUT_MARGIN = 2.0
+"""Seconds a request cut short at the end of the drain's grace has to write its end (a client
+not reading could hold it forever); then its connection is aborted."""
 LINGERING = 1.0
 """Seconds the rest of a body is read (and dropped) after an early answer, so that a client
 still sending gets its answer; then the connection closes. aiohttp's 10 s would let a client
@@ -48,6 +59,9 @@ class Phase(enum.Enum):
     """Waiting for a request's headers: the header timeout runs."""
     ANSWERING = "answering"
     """A request is being answered (its body has its own timeout)."""
+    CUT = "cut"
+    """The drain's grace ran out while a request was being answered: its handler is cancelled
+    and ends the answer as the API does after a failure."""
     IDLE = "idle"
     """Between requests: aiohttp's keep-alive timeout runs."""
     REFUSED = "refused"
@@ -64,6 +78,8 @@ class GuardedConnection(asyncio.Protocol):
         self.phase = Phase.IDLE
         self.since = 0.0
         """When the phase began (the loop's clock)."""
+        self._task: asyncio.Task[object] | None = None
+        """The handler's task of the request being answered."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
@@ -98,13 +114,44 @@ class GuardedConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
-    def request_began(self) -> None:
-        """The headers are in: the header timeout stops."""
+    def request_began(self, task: asyncio.Task[object] | None) -> None:
+        """The headers are in: the header timeout stops; `task` answers the request."""
         self.phase = Phase.ANSWERING
+        self._task = task
 
     def request_ended(self) -> None:
         """The answer is written: the connection idles until the next request's first byte."""
+        if self.phase is Phase.ANSWERING and self._clients.draining:
+            self._clients.finished += 1
         self.phase = Phase.IDLE
+        self._task = None
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is draining: every answer from now on closes its connection."""
+        return self._clients.draining
+
+    def end(self) -> bool:
+        """Cut the request being answered short (its task is cancelled); False if idle."""
+        if self.phase is not Phase.ANSWERING or self._task is None:
+            return False
+        self.phase = Phase.CUT
+        self._task.cancel()
+        return True
+
+    def took_cut(self) -> bool:
+        """Whether the cancellation being handled is the drain's cut (a client leaving is
+        not); if so it is withdrawn, once, and the handler goes on to end its answer."""
+        if self.phase is not Phase.CUT or self._task is None:
+            return False
+        self._task.uncancel()
+        self._task = None  # a later cancellation is someone else's
+        return True
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        if self._transport is not None:
+            self._transport.abort()
 
     def close_if_waiting(self, since: float) -> None:
         """Close the connection if it has waited for headers since before `since`."""
@@ -132,6 +179,11 @@ class ClientConnections:
         self._open: dict[asyncio.BaseTransport, GuardedConnection] = {}
         self._refused = 0
         self._logged_at: float | None = None
+        self.draining = False
+        self.finished = 0
+        """Requests that ended by themselves during the drain."""
+        self.ended = 0
+        """Requests the drain cut short."""
 
     def __len__(self) -> int:
         return len(self._open)
@@ -177,9 +229,29 @@ class ClientConnections:
             connection.close_if_waiting(late)
         self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
 
+    def drain(self) -> int:
+        """Begin draining; the requests in flight."""
+        self.draining = True
+        return sum(c.phase is Phase.ANSWERING for c in self._open.values())
+
+    def cut(self) -> int:
+        """Cut every request still in flight short; how many there were."""
+        cut = sum(c.end() for c in list(self._open.values()))
+        self.ended += cut
+        return cut
+
+    def abort(self) -> None:
+        """Drop every connection still open at once."""
+        for connection in list(self._open.values()):
+            connection.abort()
+
     def of(self, request: web.Request) -> GuardedConnection | None:
         """The connection `request` came on (None if not one of these)."""
         return self._open.get(request.transport)  # type: ignore[arg-type]
+
+
+CONNECTION = web.RequestKey("connection", GuardedConnection)
+"""The guarded connection a request came on (absent without `ClientConnections`)."""
 
 
 class GuardedSite(web.BaseSite):
@@ -213,7 +285,9 @@ class GuardedSite(web.BaseSite):
         if self._sock is not None:
             self._server = await loop.create_server(factory, sock=self._sock)
         else:
-            self._server = await loop.create_server(factory, self._host, self._port)
+            self._server = await loop.create_server(
+                factory, self._host, self._port, backlog=BACKLOG
+            )
         self._clients.start()
 
     async def stop(self) -> None:

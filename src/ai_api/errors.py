@@ -14,6 +14,7 @@
     ├── RateLimited          429     every member is out of headroom (Retry-After says when)
     ├── NoProviders          503     nothing is configured to answer
     ├── TooManyConnections   503     the cap on open client connections is reached
+    ├── ShuttingDown         503     the gateway is stopping: the request was not answered in time
     └── UpstreamError        502     a provider failed; `provider` names it
         ├── UpstreamStatus   4xx/5xx the provider answered an HTTP error (mapped in verdicts.py)
         ├── UpstreamTimeout  504     no answer in time
@@ -168,6 +169,15 @@ class TooManyConnections(GatewayError):
     status = 503
     type = "server_error"
     code = "too_many_connections"
+
+
+class ShuttingDown(GatewayError):
+    """The gateway is stopping and its drain's grace ran out before this answer was done
+    (before its first byte: a 503 with `Retry-After`; after it: the API's in-band error)."""
+
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
 
 
 class UpstreamError(GatewayError):

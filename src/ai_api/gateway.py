@@ -99,8 +99,14 @@ async def build_gateway(
         stack.push_async_callback(state.close)
         rationing = Rationing(ledger, state, clock=clock)
         stack.push_async_callback(rationing.drain)
-        client = HTTPClient(connect_timeout=settings.connect_timeout)
+        client = HTTPClient(
+            connect_timeout=settings.connect_timeout,
+            connections=settings.upstream_connections,
+            proxies=settings.proxies,
+        )
         stack.push_async_callback(client.close)
+        if settings.proxies.http or settings.proxies.https:
+            log.info("calls to providers: %s", settings.proxies.describe())
         router = build_router(settings, make_providers(settings, client, clock))
         replayed = await rationing.rebuild(router.deployments())
         if replayed:
@@ -152,7 +158,7 @@ def make_providers(
             name=p.name,
             api_key=p.api_key.reveal(),
             base_url=p.base_url,
-            client=client,
+            client=client.trusting(p.trust),
             read_timeout=settings.read_timeout,
             total_timeout=settings.total_timeout,
             max_answer_bytes=settings.max_answer_bytes,

@@ -5,48 +5,59 @@ Why its own: aiohttp's client hands the chunks of a chunked body to its reader o
 a provider's stream sends one chunk per event, so reading a streamed answer cost more than
 everything else the gateway does for it (docs/benchmarks.md). Here whatever one socket read
 brought reaches the reader as one piece. The client does what calls to providers need and no
-more: POST with the body in memory; http and https (the system's CAs, HTTP/1.1 by ALPN);
-Content-Length, chunked and close-delimited bodies; gzip and deflate; keep-alive with an idle
-expiry; one more try, on a new connection, when a kept one turns out closed before it answered.
+more: POST with the body in memory; http and https (the system's CAs or a trust store's, a
+client certificate, HTTP/1.1 by ALPN); through an HTTP proxy (a CONNECT tunnel for https, the
+absolute form for http); Content-Length, chunked and close-delimited bodies; gzip and deflate;
+keep-alive, idle connections closed by a timer once their keepalive ends; at most
+`connections` open to one origin, requests past it waiting in turn for one to come back; one
+more try, on a new connection, when a kept one turns out closed before it answered.
 
 Failures are builtin exceptions, which callers map to their own: `TimeoutError` (no connection
-within the connect timeout), `OSError` (could not connect, or the connection was lost), and
-`BadResponse` (the bytes are not an HTTP/1.1 response, or its head passes the limits: 8 KiB a
-line, 128 headers, 64 KiB outside the body, control characters but HTAB refused in values).
+within the connect timeout, waiting at the cap included), `OSError` (could not connect, the
+proxy refused a tunnel (`ProxyError`), or the connection was lost), and `BadResponse` (the bytes
+are not an HTTP/1.1 response, or its head passes the limits: 8 KiB a line, 128 headers, 64 KiB
+outside the body, control characters but HTAB refused in values).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
-import socket
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiohappyeyeballs
-from aiohappyeyeballs import AddrInfoType
+from .http_connection import BadResponse, Response, Stale
+from .http_origin import Origin
+from .http_tunnel import ProxyError
+from .proxies import Proxies
+from .trust import TrustStore, tls_context
 
-from .http_connection import BadResponse, Connection, Response, Stale
-
-__all__ = ["BadResponse", "Endpoint", "HTTPClient", "Response"]
+__all__ = ["BadResponse", "Endpoint", "Endpoints", "HTTPClient", "ProxyError", "Response"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_DNS_TTL = 300.0
-"""Seconds a host's looked-up addresses are kept (aiohttp's client, used before, kept 300)."""
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
+class Endpoints(Protocol):
+    """What makes endpoints: an `HTTPClient`, or a view of one bound to a trust store."""
+
+    def endpoint(self, url: str, headers: Mapping[str, str]) -> Endpoint:
+        """POSTs to `url` with `headers`."""
+        ...
+
+
 class HTTPClient:
     """Keep-alive connections per origin, shared by the endpoints made from one client.
 
-    `connect_timeout` bounds connecting (and the TLS handshake); `keepalive` is how long an idle
-    connection may wait for its next request. Close the client to close its connections.
+    `connect_timeout` bounds getting a connection (waiting for one at the cap, connecting, the
+    TLS handshake); `keepalive` is how long an idle connection may wait for its next request
+    (a timer per origin closes it then); `connections` is the most open to one origin at once.
+    Close the client to close its connections.
     """
 
     def __init__(
@@ -55,16 +66,25 @@ class HTTPClient:
         connect_timeout: float | None = None,
         keepalive: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
+        connections: int = 512,
+        proxies: Proxies | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
+        self.connections = connections
+        self.proxies = proxies or Proxies()
         self._ssl = ssl_context
         self._alpn = False
-        self._origins: dict[tuple[str, str, int], _Origin] = {}
+        self._contexts: dict[TrustStore, ssl.SSLContext] = {}
+        self._origins: dict[tuple[str, str, int, TrustStore | None], Origin] = {}
         self.closed = False
 
-    def endpoint(self, url: str, headers: Mapping[str, str]) -> Endpoint:
-        """POSTs to `url` with `headers` (the request head is built once, here)."""
+    def endpoint(
+        self, url: str, headers: Mapping[str, str], trust: TrustStore | None = None
+    ) -> Endpoint:
+        """POSTs to `url` with `headers` (the request head is built once, here); an https
+        one's TLS trusts and shows what `trust` says (default: the system's CAs). Through a
+        proxy if `proxies` has one for its origin."""
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
             raise ValueError("not an http(s) URL with a host")
@@ -73,23 +93,40 @@ class HTTPClient:
         if _UNSAFE.search(url):
             raise ValueError("the URL holds spaces or control characters")
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
-        key = (parts.scheme, parts.hostname, port)
+        https = parts.scheme == "https"
+        if not https:
+            trust = None  # no TLS: connections differ by nothing else
+        # Connections that trust or show different certificates are never shared.
+        key = (parts.scheme, parts.hostname, port, trust)
+        proxy = self.proxies.for_origin(parts.scheme, parts.hostname, port)
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(
-                self, parts.scheme == "https", parts.hostname, port
-            )
+            origin = self._origins[key] = Origin(self, parts.hostname, port, https, trust, proxy)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6 literal
         if port != _DEFAULT_PORTS[parts.scheme]:
             host = f"{host}:{port}"
+        if proxy is not None and not https:  # to the proxy: the absolute form, and its key
+            target = f"http://{host}{target}"
+            if proxy.authorization is not None:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
         return Endpoint(origin, target, host, headers)
 
-    def tls(self) -> ssl.SSLContext:
-        """The TLS context for https origins: the one given, else the system's (made once).
-        Either is set to offer HTTP/1.1 only (ALPN), so that no server picks HTTP/2."""
+    def trusting(self, trust: TrustStore | None) -> Endpoints:
+        """This client's endpoints, their TLS trusting `trust` (None: this client itself)."""
+        return self if trust is None else _Trusting(self, trust)
+
+    def tls(self, trust: TrustStore | None = None) -> ssl.SSLContext:
+        """The TLS context for https origins with `trust`, made once for each distinct one;
+        without, the one given, else the system's. Each offers HTTP/1.1 only (ALPN), so
+        that no server picks HTTP/2."""
+        if trust is not None:
+            context = self._contexts.get(trust)
+            if context is None:
+                context = self._contexts[trust] = tls_context(trust)
+            return context
         if self._ssl is None:
-            self._ssl = ssl.create_default_context()
+            self._ssl = tls_context()
         if not self._alpn:
             self._ssl.set_alpn_protocols(["http/1.1"])
             self._alpn = True
@@ -99,114 +136,20 @@ class HTTPClient:
         """Close the idle connections; those in use close when their response is released."""
         self.closed = True
         for origin in self._origins.values():
-            while origin.idle:
-                origin.idle.pop().close(graceful=True)
+            origin.close()
 
 
-class _Origin:
-    """One scheme, host and port: how to connect there, and its idle connections."""
+class _Trusting:
+    """Endpoints of one client, their TLS set by one trust store."""
 
-    __slots__ = (
-        "_addresses",
-        "_resolved_at",
-        "_resolving",
-        "client",
-        "host",
-        "idle",
-        "port",
-        "tls",
-    )
+    __slots__ = ("_client", "_trust")
 
-    def __init__(self, client: HTTPClient, tls: bool, host: str, port: int) -> None:
-        self.client = client
-        self.tls = tls
-        self.host = host
-        self.port = port
-        self.idle: list[Connection] = []  # the most recently used last
-        self._addresses: list[AddrInfoType] = []
-        self._resolved_at = 0.0
-        self._resolving: asyncio.Task[list[AddrInfoType]] | None = None
+    def __init__(self, client: HTTPClient, trust: TrustStore) -> None:
+        self._client = client
+        self._trust = trust
 
-    def put(self, connection: Connection) -> None:
-        if self.client.closed:
-            connection.close(graceful=True)
-            return
-        now = connection.idle_since = connection.loop.time()
-        idle = self.idle
-        while idle and now - idle[0].idle_since >= self.client.keepalive:
-            idle.pop(0).close(graceful=True)  # the oldest, left over from a burst
-        idle.append(connection)
-
-    def forget(self, connection: Connection) -> None:
-        if connection in self.idle:
-            self.idle.remove(connection)
-
-    def take(self, now: float) -> Connection | None:
-        """The most recently used idle connection still fit to use, if any."""
-        idle = self.idle
-        while idle:
-            connection = idle.pop()
-            if connection.fit() and now - connection.idle_since < self.client.keepalive:
-                return connection
-            connection.close(graceful=True)
-        return None
-
-    async def connect(self) -> Connection:
-        """A new connection to the host: its addresses raced as aiohttp's client did (Happy
-        Eyeballs: the next one tried 0.25 s after the last, IPv6 and IPv4 in turn)."""
-        loop = asyncio.get_running_loop()
-        tls = self.client.tls() if self.tls else None
-        try:
-            async with asyncio.timeout(self.client.connect_timeout):
-                addresses = await self._resolve(loop)
-                try:
-                    sock = await aiohappyeyeballs.start_connection(
-                        addresses, happy_eyeballs_delay=0.25, interleave=1, loop=loop
-                    )
-                except OSError:
-                    self._addresses = []  # none took it: look again next time
-                    raise
-                _, connection = await loop.create_connection(
-                    lambda: Connection(self, loop),
-                    sock=sock,
-                    ssl=tls,
-                    server_hostname=self.host if tls else None,
-                )
-        except TimeoutError as exc:
-            raise TimeoutError("no connection within the connect timeout") from exc
-        return connection
-
-    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
-        """The host's addresses, looked up once for all who connect at the same moment and
-        kept `_DNS_TTL` seconds (the system's resolver may be slow, and a burst of new
-        connections would each ask it)."""
-        if self._addresses and loop.time() - self._resolved_at < _DNS_TTL:
-            return self._addresses
-        resolving = self._resolving
-        if resolving is None or resolving.done():
-            resolving = self._resolving = loop.create_task(self._lookup(loop))
-            resolving.add_done_callback(_retrieved)
-        return await asyncio.shield(resolving)  # a waiter that gives up leaves it to others
-
-    async def _lookup(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
-        addresses: list[AddrInfoType]
-        try:  # an address already: no lookup (it would take a thread of the executor)
-            ip = ipaddress.ip_address(self.host)
-        except ValueError:
-            addresses = list(await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM))
-        else:
-            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            addresses = [
-                (family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (self.host, self.port))
-            ]
-        self._addresses, self._resolved_at = addresses, loop.time()
-        return addresses
-
-
-def _retrieved(task: asyncio.Task[Any]) -> None:
-    """Marks a shared task's failure as seen (its waiters may all have gone)."""
-    if not task.cancelled():
-        task.exception()
+    def endpoint(self, url: str, headers: Mapping[str, str]) -> Endpoint:
+        return self._client.endpoint(url, headers, self._trust)
 
 
 class Endpoint:
@@ -214,7 +157,7 @@ class Endpoint:
 
     __slots__ = ("_head", "_origin")
 
-    def __init__(self, origin: _Origin, target: str, host: str, headers: Mapping[str, str]) -> None:
+    def __init__(self, origin: Origin, target: str, host: str, headers: Mapping[str, str]) -> None:
         lines = [f"POST {target} HTTP/1.1", f"Host: {host}"]
         given = {name.lower() for name in headers}
         for name, value in headers.items():
@@ -235,10 +178,11 @@ class Endpoint:
         request = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
         origin = self._origin
         connection = origin.take(asyncio.get_running_loop().time())
-        if connection is not None:
-            try:
-                return await connection.exchange(request)
-            except Stale:
-                pass  # the server had closed it: once more, on a new connection
-        connection = await origin.connect()
+        if connection is None:
+            connection = await origin.obtain()
+        try:
+            return await connection.exchange(request)
+        except Stale:
+            pass  # the server had closed it: once more (on a new connection, but at the cap)
+        connection = await origin.obtain()
         return await connection.exchange(request)

@@ -9,7 +9,7 @@ job or a teammate cannot read the spending or reach the models saved for somethi
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -26,6 +26,8 @@ _SCOPE_OF = {
     "/chat": "chat",
     "/v1/chat/completions": "chat",
     "/openai/v1/chat/completions": "chat",
+    "/v1/messages": "chat",
+    "/v1/messages/count_tokens": "chat",
     "/v1/models": "models",
     "/openai/v1/models": "models",
     "/usage": "usage",
@@ -37,8 +39,9 @@ KEY = web.RequestKey("gateway_key", GatewayKey)
 
 
 def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
-    """Every path but the public ones needs `Authorization: Bearer <key>` of a key whose
-    scopes cover the path; the request keeps its key under `KEY`."""
+    """Every path but the public ones needs a key whose scopes cover the path, sent as
+    `Authorization: Bearer <key>` (the OpenAI SDKs) or `x-api-key: <key>` (the Anthropic
+    SDK); when both are sent, either may hold it. The request keeps its key under `KEY`."""
     accepted = [(key.secret.reveal().encode(), key) for key in keys]
 
     @web.middleware
@@ -46,15 +49,17 @@ def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
         path = request.path
         if path in PUBLIC:
             return await handler(request)
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("This gateway needs a key: send Authorization: Bearer <key>.")
-        candidate = token.strip().encode()
+        candidates = _presented(request)
+        if not candidates:
+            raise Unauthorized(
+                "This gateway needs a key: send Authorization: Bearer <key> (or x-api-key)."
+            )
         # Compare with every key, in constant time, whichever matches.
         matched = None
-        for secret, key in accepted:
-            if hmac.compare_digest(secret, candidate) and matched is None:
-                matched = key
+        for candidate in candidates:
+            for secret, key in accepted:
+                if hmac.compare_digest(secret, candidate) and matched is None:
+                    matched = key
         if matched is None:
             raise Unauthorized("The gateway key is not valid.")
         scope = _SCOPE_OF.get(path)
@@ -74,18 +79,32 @@ def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
     return require
 
 
-def check_model(request: web.Request, model: str) -> None:
-    """Refuse `model` if the request's key may not ask for it."""
+def _presented(request: web.Request) -> list[bytes]:
+    """The keys a request presents: a Bearer token, then an `x-api-key`."""
+    keys = []
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        keys.append(token.strip().encode())
+    api_key = request.headers.get("x-api-key", "").strip()
+    if api_key:
+        keys.append(api_key.encode())
+    return keys
+
+
+def check_model(request: web.Request, model: str, target: str | None = None) -> None:
+    """Refuse `model` if the request's key may not ask for it, nor for the `target` it is an
+    alias of."""
     key = request.get(KEY)
-    if key is not None and not key.may_use(model):
+    if key is not None and not key.may_use(model) and not (target and key.may_use(target)):
         raise NotPermitted(
             f"The gateway key {key.name!r} may not use the model {model!r}.", param="model"
         )
 
 
-def visible(request: web.Request, models: Iterable[str]) -> list[str]:
-    """The model names the request's key may ask for, of `models`."""
+def visible(request: web.Request, models: Mapping[str, str]) -> list[str]:
+    """The model names the request's key may ask for, of `models` (each name -> the name it
+    stands for: itself, or an alias's target)."""
     key = request.get(KEY)
     if key is None or key.models is None:
         return list(models)
-    return [model for model in models if key.may_use(model)]
+    return [name for name, target in models.items() if key.may_use(name) or key.may_use(target)]

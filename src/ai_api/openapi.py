@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .keys import PUBLIC
+from .openapi_anthropic import anthropic_components
 from .openapi_schemas import JSON, OBJECT, STR, Schema, components, ref
 
 SSE = "text/event-stream"
@@ -34,6 +35,7 @@ _ERRORS: dict[int, str] = {
     503: "The provider is overloaded, no provider is configured, or the gateway holds as many"
     " connections as it may.",
     504: "The provider did not answer within the timeout.",
+    529: "The provider is overloaded (the Messages API's name for a provider's 503).",
 }
 _ANSWER_HEADERS = {
     "X-AI-API-Provider": "The provider that answered.",
@@ -42,13 +44,14 @@ _ANSWER_HEADERS = {
 }
 _EVERY = (403, 421, 500, 503)
 _ANSWERS = (400, 404, 408, 413, 415, 429, 502, 503, 504)
+OPENAI_ERROR = ("Error",)
+ANTHROPIC_ERROR = ("AnthropicError", "Error")
+"""The Messages API answers errors in its own shape; the connection cap's 503 is OpenAI's."""
 
 
-def _error(status: int) -> Schema:
-    response: Schema = {
-        "description": _ERRORS[status],
-        "content": {JSON: {"schema": ref("Error")}},
-    }
+def _error(status: int, shapes: tuple[str, ...] = OPENAI_ERROR) -> Schema:
+    schema = ref(shapes[0]) if len(shapes) == 1 else {"anyOf": [ref(name) for name in shapes]}
+    response: Schema = {"description": _ERRORS[status], "content": {JSON: {"schema": schema}}}
     if status in (429, 503):
         response["headers"] = {
             "Retry-After": {"description": "Seconds until a retry may succeed.", "schema": STR}
@@ -63,21 +66,26 @@ def _answer_headers() -> Schema:
     }
 
 
-def _operation(summary: str, ok: Schema, statuses: tuple[int, ...]) -> Schema:
+def _operation(
+    summary: str, ok: Schema, statuses: tuple[int, ...], shapes: tuple[str, ...] = OPENAI_ERROR
+) -> Schema:
     codes = sorted({*_EVERY, *statuses})
     return {
         "summary": summary,
-        "responses": {"200": ok, **{str(code): _error(code) for code in codes}},
+        "responses": {"200": ok, **{str(code): _error(code, shapes) for code in codes}},
+        "x-error-shapes": list(shapes),
     }
 
 
 def _secure(path: str, operation: Schema, keys: bool) -> Schema:
     """`operation` at `path` as the gateway's keys hold it: a 401 where a key is needed, else
     no security requirement (`ai_api.keys.PUBLIC`, or no keys set)."""
+    shapes = operation["x-error-shapes"]
+    done = {name: value for name, value in operation.items() if name != "x-error-shapes"}
     if keys and path not in PUBLIC:
-        responses = {**operation["responses"], "401": _error(401)}
-        return {**operation, "responses": dict(sorted(responses.items()))}
-    return {**operation, "security": []}
+        responses = {**operation["responses"], "401": _error(401, tuple(shapes))}
+        return {**done, "responses": dict(sorted(responses.items()))}
+    return {**done, "security": []}
 
 
 def _json_ok(description: str, schema: Schema) -> Schema:
@@ -155,9 +163,62 @@ def _paths(keys: bool) -> dict[str, Schema]:
             "post": {"operationId": f"chat_completions{tag}", **completions}
         }
         paths[f"{prefix}/models"] = {"get": {"operationId": f"models{tag}", **models}}
+    paths["/v1/models"]["get"] = _models_both_ways()
+    paths.update(_messages_paths())
     return {
         path: {method: _secure(path, operation, keys) for method, operation in item.items()}
         for path, item in paths.items()
+    }
+
+
+def _models_both_ways() -> Schema:
+    """`GET /v1/models`: OpenAI's list, or with `anthropic-version` Anthropic's first page
+    (`limit`, `after_id` and `before_id` page it; they are read only with the header)."""
+    ok = {
+        "description": "OpenAI's model list; with `anthropic-version`, Anthropic's page.",
+        "content": {JSON: {"schema": {"anyOf": [ref("ModelList"), ref("AnthropicModelPage")]}}},
+    }
+    operation = _operation("Every routable model name", ok, (400,), ANTHROPIC_ERROR)
+    operation["parameters"] = [{"name": "anthropic-version", "in": "header", "schema": STR}]
+    return {"operationId": "models", **operation}
+
+
+def _messages_paths() -> dict[str, Schema]:
+    """The Anthropic Messages facade: `/v1/messages` and its token count."""
+    ok = {
+        "description": "The message: JSON, or Anthropic's named events with `stream: true`.",
+        "headers": _answer_headers(),
+        "content": {
+            JSON: {"schema": ref("AnthropicMessage")},
+            SSE: {"schema": ref("AnthropicEvent")},
+        },
+    }
+    messages = _operation(
+        "A message from the route `model` names", ok, (*_ANSWERS, 529), ANTHROPIC_ERROR
+    )
+    messages["requestBody"] = {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": ref("MessagesBody"),
+                "example": {
+                    "model": "auto",
+                    "max_tokens": 256,
+                    "messages": [{"role": "user", "content": "Hello"}],
+                },
+            }
+        },
+    }
+    count = _operation(
+        "The gateway's estimate of a request's input tokens",
+        _json_ok("About four characters a token.", ref("TokenCount")),
+        (400, 404, 408, 413, 415),
+        ANTHROPIC_ERROR,
+    )
+    count["requestBody"] = {"required": True, "content": {JSON: {"schema": ref("CountTokensBody")}}}
+    return {
+        "/v1/messages": {"post": {"operationId": "messages", **messages}},
+        "/v1/messages/count_tokens": {"post": {"operationId": "count_tokens", **count}},
     }
 
 
@@ -178,18 +239,24 @@ def describe(*, keys: bool) -> dict[str, Any]:
         },
         "paths": _paths(keys),
         "components": {
-            "schemas": components(),
+            "schemas": {**components(), **anthropic_components()},
             "securitySchemes": {
                 "gatewayKey": {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "One of the gateway's keys (`AI_API_KEYS`, or a named key of the"
                     " config file, which may be held to some scopes and models).",
-                }
+                },
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-api-key",
+                    "description": "The same keys as the Anthropic SDK sends them.",
+                },
             },
             "responses": {"MethodNotAllowed": _error_405(), "NotFound": _not_found()},
         },
-        "security": [{"gatewayKey": []}] if keys else [],
+        "security": [{"gatewayKey": []}, {"apiKey": []}] if keys else [],
     }
 
 

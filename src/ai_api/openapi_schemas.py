@@ -15,15 +15,16 @@ from .errors import GatewayError
 from .schemas import ChatBody, CompletionBody
 
 JSON = "application/json"
+REF = "#/components/schemas/{name}"
 Schema = dict[str, Any]
 
 
 def ref(name: str) -> Schema:
     """A reference to the component schema `name`."""
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(name=name)}
 
 
-def _nullable(schema: Schema) -> Schema:
+def nullable(schema: Schema) -> Schema:
     """`schema` or null; a typed one written `"type": [..., "null"]`, the simpler form."""
     if isinstance(schema.get("type"), str):
         return {**schema, "type": [schema["type"], "null"], "default": None}
@@ -42,7 +43,7 @@ def _typed_or_null(schema: Schema) -> Schema:
         and set(options[0]) == {"type"}
     ):
         rest = {key: value for key, value in schema.items() if key != "anyOf"}
-        return {**_nullable(options[0]), **rest}
+        return {**nullable(options[0]), **rest}
     return schema
 
 
@@ -57,27 +58,54 @@ def _error_types() -> list[str]:
     return sorted(found)
 
 
+def _strict_structs(types: tuple[type[Any], ...]) -> set[str]:
+    """The names of the Structs reachable from `types` that refuse unknown fields."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    stack: list[Any] = list(msgspec.inspect.multi_type_info(types))
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, msgspec.inspect.StructType):
+            if node.forbid_unknown_fields:
+                names.add(node.cls.__name__)
+            stack.extend(field.type for field in node.fields)
+        elif isinstance(node, msgspec.inspect.Type):
+            for attr in type(node).__struct_fields__:
+                value = getattr(node, attr)
+                stack.extend(value if isinstance(value, tuple) else [value])
+    return names
+
+
+def struct_schemas(*types: type[Any]) -> dict[str, Schema]:
+    """The JSON Schemas msgspec gives `types` and the Structs they hold, by name: a Struct
+    that refuses unknown fields (a 400 naming the field) with `additionalProperties: false`."""
+    _, components = msgspec.json.schema_components(types, ref_template=REF)
+    strict = _strict_structs(types)
+    for name, component in components.items():
+        if name in strict:
+            component["additionalProperties"] = False
+        fields = component.get("properties", {})
+        for field, schema in fields.items():
+            fields[field] = _typed_or_null(schema)
+    return components
+
+
 def _request_schemas() -> dict[str, Schema]:
     """The request types as msgspec describes them, with what `ai_api.params` checks."""
-    _, components = msgspec.json.schema_components(
-        (ChatBody, CompletionBody), ref_template="#/components/schemas/{name}"
-    )
-    for component in components.values():
-        fields = component.get("properties", {})
-        for name, schema in fields.items():
-            fields[name] = _typed_or_null(schema)
+    components = struct_schemas(ChatBody, CompletionBody)
     for name in ("ChatBody", "CompletionBody"):
         components[name]["properties"]["messages"]["minItems"] = 1
     body = components["CompletionBody"]
-    body["additionalProperties"] = False  # forbid_unknown_fields: refused with 400 and `param`
-    components["StreamOptions"]["additionalProperties"] = False
     fields = body["properties"]
     for name, (low, high) in params.RANGES.items():
-        fields[name] = _nullable({"type": "number", "minimum": low, "maximum": high})
+        fields[name] = nullable({"type": "number", "minimum": low, "maximum": high})
     for name in ("max_tokens", "max_completion_tokens"):
-        fields[name] = _nullable({"type": "integer", "minimum": 1})
-    fields["n"] = _nullable({"const": 1})
-    fields["stop"] = _nullable(
+        fields[name] = nullable({"type": "integer", "minimum": 1})
+    fields["n"] = nullable({"const": 1})
+    fields["stop"] = nullable(
         {
             "anyOf": [
                 {"type": "string"},
@@ -85,8 +113,8 @@ def _request_schemas() -> dict[str, Schema]:
             ]
         }
     )
-    fields["logprobs"] = _nullable({"const": False})
-    fields["top_logprobs"] = _nullable({"const": 0})
+    fields["logprobs"] = nullable({"const": False})
+    fields["top_logprobs"] = nullable({"const": 0})
     fields["logit_bias"] = {"type": "null", "default": None}
     for name in params.REFUSED:
         fields[name]["description"] = "Not supported by ai-api: only null (or false, 0)."

@@ -36,7 +36,7 @@ from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
 from .store import Attempt, UsageLedger
-from .store.ledger import IN_PROGRESS
+from .store.ledger import IN_PROGRESS, SHUTDOWN
 from .store.state import End, Hold, MemoryState, SharedState, Snapshot
 from .verdicts import Alarm, Ending, Outcome, Verdict, verdict_of
 
@@ -48,6 +48,9 @@ _ANSWERED = verdict_of(Outcome(Ending.ANSWERED), 0.0)
 _LEFT = verdict_of(Outcome(Ending.LEFT), 0.0)
 # A continuation that said something else than the part already sent: stopped by the gateway.
 _DIVERGED = dataclasses.replace(_LEFT, status=200, error="continuation_diverged")
+# Ended by the gateway as it stopped, after the upstream's first chunk or before it.
+_SHUTDOWN = dataclasses.replace(_LEFT, status=200, error=SHUTDOWN)
+_SHUTDOWN_EARLY = dataclasses.replace(_LEFT, status=0, error=SHUTDOWN)
 
 
 @dataclass(slots=True)
@@ -113,6 +116,7 @@ class Rationing:
         """The completion tokens an answer is expected to cost, by budget key."""
         self._held: dict[tuple[str, bool], tuple[Limit, ...]] = {}
         self._ids = itertools.count(1)
+        self._stopping = False
 
     def limits(self, deployment: Deployment, guesses: bool = True) -> tuple[Limit, ...]:
         """The limits `deployment` is held to now (`guesses`: the preset's count, unless the
@@ -252,11 +256,22 @@ class Rationing:
             )
         await self._close(ticket, verdict, usage, now)
 
+    def stop(self) -> None:
+        """The gateway is ending the attempts still running (its drain's grace ran out): one
+        cancelled from now on is recorded as `shutdown`, not as its client's leaving."""
+        self._stopping = True
+
     def cancelled(self, ticket: Ticket) -> None:
-        """The client went away (or the gateway stopped a continuation that diverged): record
-        what was spent, with status 499 (200 and `continuation_diverged`), in the background:
-        the request's task may be being cancelled."""
-        verdict = _DIVERGED if ticket.diverged else _LEFT
+        """The client went away (or the gateway stopped a continuation that diverged, or ended
+        the attempt as it stopped): record what was spent, with status 499 (200 and
+        `continuation_diverged`; `shutdown`), in the background: the request's task may be
+        being cancelled."""
+        if ticket.diverged:
+            verdict = _DIVERGED
+        elif self._stopping:
+            verdict = _SHUTDOWN if ticket.first_token is not None else _SHUTDOWN_EARLY
+        else:
+            verdict = _LEFT
         task = asyncio.get_running_loop().create_task(self._close(ticket, verdict, None))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -170,6 +170,11 @@ class Router:
             )
         return route
 
+    def resolve(self, model: str | None) -> str:
+        """The model name `model` stands for: the target of an alias, else itself."""
+        route = self.routes.get(model or DEFAULT_ROUTE)
+        return route.name if route is not None else model or DEFAULT_ROUTE
+
 
 def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Router:
     """Every public name: the configured routes, `auto`, each `provider/model`, and each
@@ -203,6 +208,8 @@ def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Route
     by_name = {p.name: p for p in settings.providers}
     for r in settings.routes:
         routes[r.name] = _configured(r, deployments, by_name, providers)
+    for alias, target in settings.aliases:
+        routes[alias] = routes[target]  # the same route: one rotation, one set of budgets
     return Router(routes)
 
 

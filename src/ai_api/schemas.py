@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -136,7 +137,14 @@ class CompletionBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     service_tier: str | None = None
 
 
-B = TypeVar("B", ChatBody, CompletionBody)
+class _Body(Protocol):
+    """A client body: it holds messages."""
+
+    @property
+    def messages(self) -> Sequence[object]: ...
+
+
+B = TypeVar("B", bound=_Body)
 
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 

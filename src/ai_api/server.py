@@ -1,4 +1,11 @@
-"""Running the app: bind, log what is served, stop cleanly on SIGINT or SIGTERM."""
+"""Running the app: bind, log what is served, and on SIGINT or SIGTERM drain and stop.
+
+The drain: no new connection is taken (the listening socket closes) and idle ones close at
+once; the requests in flight have `drain_grace` seconds to finish, every answer meanwhile
+saying `Connection: close`; then the ones still running are ended in the API's own shape (a
+stream with its in-band error, a request not answered yet with a 503) and recorded in the
+ledger as `shutdown`. The ledger is flushed and the upstream connections closed before exit.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +24,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from .app import create_app
-from .connections import LINGERING, ClientConnections, GuardedSite
+from .connections import CUT_MARGIN, LINGERING, ClientConnections, GuardedSite
 from .demo import demo_upstreams
 from .gateway import build_gateway
+from .rationing import Rationing
 from .settings import ConfigError, Settings
 
 log = logging.getLogger("ai_api")
@@ -42,6 +50,7 @@ async def running(
             )
         gateway = await stack.enter_async_context(build_gateway(settings, clock))
         clients = ClientConnections(asyncio.get_running_loop(), settings)
+        grace = settings.drain_grace
         runner = web.AppRunner(
             create_app(gateway, clients),
             handler_cancellation=True,
@@ -49,11 +58,17 @@ async def running(
             keepalive_timeout=settings.keepalive_timeout,
             lingering_time=LINGERING,
             logger=ProtocolLog(logging.getLogger("aiohttp.server")),
+            # How long aiohttp waits for the handlers: past the drain's own ends.
+            shutdown_timeout=grace + CUT_MARGIN + 1.0,
         )
         await runner.setup()
-        stack.push_async_callback(runner.cleanup)
         site = GuardedSite(runner, clients, host=settings.host, port=settings.port, sock=sock)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        stack.push_async_callback(_drain, runner, clients, gateway.rationing, grace)
         host, port = runner.addresses[0][:2]
         url = f"http://{_bracket(host)}:{port}"
         for p in settings.providers:
@@ -122,22 +137,49 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
 
 
 async def serve(settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve until SIGINT or SIGTERM (on `sock` when a parent handed one down)."""
-    async with running(settings, sock=sock):
-        await _until_signalled()
-
-
-async def _until_signalled() -> None:
+    """Serve until SIGINT or SIGTERM, then drain (on `sock` when a parent handed one down).
+    A signal during the drain changes nothing: it ends as it would have."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        async with running(settings, sock=sock):
+            await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
-    log.info("shutting down")
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _drain(
+    runner: web.AppRunner, clients: ClientConnections, rationing: Rationing, grace: float
+) -> None:
+    """Stop taking connections and let the requests in flight finish within `grace` seconds;
+    then cut the ones still running short (recorded as `shutdown`), and abort the connections
+    of those that could not write their end within `CUT_MARGIN` more."""
+    log.info("draining: %d requests in flight, grace %g s", clients.drain(), grace)
+
+    def cut() -> None:
+        rationing.stop()
+        clients.cut()
+
+    loop = asyncio.get_running_loop()
+    timers = [loop.call_later(grace, cut), loop.call_later(grace + CUT_MARGIN, clients.abort)]
+    try:
+        # Closes the listening socket, closes idle connections (and the others once their
+        # answer is written), waits for the handlers.
+        await runner.cleanup()
+    finally:
+        for timer in timers:
+            timer.cancel()
+    log.info(
+        "drained: %d requests finished, %d ended at the end of the grace",
+        clients.finished,
+        clients.ended,
+    )
 
 
 def _loopback(host: str) -> bool:

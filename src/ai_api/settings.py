@@ -3,11 +3,13 @@ the config file's `[server]` table and the environment can both set (read by `ai
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .limits import Limit
 from .providers.presets import ProviderSpec
+from .proxies import Proxies
+from .trust import TrustStore
 
 
 class ConfigError(Exception):
@@ -66,6 +68,8 @@ class ProviderSettings:
     """Providers with the same account share one budget (keys of one organisation)."""
     guesses: bool = True
     """Whether the preset's built-in limits apply (to models not listed too)."""
+    trust: TrustStore | None = None
+    """Its TLS's CAs and client certificate; None: the system's CAs, no certificate."""
 
     @property
     def budget_account(self) -> str:
@@ -140,6 +144,9 @@ class Settings:
 
     providers: tuple[ProviderSettings, ...] = ()
     routes: tuple[RouteSettings, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    """(alias, model name): the alias is served as that name (the same route, its turns and
+    budgets); `[aliases]` of the config file."""
     gateway_keys: tuple[GatewayKey, ...] = ()
     host: str = "127.0.0.1"
     port: int = 3000
@@ -192,6 +199,17 @@ class Settings:
     """Longest a client may take to send a request's body."""
     max_connections: int = 1024
     """Open client connections at most (per worker); past it new ones get a 503 and are closed."""
+    drain_grace: float = 20.0
+    """Seconds the requests and streams in flight at SIGTERM (or SIGINT) have to finish before
+    the ones still running are ended with the API's in-band error (`server.serve`)."""
+    upstream_connections: int = 512
+    """Open connections to one provider's origin at most (per worker); past it a request waits
+    for one to come back, within the connect timeout."""
+    trust_env: bool = True
+    """Whether the proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`)
+    apply to calls to providers, as in httpx and the OpenAI SDK (aiohttp's default is off)."""
+    proxies: Proxies = field(default_factory=Proxies)
+    """The proxies those variables name (read by `config` when `trust_env`); none: direct."""
     problems: tuple[str, ...] = ()
     """What was configured but cannot be used (a missing key variable...); served without."""
 
@@ -211,8 +229,9 @@ class Knob:
     """The `Settings` field, and the key in `[server]`."""
     env: str
     """The environment variable (it wins over the file)."""
-    kind: type[int] | type[float] | type[str] | type[tuple[str, ...]]
-    """`tuple`: a list in the file, comma-separated in the variable."""
+    kind: type[bool] | type[int] | type[float] | type[str] | type[tuple[str, ...]]
+    """`tuple`: a list in the file, comma-separated in the variable; `bool`: true or false in
+    the file, 1/0, true/false, yes/no or on/off in the variable."""
     minimum: float | None = None
     choices: tuple[str, ...] = ()
     """The values allowed (any case in the variable)."""
@@ -246,5 +265,8 @@ KNOBS = (
     Knob("header_timeout", "AI_API_HEADER_TIMEOUT", float, minimum=0.001),
     Knob("body_timeout", "AI_API_BODY_TIMEOUT", float, minimum=0.001),
     Knob("max_connections", "AI_API_MAX_CONNECTIONS", int, minimum=1),
+    Knob("drain_grace", "AI_API_DRAIN_GRACE", float, minimum=0),
+    Knob("upstream_connections", "AI_API_UPSTREAM_CONNECTIONS", int, minimum=1),
+    Knob("trust_env", "AI_API_TRUST_ENV", bool),
 )
 """Every such setting, once: `config` reads the variables and the file through it."""

@@ -2,7 +2,10 @@
 
 The parent binds the socket and hands it to each worker, so the kernel spreads connections
 over them; the workers share turns, budgets and health through a SQLite file (or Redis) and
-write one usage ledger. A worker that dies is restarted; SIGINT or SIGTERM stops them all.
+write one usage ledger. A worker that dies is restarted; SIGINT or SIGTERM stops them all:
+the parent stops restarting, passes SIGTERM on, closes its copy of the socket (so that, once
+the workers close theirs as their drain begins, new connections are refused) and waits for
+each worker's drain, killing only a worker still running past its grace and a margin.
 """
 
 from __future__ import annotations
@@ -20,12 +23,22 @@ from types import FrameType
 log = logging.getLogger("ai_api.workers")
 
 _MAX_RESTARTS = 20
+STOP_MARGIN = 10.0
+"""Seconds past the drain's grace a parent waits for its server process to exit (the drain's
+end, the ledger's flush) before it kills it."""
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def run_workers(
-    count: int, host: str, port: int, child_args: Sequence[str], env: dict[str, str]
+    count: int,
+    host: str,
+    port: int,
+    child_args: Sequence[str],
+    env: dict[str, str],
+    stop_wait: float = 30.0,
 ) -> int:
-    """Serve with `count` worker processes until signalled; the exit status."""
+    """Serve with `count` worker processes until signalled; the exit status: 0 when every
+    worker stopped cleanly (`stop_wait`: the longest wait for them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=4096)
     sock.set_inheritable(True)
@@ -39,16 +52,21 @@ def run_workers(
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, pass_fds=[fd], env=env)
 
-    children = [spawn() for _ in range(count)]
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Before the first worker starts: a signal from now on stops them all, never orphans one.
+    previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS}
+    children: list[subprocess.Popen[bytes]] = []
     restarts = 0
+    clean = False
     try:
+        for _ in range(count):
+            if not stopping:
+                children.append(spawn())
         while not stopping:
             time.sleep(0.2)
             for i, child in enumerate(children):
@@ -63,19 +81,34 @@ def run_workers(
                 log.warning("worker %d exited with %s; restarting it", child.pid, code)
                 children[i] = spawn()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        sock.close()
-    return 0 if restarts < _MAX_RESTARTS else 1
+        try:
+            clean = _stop(children, sock, stop_wait)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return 0 if clean and restarts < _MAX_RESTARTS else 1
+
+
+def _stop(children: list[subprocess.Popen[bytes]], sock: socket.socket, wait: float) -> bool:
+    """SIGTERM to every worker, the socket closed here, then their drains awaited for up to
+    `wait` seconds (a worker still running then is killed); whether all exited with 0."""
+    running = [child for child in children if child.poll() is None]
+    for child in running:
+        child.send_signal(signal.SIGTERM)
+    sock.close()
+    if running:
+        log.info("stopping %d workers (waiting up to %g s for their drain)", len(running), wait)
+    deadline = time.monotonic() + wait
+    clean = True
+    for child in children:
+        try:
+            code = child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("worker %d still running %g s after SIGTERM: killed", child.pid, wait)
+            child.kill()
+            code = child.wait()
+        clean = clean and code == 0
+    return clean
 
 
 def inherited_socket(fd: int) -> socket.socket:

@@ -16,7 +16,7 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ..http_client import BadResponse, HTTPClient, Response
+from ..http_client import BadResponse, Endpoints, Response
 from ..ratelimits import RateReading, read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk
 from ..sse import SSEDecoder
@@ -88,7 +88,8 @@ class _Watch:
 
 
 class OpenAICompatible:
-    """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client."""
+    """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client
+    (`client`: it, or a view of it that trusts the provider's own CAs)."""
 
     def __init__(
         self,
@@ -97,7 +98,7 @@ class OpenAICompatible:
         name: str | None = None,
         api_key: str,
         base_url: str,
-        client: HTTPClient,
+        client: Endpoints,
         read_timeout: float | None = None,
         total_timeout: float | None = None,
         max_answer_bytes: int = 32 << 20,

@@ -53,6 +53,9 @@ IN_PROGRESS = "in_progress"
 count in no total or query but `in_progress_since`."""
 INTERRUPTED = "interrupted"
 """What an attempt still in progress when its process died is marked at the next start."""
+SHUTDOWN = "shutdown"
+"""The `error` of an attempt still running when the gateway stopped and its drain's grace ran
+out: the gateway ended it (status 200 if the upstream had begun answering, else 0)."""
 
 CLIENT_CLOSED = ("client_closed", "client_closed_request")
 """The `error` of an attempt whose client left (the second: its name before 2026-12-02)."""
