@@ -349,3 +349,13 @@ def test_a_conversation_of_empty_turns_is_a_400_not_sent_upstream(turns):
         translate(body(messages=turns, system="Be brief."))
     assert info.value.param == "messages"
     assert len(translate(body(messages=[*turns, *HI])).messages) == 1
+
+
+def test_a_tool_choice_naming_no_tool_of_the_request_is_a_400():
+    # Found by schemathesis: it went upstream, which refused it.
+    choice = {"type": "tool", "name": "get_time"}
+    with pytest.raises(InvalidRequest) as info:
+        translate(body(tools=[WEATHER], tool_choice=choice))
+    assert info.value.param == "tool_choice.name"
+    named = translate(body(tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"}))
+    assert named.options["tool_choice"]["function"]["name"] == "get_weather"

@@ -269,6 +269,12 @@ def tool_options(tools: list[Tool] | None, choice: object) -> dict[str, Any]:
     elif isinstance(choice, ChoiceAny):
         options["tool_choice"] = "required"
     elif isinstance(choice, ChoiceTool):
+        if choice.name not in {tool.name for tool in tools}:
+            # Else the upstream refuses it: a 400 all the same, after a call spent.
+            raise InvalidRequest(
+                f"`tool_choice` names the tool {choice.name!r}, which is not in `tools`.",
+                param="tool_choice.name",
+            )
         options["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     else:
         options["tool_choice"] = "none"
