@@ -179,6 +179,10 @@ def _models_both_ways() -> Schema:
         "content": {JSON: {"schema": {"anyOf": [ref("ModelList"), ref("AnthropicModelPage")]}}},
     }
     operation = _operation("Every routable model name", ok, (400,), ANTHROPIC_ERROR)
+    operation["description"] = (
+        "With `anthropic-version`, Anthropic's model list, paged by the query's `limit`"
+        " (1-1000, default 20), `after_id` and `before_id` (read only with that header)."
+    )
     operation["parameters"] = [{"name": "anthropic-version", "in": "header", "schema": STR}]
     return {"operationId": "models", **operation}
 
