@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -53,6 +54,21 @@ OPERATIONS = frozenset(
     (method.upper(), path) for path, item in describe(keys=True)["paths"].items() for method in item
 )
 API_PATHS = frozenset(path for _, path in OPERATIONS)
+_TEMPLATES = [
+    (re.compile("^" + re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(path)) + "$"), path)
+    for path in sorted(API_PATHS)
+    if "{" in path
+]
+"""Each templated path (`/v1/models/{model}`) as a pattern of the paths it stands for."""
+
+
+def template_of(path: str) -> str:
+    """The API path `path` is an instance of (itself when it has no parameter)."""
+    if path in API_PATHS:
+        return path
+    return next((template for pattern, template in _TEMPLATES if pattern.match(path)), path)
+
+
 CONFIG = """
 # A tool_choice naming a tool of the request's tools cannot be said in JSON Schema: a valid
 # body naming another tool is rightly a 400 (anthropic_wire.tool_options), on this operation.
@@ -165,7 +181,8 @@ async def fuzz(url: str, examples: int, seed: int = SEED, workers: int = 1) -> F
         )
         entries = json.loads(har.read_text())["log"]["entries"] if har.exists() else []
     for entry in entries:
-        method, path = entry["request"]["method"], urlsplit(entry["request"]["url"]).path
+        method, url = entry["request"]["method"], entry["request"]["url"]
+        path = template_of(urlsplit(url).path)
         # Probes of methods and paths the API does not have count on a line each.
         name = f"{method} {path}"
         if (method, path) not in OPERATIONS:

@@ -50,6 +50,7 @@ def test_a_request_is_checked():
         ({"model": "m", "input": "x", "encoding_format": "int8"}, "encoding_format"),
         ({"model": "m", "input": "x", "dimensions": 0}, "dimensions"),
         ({"model": "m", "input": "x", "dimensions": True}, "dimensions"),
+        ({"model": "m", "input": "x", "user": 7}, "user"),
     ],
 )
 def test_bad_requests_name_their_field(body, param):

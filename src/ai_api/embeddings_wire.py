@@ -69,6 +69,9 @@ def parse_request(raw: bytes) -> EmbeddingAsk:
         not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1
     ):
         raise InvalidRequest("`dimensions` must be a positive integer.", param="dimensions")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise InvalidRequest("`user` must be a string.", param="user")
     extra = {k: v for k, v in body.items() if k not in _KNOWN}
     return EmbeddingAsk(model, _texts(body.get("input")), form, dimensions, extra)
 

@@ -12,6 +12,12 @@ from typing import Any
 
 from .keys import PUBLIC
 from .openapi_anthropic import anthropic_components
+from .openapi_embeddings import (
+    embeddings_components,
+    embeddings_operation,
+    model_ok,
+    model_operation,
+)
 from .openapi_schemas import JSON, OBJECT, STR, Schema, components, ref
 
 SSE = "text/event-stream"
@@ -150,6 +156,20 @@ def _paths(keys: bool) -> dict[str, Schema]:
             "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 7},
         }
     ]
+    one_model = model_operation(
+        _operation("One routable model", model_ok(), (404,), ANTHROPIC_ERROR)
+    )
+    embeddings = embeddings_operation(
+        _operation(
+            "Embeddings of `input` from the route `model` names",
+            {
+                "description": "The vectors, in input order.",
+                "headers": _answer_headers(),
+                "content": {JSON: {"schema": ref("EmbeddingList")}},
+            },
+            _ANSWERS,
+        )
+    )
     health = _operation("The active providers", _json_ok("Up.", ref("Health")), ())
     own = _operation("This document", _json_ok("OpenAPI 3.1.", OBJECT), ())
     paths: dict[str, Schema] = {
@@ -163,6 +183,8 @@ def _paths(keys: bool) -> dict[str, Schema]:
             "post": {"operationId": f"chat_completions{tag}", **completions}
         }
         paths[f"{prefix}/models"] = {"get": {"operationId": f"models{tag}", **models}}
+        paths[f"{prefix}/models/{{model}}"] = {"get": {"operationId": f"model{tag}", **one_model}}
+        paths[f"{prefix}/embeddings"] = {"post": {"operationId": f"embeddings{tag}", **embeddings}}
     paths["/v1/models"]["get"] = _models_both_ways()
     paths.update(_messages_paths())
     return {
@@ -243,7 +265,7 @@ def describe(*, keys: bool) -> dict[str, Any]:
         },
         "paths": _paths(keys),
         "components": {
-            "schemas": {**components(), **anthropic_components()},
+            "schemas": {**components(), **anthropic_components(), **embeddings_components()},
             "securitySchemes": {
                 "gatewayKey": {
                     "type": "http",
