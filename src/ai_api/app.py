@@ -14,6 +14,7 @@ from .anthropic_events import error_of, speaks_anthropic
 from .api_anthropic import add_routes as add_anthropic_routes
 from .api_chat import chat
 from .api_openai import add_routes
+from .api_responses import add_routes as add_responses_routes
 from .connections import CONNECTION, ClientConnections
 from .errors import (
     GatewayError,
@@ -48,6 +49,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     app.router.add_get("/usage", usage)
     add_routes(app)
     add_anthropic_routes(app)
+    add_responses_routes(app)
     return app
 
 

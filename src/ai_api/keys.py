@@ -28,6 +28,7 @@ _SCOPE_OF = {
     "/openai/v1/chat/completions": "chat",
     "/v1/messages": "chat",
     "/v1/messages/count_tokens": "chat",
+    "/v1/responses": "chat",
     "/v1/models": "models",
     "/openai/v1/models": "models",
     "/usage": "usage",

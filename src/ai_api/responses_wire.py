@@ -1,0 +1,468 @@
+"""OpenAI Responses requests in the gateway's Chat Completions terms, as pure functions: the
+typed body of `POST /v1/responses`, and `translate`, which makes of it the gateway's messages,
+completion cap and OpenAI options. No I/O here; the answer's side is `ai_api.responses_events`.
+
+The gateway keeps no responses: `store: true`, `previous_response_id`, `conversation`,
+`background` and `item_reference` items are refused with a 400 (the SDK sends no `store` unless
+told, and Codex sends `store: false` with the whole history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from .errors import InvalidRequest
+from .schemas import Message, param_of
+
+
+class Reasoning(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`reasoning`: the effort is sent where a provider takes it; a summary asks to see it."""
+
+    effort: str | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class TextConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`text`: the output format (`text`, `json_object`, `json_schema`); `verbosity` is
+    accepted and not sent (the Chat upstreams have no such field)."""
+
+    format: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class StreamOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`stream_options`: accepted; the gateway does not obfuscate."""
+
+    include_obfuscation: bool | None = None
+
+
+class ResponsesBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of `POST /v1/responses`: the fields the facade knows; others are a 400."""
+
+    model: str
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    reasoning: Reasoning | None = None
+    text: TextConfig | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    store: bool | None = None
+    previous_response_id: str | None = None
+    conversation: str | dict[str, Any] | None = None
+    background: bool | None = None
+    include: list[str] | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    service_tier: str | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    top_logprobs: int | None = None
+    max_tool_calls: int | None = None
+    client_metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Translated:
+    """A Responses request as the gateway asks it."""
+
+    messages: tuple[Message, ...]
+    max_tokens: int | None
+    options: dict[str, Any]
+    tools: list[dict[str, Any]]
+    """The function tools as the response object echoes them."""
+
+
+def translate(body: ResponsesBody) -> Translated:
+    """The gateway's request for `body`; `InvalidRequest` naming what cannot be served."""
+    _refuse_unsupported(body)
+    if body.max_output_tokens is not None and body.max_output_tokens < 1:
+        raise InvalidRequest("`max_output_tokens` must be at least 1.", param="max_output_tokens")
+    options: dict[str, Any] = {}
+    for name, value, high in (("temperature", body.temperature, 2.0), ("top_p", body.top_p, 1.0)):
+        if value is not None:
+            if not 0.0 <= value <= high:
+                raise InvalidRequest(f"`{name}` must be between 0 and {high:g}.", param=name)
+            options[name] = value
+    tools = [_function(i, tool) for i, tool in enumerate(body.tools or ())]
+    options.update(_tool_options(tools, body.tool_choice))
+    if body.parallel_tool_calls is not None and tools:
+        options["parallel_tool_calls"] = body.parallel_tool_calls
+    if body.user is not None:
+        options["user"] = body.user
+    if body.reasoning is not None:
+        if body.reasoning.effort is not None:
+            options["reasoning_effort"] = effort_of(body.reasoning.effort)
+        if body.reasoning.summary or body.reasoning.generate_summary:
+            options["reasoning_format"] = "parsed"
+    response_format = format_of(body.text.format if body.text is not None else None)
+    if response_format is not None:
+        options["response_format"] = response_format
+    echoed = [_echo(tool) for tool in tools]
+    return Translated(
+        to_messages(body.instructions, body.input), body.max_output_tokens, options, echoed
+    )
+
+
+def _refuse_unsupported(body: ResponsesBody) -> None:
+    """The fields that need responses kept on the server, which the gateway does not do, and
+    the others it cannot honour."""
+    if body.store:
+        raise InvalidRequest(
+            "`store: true` is not supported: the gateway keeps no responses; send"
+            " `store: false` (or no `store`) and the whole conversation in `input`.",
+            param="store",
+        )
+    for name in ("previous_response_id", "conversation"):
+        if getattr(body, name) is not None:
+            raise InvalidRequest(
+                f"`{name}` is not supported: the gateway keeps no responses; send the whole"
+                " conversation in `input`.",
+                param=name,
+            )
+    if body.background:
+        raise InvalidRequest(
+            "`background` is not supported: the gateway keeps no responses to poll.",
+            param="background",
+        )
+    if body.truncation == "auto":
+        raise InvalidRequest(
+            "`truncation: auto` is not supported: the gateway does not drop input to fit.",
+            param="truncation",
+        )
+    if body.top_logprobs:
+        raise InvalidRequest("`top_logprobs` is not supported by ai-api.", param="top_logprobs")
+    if body.max_tool_calls is not None:
+        raise InvalidRequest(
+            "`max_tool_calls` is not supported: the gateway cannot bound the calls a model makes.",
+            param="max_tool_calls",
+        )
+    if body.include and "message.output_text.logprobs" in body.include:
+        raise InvalidRequest("Log-probabilities are not supported by ai-api.", param="include")
+
+
+EFFORTS = {
+    "none": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
+"""Responses efforts in the Chat upstreams' vocabulary (low, medium, high)."""
+
+
+def effort_of(effort: str) -> str:
+    """The `reasoning_effort` sent upstream for a Responses `reasoning.effort`."""
+    try:
+        return EFFORTS[effort]
+    except KeyError:
+        raise InvalidRequest(
+            f"`reasoning.effort` must be one of {', '.join(EFFORTS)}.", param="reasoning.effort"
+        ) from None
+
+
+def format_of(text_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The Chat `response_format` for a Responses `text.format` (None: plain text)."""
+    if text_format is None or text_format.get("type") == "text":
+        return None
+    kind = text_format.get("type")
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        if not isinstance(text_format.get("name"), str) or not isinstance(
+            text_format.get("schema"), dict
+        ):
+            raise InvalidRequest(
+                "`text.format` of type json_schema needs a `name` and a `schema`.",
+                param="text.format",
+            )
+        schema = {
+            k: text_format[k]
+            for k in ("name", "schema", "description", "strict")
+            if k in text_format
+        }
+        return {"type": "json_schema", "json_schema": schema}
+    raise InvalidRequest(
+        f"`text.format` type {kind!r} is not supported (text, json_object, json_schema).",
+        param="text.format.type",
+    )
+
+
+def _function(i: int, tool: dict[str, Any]) -> dict[str, Any]:
+    """A Responses function tool as a Chat tool."""
+    kind = tool.get("type")
+    if kind != "function":
+        raise InvalidRequest(
+            f"`tools[{i}]` is of type {kind!r}; only `function` tools are supported (the"
+            " upstreams run no hosted, custom or namespace tools).",
+            param=f"tools[{i}].type",
+        )
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"`tools[{i}]` needs a `name`.", param=f"tools[{i}].name")
+    extra = set(tool) - {"type", "name", "parameters", "description", "strict", "defer_loading"}
+    if extra:
+        field = sorted(extra)[0]
+        raise InvalidRequest(f"`tools[{i}].{field}` is not supported.", param=f"tools[{i}].{field}")
+    function: dict[str, Any] = {"name": name}
+    parameters = tool.get("parameters")
+    function["parameters"] = (
+        parameters if parameters is not None else {"type": "object", "properties": {}}
+    )
+    if tool.get("description") is not None:
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}
+
+
+def _echo(tool: dict[str, Any]) -> dict[str, Any]:
+    function = tool["function"]
+    return {
+        "type": "function",
+        "name": function["name"],
+        "description": function.get("description"),
+        "parameters": function["parameters"],
+        "strict": False,
+    }
+
+
+def _tool_options(tools: list[dict[str, Any]], choice: object) -> dict[str, Any]:
+    """`tools` and `tool_choice` in Chat's words; an `allowed_tools` choice keeps only the
+    tools it names."""
+    if choice is None or (choice == "none" and not tools):
+        return {"tools": tools} if tools else {}
+    if not tools:
+        raise InvalidRequest("`tool_choice` needs `tools`.", param="tool_choice")
+    if choice in ("none", "auto", "required"):
+        return {"tools": tools, "tool_choice": choice}
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = choice.get("name")
+        if name not in {t["function"]["name"] for t in tools}:
+            raise InvalidRequest(
+                f"`tool_choice` names {name!r}, which is not in `tools`.", param="tool_choice"
+            )
+        return {"tools": tools, "tool_choice": {"type": "function", "function": {"name": name}}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        wanted = choice.get("tools")
+        mode = choice.get("mode", "auto")
+        if not isinstance(wanted, list) or mode not in ("auto", "required"):
+            raise InvalidRequest(
+                "`tool_choice` allowed_tools needs `tools` and a mode of auto or required.",
+                param="tool_choice",
+            )
+        names = {t.get("name") for t in wanted if isinstance(t, dict)}
+        kept = [t for t in tools if t["function"]["name"] in names]
+        if not kept:
+            raise InvalidRequest(
+                "`tool_choice` allowed_tools names none of `tools`.", param="tool_choice"
+            )
+        return {"tools": kept, "tool_choice": mode}
+    raise InvalidRequest(
+        f"`tool_choice` {choice!r} is not supported (none, auto, required, a function,"
+        " allowed_tools).",
+        param="tool_choice",
+    )
+
+
+class TextPart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An `input_text` or `output_text` part (annotations and logprobs are not sent)."""
+
+    text: str
+    annotations: list[Any] | None = None
+    logprobs: list[Any] | None = None
+
+
+class ImagePart(
+    msgspec.Struct, tag="input_image", tag_field="type", frozen=True, forbid_unknown_fields=True
+):
+    """An `input_image` part by URL (a data URL too); a `file_id` needs stored files."""
+
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: str | None = None
+
+
+class RefusalPart(
+    msgspec.Struct, tag="refusal", tag_field="type", frozen=True, forbid_unknown_fields=True
+):
+    """A refusal of an earlier answer."""
+
+    refusal: str
+
+
+class InputText(
+    TextPart, tag="input_text", tag_field="type", frozen=True, forbid_unknown_fields=True
+):
+    """An `input_text` part."""
+
+
+class OutputText(
+    TextPart, tag="output_text", tag_field="type", frozen=True, forbid_unknown_fields=True
+):
+    """An `output_text` part of an earlier answer."""
+
+
+class MessageItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A message item (its `type` may be left out)."""
+
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[InputText | OutputText | ImagePart | RefusalPart]
+    type: Literal["message"] = "message"
+    id: str | None = None
+    status: str | None = None
+    phase: str | None = None
+
+
+class FunctionCallItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A function call of an earlier answer."""
+
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a function call returned: text, or text parts."""
+
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str | list[InputText | ImagePart]
+    id: str | None = None
+    status: str | None = None
+
+
+class ReasoningItem(msgspec.Struct, frozen=True):
+    """Reasoning of an earlier answer: accepted, not sent upstream."""
+
+    type: Literal["reasoning"]
+
+
+_ITEMS: dict[str, type[Any]] = {
+    "message": MessageItem,
+    "function_call": FunctionCallItem,
+    "function_call_output": FunctionCallOutputItem,
+    "reasoning": ReasoningItem,
+}
+
+
+def to_messages(instructions: str | None, input: str | list[dict[str, Any]]) -> tuple[Message, ...]:
+    """The conversation in the Chat shape: `instructions` first as a system message, each
+    item in turn; consecutive function calls are one assistant message with `tool_calls`,
+    and reasoning items are dropped (no upstream takes another model's reasoning)."""
+    out: list[Message] = []
+    if instructions:
+        out.append(Message(role="system", content=instructions))
+    if isinstance(input, str):
+        out.append(Message(role="user", content=input))
+        return tuple(out)
+    if not input:
+        raise InvalidRequest("`input` must hold at least one item.", param="input")
+    for i, raw in enumerate(input):
+        item = _item(i, raw)
+        if isinstance(item, MessageItem):
+            out.append(_message(i, item))
+        elif isinstance(item, FunctionCallItem):
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": item.arguments},
+            }
+            last = out[-1] if out else None
+            if last is not None and last.role == "assistant" and last.tool_calls is not None:
+                out[-1] = Message(
+                    role="assistant", content=last.content, tool_calls=[*last.tool_calls, call]
+                )
+            elif last is not None and last.role == "assistant" and isinstance(last.content, str):
+                out[-1] = Message(role="assistant", content=last.content or None, tool_calls=[call])
+            else:
+                out.append(Message(role="assistant", tool_calls=[call]))
+        elif isinstance(item, FunctionCallOutputItem):
+            out.append(Message(role="tool", tool_call_id=item.call_id, content=_output(i, item)))
+    if not out:
+        raise InvalidRequest("`input` holds nothing to answer.", param="input")
+    return tuple(out)
+
+
+def _item(i: int, raw: dict[str, Any]) -> Any:
+    kind = raw.get("type", "message") if isinstance(raw, dict) else None
+    struct = _ITEMS.get(kind) if isinstance(kind, str) else None
+    if struct is None:
+        reason = (
+            "the gateway keeps no items to refer to"
+            if kind == "item_reference"
+            else "only message, function_call, function_call_output and reasoning items are"
+            " supported"
+        )
+        raise InvalidRequest(
+            f"`input[{i}]` is of type {kind!r}: {reason}.", param=f"input[{i}].type"
+        )
+    try:
+        return msgspec.convert(raw, struct)
+    except msgspec.ValidationError as exc:
+        text = str(exc).replace("`$", f"`$.input[{i}]")
+        inner = param_of(msgspec.ValidationError(text))
+        raise InvalidRequest(f"Invalid request body: {text}", param=inner or f"input[{i}]") from exc
+
+
+def _message(i: int, item: MessageItem) -> Message:
+    role: Literal["user", "assistant", "system"] = (
+        "system" if item.role == "developer" else item.role
+    )
+    if isinstance(item.content, str):
+        return Message(role=role, content=item.content)
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(item.content):
+        where = f"input[{i}].content[{j}]"
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, RefusalPart) and role == "assistant":
+            parts.append({"type": "text", "text": part.refusal})
+        elif isinstance(part, ImagePart) and role == "user":
+            parts.append(_image(where, part))
+        else:
+            kind = type(part).__struct_config__.tag
+            raise InvalidRequest(
+                f"`{where}`: a {kind} part is not accepted in a {item.role} message.", param=where
+            )
+    if all(part["type"] == "text" for part in parts):
+        return Message(role=role, content="".join(p["text"] for p in parts))
+    return Message(role=role, content=parts)
+
+
+def _image(where: str, part: ImagePart) -> dict[str, Any]:
+    if part.image_url is None:
+        raise InvalidRequest(
+            f"`{where}`: an image needs an `image_url` (the gateway keeps no files).",
+            param=f"{where}.image_url",
+        )
+    url: dict[str, Any] = {"url": part.image_url}
+    if part.detail in ("low", "high", "auto"):
+        url["detail"] = part.detail
+    return {"type": "image_url", "image_url": url}
+
+
+def _output(i: int, item: FunctionCallOutputItem) -> str:
+    if isinstance(item.output, str):
+        return item.output
+    if any(isinstance(part, ImagePart) for part in item.output):
+        raise InvalidRequest(
+            f"`input[{i}].output`: images in a function_call_output are not supported"
+            " (Chat tool messages take text).",
+            param=f"input[{i}].output",
+        )
+    return "".join(part.text for part in item.output if isinstance(part, TextPart))
