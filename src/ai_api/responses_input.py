@@ -152,9 +152,9 @@ def _item(i: int, raw: dict[str, Any]) -> Any:
     try:
         return msgspec.convert(raw, struct)
     except msgspec.ValidationError as exc:
-        text = str(exc).replace("`$", f"`$.input[{i}]")
-        inner = param_of(msgspec.ValidationError(text))
-        raise InvalidRequest(f"Invalid request body: {text}", param=inner or f"input[{i}]") from exc
+        inner = param_of(exc)
+        param = f"input[{i}].{inner}" if inner else f"input[{i}]"
+        raise InvalidRequest(f"Invalid request body: {exc} (in `{param}`)", param=param) from exc
 
 
 def _message(i: int, item: MessageItem) -> Message:
