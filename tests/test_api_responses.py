@@ -220,6 +220,30 @@ async def test_a_tool_loop(gateway, groq, streamed):
     assert sent[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "sunny, 24 C"}
 
 
+async def test_a_namespace_tool_round_trip(gateway, groq):
+    agents: Any = {
+        "type": "namespace",
+        "name": "agents",
+        "description": "Sub-agents.",
+        "tools": [{**WEATHER, "name": "spawn"}],
+    }
+    async with client_for(gateway) as client:
+        first = await client.responses.create(model=GROQ, input=HI, tools=[agents])
+        (call,) = first.output
+        assert call.type == "function_call"
+        assert (call.namespace, call.name) == ("agents", "spawn")
+        history: Any = [
+            {"role": "user", "content": HI},
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "spawned"},
+        ]
+        final = await client.responses.create(model=GROQ, input=history, tools=[agents])
+    assert "spawned" in final.output_text
+    assert groq.requests[0].body["tools"][0]["function"]["name"] == "agents__spawn"
+    sent = groq.requests[1].body["messages"][1]["tool_calls"][0]
+    assert sent["function"]["name"] == "agents__spawn"
+
+
 async def test_a_forced_function_and_no_parallel_calls(gateway, groq):
     async with client_for(gateway) as client:
         response = await client.responses.create(

@@ -220,3 +220,39 @@ def test_the_response_echoes_the_request():
     (echoed,) = response.tools
     assert echoed.type == "function"
     assert echoed.name == "f"
+
+
+def test_a_call_of_a_namespace_tool_comes_back_with_its_namespace():
+    agents = {
+        "type": "namespace",
+        "name": "agents",
+        "description": "Sub-agents.",
+        "tools": [{"type": "function", "name": "spawn", "parameters": {"type": "object"}}],
+    }
+    chunks = [
+        Chunk(
+            tool_calls=(
+                ToolCallDelta(0, "call_s", "function", FunctionDelta("agents__spawn", "{}")),
+            )
+        ),
+        Chunk(finish_reason="tool_calls"),
+    ]
+    raw = msgspec.json.encode({"model": "auto", "input": "hi", "tools": [agents]})
+    body = decode_json(raw, ResponsesBody, "")
+    wanted = translate(body)
+    events = EventStream(
+        head_of("resp_1", "m", body, wanted),
+        1,
+        new_id=lambda prefix: f"{prefix}_0",
+        created_at=0,
+        clock=lambda: 0.0,
+        namespaces=wanted.namespaces,
+    )
+    out = checked(run(events, chunks))
+    done = [e for e in out if e["type"] == "response.function_call_arguments.done"]
+    assert done[0]["name"] == "spawn"
+    response = Response.model_validate(out[-1]["response"])
+    (call,) = response.output
+    assert call.type == "function_call"
+    assert (call.namespace, call.name) == ("agents", "spawn")
+    assert response.tools[0].type == "namespace"

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from ai_api.errors import InvalidRequest
-from ai_api.responses_wire import ResponsesBody, effort_of, format_of, translate
+from ai_api.responses_wire import ResponsesBody, effort_of, format_of, split_name, translate
 from ai_api.schemas import Message, decode_json
 
 SCHEMA = {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}
@@ -293,3 +293,56 @@ def test_the_gateway_keeps_nothing_and_says_so():
     assert "keeps no responses" in refused(store=True).message
     assert "keeps no responses" in refused(previous_response_id="resp_1").message
     assert translate(body(store=False)).options == {}
+
+
+AGENTS: dict[str, Any] = {
+    "type": "namespace",
+    "name": "multi_agent_v1",
+    "description": "Tools for spawning and managing sub-agents.",
+    "tools": [
+        {"type": "function", "name": "spawn_agent", "strict": False, "parameters": SCHEMA},
+        {"type": "function", "name": "wait_agent", "description": "Wait.", "parameters": None},
+    ],
+}
+
+
+def test_a_namespace_of_functions_is_flattened_and_its_calls_too():
+    history = [
+        {"role": "user", "content": "go"},
+        {
+            "type": "function_call",
+            "call_id": "c",
+            "namespace": "multi_agent_v1",
+            "name": "spawn_agent",
+            "arguments": "{}",
+        },
+    ]
+    wanted = translate(body(tools=[AGENTS], input=history))
+    assert [t["function"]["name"] for t in wanted.options["tools"]] == [
+        "multi_agent_v1__spawn_agent",
+        "multi_agent_v1__wait_agent",
+    ]
+    assert wanted.options["tools"][1]["function"]["description"] == "Wait."
+    assert wanted.tools == [AGENTS]  # echoed as given
+    assert wanted.namespaces == frozenset({"multi_agent_v1"})
+    (call,) = wanted.messages[1].tool_calls or []
+    assert call["function"]["name"] == "multi_agent_v1__spawn_agent"
+    assert split_name("multi_agent_v1__spawn_agent", wanted.namespaces) == (
+        "multi_agent_v1",
+        "spawn_agent",
+    )
+    assert split_name("get__weather", wanted.namespaces) == (None, "get__weather")
+
+
+@pytest.mark.parametrize(
+    ("tool", "param"),
+    [
+        ({"type": "namespace", "name": "ns"}, "tools[0]"),
+        (
+            {"type": "namespace", "name": "ns", "tools": [{"type": "custom", "name": "x"}]},
+            "tools[0].tools[0].type",
+        ),
+    ],
+)
+def test_a_namespace_holds_functions(tool, param):
+    assert refused(tools=[tool]).param == param

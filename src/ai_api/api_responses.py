@@ -57,6 +57,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         new_id=lambda prefix: f"{prefix}_{ids.next()}",
         created_at=int(time.time()),
         clock=time.time,
+        namespaces=wanted.namespaces,
     )
     async with aclosing(opened.chunks):
         if body.stream:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import GatewayError
-from .responses_wire import ResponsesBody, Translated
+from .responses_wire import ResponsesBody, Translated, split_name
 from .schemas import Chunk, Usage
 
 Event = dict[str, Any]
@@ -94,6 +94,7 @@ class EventStream:
         new_id: Callable[[str], str],
         created_at: int,
         clock: Callable[[], float],
+        namespaces: frozenset[str] = frozenset(),
     ) -> None:
         self._response: dict[str, Any] = {
             **head,
@@ -108,6 +109,7 @@ class EventStream:
         self._input = input_tokens
         self._new_id = new_id
         self._clock = clock
+        self._namespaces = namespaces
         self._seq = 0
         self._done: list[dict[str, Any]] = []  # finished output items
         self._open: dict[str, Any] | None = None  # the item being filled
@@ -234,13 +236,15 @@ class EventStream:
                 "content": [],
             }
         else:
+            namespace, name = split_name(name or "", self._namespaces)
             item = {
                 "type": "function_call",
                 "id": self._new_id("fc"),
                 "call_id": call_id or self._new_id("call"),
-                "name": name or "",
+                "name": name,
                 "arguments": "",
                 "status": "in_progress",
+                **({"namespace": namespace} if namespace is not None else {}),
             }
         self._open = item
         index = len(self._done)

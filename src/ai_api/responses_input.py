@@ -72,6 +72,7 @@ class FunctionCallItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     arguments: str
     id: str | None = None
     status: str | None = None
+    namespace: str | None = None
 
 
 class FunctionCallOutputItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -118,7 +119,7 @@ def to_messages(instructions: str | None, input: str | list[dict[str, Any]]) -> 
             call = {
                 "id": item.call_id,
                 "type": "function",
-                "function": {"name": item.name, "arguments": item.arguments},
+                "function": {"name": _flat(item), "arguments": item.arguments},
             }
             last = out[-1] if out else None
             if last is not None and last.role == "assistant" and last.tool_calls is not None:
@@ -134,6 +135,12 @@ def to_messages(instructions: str | None, input: str | list[dict[str, Any]]) -> 
     if not out:
         raise InvalidRequest("`input` holds nothing to answer.", param="input")
     return tuple(out)
+
+
+def _flat(item: FunctionCallItem) -> str:
+    """A call's Chat function name: a namespace's calls as their tools were flattened
+    (`ai_api.responses_wire.chat_tools`)."""
+    return f"{item.namespace}__{item.name}" if item.namespace else item.name
 
 
 def _item(i: int, raw: dict[str, Any]) -> Any:

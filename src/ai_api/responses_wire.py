@@ -83,7 +83,9 @@ class Translated:
     max_tokens: int | None
     options: dict[str, Any]
     tools: list[dict[str, Any]]
-    """The function tools as the response object echoes them."""
+    """The tools as the response object echoes them."""
+    namespaces: frozenset[str] = frozenset()
+    """The names of the request's `namespace` tools, whose calls come back flattened."""
 
 
 def translate(body: ResponsesBody) -> Translated:
@@ -97,7 +99,7 @@ def translate(body: ResponsesBody) -> Translated:
             if not 0.0 <= value <= high:
                 raise InvalidRequest(f"`{name}` must be between 0 and {high:g}.", param=name)
             options[name] = value
-    tools = [_function(i, tool) for i, tool in enumerate(body.tools or ())]
+    tools, echoed = chat_tools(body.tools or [])
     options.update(_tool_options(tools, body.tool_choice))
     if body.parallel_tool_calls is not None and tools:
         options["parallel_tool_calls"] = body.parallel_tool_calls
@@ -111,9 +113,13 @@ def translate(body: ResponsesBody) -> Translated:
     response_format = format_of(body.text.format if body.text is not None else None)
     if response_format is not None:
         options["response_format"] = response_format
-    echoed = [_echo(tool) for tool in tools]
+    namespaces = frozenset(t["name"] for t in echoed if t.get("type") == "namespace")
     return Translated(
-        to_messages(body.instructions, body.input), body.max_output_tokens, options, echoed
+        to_messages(body.instructions, body.input),
+        body.max_output_tokens,
+        options,
+        echoed,
+        namespaces,
     )
 
 
@@ -203,22 +209,52 @@ def format_of(text_format: dict[str, Any] | None) -> dict[str, Any] | None:
     )
 
 
-def _function(i: int, tool: dict[str, Any]) -> dict[str, Any]:
+SEPARATOR = "__"
+"""Between a namespace's name and its tool's in the flattened Chat function name."""
+
+
+def chat_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Chat tools for Responses `tools`, and the tools as the response echoes them. The
+    function tools of a `namespace` are flattened to `<namespace>__<name>`."""
+    out: list[dict[str, Any]] = []
+    echoed: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        if tool.get("type") != "namespace":
+            out.append(_function(f"tools[{i}]", tool))
+            echoed.append(_echo(out[-1]))
+            continue
+        namespace = tool.get("name")
+        inner = tool.get("tools")
+        if not isinstance(namespace, str) or not namespace or not isinstance(inner, list):
+            raise InvalidRequest(
+                f"`tools[{i}]`: a namespace needs a `name` and `tools`.", param=f"tools[{i}]"
+            )
+        for j, function in enumerate(inner):
+            chat = _function(
+                f"tools[{i}].tools[{j}]", function if isinstance(function, dict) else {}
+            )
+            chat["function"]["name"] = f"{namespace}{SEPARATOR}{chat['function']['name']}"
+            out.append(chat)
+        echoed.append(tool)
+    return out, echoed
+
+
+def _function(where: str, tool: dict[str, Any]) -> dict[str, Any]:
     """A Responses function tool as a Chat tool."""
     kind = tool.get("type")
     if kind != "function":
         raise InvalidRequest(
-            f"`tools[{i}]` is of type {kind!r}; only `function` tools are supported (the"
-            " upstreams run no hosted, custom or namespace tools).",
-            param=f"tools[{i}].type",
+            f"`{where}` is of type {kind!r}; only `function` tools (and `namespace` tools of"
+            " functions) are supported: the upstreams run no hosted or custom tools.",
+            param=f"{where}.type",
         )
     name = tool.get("name")
     if not isinstance(name, str) or not name:
-        raise InvalidRequest(f"`tools[{i}]` needs a `name`.", param=f"tools[{i}].name")
+        raise InvalidRequest(f"`{where}` needs a `name`.", param=f"{where}.name")
     extra = set(tool) - {"type", "name", "parameters", "description", "strict", "defer_loading"}
     if extra:
         field = sorted(extra)[0]
-        raise InvalidRequest(f"`tools[{i}].{field}` is not supported.", param=f"tools[{i}].{field}")
+        raise InvalidRequest(f"`{where}.{field}` is not supported.", param=f"{where}.{field}")
     function: dict[str, Any] = {"name": name}
     parameters = tool.get("parameters")
     function["parameters"] = (
@@ -238,6 +274,14 @@ def _echo(tool: dict[str, Any]) -> dict[str, Any]:
         "parameters": function["parameters"],
         "strict": False,
     }
+
+
+def split_name(name: str, namespaces: frozenset[str]) -> tuple[str | None, str]:
+    """The namespace and the name of a flattened Chat function name (None: no namespace)."""
+    namespace, separator, rest = name.partition(SEPARATOR)
+    if separator and rest and namespace in namespaces:
+        return namespace, rest
+    return None, name
 
 
 def _tool_options(tools: list[dict[str, Any]], choice: object) -> dict[str, Any]:
