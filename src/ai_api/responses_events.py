@@ -54,7 +54,7 @@ def head_of(
         "truncation": "disabled",
         "store": False,
         "background": False,
-        "service_tier": "default",
+        "service_tier": None,
         "metadata": body.metadata or {},
         "user": body.user,
         "safety_identifier": body.safety_identifier,
