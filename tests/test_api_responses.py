@@ -410,6 +410,25 @@ async def test_a_failure_after_the_first_byte_raises_and_ends_failed(groq, clien
     assert events[-2][1]["code"] == "server_error"
 
 
+async def test_a_member_failing_mid_stream_is_continued_and_the_response_completes(groq, cerebras):
+    groq.add_fault(Fault(cut_after=3))
+    async with (
+        running(settings_for(groq, cerebras)) as url,
+        client_for(url) as sdk,
+        sdk.responses.stream(model="auto", input=HI) as stream,
+    ):
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert kinds[-1] == "response.completed"
+    assert "error" not in kinds
+    assert final.status == "completed"
+    (asked,) = cerebras.requests
+    said = asked.body["messages"][-1]  # what Groq had said, for Cerebras to go on from
+    assert said["role"] == "assistant"
+    assert final.output_text.startswith(said["content"])
+    assert len(final.output_text) > len(said["content"])
+
+
 async def test_failover_through_the_facade_and_the_ledger_records_the_attempts(
     groq, cerebras, client, tmp_path
 ):
