@@ -15,11 +15,13 @@ from .schemas import Message, param_of
 
 
 class TextPart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """An `input_text` or `output_text` part (annotations and logprobs are not sent)."""
+    """An `input_text` or `output_text` part (annotations, logprobs and the SDKs' `parsed`
+    are not sent)."""
 
     text: str
     annotations: list[Any] | None = None
     logprobs: list[Any] | None = None
+    parsed: Any = None
 
 
 class ImagePart(
@@ -73,6 +75,9 @@ class FunctionCallItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str | None = None
     status: str | None = None
     namespace: str | None = None
+    parsed_arguments: Any = None
+    """What the SDKs' stream helpers add to a call (openai-node's `finalResponse()` too):
+    accepted, not sent."""
 
 
 class FunctionCallOutputItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
