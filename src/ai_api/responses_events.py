@@ -258,7 +258,7 @@ class EventStream:
                 )
             )
         elif key == "message":
-            part = {"type": "output_text", "text": "", "annotations": []}
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             events.append(
                 self._event("response.content_part.added", **where, content_index=0, part=part)
             )
@@ -282,7 +282,7 @@ class EventStream:
                 )
             )
         elif item["type"] == "message":
-            part = {"type": "output_text", "text": text, "annotations": []}
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
             events.append(
                 self._event(
                     "response.output_text.done", **where, content_index=0, text=text, logprobs=[]
@@ -314,6 +314,11 @@ class EventStream:
         if item["type"] == "reasoning":
             return {**item, "summary": [{"type": "summary_text", "text": text}]}
         if item["type"] == "message":
-            part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+            part: dict[str, Any] = {
+                "type": "output_text",
+                "text": text,
+                "annotations": [],
+                "logprobs": [],
+            }
             return {**item, "status": status, "content": [part]}
         return {**item, "arguments": text, "status": status}
