@@ -20,6 +20,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 EVERY_ADDRESS = ("", "0.0.0.0", "::")
 PREFLIGHT_MAX_AGE = "600"
 """Seconds a browser may keep a preflight's answer (Chrome caps it at 7200)."""
+_ACCEPTED_HOSTS = 64
+"""`Host` values remembered as served (a client cannot grow the set past it)."""
 EXPOSED = "X-AI-API-Provider, X-AI-API-Model, X-AI-API-Attempts, Retry-After"
 
 
@@ -78,13 +80,20 @@ def admission(settings: Settings) -> Callable[[web.Request], web.StreamResponse 
     hosts = served_hosts(settings)
     origins = frozenset(normal_origin(origin) for origin in settings.cors_origins)
 
+    accepted: set[str] = set()  # `Host` values as sent that passed: a lookup, not a parse
+
     def admit(request: web.Request) -> web.StreamResponse | None:
         headers = request.headers
-        if hosts is not None and host_name(headers.get("Host", "")) not in hosts:
-            raise UnknownHost(
-                f"This gateway does not serve the host {headers.get('Host', '')[:100]!r};"
-                " add it to allowed_hosts (AI_API_ALLOWED_HOSTS)."
-            )
+        if hosts is not None:
+            raw = headers.get("Host", "")
+            if raw not in accepted:
+                if host_name(raw) not in hosts:
+                    raise UnknownHost(
+                        f"This gateway does not serve the host {raw[:100]!r};"
+                        " add it to allowed_hosts (AI_API_ALLOWED_HOSTS)."
+                    )
+                if len(accepted) < _ACCEPTED_HOSTS:
+                    accepted.add(raw)
         origin = headers.get("Origin")
         if origin is None:
             return None

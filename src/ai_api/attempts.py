@@ -168,7 +168,7 @@ class _Tries:
         if isinstance(ticket, Ticket):
             ticket.counts = d.member not in self.again  # a second chance's failure is not counted
             return ticket
-        if guesses and any(lim.guess for lim in d.limits):
+        if guesses and d.guessed:
             self.unguessed.append(member)
             self.queue.append(member)
         else:

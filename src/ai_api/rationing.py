@@ -212,7 +212,7 @@ class Rationing:
         """The provider's rate-limit headers for this attempt."""
         d = ticket.deployment
         key = d.budget_key
-        if key not in self._discredited and contradicts(d.limits, reading):
+        if d.guessed and key not in self._discredited and contradicts(d.limits, reading):
             self._discredited.add(key)
             self._held.clear()
             log.info(

@@ -42,6 +42,8 @@ class Deployment:
     """Its key for cooldowns and circuits: `provider/model@origin`."""
     budget_key: str = field(init=False)
     """`account|model` whose budget this deployment spends; `*` for account-wide limits."""
+    guessed: bool = field(init=False)
+    """Whether any of its limits is a preset's guess."""
 
     def __post_init__(self) -> None:
         name = self.provider.name
@@ -52,6 +54,7 @@ class Deployment:
         member = f"{name}/{self.model}@{origin}" if origin else f"{name}/{self.model}"
         object.__setattr__(self, "member", member)
         object.__setattr__(self, "budget_key", f"{self.account or name}|{model}")
+        object.__setattr__(self, "guessed", any(lim.guess for lim in self.limits))
 
     @property
     def name(self) -> str:

@@ -44,7 +44,8 @@ class SQLiteLedger:
         self._interval = interval
         self._capacity = capacity
         # Guards the queue, waiters and flags; never held during I/O, so record() cannot stall.
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue: deque[tuple[int, Attempt]] = deque()
         self._since = 0.0
         """When the oldest attempt not yet taken into a batch was recorded (monotonic)."""
@@ -93,7 +94,7 @@ class SQLiteLedger:
         if self._thread is None:
             raise RuntimeError("SQLiteLedger is not open: await ledger.open() first")
         overflowed = False
-        with self._cond:
+        with self._lock:  # the condition's own lock: `with self._cond` costs two more calls
             if len(self._queue) >= self._capacity:
                 self._queue.popleft()
                 self._dropped += 1
