@@ -244,6 +244,27 @@ async def test_a_namespace_tool_round_trip(gateway, groq):
     assert sent["function"]["name"] == "agents__spawn"
 
 
+async def test_a_custom_tool_round_trip(gateway, groq):
+    patch: Any = {"type": "custom", "name": "apply_patch", "description": "Edit files."}
+    async with client_for(gateway) as client:
+        async with client.responses.stream(model=GROQ, input=HI, tools=[patch]) as stream:
+            kinds = [event.type async for event in stream]
+            first = await stream.get_final_response()
+        (call,) = first.output
+        assert call.type == "custom_tool_call"
+        assert (call.name, call.input) == ("apply_patch", "example")
+        assert "response.custom_tool_call_input.done" in kinds
+        history: Any = [
+            {"role": "user", "content": HI},
+            call,
+            {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "patched"},
+        ]
+        final = await client.responses.create(model=GROQ, input=history, tools=[patch])
+    assert "patched" in final.output_text
+    sent = groq.requests[1].body["messages"][1]["tool_calls"][0]
+    assert json.loads(sent["function"]["arguments"]) == {"input": "example"}
+
+
 async def test_a_forced_function_and_no_parallel_calls(gateway, groq):
     async with client_for(gateway) as client:
         response = await client.responses.create(

@@ -256,3 +256,43 @@ def test_a_call_of_a_namespace_tool_comes_back_with_its_namespace():
     assert call.type == "function_call"
     assert (call.namespace, call.name) == ("agents", "spawn")
     assert response.tools[0].type == "namespace"
+
+
+def test_a_custom_tool_call_comes_back_as_raw_input():
+    patch = {"type": "custom", "name": "apply_patch"}
+    chunks = [
+        Chunk(
+            tool_calls=(
+                ToolCallDelta(0, "call_p", "function", FunctionDelta("apply_patch", '{"inp')),
+            )
+        ),
+        Chunk(
+            tool_calls=(ToolCallDelta(0, function=FunctionDelta(arguments='ut": "*** Begin\\n"}')),)
+        ),
+        Chunk(finish_reason="tool_calls"),
+    ]
+    raw = msgspec.json.encode({"model": "auto", "input": "hi", "tools": [patch]})
+    body = decode_json(raw, ResponsesBody, "")
+    wanted = translate(body)
+    events = EventStream(
+        head_of("resp_1", "m", body, wanted),
+        1,
+        new_id=lambda prefix: f"{prefix}_0",
+        created_at=0,
+        clock=lambda: 0.0,
+        customs=wanted.customs,
+    )
+    out = checked(run(events, chunks))
+    kinds = [e["type"] for e in out]
+    assert "response.function_call_arguments.delta" not in kinds
+    assert kinds[2:6] == [
+        "response.output_item.added",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+    ]
+    assert out[4]["input"] == "*** Begin\n"
+    response = Response.model_validate(out[-1]["response"])
+    (call,) = response.output
+    assert call.type == "custom_tool_call"
+    assert (call.call_id, call.name, call.input) == ("call_p", "apply_patch", "*** Begin\n")

@@ -8,7 +8,14 @@ import msgspec
 import pytest
 
 from ai_api.errors import InvalidRequest
-from ai_api.responses_wire import ResponsesBody, effort_of, format_of, split_name, translate
+from ai_api.responses_wire import (
+    ResponsesBody,
+    effort_of,
+    format_of,
+    split_name,
+    translate,
+    unwrap_input,
+)
 from ai_api.schemas import Message, decode_json
 
 SCHEMA = {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}
@@ -231,7 +238,8 @@ def test_allowed_tools_keeps_only_the_tools_it_names():
         ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
         ({"text": {"format": {"type": "grammar"}}}, "text.format.type"),
         ({"text": {"format": {"type": "json_schema", "schema": SCHEMA}}}, "text.format"),
-        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools[0].type"),
+        ({"tools": [{"type": "tool_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "custom", "name": "p", "strict": True}]}, "tools[0].strict"),
         (
             {"tools": [{"type": "function", "name": "f", "output_schema": {}}]},
             "tools[0].output_schema",
@@ -346,3 +354,38 @@ def test_a_namespace_of_functions_is_flattened_and_its_calls_too():
 )
 def test_a_namespace_holds_functions(tool, param):
     assert refused(tools=[tool]).param == param
+
+
+PATCH: dict[str, Any] = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"},
+}
+
+
+def test_a_custom_tool_is_a_function_of_one_string_and_its_calls_too():
+    history = [
+        {"role": "user", "content": "fix it"},
+        {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "*** Begin"},
+        {"type": "custom_tool_call_output", "call_id": "c", "output": "Done!"},
+    ]
+    wanted = translate(
+        body(tools=[PATCH], input=history, tool_choice={"type": "custom", "name": "apply_patch"})
+    )
+    (tool,) = wanted.options["tools"]
+    assert tool["function"]["name"] == "apply_patch"
+    assert tool["function"]["parameters"]["required"] == ["input"]
+    assert tool["function"]["description"].startswith("Edit files.")
+    assert "lark grammar:\nstart: /.+/" in tool["function"]["description"]
+    assert wanted.options["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "apply_patch"},
+    }
+    assert wanted.customs == frozenset({"apply_patch"})
+    assert wanted.tools == [PATCH]
+    (call,) = wanted.messages[1].tool_calls or []
+    assert call["function"] == {"name": "apply_patch", "arguments": '{"input": "*** Begin"}'}
+    assert wanted.messages[2] == Message(role="tool", tool_call_id="c", content="Done!")
+    assert unwrap_input('{"input": "*** Begin"}') == "*** Begin"
+    assert unwrap_input("not json") == "not json"

@@ -58,6 +58,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         created_at=int(time.time()),
         clock=time.time,
         namespaces=wanted.namespaces,
+        customs=wanted.customs,
     )
     async with aclosing(opened.chunks):
         if body.stream:

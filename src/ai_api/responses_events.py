@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import GatewayError
-from .responses_wire import ResponsesBody, Translated, split_name
+from .responses_wire import ResponsesBody, Translated, split_name, unwrap_input
 from .schemas import Chunk, Usage
 
 Event = dict[str, Any]
@@ -82,7 +82,8 @@ def error_code(error: GatewayError) -> str:
 
 class EventStream:
     """Chunks in, Responses events out: `response.created` and `response.in_progress`, then
-    each output item (`reasoning`, `message`, `function_call`) added, filled and done in turn,
+    each output item (`reasoning`, `message`, `function_call`, `custom_tool_call`) added,
+    filled and done in turn,
     one at a time, then `response.completed` or `response.incomplete` from `finish`, or
     `error` and `response.failed` from `fail`. Every event has its `sequence_number`."""
 
@@ -95,6 +96,7 @@ class EventStream:
         created_at: int,
         clock: Callable[[], float],
         namespaces: frozenset[str] = frozenset(),
+        customs: frozenset[str] = frozenset(),
     ) -> None:
         self._response: dict[str, Any] = {
             **head,
@@ -110,6 +112,7 @@ class EventStream:
         self._new_id = new_id
         self._clock = clock
         self._namespaces = namespaces
+        self._customs = customs
         self._seq = 0
         self._done: list[dict[str, Any]] = []  # finished output items
         self._open: dict[str, Any] | None = None  # the item being filled
@@ -145,7 +148,11 @@ class EventStream:
             elif self._key != ("call", call.index):
                 continue  # a piece of a call already done: calls come one after another
             arguments = call.function.arguments if call.function is not None else None
-            if arguments:
+            if not arguments:
+                continue
+            if self._open is not None and self._open["type"] == "custom_tool_call":
+                self._text.append(arguments)  # JSON pieces, not raw text: told at the end
+            else:
                 events.append(self._piece("response.function_call_arguments.delta", arguments))
         self._finish = chunk.finish_reason or self._finish
         self._usage = chunk.usage or self._usage
@@ -235,6 +242,14 @@ class EventStream:
                 "status": "in_progress",
                 "content": [],
             }
+        elif name in self._customs:
+            item = {
+                "type": "custom_tool_call",
+                "id": self._new_id("ctc"),
+                "call_id": call_id or self._new_id("call"),
+                "name": name,
+                "input": "",
+            }
         else:
             namespace, name = split_name(name or "", self._namespaces)
             item = {
@@ -291,6 +306,13 @@ class EventStream:
             events.append(
                 self._event("response.content_part.done", **where, content_index=0, part=part)
             )
+        elif item["type"] == "custom_tool_call":
+            raw = unwrap_input(text)
+            if raw:
+                events.append(
+                    self._event("response.custom_tool_call_input.delta", **where, delta=raw)
+                )
+            events.append(self._event("response.custom_tool_call_input.done", **where, input=raw))
         else:
             events.append(
                 self._event(
@@ -321,4 +343,6 @@ class EventStream:
                 "logprobs": [],
             }
             return {**item, "status": status, "content": [part]}
+        if item["type"] == "custom_tool_call":
+            return {**item, "input": unwrap_input(text)}
         return {**item, "arguments": text, "status": status}

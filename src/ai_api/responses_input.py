@@ -1,11 +1,13 @@
 """The `input` of a Responses request as Chat messages, as pure functions: message,
-function_call, function_call_output and reasoning items (each item's `type` may be left out
+function_call, function_call_output, custom_tool_call, custom_tool_call_output and reasoning
+items (each item's `type` may be left out
 for a message, and its `id` and `status` are accepted and not needed). Part of
 `ai_api.responses_wire`; no I/O here.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import msgspec
@@ -90,6 +92,28 @@ class FunctionCallOutputItem(msgspec.Struct, frozen=True, forbid_unknown_fields=
     status: str | None = None
 
 
+class CustomToolCallItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A call of a `custom` tool of an earlier answer: its raw `input`."""
+
+    type: Literal["custom_tool_call"]
+    call_id: str
+    name: str
+    input: str
+    id: str | None = None
+    status: str | None = None
+    namespace: str | None = None
+
+
+class CustomToolCallOutputItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a `custom` tool call returned: text, or text parts."""
+
+    type: Literal["custom_tool_call_output"]
+    call_id: str
+    output: str | list[InputText | ImagePart]
+    id: str | None = None
+    status: str | None = None
+
+
 class ReasoningItem(msgspec.Struct, frozen=True):
     """Reasoning of an earlier answer: accepted, not sent upstream."""
 
@@ -101,12 +125,15 @@ _ITEMS: dict[str, type[Any]] = {
     "function_call": FunctionCallItem,
     "function_call_output": FunctionCallOutputItem,
     "reasoning": ReasoningItem,
+    "custom_tool_call": CustomToolCallItem,
+    "custom_tool_call_output": CustomToolCallOutputItem,
 }
 
 
 def to_messages(instructions: str | None, input: str | list[dict[str, Any]]) -> tuple[Message, ...]:
     """The conversation in the Chat shape: `instructions` first as a system message, each
-    item in turn; consecutive function calls are one assistant message with `tool_calls`,
+    item in turn; consecutive function (and custom tool) calls are one assistant message with
+    `tool_calls`,
     and reasoning items are dropped (no upstream takes another model's reasoning)."""
     out: list[Message] = []
     if instructions:
@@ -120,29 +147,40 @@ def to_messages(instructions: str | None, input: str | list[dict[str, Any]]) -> 
         item = _item(i, raw)
         if isinstance(item, MessageItem):
             out.append(_message(i, item))
-        elif isinstance(item, FunctionCallItem):
-            call = {
-                "id": item.call_id,
-                "type": "function",
-                "function": {"name": _flat(item), "arguments": item.arguments},
-            }
-            last = out[-1] if out else None
-            if last is not None and last.role == "assistant" and last.tool_calls is not None:
-                out[-1] = Message(
-                    role="assistant", content=last.content, tool_calls=[*last.tool_calls, call]
-                )
-            elif last is not None and last.role == "assistant" and isinstance(last.content, str):
-                out[-1] = Message(role="assistant", content=last.content or None, tool_calls=[call])
-            else:
-                out.append(Message(role="assistant", tool_calls=[call]))
-        elif isinstance(item, FunctionCallOutputItem):
+        elif isinstance(item, FunctionCallItem | CustomToolCallItem):
+            if isinstance(item, FunctionCallItem):
+                arguments = item.arguments
+            else:  # as the custom tool was sent upstream (`responses_wire._custom`)
+                arguments = json.dumps({"input": item.input}, ensure_ascii=False)
+            _add_call(
+                out,
+                {
+                    "id": item.call_id,
+                    "type": "function",
+                    "function": {"name": _flat(item), "arguments": arguments},
+                },
+            )
+        elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
             out.append(Message(role="tool", tool_call_id=item.call_id, content=_output(i, item)))
     if not out:
         raise InvalidRequest("`input` holds nothing to answer.", param="input")
     return tuple(out)
 
 
-def _flat(item: FunctionCallItem) -> str:
+def _add_call(out: list[Message], call: dict[str, Any]) -> None:
+    """Add a tool call to the assistant message it follows, or as one of its own."""
+    last = out[-1] if out else None
+    if last is not None and last.role == "assistant" and last.tool_calls is not None:
+        out[-1] = Message(
+            role="assistant", content=last.content, tool_calls=[*last.tool_calls, call]
+        )
+    elif last is not None and last.role == "assistant" and isinstance(last.content, str):
+        out[-1] = Message(role="assistant", content=last.content or None, tool_calls=[call])
+    else:
+        out.append(Message(role="assistant", tool_calls=[call]))
+
+
+def _flat(item: FunctionCallItem | CustomToolCallItem) -> str:
     """A call's Chat function name: a namespace's calls as their tools were flattened
     (`ai_api.responses_wire.chat_tools`)."""
     return f"{item.namespace}__{item.name}" if item.namespace else item.name
@@ -155,8 +193,8 @@ def _item(i: int, raw: dict[str, Any]) -> Any:
         reason = (
             "the gateway keeps no items to refer to"
             if kind == "item_reference"
-            else "only message, function_call, function_call_output and reasoning items are"
-            " supported"
+            else "only message, function_call, function_call_output, custom_tool_call,"
+            " custom_tool_call_output and reasoning items are supported"
         )
         raise InvalidRequest(
             f"`input[{i}]` is of type {kind!r}: {reason}.", param=f"input[{i}].type"
@@ -206,7 +244,7 @@ def _image(where: str, part: ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": url}
 
 
-def _output(i: int, item: FunctionCallOutputItem) -> str:
+def _output(i: int, item: FunctionCallOutputItem | CustomToolCallOutputItem) -> str:
     if isinstance(item.output, str):
         return item.output
     if any(isinstance(part, ImagePart) for part in item.output):

@@ -10,6 +10,7 @@ told, and Codex sends `store: false` with the whole history).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,6 +87,8 @@ class Translated:
     """The tools as the response object echoes them."""
     namespaces: frozenset[str] = frozenset()
     """The names of the request's `namespace` tools, whose calls come back flattened."""
+    customs: frozenset[str] = frozenset()
+    """The names of the request's `custom` tools, whose calls come back as JSON arguments."""
 
 
 def translate(body: ResponsesBody) -> Translated:
@@ -113,13 +116,13 @@ def translate(body: ResponsesBody) -> Translated:
     response_format = format_of(body.text.format if body.text is not None else None)
     if response_format is not None:
         options["response_format"] = response_format
-    namespaces = frozenset(t["name"] for t in echoed if t.get("type") == "namespace")
     return Translated(
         to_messages(body.instructions, body.input),
         body.max_output_tokens,
         options,
         echoed,
-        namespaces,
+        frozenset(t["name"] for t in echoed if t.get("type") == "namespace"),
+        frozenset(t["name"] for t in echoed if t.get("type") == "custom"),
     )
 
 
@@ -219,6 +222,10 @@ def chat_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
     out: list[dict[str, Any]] = []
     echoed: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
+        if tool.get("type") == "custom":
+            out.append(_custom(f"tools[{i}]", tool))
+            echoed.append(tool)
+            continue
         if tool.get("type") != "namespace":
             out.append(_function(f"tools[{i}]", tool))
             echoed.append(_echo(out[-1]))
@@ -244,8 +251,8 @@ def _function(where: str, tool: dict[str, Any]) -> dict[str, Any]:
     kind = tool.get("type")
     if kind != "function":
         raise InvalidRequest(
-            f"`{where}` is of type {kind!r}; only `function` tools (and `namespace` tools of"
-            " functions) are supported: the upstreams run no hosted or custom tools.",
+            f"`{where}` is of type {kind!r}; only `function` and `custom` tools (and"
+            " `namespace` tools of functions) are supported: the upstreams run no hosted tools.",
             param=f"{where}.type",
         )
     name = tool.get("name")
@@ -265,6 +272,36 @@ def _function(where: str, tool: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
+CUSTOM_INPUT = "input"
+"""The one string parameter of the function a `custom` tool is sent upstream as."""
+
+
+def _custom(where: str, tool: dict[str, Any]) -> dict[str, Any]:
+    """A `custom` (freeform) tool as a Chat function of one string parameter, `input`; its
+    grammar, if any, told in the description (no Chat upstream enforces one)."""
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"`{where}` needs a `name`.", param=f"{where}.name")
+    extra = set(tool) - {"type", "name", "description", "format", "defer_loading"}
+    if extra:
+        field = sorted(extra)[0]
+        raise InvalidRequest(f"`{where}.{field}` is not supported.", param=f"{where}.{field}")
+    description = str(tool.get("description") or "")
+    form = tool.get("format")
+    if isinstance(form, dict) and form.get("type") == "grammar":
+        description += (
+            f"\n\nThe `{CUSTOM_INPUT}` is raw text in this {form.get('syntax', '')} grammar:"
+            f"\n{form.get('definition', '')}"
+        )
+    parameters = {
+        "type": "object",
+        "properties": {CUSTOM_INPUT: {"type": "string", "description": "The raw input."}},
+        "required": [CUSTOM_INPUT],
+    }
+    function = {"name": name, "parameters": parameters, "description": description.strip()}
+    return {"type": "function", "function": function}
+
+
 def _echo(tool: dict[str, Any]) -> dict[str, Any]:
     function = tool["function"]
     return {
@@ -274,6 +311,18 @@ def _echo(tool: dict[str, Any]) -> dict[str, Any]:
         "parameters": function["parameters"],
         "strict": False,
     }
+
+
+def unwrap_input(arguments: str) -> str:
+    """A `custom` tool call's raw input, from the JSON arguments of its Chat function (the
+    arguments themselves when they are not that JSON)."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(value, dict) and isinstance(value.get(CUSTOM_INPUT), str):
+        return str(value[CUSTOM_INPUT])
+    return arguments
 
 
 def split_name(name: str, namespaces: frozenset[str]) -> tuple[str | None, str]:
@@ -293,7 +342,7 @@ def _tool_options(tools: list[dict[str, Any]], choice: object) -> dict[str, Any]
         raise InvalidRequest("`tool_choice` needs `tools`.", param="tool_choice")
     if choice in ("none", "auto", "required"):
         return {"tools": tools, "tool_choice": choice}
-    if isinstance(choice, dict) and choice.get("type") == "function":
+    if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
         name = choice.get("name")
         if name not in {t["function"]["name"] for t in tools}:
             raise InvalidRequest(
