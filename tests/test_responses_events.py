@@ -46,8 +46,7 @@ def stream_for(**fields: Any) -> EventStream:
         head_of("resp_1", "openai/gpt-oss-120b", body, translate(body)),
         12,
         new_id=lambda prefix: f"{prefix}_{next(counter)}",
-        created_at=1_700_000_000,
-        clock=lambda: 1_700_000_005.5,
+        clock=iter([1_700_000_000.2, 1_700_000_005.5]).__next__,  # created, then completed
     )
 
 
@@ -244,7 +243,6 @@ def test_a_call_of_a_namespace_tool_comes_back_with_its_namespace():
         head_of("resp_1", "m", body, wanted),
         1,
         new_id=lambda prefix: f"{prefix}_0",
-        created_at=0,
         clock=lambda: 0.0,
         namespaces=wanted.namespaces,
     )
@@ -278,7 +276,6 @@ def test_a_custom_tool_call_comes_back_as_raw_input():
         head_of("resp_1", "m", body, wanted),
         1,
         new_id=lambda prefix: f"{prefix}_0",
-        created_at=0,
         clock=lambda: 0.0,
         customs=wanted.customs,
     )

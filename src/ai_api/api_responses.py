@@ -55,7 +55,6 @@ async def responses(request: web.Request) -> web.StreamResponse:
         head,
         prompt_tokens(wanted.messages),
         new_id=lambda prefix: f"{prefix}_{ids.next()}",
-        created_at=int(time.time()),
         clock=time.time,
         namespaces=wanted.namespaces,
         customs=wanted.customs,

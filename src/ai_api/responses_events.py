@@ -93,14 +93,13 @@ class EventStream:
         input_tokens: int,
         *,
         new_id: Callable[[str], str],
-        created_at: int,
         clock: Callable[[], float],
         namespaces: frozenset[str] = frozenset(),
         customs: frozenset[str] = frozenset(),
     ) -> None:
         self._response: dict[str, Any] = {
             **head,
-            "created_at": created_at,
+            "created_at": int(clock()),
             "completed_at": None,
             "status": "in_progress",
             "output": [],
