@@ -8,6 +8,8 @@ import itertools
 import pytest
 
 from ai_api.anthropic_events import (
+    PING,
+    TOO_LONG,
     BadToolInput,
     EventStream,
     error_of,
@@ -257,6 +259,27 @@ def test_errors_in_anthropic_shape(error, status, kind):
         status,
         {"type": "error", "error": {"type": kind, "message": error.message}},
     )
+
+
+def test_a_prompt_over_the_window_is_prompt_is_too_long_for_claude_code():
+    error = UpstreamStatus(
+        "groq", 400, "Please reduce the length of the messages.", code="context_length_exceeded"
+    )
+    status, body = error_of(error)
+    assert status == 400
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"] == (
+        "prompt is too long: groq: HTTP 400: Please reduce the length of the messages."
+    )
+    assert body["error"]["message"].startswith(TOO_LONG)
+    # Another 400 keeps its words: only the classified code says the prompt is too long.
+    assert not error_of(UpstreamStatus("groq", 400, "bad"))[1]["error"]["message"].startswith(
+        TOO_LONG
+    )
+
+
+def test_the_ping_event_is_anthropics():
+    assert PING == {"type": "ping"}
 
 
 def test_which_requests_are_answered_in_anthropic_shapes():

@@ -333,3 +333,98 @@ def test_count_tokens_takes_no_generation_controls():
     assert decode_body(json.dumps(raw).encode(), CountTokensBody).tools
     with pytest.raises(InvalidRequest):
         decode_body(json.dumps({**raw, "max_tokens": 5}).encode(), CountTokensBody)
+
+
+def test_output_config_effort_and_format_in_openai_words():
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    wanted = translate(body(output_config={"effort": "medium"}))
+    assert wanted.options == {"reasoning_effort": "medium"}
+    # OpenAI's scale stops at high; the effort wins over the one a thinking budget gives.
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    for effort in ("xhigh", "max"):
+        wanted = translate(body(output_config={"effort": effort}, thinking=thinking))
+        assert wanted.options["reasoning_effort"] == "high"
+    wanted = translate(body(output_config={"format": {"type": "json_schema", "schema": schema}}))
+    assert wanted.options == {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": True},
+        }
+    }
+    for config in ({"effort": "extreme"}, {"format": {"type": "xml"}}, {"verbosity": "low"}):
+        with pytest.raises(InvalidRequest):
+            body(output_config=config)
+
+
+CLAUDE_CODE_FIELDS: Any = {
+    "metadata": {"user_id": '{"device_id":"74e8","session_id":"c456"}'},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "cache_control": {"type": "ephemeral"},
+    "service_tier": "auto",
+    "container": "container_011",
+    "inference_geo": "us",
+    "thinking": {"type": "adaptive", "display": "omitted"},
+}
+
+
+def test_fields_claude_code_sends_are_accepted_and_change_nothing_sent():
+    assert translate(body(**CLAUDE_CODE_FIELDS)) == translate(body())
+
+
+def test_tool_beta_fields_strict_is_sent_deferred_tools_are_not():
+    tools = [
+        {
+            **WEATHER,
+            "strict": True,
+            "eager_input_streaming": True,
+            "input_examples": [{"city": "Lima"}],
+            "allowed_callers": ["direct"],
+            "cache_control": {"type": "ephemeral"},
+        },
+        {**WEATHER, "name": "later", "defer_loading": True},
+    ]
+    wanted = translate(body(tools=tools))
+    (function,) = wanted.options["tools"]
+    assert function == {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": WEATHER["input_schema"],
+            "description": "Weather in a city",
+            "strict": True,
+        },
+    }
+    # Only deferred tools: nothing to offer, and `auto` has nothing to choose from.
+    only_later = [tools[1]]
+    assert translate(body(tools=only_later, tool_choice={"type": "auto"})).options == {}
+    assert refused(tools=only_later, tool_choice={"type": "any"}).param == "tool_choice"
+
+
+def test_a_tool_use_block_with_its_caller_is_the_same_call():
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Lima"}}
+    turns = [*HI, {"role": "assistant", "content": [{**use, "caller": {"type": "direct"}}]}]
+    assert translate(body(messages=turns)) == translate(
+        body(messages=[*HI, {"role": "assistant", "content": [use]}])
+    )
+
+
+def test_count_tokens_takes_the_fields_that_shape_a_prompt():
+    raw = {
+        "model": "auto",
+        "messages": HI,
+        "output_config": {"effort": "high"},
+        "context_management": {"edits": []},
+        "cache_control": {"type": "ephemeral"},
+    }
+    assert decode_body(json.dumps(raw).encode(), CountTokensBody).output_config is not None
+
+
+def test_a_turns_output_config_wins_over_the_requests():
+    # Claude Code's per-turn-control beta: the effort rides on the turn being answered.
+    turns = [
+        {"role": "user", "content": "Hola", "output_config": {"effort": "low"}},
+        {"role": "system", "content": "Env", "output_config": {"effort": "medium"}},
+    ]
+    wanted = translate(body(messages=turns, output_config={"effort": "high"}))
+    assert wanted.options == {"reasoning_effort": "medium"}
+    assert [m.content for m in wanted.messages] == ["Hola", "Env"]

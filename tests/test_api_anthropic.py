@@ -413,3 +413,71 @@ async def test_models_in_anthropic_shape_for_the_anthropic_sdk(gateway, client):
     assert page.data[0].type == "model"
     assert page.data[0].display_name == "auto"
     assert page.has_more is (len(names) > 20)
+
+
+async def test_a_slow_upstream_gets_ping_events_between_its_chunks(groq, client):
+    groq.token_delay, groq.answer_tokens = 0.2, 3
+    body = {"model": GROQ, "max_tokens": 64, "messages": HI, "stream": True}
+    async with running(settings_for(groq, ping_interval=0.05)) as url:
+        async with client.post(url + "/v1/messages", json=body) as response:
+            events = parse_events(await response.text())
+        async with (
+            client_for(url) as sdk,
+            sdk.messages.stream(model=GROQ, max_tokens=64, messages=HI) as stream,
+        ):
+            kinds = [event.type async for event in stream]
+            final = await stream.get_final_message()
+    names = [name for name, _ in events]
+    assert names.count("ping") >= 2
+    assert ("ping", {"type": "ping"}) in events
+    # Pings fall between events, never inside a block's deltas' order or after the end.
+    assert names[0] == "message_start"
+    assert names[-1] == "message_stop"
+    assert [n for n in names if n != "ping"][-3:] == [
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert final.content[0].type == "text"
+    assert final.stop_reason == "end_turn"
+    assert "text" in kinds
+
+
+async def test_a_fast_upstream_gets_no_ping(gateway, client):
+    body = {"model": GROQ, "max_tokens": 64, "messages": HI, "stream": True}
+    async with client.post(gateway + "/v1/messages", json=body) as response:
+        names = [name for name, _ in parse_events(await response.text())]
+    assert "ping" not in names
+
+
+async def test_a_prompt_over_the_window_is_prompt_is_too_long(gateway, groq):
+    groq.add_fault(Fault(status=400, code="context_length_exceeded"))
+    async with client_for(gateway) as client:
+        with pytest.raises(anthropic.BadRequestError) as info:
+            await client.messages.create(model=GROQ, max_tokens=64, messages=HI)
+    error = body_of(info.value)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("prompt is too long: groq: HTTP 400")
+
+
+async def test_every_anthropic_answer_has_a_request_id(gateway, client):
+    seen = set()
+    async with client_for(gateway) as sdk:
+        raw = await sdk.messages.with_raw_response.create(model=GROQ, max_tokens=8, messages=HI)
+        seen.add(raw.headers["request-id"])
+        async with sdk.messages.with_streaming_response.create(
+            model=GROQ, max_tokens=8, messages=HI, stream=True
+        ) as streamed:
+            seen.add(streamed.headers["request-id"])
+        counted = await sdk.messages.with_raw_response.count_tokens(model=GROQ, messages=HI)
+        seen.add(counted.headers["request-id"])
+        listed = await sdk.models.with_raw_response.list()
+        seen.add(listed.headers["request-id"])
+        with pytest.raises(anthropic.NotFoundError) as info:
+            await sdk.messages.create(model="no-such-model", max_tokens=8, messages=HI)
+        seen.add(info.value.response.headers["request-id"])
+        assert info.value.request_id in seen
+    assert len(seen) == 5
+    assert all(value.startswith("req_") for value in seen)
+    async with client.get(gateway + "/v1/models") as response:  # the OpenAI list: none
+        assert "request-id" not in response.headers

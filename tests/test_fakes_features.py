@@ -269,6 +269,17 @@ def test_tool_call_only_after_a_user_turn():
     )
     assert tool_call({**body, "messages": TOOL_ROUND}, "call_1") is None
     assert tool_call({**body, "tools": []}, "call_1") is None
+    # Claude Code's environment comes as a system turn after the user's: still the user's turn.
+    system = {"role": "system", "content": "Working directory: /tmp"}
+    assert tool_call({**body, "messages": [*MESSAGES, system]}, "call_1") is not None
+    assert tool_call({**body, "messages": [*TOOL_ROUND, system]}, "call_1") is None
+    assert tool_call({**body, "messages": [system]}, "call_1") is None
+
+
+def test_an_answer_quotes_the_tool_result_before_a_system_turn():
+    system = {"role": "system", "content": "Working directory: /tmp"}
+    text = answer("groq", "m", [*TOOL_ROUND, system], 30)
+    assert "the tool said: 21 degrees and sunny." in text
 
 
 def test_tool_call_pieces_cover_the_arguments():

@@ -187,14 +187,27 @@ _ERROR_TYPES = {
 }
 
 
+TOO_LONG = "prompt is too long"
+"""How Anthropic's message for a prompt over the model's window begins: Claude Code compacts
+the conversation and tries again when it reads it (any other wording is a failure to it)."""
+
+
 def error_of(error: GatewayError) -> tuple[int, dict[str, Any]]:
     """The status and Anthropic error body for `error`: an overloaded provider (503) is
-    Anthropic's 529 `overloaded_error`; other statuses keep theirs."""
-    status = error.status
+    Anthropic's 529 `overloaded_error`; a prompt over the window (the provider's
+    `context_length_exceeded`, as `ai_api.verdicts` classifies it) a 400 whose message begins
+    `prompt is too long`; other statuses keep theirs."""
+    status, message = error.status, error.message
     if isinstance(error, UpstreamError) and status == 503:
         status = 529
+    if isinstance(error, UpstreamError) and error.code == "context_length_exceeded":
+        status, message = 400, f"{TOO_LONG}: {message}"
     kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return status, {"type": "error", "error": {"type": kind, "message": error.message}}
+    return status, {"type": "error", "error": {"type": kind, "message": message}}
+
+
+PING = {"type": "ping"}
+"""The keep-alive event of a stream whose upstream is silent (its reasoning hidden...)."""
 
 
 def speaks_anthropic(path: str, version: str | None) -> bool:

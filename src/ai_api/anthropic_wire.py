@@ -62,6 +62,8 @@ class ToolUseBlock(
     name: str
     input: dict[str, Any]
     cache_control: dict[str, Any] | None = None
+    caller: dict[str, Any] | None = None
+    """Who made the call (the model, or code a server tool ran): ignored, the call is the same."""
 
 
 class ToolResultBlock(
@@ -101,21 +103,53 @@ Block = (
 )
 
 
+class JSONSchemaFormat(
+    msgspec.Struct, tag="json_schema", tag_field="type", frozen=True, forbid_unknown_fields=True
+):
+    """Structured output: the answer is JSON fitting `schema`."""
+
+    schema: dict[str, Any]
+
+
+class OutputConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`output_config`: how much effort to spend, and the answer's format."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JSONSchemaFormat | None = None
+
+
 class InputMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One turn of `messages` (a `system` turn too, as Claude Code sends)."""
+    """One turn of `messages` (a `system` turn too, as Claude Code sends); `output_config`
+    on a turn (the per-turn-control beta) sets the answer's from that turn on."""
 
     role: Literal["user", "assistant", "system"]
     content: str | list[Block]
+    output_config: OutputConfig | None = None
 
 
 class Tool(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A client tool; server tools (a versioned `type`) are refused in `translate`."""
+    """A client tool; server tools (a versioned `type`) are refused in `translate`.
+
+    `strict` is sent upstream (the function's `strict`: the arguments must fit the schema).
+    A tool with `defer_loading: true` is not sent at all: the model is not shown it until
+    Anthropic's tool search loads it (`tool_reference` blocks, a 400 here), so offering it
+    would let the model call what it may not. Accepted and not sent, because none changes
+    what a call may be: `cache_control` (prompt caching), `eager_input_streaming` (how
+    finely arguments stream), `input_examples` (examples for the model, no constraint on the
+    call) and `allowed_callers` (which of Anthropic's server tools may call it; there are
+    none here).
+    """
 
     name: str
     input_schema: dict[str, Any] | None = None
     description: str | None = None
     type: str | None = None
     cache_control: dict[str, Any] | None = None
+    strict: bool | None = None
+    defer_loading: bool | None = None
+    eager_input_streaming: bool | None = None
+    input_examples: list[Any] | None = None
+    allowed_callers: list[Any] | None = None
 
 
 class ChoiceAuto(
@@ -176,7 +210,8 @@ Thinking = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 
 class CountTokensBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of `POST /v1/messages/count_tokens`."""
+    """The body of `POST /v1/messages/count_tokens` (the fields that are also in a message's
+    body: see `MessagesBody` for what each does there)."""
 
     model: str
     messages: tuple[InputMessage, ...]
@@ -184,10 +219,23 @@ class CountTokensBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     tools: list[Tool] | None = None
     tool_choice: ChoiceAuto | ChoiceAny | ChoiceTool | ChoiceNone | None = None
     thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
+    cache_control: dict[str, Any] | None = None
+    context_management: dict[str, Any] | None = None
 
 
 class MessagesBody(CountTokensBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of `POST /v1/messages`: the fields the facade knows; others are a 400."""
+    """The body of `POST /v1/messages`: the fields the facade knows; others are a 400.
+
+    `output_config` is translated (`translate`). Accepted and ignored, as none changes what
+    the answer says: `metadata` (the caller's user id), `cache_control` (prompt caching:
+    the upstreams cache, or not, on their own), `service_tier` (Anthropic's capacity and
+    billing tiers), `context_management` (Anthropic clearing old thinking and tool results
+    server-side: no upstream is sent earlier thinking, and the conversation goes up as the
+    client sent it), `container` (the sandbox of Anthropic's code-execution tool, a server
+    tool, which is a 400 here) and `inference_geo` (where Anthropic runs the model: here the
+    route decides which providers answer, as the README says).
+    """
 
     max_tokens: int
     stream: bool = False
@@ -196,6 +244,9 @@ class MessagesBody(CountTokensBody, frozen=True, kw_only=True, forbid_unknown_fi
     top_k: int | None = None
     stop_sequences: list[str] | None = None
     metadata: dict[str, Any] | None = None
+    service_tier: str | None = None
+    container: str | dict[str, Any] | None = None
+    inference_geo: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +290,9 @@ def translate(body: MessagesBody) -> Translated:
         options["reasoning_effort"] = effort_of(body.thinking.budget_tokens)
         if show:
             options["reasoning_format"] = "parsed"
+    options.update(output_options(body.output_config))
+    turn = next((m.output_config for m in reversed(body.messages) if m.output_config), None)
+    options.update(output_options(turn))
     return Translated(to_messages(body.system, body.messages), body.max_tokens, options, show)
 
 
@@ -247,14 +301,37 @@ def effort_of(budget_tokens: int) -> str:
     return "high" if budget_tokens >= 10_000 else "medium" if budget_tokens >= 5_000 else "low"
 
 
-def tool_options(tools: list[Tool] | None, choice: object) -> dict[str, Any]:
-    """`tools`, `tool_choice` and `parallel_tool_calls` in OpenAI's words."""
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+"""`output_config.effort` as OpenAI's `reasoning_effort` (which stops at `high`)."""
+
+
+def output_options(config: OutputConfig | None) -> dict[str, Any]:
+    """`output_config` in OpenAI's words: `effort` as `reasoning_effort` (over the one a
+    thinking budget gives), `format` as a strict `json_schema` `response_format` (required:
+    a member that cannot take it is skipped, as for the OpenAI API)."""
+    if config is None:
+        return {}
     options: dict[str, Any] = {}
-    if tools:
-        options["tools"] = [_function(i, tool) for i, tool in enumerate(tools)]
-    if choice is None or (isinstance(choice, ChoiceNone) and not tools):
+    if config.effort is not None:
+        options["reasoning_effort"] = EFFORTS[config.effort]
+    if config.format is not None:
+        schema = {"name": "output", "schema": config.format.schema, "strict": True}
+        options["response_format"] = {"type": "json_schema", "json_schema": schema}
+    return options
+
+
+def tool_options(tools: list[Tool] | None, choice: object) -> dict[str, Any]:
+    """`tools` (not the deferred ones), `tool_choice` and `parallel_tool_calls` in OpenAI's
+    words."""
+    options: dict[str, Any] = {}
+    functions = [_function(i, t) for i, t in enumerate(tools or ()) if not t.defer_loading]
+    if functions:
+        options["tools"] = functions
+    if choice is None or (isinstance(choice, ChoiceNone) and not functions):
         return options
-    if not tools:
+    if tools and not functions and isinstance(choice, ChoiceAuto):
+        return options  # every tool deferred: none to choose from yet
+    if not functions:
         raise InvalidRequest("`tool_choice` needs `tools`.", param="tool_choice")
     if isinstance(choice, ChoiceAuto):
         options["tool_choice"] = "auto"
@@ -279,6 +356,8 @@ def _function(i: int, tool: Tool) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema}
     if tool.description is not None:
         function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
     return {"type": "function", "function": function}
 
 

@@ -5,11 +5,13 @@ request is translated (`ai_api.anthropic_wire`), the answer streamed back as Ant
 named events or as one message (`ai_api.anthropic_events`). A failure after the first byte
 ends the stream with an `event: error` and no `message_stop`, which the SDKs raise.
 `anthropic-version` and `anthropic-beta` are accepted and not needed; with
-`anthropic-version`, `GET /v1/models` answers Anthropic's model list (`models`).
+`anthropic-version`, `GET /v1/models` answers Anthropic's model list (`models`). A stream
+the upstream leaves silent gets a `ping` event every `ping_interval` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing
 from typing import Any
 
@@ -17,7 +19,16 @@ import msgspec
 from aiohttp import web
 
 from .answers import answered_by, read_body, stream
-from .anthropic_events import BadToolInput, Event, EventStream, error_of, fold, model_page
+from .anthropic_events import (
+    PING,
+    BadToolInput,
+    Event,
+    EventStream,
+    error_of,
+    fold,
+    model_page,
+    speaks_anthropic,
+)
 from .anthropic_wire import CountTokensBody, MessagesBody, Tool, to_messages, translate
 from .attempts import Opened
 from .errors import GatewayError, InvalidRequest, UpstreamProtocol
@@ -31,9 +42,16 @@ _encode = msgspec.json.encode
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount the Messages API at `/v1/messages`."""
+    """Mount the Messages API at `/v1/messages`; its answers (errors and Anthropic's model
+    list too) carry a `request-id` header, as Anthropic's do."""
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.on_response_prepare.append(_request_id)
+
+
+async def _request_id(request: web.Request, response: web.StreamResponse) -> None:
+    if speaks_anthropic(request.path, request.headers.get("anthropic-version")):
+        response.headers["request-id"] = f"req_{request.app[GATEWAY].ids.next()}"
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -64,7 +82,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
                 request,
                 opened,
                 "text/event-stream",
-                lambda response: _relay(response, opened, events),
+                lambda response: _relay(response, opened, events, gateway.settings.ping_interval),
                 _failure,
             )
         return _whole(opened, [*events.start(), *await _collect(opened, events), *events.finish()])
@@ -74,18 +92,38 @@ def _frame(events: list[Event]) -> bytes:
     return b"".join(encode_event(event["type"], event) for event in events)
 
 
-async def _relay(response: web.StreamResponse, opened: Opened, events: EventStream) -> bytes:
+_PING = encode_event("ping", PING)
+
+
+async def _relay(
+    response: web.StreamResponse, opened: Opened, events: EventStream, ping_interval: float
+) -> bytes:
     """Write `message_start` and each block of chunks' events as they come, a block in one
-    write; return `message_delta` and `message_stop`, to end the body with."""
+    write, and a `ping` each `ping_interval` seconds the client has been sent nothing;
+    return `message_delta` and `message_stop`, to end the body with."""
     held = events.start()
     block = opened.first
+    loop = asyncio.get_running_loop()
+    quiet_until = loop.time() + ping_interval
     while block is not None:
         for chunk in block:
             held.extend(events.feed(chunk))
         if held:
             await response.write(_frame(held))
             held.clear()
-        block = await anext(opened.chunks, None)
+            quiet_until = loop.time() + ping_interval
+        # The next block is awaited in a task of its own, so that a ping can go out while
+        # it is pending without cancelling (and so ending) the stream of chunks.
+        pending = asyncio.ensure_future(anext(opened.chunks, None))
+        try:
+            while not (await asyncio.wait((pending,), timeout=quiet_until - loop.time()))[0]:
+                await response.write(_PING)
+                quiet_until = loop.time() + ping_interval
+            block = pending.result()
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.wait((pending,))
     return _frame(events.finish())
 
 

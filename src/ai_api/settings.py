@@ -166,6 +166,9 @@ class Settings:
     open (a provider that was failing): past it the request moves on to the next member."""
     total_timeout: float = 600.0
     """Longest any one upstream request may last."""
+    ping_interval: float = 15.0
+    """Longest silence in an Anthropic Messages stream: past it the gateway sends a `ping`
+    event (Claude Code drops a stream silent for 300 s; a hidden reasoning is silent)."""
     max_attempts: int = 3
     """Members tried for one request before giving up."""
     deadline: float = 60.0
@@ -251,6 +254,7 @@ KNOBS = (
     Knob("first_token_timeout", "AI_API_FIRST_TOKEN_TIMEOUT", float, minimum=0.001),
     Knob("probe_timeout", "AI_API_PROBE_TIMEOUT", float, minimum=0.001),
     Knob("total_timeout", "AI_API_TOTAL_TIMEOUT", float, minimum=0.001),
+    Knob("ping_interval", "AI_API_PING_INTERVAL", float, minimum=0.001),
     Knob("max_attempts", "AI_API_MAX_ATTEMPTS", int, minimum=1),
     Knob("deadline", "AI_API_DEADLINE", float, minimum=0.001),
     Knob("continuation", "AI_API_CONTINUATION", str, choices=("on", "off")),

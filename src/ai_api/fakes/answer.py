@@ -47,10 +47,12 @@ def answer_tokens(label: str, model: str, messages: Sequence[Any], count: int) -
     """The first `count` tokens of the answer; each token is a word with its leading space.
 
     The answer greets, quotes the start of the last user message (or, in its first sentence,
-    of the tool result when the conversation ends with one), then cycles through `FILLER`.
+    of the tool result when the conversation ends with one, system turns aside), then cycles
+    through `FILLER`.
     """
     greeting = f"Hello from the fake {label} (model {model})"
-    last = messages[-1] if messages else None
+    turns = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
+    last = turns[-1] if turns else None
     if isinstance(last, dict) and last.get("role") == "tool":
         said = _snippet(content_text(last.get("content")))
         words = f"{greeting}; the tool said: {said}.".split()

@@ -1,7 +1,8 @@
 """Tool calling: when the fake calls a function instead of answering, which one, with what.
 
 The fake calls a tool whenever a request offers `tools`, `tool_choice` is not `"none"` and the
-conversation ends with a user turn; after a `tool` result it answers in text again. Arguments
+conversation ends with a user turn (system turns after it aside); after a `tool` result it
+answers in text again. Arguments
 are example values read off the function's JSON schema, so they always parse and validate.
 """
 
@@ -64,10 +65,12 @@ def example_arguments(parameters: Any) -> JSON:
 
 
 def _ends_with_user(messages: Any) -> bool:
-    if not isinstance(messages, list) or not messages:
+    """Whether the last turn is the user's, system turns after it aside (Claude Code puts a
+    `system` turn with its environment after the user's)."""
+    if not isinstance(messages, list):
         return False
-    last = messages[-1]
-    return isinstance(last, dict) and last.get("role") == "user"
+    turns = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
+    return bool(turns) and isinstance(turns[-1], dict) and turns[-1].get("role") == "user"
 
 
 def tool_call(body: Mapping[str, Any], call_id: str) -> ToolCall | None:
