@@ -351,7 +351,8 @@ def test_output_config_effort_and_format_in_openai_words():
             "json_schema": {"name": "output", "schema": schema, "strict": True},
         }
     }
-    for config in ({"effort": "extreme"}, {"format": {"type": "xml"}}, {"verbosity": "low"}):
+    bad = ({"effort": "extreme"}, {"format": {"type": "xml"}}, {"format": {"schema": schema}})
+    for config in (*bad, {"verbosity": "low"}):
         with pytest.raises(InvalidRequest):
             body(output_config=config)
 
@@ -428,3 +429,29 @@ def test_a_turns_output_config_wins_over_the_requests():
     wanted = translate(body(messages=turns, output_config={"effort": "high"}))
     assert wanted.options == {"reasoning_effort": "medium"}
     assert [m.content for m in wanted.messages] == ["Hola", "Env"]
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [{"role": "system", "content": []}],
+        [{"role": "user", "content": []}, {"role": "assistant", "content": []}],
+        [{"role": "assistant", "content": [{"type": "thinking", "thinking": "hm"}]}],
+    ],
+)
+def test_a_conversation_of_empty_turns_is_a_400_not_sent_upstream(turns):
+    # Found by schemathesis: it went upstream as `"messages": []`, which upstreams refuse.
+    with pytest.raises(InvalidRequest) as info:
+        translate(body(messages=turns, system="Be brief."))
+    assert info.value.param == "messages"
+    assert len(translate(body(messages=[*turns, *HI])).messages) == 1
+
+
+def test_a_tool_choice_naming_no_tool_of_the_request_is_a_400():
+    # Found by schemathesis: it went upstream, which refused it.
+    choice = {"type": "tool", "name": "get_time"}
+    with pytest.raises(InvalidRequest) as info:
+        translate(body(tools=[WEATHER], tool_choice=choice))
+    assert info.value.param == "tool_choice.name"
+    named = translate(body(tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"}))
+    assert named.options["tool_choice"]["function"]["name"] == "get_weather"

@@ -58,3 +58,17 @@ def test_translate_drops_renames_and_clamps():
         "frequency_penalty": 0.5,
         "random_seed": 3,
     }
+
+
+def test_a_reasoning_format_a_provider_does_not_document_is_dropped_for_it():
+    # Found by schemathesis: `"reasoning_format": ""` reached Groq and Cerebras, both 400.
+    assert translate(GROQ, {"reasoning_format": "text_parsed"}) == {}
+    assert translate(CEREBRAS, {"reasoning_format": "text_parsed"}) == {
+        "reasoning_format": "text_parsed"
+    }
+    assert translate(CEREBRAS, {"reasoning_format": ""}) == {}
+    for spec in (GROQ, CEREBRAS):
+        assert translate(spec, {"reasoning_format": "parsed"}) == {"reasoning_format": "parsed"}
+    # Groq's other switch stays when the format is dropped: they are exclusive only together.
+    options = {"reasoning_format": "none", "include_reasoning": False}
+    assert translate(GROQ, options) == {"include_reasoning": False}

@@ -59,3 +59,23 @@ def test_an_unknown_field_is_named_in_param():
     with pytest.raises(InvalidRequest, match="unknown field `colour`") as info:
         decode_body(raw, CompletionBody)
     assert info.value.param == "colour"
+
+
+def test_a_whole_float_in_an_integer_field_is_read_as_the_integer():
+    # Found by schemathesis: `"max_tokens": 1.0` is an integer to JSON Schema (and so to the
+    # OpenAPI description), and was a 400.
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100.0, "seed": 7e0}'
+    body = decode_body(raw, CompletionBody)
+    assert (body.max_tokens, body.seed) == (100, 7)
+    assert type(body.max_tokens) is int
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [('"max_tokens": 1.5', "max_tokens"), ('"n": 1.0, "colour": 1', "colour")],
+)
+def test_a_float_that_is_not_whole_or_beside_another_fault_is_still_a_400(extra, param):
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], ' + extra.encode() + b"}"
+    with pytest.raises(InvalidRequest) as info:
+        decode_body(raw, CompletionBody)
+    assert info.value.param == param

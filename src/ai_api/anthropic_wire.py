@@ -103,11 +103,11 @@ Block = (
 )
 
 
-class JSONSchemaFormat(
-    msgspec.Struct, tag="json_schema", tag_field="type", frozen=True, forbid_unknown_fields=True
-):
-    """Structured output: the answer is JSON fitting `schema`."""
+class JSONSchemaFormat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Structured output: the answer is JSON fitting `schema`. `type` is a plain field, not a
+    tag: msgspec takes a lone tagged struct without its tag, which Anthropic requires."""
 
+    type: Literal["json_schema"]
     schema: dict[str, Any]
 
 
@@ -293,7 +293,15 @@ def translate(body: MessagesBody) -> Translated:
     options.update(output_options(body.output_config))
     turn = next((m.output_config for m in reversed(body.messages) if m.output_config), None)
     options.update(output_options(turn))
-    return Translated(to_messages(body.system, body.messages), body.max_tokens, options, show)
+    messages = to_messages(body.system, body.messages)
+    if len(messages) == (1 if body.system else 0):
+        # Every turn empty or only thinking: nothing an upstream would take (they refuse an
+        # empty `messages` with a 400).
+        raise InvalidRequest(
+            "`messages` holds nothing to send: every turn is empty or only thinking.",
+            param="messages",
+        )
+    return Translated(messages, body.max_tokens, options, show)
 
 
 def effort_of(budget_tokens: int) -> str:
@@ -338,6 +346,12 @@ def tool_options(tools: list[Tool] | None, choice: object) -> dict[str, Any]:
     elif isinstance(choice, ChoiceAny):
         options["tool_choice"] = "required"
     elif isinstance(choice, ChoiceTool):
+        if choice.name not in {tool.name for tool in tools or () if not tool.defer_loading}:
+            # Else the upstream refuses it: a 400 all the same, after a call spent.
+            raise InvalidRequest(
+                f"`tool_choice` names the tool {choice.name!r}, which is not in `tools`.",
+                param="tool_choice.name",
+            )
         options["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     else:
         options["tool_choice"] = "none"

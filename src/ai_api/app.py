@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -26,9 +27,12 @@ from .errors import (
 )
 from .gateway import GATEWAY, Gateway
 from .keys import require_key
+from .openapi import describe
 from .usage import report
 
 log = logging.getLogger("ai_api")
+
+OPENAPI = web.AppKey("openapi", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,11 +46,13 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
         middlewares.append(require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
+    app[OPENAPI] = msgspec.json.encode(describe(keys=bool(settings.gateway_keys)))
     if settings.cors_origins:
         app.on_response_prepare.append(allow_origin(settings))
     app.router.add_post("/chat", chat)
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
+    app.router.add_get("/openapi.json", openapi)
     add_routes(app)
     add_anthropic_routes(app)
     add_responses_routes(app)
@@ -73,6 +79,11 @@ async def usage(request: web.Request) -> web.Response:
         raise InvalidRequest("`days` must be a whole number from 1 to 366.", param="days")
     data = await report(gateway.rationing, gateway.router.deployments(), int(raw))
     return web.json_response(data)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """`GET /openapi.json`: this API as an OpenAPI 3.1 document (`ai_api.openapi`)."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
 def error_response(error: GatewayError, request: web.Request | None = None) -> web.Response:

@@ -19,8 +19,8 @@ from .settings import SCOPES, GatewayKey
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC = frozenset({"/health"})
-"""Paths served without a key."""
+PUBLIC = frozenset({"/health", "/openapi.json"})
+"""Paths served without a key: they hold nothing secret and spend nothing."""
 
 _SCOPE_OF = {
     "/chat": "chat",

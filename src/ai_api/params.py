@@ -16,7 +16,8 @@ Rules, in the order they apply:
    the request is refused with a 400 that names the field.
 6. Translated: `temperature` is lowered to a provider's maximum (Cerebras 1.5), names are
    renamed (Mistral `random_seed`), and `reasoning_format` wins over `include_reasoning`,
-   which Groq refuses together.
+   which Groq refuses together; a `reasoning_format` value a provider does not document
+   is dropped for it, like the field itself (Groq takes three values, Cerebras five).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ if TYPE_CHECKING:  # the providers' wire format imports these rules: no import b
     from .providers.presets import ProviderSpec
 
 REFUSED = ("logprobs", "top_logprobs", "logit_bias")
+RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
+"""The fields checked against a range (rule 2), with their bounds."""
+MAX_STOP = 4
 GATEWAY_DROPPED = frozenset({"metadata", "store", "service_tier"})
 DROPPABLE = frozenset(
     {
@@ -69,10 +73,10 @@ def options_of(body: CompletionBody) -> dict[str, Any]:
             raise InvalidRequest(f"`{name}` is not supported by ai-api.", param=name)
     if body.n not in (None, 1):
         raise InvalidRequest("Only `n=1` is supported.", param="n")
-    _check_range(body.temperature, "temperature", 0.0, 2.0)
-    _check_range(body.top_p, "top_p", 0.0, 1.0)
-    if isinstance(body.stop, list) and len(body.stop) > 4:
-        raise InvalidRequest("`stop` takes at most 4 sequences.", param="stop")
+    for name, (low, high) in RANGES.items():
+        _check_range(getattr(body, name), name, low, high)
+    if isinstance(body.stop, list) and len(body.stop) > MAX_STOP:
+        raise InvalidRequest(f"`stop` takes at most {MAX_STOP} sequences.", param="stop")
     for name in ("max_tokens", "max_completion_tokens"):
         value = getattr(body, name)
         if value is not None and value < 1:
@@ -96,7 +100,7 @@ def translate(spec: ProviderSpec, options: dict[str, Any]) -> dict[str, Any]:
     """The fields as `spec` takes them (rules 4 and 6); assumes `missing()` was empty."""
     out: dict[str, Any] = {}
     for name, value in options.items():
-        if name not in spec.params:
+        if name not in spec.params or not _takes_value(spec, name, value):
             continue
         if name == "temperature":
             value = min(value, spec.max_temperature)
@@ -104,3 +108,10 @@ def translate(spec: ProviderSpec, options: dict[str, Any]) -> dict[str, Any]:
     if "reasoning_format" in out:
         out.pop("include_reasoning", None)
     return out
+
+
+def _takes_value(spec: ProviderSpec, name: str, value: Any) -> bool:
+    """Whether `spec` documents `value` for `name` (only `reasoning_format` has such a list)."""
+    if name == "reasoning_format" and spec.reasoning_formats:
+        return value in spec.reasoning_formats
+    return True

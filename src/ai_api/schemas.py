@@ -169,7 +169,13 @@ def decode_json(raw: bytes, kind: type[T], example: str) -> T:
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     try:
-        body: T = decoder.decode(raw)
+        try:
+            body: T = decoder.decode(raw)
+        except msgspec.ValidationError:
+            whole = _with_whole_numbers(raw, kind)
+            if whole is None:
+                raise
+            body = whole
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"Invalid request body: {exc}", param=param_of(exc)) from exc
     except msgspec.DecodeError as exc:
@@ -184,6 +190,47 @@ def decode_json(raw: bytes, kind: type[T], example: str) -> T:
             " sent as UTF-8."
         ) from exc
     return body
+
+
+def _integer_fields(kind: type[Any]) -> frozenset[str]:
+    """The fields of `kind` that take an integer (or null)."""
+    fields = _integers.get(kind)
+    if fields is None:
+        info = msgspec.inspect.type_info(kind)
+        assert isinstance(info, msgspec.inspect.StructType)
+        fields = _integers[kind] = frozenset(
+            field.name
+            for field in info.fields
+            if any(
+                isinstance(t, msgspec.inspect.IntType)
+                for t in (
+                    field.type.types
+                    if isinstance(field.type, msgspec.inspect.UnionType)
+                    else (field.type,)
+                )
+            )
+        )
+    return fields
+
+
+_integers: dict[type[Any], frozenset[str]] = {}
+
+
+def _with_whole_numbers(raw: bytes, kind: type[T]) -> T | None:
+    """`raw` as `kind` with a whole float in an integer field (`"max_tokens": 100.0`) read as
+    the integer it is, as JSON Schema reads it; None when there is none to read so. Only a
+    body the typed decoder refused pays for this second decoding."""
+    data = msgspec.json.decode(raw)
+    if not isinstance(data, dict):
+        return None
+    whole = {
+        name: int(value)
+        for name in _integer_fields(kind)
+        if isinstance(value := data.get(name), float) and value.is_integer()
+    }
+    if not whole:
+        return None
+    return msgspec.convert({**data, **whole}, kind)
 
 
 def decode_chat_body(raw: bytes) -> ChatBody:

@@ -18,8 +18,10 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from .app import create_app
 from .connections import CUT_MARGIN, LINGERING, ClientConnections, GuardedSite
@@ -55,6 +57,7 @@ async def running(
             access_log=None,
             keepalive_timeout=settings.keepalive_timeout,
             lingering_time=LINGERING,
+            logger=ProtocolLog(logging.getLogger("aiohttp.server")),
             # How long aiohttp waits for the handlers: past the drain's own ends.
             shutdown_timeout=grace + CUT_MARGIN + 1.0,
         )
@@ -79,7 +82,7 @@ async def running(
         else:
             log.info(
                 "listening on %s (POST /chat, /v1/chat/completions, /v1/messages, /v1/responses,"
-                " GET /v1/models;"
+                " GET /v1/models, /openapi.json;"
                 " event loop: %s)",
                 url,
                 loop_name(asyncio.get_running_loop()),
@@ -93,6 +96,23 @@ async def running(
         for problem in settings.problems:
             log.warning("configuration: %s", problem)
         yield url
+
+
+class ProtocolLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's log of its connections, with a client's malformed request (a NUL in a header,
+    a line too long...) at DEBUG, as aiohttp itself logs a malformed request line: it is the
+    client's error, answered 400, and at ERROR with a traceback anyone who can connect could
+    fill the log."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        """Log an exception: at DEBUG when a client sent a malformed request."""
+        if isinstance(exc_info, BadHttpMessage):
+            self.debug(msg, *args, exc_info=exc_info, **kwargs)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -92,6 +92,8 @@ class ProviderSpec:
     """Optional OpenAI request fields it takes (see `ai_api.params` for the rest)."""
     renames: Mapping[str, str] = field(default_factory=dict)
     """OpenAI field name -> this provider's name for it."""
+    reasoning_formats: frozenset[str] = frozenset()
+    """The `reasoning_format` values it documents; another is dropped for it (empty: any)."""
     max_temperature: float = 2.0
     max_tokens_field: str = "max_completion_tokens"
     stream_usage: bool = True
@@ -140,6 +142,7 @@ GROQ = ProviderSpec(
     models=("openai/gpt-oss-20b", "llama-3.1-8b-instant", "qwen/qwen3.6-27b"),
     default_max_tokens=4096,
     params=OPENAI_PARAMS - PENALTIES | REASONING,
+    reasoning_formats=frozenset({"parsed", "raw", "hidden"}),
     # "`name` in messages is not supported" (400), per its OpenAI-compatibility page.
     message_names=False,
     rate_style="groq",
@@ -170,6 +173,7 @@ CEREBRAS = ProviderSpec(
     default_max_tokens=8192,
     charges_cap=True,
     params=OPENAI_PARAMS | {"reasoning_effort", "reasoning_format"},
+    reasoning_formats=frozenset({"none", "parsed", "text_parsed", "raw", "hidden"}),
     max_temperature=1.5,
     rate_style="cerebras",
     limits={
