@@ -256,6 +256,20 @@ def test_allowed_tools_keeps_only_the_tools_it_names():
             {"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "mcp"}},
             "tool_choice",
         ),
+        (
+            {
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "function", "name": ["f"]},
+            },
+            "tool_choice",
+        ),
+        (
+            {
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "allowed_tools", "tools": [{"name": ["f"]}]},
+            },
+            "tool_choice",
+        ),
         ({"input": []}, "input"),
         ({"input": [{"type": "reasoning", "summary": []}]}, "input"),
         ({"input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type"),

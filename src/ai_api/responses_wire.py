@@ -21,7 +21,7 @@ from .responses_input import to_messages
 from .schemas import Message
 
 
-class Reasoning(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ResponsesReasoning(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`reasoning`: the effort is sent where a provider takes it; a summary asks to see it."""
 
     effort: str | None = None
@@ -29,7 +29,7 @@ class Reasoning(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 
 
-class TextConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ResponsesText(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`text`: the output format (`text`, `json_object`, `json_schema`); `verbosity` is
     accepted and not sent (the Chat upstreams have no such field)."""
 
@@ -37,7 +37,7 @@ class TextConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class StreamOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ResponsesStreamOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`stream_options`: accepted; the gateway does not obfuscate."""
 
     include_obfuscation: bool | None = None
@@ -55,10 +55,10 @@ class ResponsesBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_output_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    reasoning: Reasoning | None = None
-    text: TextConfig | None = None
+    reasoning: ResponsesReasoning | None = None
+    text: ResponsesText | None = None
     stream: bool = False
-    stream_options: StreamOptions | None = None
+    stream_options: ResponsesStreamOptions | None = None
     store: bool | None = None
     previous_response_id: str | None = None
     conversation: str | dict[str, Any] | None = None
@@ -344,7 +344,7 @@ def _tool_options(tools: list[dict[str, Any]], choice: object) -> dict[str, Any]
         return {"tools": tools, "tool_choice": choice}
     if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
         name = choice.get("name")
-        if name not in {t["function"]["name"] for t in tools}:
+        if not isinstance(name, str) or name not in {t["function"]["name"] for t in tools}:
             raise InvalidRequest(
                 f"`tool_choice` names {name!r}, which is not in `tools`.", param="tool_choice"
             )
@@ -357,7 +357,9 @@ def _tool_options(tools: list[dict[str, Any]], choice: object) -> dict[str, Any]
                 "`tool_choice` allowed_tools needs `tools` and a mode of auto or required.",
                 param="tool_choice",
             )
-        names = {t.get("name") for t in wanted if isinstance(t, dict)}
+        names = {
+            t["name"] for t in wanted if isinstance(t, dict) and isinstance(t.get("name"), str)
+        }
         kept = [t for t in tools if t["function"]["name"] in names]
         if not kept:
             raise InvalidRequest(
