@@ -123,6 +123,22 @@ async def test_openai_node_tool_loop_answers_after_the_tool_result(node, gateway
     assert WEATHER_RESULT in result["text"]
 
 
+async def test_openai_node_responses_tool_loop(node, gateway, groq):
+    result = await run_script(node, "openai_responses.mjs", gateway)
+    assert result["kinds"][0] == "response.created"
+    assert result["kinds"][-1] == "response.completed"
+    assert "response.function_call_arguments.done" in result["kinds"]
+    assert result["first_status"] == result["status"] == "completed"
+    assert result["calls"] == [{"name": "get_weather", "arguments": WEATHER_ARGUMENTS}]
+    sent = groq.requests[1].body["messages"]
+    assert sent[-1] == {
+        "role": "tool",
+        "tool_call_id": sent[-2]["tool_calls"][0]["id"],
+        "content": WEATHER_RESULT,
+    }
+    assert WEATHER_RESULT in result["text"]
+
+
 @pytest.mark.parametrize("mode", ["stream", "generate"])
 async def test_the_ai_sdk_runs_a_tool_then_answers(node, gateway, groq: FakeUpstream, mode):
     result = await run_script(node, "ai_sdk.mjs", gateway, mode)

@@ -16,6 +16,7 @@ from .api_anthropic import add_routes as add_anthropic_routes
 from .api_chat import chat
 from .api_embeddings import add_routes as add_embeddings_routes
 from .api_openai import add_routes
+from .api_responses import add_routes as add_responses_routes
 from .connections import CONNECTION, ClientConnections
 from .errors import (
     GatewayError,
@@ -56,6 +57,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     add_routes(app)
     add_anthropic_routes(app)
     add_embeddings_routes(app)
+    add_responses_routes(app)
     return app
 
 

@@ -30,6 +30,7 @@ _SCOPE_OF = {
     "/v1/messages/count_tokens": "chat",
     "/v1/embeddings": "chat",
     "/openai/v1/embeddings": "chat",
+    "/v1/responses": "chat",
     "/v1/models": "models",
     "/openai/v1/models": "models",
     "/usage": "usage",

@@ -18,6 +18,7 @@ from .openapi_embeddings import (
     model_ok,
     model_operation,
 )
+from .openapi_responses import responses_components
 from .openapi_schemas import JSON, OBJECT, STR, Schema, components, ref
 
 SSE = "text/event-stream"
@@ -187,6 +188,7 @@ def _paths(keys: bool) -> dict[str, Schema]:
         paths[f"{prefix}/embeddings"] = {"post": {"operationId": f"embeddings{tag}", **embeddings}}
     paths["/v1/models"]["get"] = _models_both_ways()
     paths.update(_messages_paths())
+    paths.update(_responses_paths())
     return {
         path: {method: _secure(path, operation, keys) for method, operation in item.items()}
         for path, item in paths.items()
@@ -248,6 +250,26 @@ def _messages_paths() -> dict[str, Schema]:
     }
 
 
+def _responses_paths() -> dict[str, Schema]:
+    """The OpenAI Responses facade: `/v1/responses`."""
+    ok = {
+        "description": "The response: JSON, or Responses events with `stream: true`.",
+        "headers": _answer_headers(),
+        "content": {JSON: {"schema": ref("Response")}, SSE: {"schema": ref("ResponsesEvent")}},
+    }
+    operation = _operation("A response from the route `model` names", ok, _ANSWERS)
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": ref("ResponsesBody"),
+                "example": {"model": "auto", "input": "Hello"},
+            }
+        },
+    }
+    return {"/v1/responses": {"post": {"operationId": "responses", **operation}}}
+
+
 def describe(*, keys: bool) -> dict[str, Any]:
     """The OpenAPI document; `keys`: the gateway requires a key (`AI_API_KEYS`)."""
     try:
@@ -265,7 +287,12 @@ def describe(*, keys: bool) -> dict[str, Any]:
         },
         "paths": _paths(keys),
         "components": {
-            "schemas": {**components(), **anthropic_components(), **embeddings_components()},
+            "schemas": {
+                **components(),
+                **anthropic_components(),
+                **embeddings_components(),
+                **responses_components(),
+            },
             "securitySchemes": {
                 "gatewayKey": {
                     "type": "http",

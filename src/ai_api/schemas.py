@@ -151,21 +151,33 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 def decode_body(raw: bytes, kind: type[B]) -> B:
     """Decode and validate a request body, or raise `InvalidRequest` saying what is wrong."""
+    body = decode_json(raw, kind, '{"messages": [...]}')
+    if not body.messages:
+        raise InvalidRequest("`messages` must hold at least one message.", param="messages")
+    return body
+
+
+T = TypeVar("T")
+
+
+def decode_json(raw: bytes, kind: type[T], example: str) -> T:
+    """Decode a JSON body into `kind`, or raise `InvalidRequest` saying what is wrong
+    (`example`: what an empty body should have held)."""
     if not raw.strip():
-        raise InvalidRequest('The request body is empty; send JSON like {"messages": [...]}.')
+        raise InvalidRequest(f"The request body is empty; send JSON like {example}.")
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     try:
         try:
-            body: B = decoder.decode(raw)
+            body: T = decoder.decode(raw)
         except msgspec.ValidationError:
             whole = _with_whole_numbers(raw, kind)
             if whole is None:
                 raise
             body = whole
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"Invalid request body: {exc}", param=_param_of(exc)) from exc
+        raise InvalidRequest(f"Invalid request body: {exc}", param=param_of(exc)) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
     except RecursionError:  # JSON nested deeper than the decoder goes
@@ -177,8 +189,6 @@ def decode_body(raw: bytes, kind: type[B]) -> B:
             f"The request body is not valid UTF-8 (byte {exc.start} of a string); JSON must be"
             " sent as UTF-8."
         ) from exc
-    if not body.messages:
-        raise InvalidRequest("`messages` must hold at least one message.", param="messages")
     return body
 
 
@@ -206,7 +216,7 @@ def _integer_fields(kind: type[Any]) -> frozenset[str]:
 _integers: dict[type[Any], frozenset[str]] = {}
 
 
-def _with_whole_numbers(raw: bytes, kind: type[B]) -> B | None:
+def _with_whole_numbers(raw: bytes, kind: type[T]) -> T | None:
     """`raw` as `kind` with a whole float in an integer field (`"max_tokens": 100.0`) read as
     the integer it is, as JSON Schema reads it; None when there is none to read so. Only a
     body the typed decoder refused pays for this second decoding."""
@@ -228,7 +238,7 @@ def decode_chat_body(raw: bytes) -> ChatBody:
     return decode_body(raw, ChatBody)
 
 
-def _param_of(exc: msgspec.ValidationError) -> str | None:
+def param_of(exc: msgspec.ValidationError) -> str | None:
     """The JSON path msgspec reports (`... - at `$.messages[0].role``), without the `$.`;
     for an unknown field, the field's own path (`messages[0].colour`, `colour`)."""
     text = str(exc)

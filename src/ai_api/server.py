@@ -81,7 +81,8 @@ async def running(
             log.info("worker %d listening on %s", os.getpid(), url)
         else:
             log.info(
-                "listening on %s (POST /chat, /v1/chat/completions, GET /v1/models, /openapi.json;"
+                "listening on %s (POST /chat, /v1/chat/completions, /v1/messages, /v1/responses,"
+                " GET /v1/models, /openapi.json;"
                 " event loop: %s)",
                 url,
                 loop_name(asyncio.get_running_loop()),
