@@ -277,6 +277,31 @@ def test_tool_call_only_after_a_user_turn():
     assert tool_call({**body, "messages": [system]}, "call_1") is None
 
 
+def test_the_last_user_turn_can_tell_the_fake_which_call_to_make():
+    told = 'Run this.\nfake-tool-call: get_time {"zone": "Europe/Madrid"}'
+    parts = [{"type": "text", "text": "first"}, {"type": "text", "text": told}]
+    for content in (told, parts):
+        body = {"messages": [{"role": "user", "content": content}], "tools": [WEATHER, TIME]}
+        assert tool_call(body, "c") == ToolCall("c", "get_time", '{"zone":"Europe/Madrid"}')
+    body = {"messages": [{"role": "user", "content": told}], "tools": [WEATHER, TIME]}
+    # A tool not offered, arguments that are not an object, or a forced other tool: the
+    # usual example call.
+    example = ToolCall("c", "get_weather", json.dumps(WEATHER_ARGS, separators=(",", ":")))
+    assert tool_call({**body, "tools": [WEATHER]}, "c") == example
+    not_object = {"role": "user", "content": "fake-tool-call: get_time [1]"}
+    assert tool_call({**body, "messages": [not_object]}, "c") == example
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    assert tool_call({**body, "tool_choice": forced}, "c") == example
+    # Told none: a text answer, unless a tool is forced.
+    none = {"role": "user", "content": "Say hello.\nfake-tool-call: none"}
+    assert tool_call({**body, "messages": [none]}, "c") is None
+    assert tool_call({**body, "messages": [none], "tool_choice": forced}, "c") == example
+    assert tool_call({**body, "messages": [none], "tool_choice": "required"}, "c") == example
+    # Only the last user turn counts.
+    earlier = [{"role": "user", "content": told}, {"role": "assistant", "content": "ok"}]
+    assert tool_call({**body, "messages": [*earlier, *MESSAGES]}, "c") == example
+
+
 def test_an_answer_quotes_the_tool_result_before_a_system_turn():
     system = {"role": "system", "content": "Working directory: /tmp"}
     text = answer("groq", "m", [*TOOL_ROUND, system], 30)
