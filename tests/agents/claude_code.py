@@ -1,12 +1,13 @@
 """End to end: the real Claude Code, the version pinned in tests/agents/package-lock.json,
 against a demo gateway.
 
-Installs the pinned package with `npm ci` into a cache directory when it is not there yet,
-starts a demo gateway (fake providers, in this process) whose `[aliases]` map Claude Code's
-default model names to `auto`, runs `claude -p` for a plain prompt and for a task that takes
-one tool call (the fake calls the first tool offered, `Write`, with example arguments), and
-checks what Claude Code printed and did. `python tests/agents/claude_code.py` prints each
-check and exits 1 if one fails; tests/test_agents.py runs the same checks under pytest.
+Installs the pinned packages with `npm ci` into a cache directory when they are not there yet
+(`npm.py`), starts a demo gateway (fake providers, in this process) whose `[aliases]` map
+Claude Code's default model names to `auto`, runs `claude -p` for a plain prompt and for a
+task that takes one tool call (the fake calls the first tool offered, `Write`, with example
+arguments), and checks what Claude Code printed and did. `python -m tests.agents.claude_code`
+prints each check and exits 1 if one fails; tests/test_agents.py runs the same checks under
+pytest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,70 +25,29 @@ from typing import Any
 from ai_api.server import running
 from ai_api.settings import Settings
 
-AGENTS_DIR = Path(__file__).resolve().parent
+from . import npm as packages
+from .npm import CheckFailed, Unavailable
+
 PACKAGE = "@anthropic-ai/claude-code"
-VERSION: str = json.loads((AGENTS_DIR / "package.json").read_text())["dependencies"][PACKAGE]
+VERSION = packages.pinned(PACKAGE)
 DEFAULT_MODELS = ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-fable-5-2")
 """The names Claude Code `VERSION` asks for by default (and for `--model opus`, `sonnet`,
 `haiku`, `fable`): the README's alias table."""
-INSTALL_SECONDS = 180
 RUN_SECONDS = 45
-# npm's words for a registry it could not reach: only then is the check unavailable, not failed.
-OFFLINE = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH")
 
 
-class Unavailable(Exception):
-    """Claude Code cannot be installed here: the npm registry is out of reach."""
-
-
-class CheckFailed(AssertionError):
-    """Claude Code did not do what the check expected."""
-
-
-def cache_dir() -> Path:
-    """Where the pinned package is installed: `$XDG_CACHE_HOME/ai-api` (or ~/.cache/ai-api)."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "ai-api" / f"claude-code-{VERSION}"
-
-
-def install(npm: str, into: Path) -> list[str]:
-    """The command that runs the pinned `claude`, installed into `into` by `npm ci` from the
-    lock unless an install at least as new as the lock is there."""
-    into.mkdir(parents=True, exist_ok=True)
-    for name in ("package.json", "package-lock.json", ".npmrc"):
-        text = (AGENTS_DIR / name).read_text()
-        target = into / name
-        if not target.exists() or target.read_text() != text:  # an unchanged lock keeps its date
-            target.write_text(text)
-    stamp = into / "node_modules" / ".package-lock.json"  # npm ci writes it last
-    if not stamp.exists() or stamp.stat().st_mtime < (into / "package-lock.json").stat().st_mtime:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=into,
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_SECONDS,
-        )
-        said = done.stdout + done.stderr
-        if done.returncode != 0 and any(code in said for code in OFFLINE):
-            raise Unavailable(f"npm ci could not reach the registry:\n{said}")
-        if done.returncode != 0:
-            raise CheckFailed(f"npm ci in {into} failed:\n{said}")
+def command_in(node_modules: Path) -> list[str]:
+    """The command that runs the pinned `claude` of an install."""
     # The package's postinstall puts the platform's native binary in place of bin/claude.exe;
     # where install scripts did not run, its wrapper finds and runs that binary.
     for command in (
-        [str(into / "node_modules" / ".bin" / "claude")],
-        ["node", str(into / "node_modules" / PACKAGE / "cli-wrapper.cjs")],
+        [str(node_modules / ".bin" / "claude")],
+        ["node", str(node_modules / PACKAGE / "cli-wrapper.cjs")],
     ):
-        try:
-            version = subprocess.run(
-                [*command, "--version"], capture_output=True, text=True, timeout=RUN_SECONDS
-            )
-        except OSError:
-            continue
-        if version.returncode == 0 and version.stdout.startswith(VERSION):
+        version = packages.version_of(command, RUN_SECONDS)
+        if version is not None and version.startswith(VERSION):
             return command
-    raise CheckFailed(f"no runnable claude {VERSION} in {into}")
+    raise CheckFailed(f"no runnable claude {VERSION} in {node_modules}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +154,7 @@ def main() -> int:
         print("claude_code: npm is not on PATH", file=sys.stderr)
         return 2
     try:
-        command = install(npm, cache_dir())
+        command = command_in(packages.install(npm))
         checks = asyncio.run(check_all(command))
     except Unavailable as exc:
         print(f"claude_code: unavailable: {exc}", file=sys.stderr)

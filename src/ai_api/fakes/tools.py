@@ -100,9 +100,9 @@ def tool_call(body: Mapping[str, Any], call_id: str) -> ToolCall | None:
     told = told_call(turn)
     if told is not None and told[0] == "none" and body.get("tool_choice") in (None, "auto"):
         return None
-    if told is not None and wanted in (None, told[0]):
-        if any(f["name"] == told[0] for f in functions):
-            return ToolCall(call_id, *told)
+    offered = told is not None and any(f["name"] == told[0] for f in functions)
+    if told is not None and offered and wanted in (None, told[0]):
+        return ToolCall(call_id, *told)
     function = next((f for f in functions if f["name"] == wanted), functions[0])
     arguments = example_arguments(function.get("parameters"))
     return ToolCall(call_id, function["name"], msgspec.json.encode(arguments).decode())
