@@ -256,6 +256,8 @@ def test_sampling_fields_and_stop_sequences():
     wanted = translate(body(temperature=0.5, top_p=0.9, stop_sequences=["\n\n", "END"]))
     assert wanted.options == {"temperature": 0.5, "top_p": 0.9, "stop": ["\n\n", "END"]}
     assert translate(body(metadata={"user_id": "u-1"})).options == {}
+    # Passed on; members that do not take it are skipped (ai_api.params rule 5).
+    assert translate(body(top_k=40)).options == {"top_k": 40}
 
 
 @pytest.mark.parametrize(
@@ -263,7 +265,7 @@ def test_sampling_fields_and_stop_sequences():
     [
         ({"temperature": 1.5}, "temperature"),
         ({"top_p": -0.1}, "top_p"),
-        ({"top_k": 40}, "top_k"),
+        ({"top_k": -1}, "top_k"),
         ({"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop_sequences"),
         ({"max_tokens": 0}, "max_tokens"),
     ],

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import anthropic
 import pytest
 
-from ai_api.fakes import Fault
+from ai_api.config import preset_settings
+from ai_api.fakes import FakeUpstream, Fault
+from ai_api.providers.presets import VLLM
 from ai_api.server import running
 from ai_api.settings import GatewayKey, MemberSettings, RouteSettings, Secret
 
@@ -225,6 +228,37 @@ async def test_bad_input_is_a_bad_request_error_in_anthropic_shape(gateway, groq
     assert body_of(info.value)["error"]["type"] == "invalid_request_error"
     assert named in body_of(info.value)["error"]["message"]
     assert groq.requests == []
+
+
+async def test_top_k_goes_to_the_member_that_takes_it(groq):
+    # vLLM takes top_k, Groq does not: the request skips Groq although it is first.
+    async with FakeUpstream("openai") as vllm_fake:
+        vllm = preset_settings(
+            VLLM, {"VLLM_MODEL": "generic-large"}, base_url=f"{vllm_fake.base_url}/v1"
+        )
+        settings = settings_for(groq)
+        settings = replace(settings, providers=(*settings.providers, vllm))
+        async with running(settings) as url, client_for(url) as client:
+            # The pinned SDK has no top_k argument any more; older ones and raw clients send it.
+            message = await client.messages.create(
+                model="auto", max_tokens=16, messages=HI, extra_body={"top_k": 7}
+            )
+    assert message.model == "generic-large"
+    assert [r.body.get("top_k") for r in vllm_fake.requests] == [7]
+    assert groq.requests == []
+
+
+async def test_a_local_servers_placeholder_key_is_not_redacted_from_its_errors(groq):
+    # A server that needs no key is sent "local": not a secret, and "localhost" stays whole.
+    async with FakeUpstream("openai") as vllm_fake:
+        url = f"{vllm_fake.base_url}/v1"
+        vllm = preset_settings(VLLM, {"VLLM_MODEL": "not-loaded-locally"}, base_url=url)
+        settings = replace(settings_for(groq), providers=(vllm,))
+        async with running(settings) as gateway, client_for(gateway) as client:
+            with pytest.raises(anthropic.InternalServerError) as info:  # the upstream's 404
+                await client.messages.create(model="auto", max_tokens=16, messages=HI)
+    assert "not-loaded-locally" in body_of(info.value)["error"]["message"]
+    assert "[redacted]" not in body_of(info.value)["error"]["message"]
 
 
 async def test_an_unknown_model_is_a_not_found_error(gateway):

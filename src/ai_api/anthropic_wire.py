@@ -264,12 +264,12 @@ def translate(body: MessagesBody) -> Translated:
     """The gateway's request for `body`; `InvalidRequest` naming what cannot be served."""
     if body.max_tokens < 1:
         raise InvalidRequest("`max_tokens` must be at least 1.", param="max_tokens")
-    if body.top_k is not None:
-        raise InvalidRequest(
-            "`top_k` is not supported: the OpenAI-compatible upstreams have no such field.",
-            param="top_k",
-        )
     options: dict[str, Any] = {}
+    if body.top_k is not None:
+        # Sent to members that take it (OpenRouter, vLLM); a route with none is a 400 naming it.
+        if body.top_k < 0:
+            raise InvalidRequest("`top_k` must be at least 0.", param="top_k")
+        options["top_k"] = body.top_k
     for name, value, high in (("temperature", body.temperature, 1.0), ("top_p", body.top_p, 1.0)):
         if value is not None:
             if not 0.0 <= value <= high:

@@ -11,9 +11,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import LOCAL_KEY, load_settings, read_environment
+from .config import load_settings, read_environment
 from .limits import Limit, period_name
 from .providers import PRESETS
+from .providers.presets import LOCAL_KEY
 from .settings import SCOPES, ConfigError, GatewayKey, ProviderSettings, Settings
 
 NO_PROVIDERS = """\

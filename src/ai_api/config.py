@@ -24,7 +24,7 @@ from .config_file import (
     RouteEntry,
     read_file,
 )
-from .providers.presets import GENERIC, PREFILLS, PRESETS, ProviderSpec, preset
+from .providers.presets import GENERIC, LOCAL_KEY, PREFILLS, PRESETS, ProviderSpec, preset
 from .proxies import Proxies, Proxy, parse_proxy
 from .settings import (
     KNOBS,
@@ -40,9 +40,6 @@ from .settings import (
     Settings,
 )
 from .trust import TrustStore, tls_context
-
-LOCAL_KEY = "local"
-"""The key sent to a server that needs none (clients must send one)."""
 
 
 def read_environment(environ: Mapping[str, str], dotenv_path: Path | None) -> dict[str, str]:

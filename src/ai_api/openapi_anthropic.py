@@ -74,7 +74,14 @@ def _request_schemas() -> dict[str, Schema]:
     fields["max_tokens"] = {"type": "integer", "minimum": 1}
     for name in ("temperature", "top_p"):
         fields[name] = nullable({"type": "number", "minimum": 0.0, "maximum": 1.0})
-    fields["top_k"] = {"type": "null", "default": None, "description": "Not supported."}
+    fields["top_k"] = nullable(
+        {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Sent to route members that take it (OpenRouter, vLLM); a route"
+            " with none answers 400 naming it.",
+        }
+    )
     fields["stop_sequences"] = nullable({"type": "array", "items": STR, "maxItems": 4})
     # A message takes client tools only (a count takes any): no `type` of a server tool, an
     # `input_schema` always.

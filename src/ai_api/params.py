@@ -12,8 +12,9 @@ Rules, in the order they apply:
    `reasoning_effort`, `reasoning_format`, `include_reasoning`; and `messages[].name` (a
    speaker's name) for a provider that refuses it (Groq).
 5. Required where asked (`temperature`, `top_p`, `stop`, `tools`, `tool_choice`,
-   `response_format`): a route member that does not take one is skipped; if no member can,
-   the request is refused with a 400 that names the field.
+   `response_format`, and `top_k`, which only the Anthropic facade takes): a route member
+   that does not take one is skipped; if no member can, the request is refused with a 400
+   that names the field.
 6. Translated: `temperature` is lowered to a provider's maximum (Cerebras 1.5), names are
    renamed (Mistral `random_seed`), and `reasoning_format` wins over `include_reasoning`,
    which Groq refuses together; a `reasoning_format` value a provider does not document

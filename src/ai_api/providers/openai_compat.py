@@ -24,7 +24,7 @@ from ..ratelimits import RateReading, read_error_body, read_headers
 from ..schemas import ChatRequest, Chunk
 from ..sse import SSEDecoder
 from .openai_wire import STREAM_ENDS, parse_events, request_body, status_error
-from .presets import ProviderSpec
+from .presets import LOCAL_KEY, ProviderSpec
 from .protocol import Answer, Embedded
 
 _NEVER = float("inf")
@@ -119,7 +119,9 @@ class OpenAICompatible:
         self._base_url = base_url.rstrip("/")
         self._json_headers = {**headers, "Accept": "application/json"}
         self._embeddings: dict[str, Endpoint] = {}
-        self._key = api_key
+        # What error texts are cleaned of; a local server's placeholder key ("local") is no
+        # secret, and removing it would mangle "localhost" in its errors.
+        self._key = "" if api_key == LOCAL_KEY else api_key
         self._read_timeout = read_timeout
         self._total_timeout = total_timeout
         self._max_answer_bytes = max_answer_bytes

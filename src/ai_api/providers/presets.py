@@ -35,6 +35,9 @@ def rates(source: Source = "built-in", /, **given: int | None) -> tuple[Limit, .
     return tuple(Limit(*RATES[name], n, source) for name in RATES if (n := given.get(name)))
 
 
+LOCAL_KEY = "local"
+"""The key sent to a server that needs none (clients must send one): not a secret."""
+
 SAMPLING = frozenset({"temperature", "top_p", "stop", "seed", "user"})
 PENALTIES = frozenset({"frequency_penalty", "presence_penalty"})
 TOOLS = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format"})
@@ -264,7 +267,8 @@ OPENROUTER = ProviderSpec(
     chat_path="/chat/completions",
     default_model="openai/gpt-oss-120b:free",
     models=("meta-llama/llama-3.3-70b-instruct:free",),
-    params=OPENAI_PARAMS | {"reasoning_effort"},
+    # top_k: in OpenRouter's sampling parameters (ignored by OpenAI's models) (docs, 2026-12-02)
+    params=OPENAI_PARAMS | {"reasoning_effort", "top_k"},
     rate_style="openrouter",
     limits={"*": rates(rpm=20, rpd=50)},
     account_wide=True,
@@ -404,9 +408,15 @@ CLOUDFLARE = ProviderSpec(
 
 
 def _local(
-    name: str, label: str, prefix: str, base_url: str, prefill: Prefill = TRAILING
+    name: str,
+    label: str,
+    prefix: str,
+    base_url: str,
+    prefill: Prefill = TRAILING,
+    params: frozenset[str] = OPENAI_PARAMS,
 ) -> ProviderSpec:
     return ProviderSpec(
+        params=params,
         name=name,
         label=label,
         env_prefix=prefix,
@@ -423,7 +433,10 @@ def _local(
 
 OLLAMA = _local("ollama", "Ollama", "OLLAMA", "http://localhost:11434/v1")
 LM_STUDIO = _local("lmstudio", "LM Studio", "LMSTUDIO", "http://localhost:1234/v1")
-VLLM = _local("vllm", "vLLM", "VLLM", "http://localhost:8000/v1", PREFILLS["vllm"])
+# top_k: one of vLLM's extra sampling parameters of its chat API (docs, 2026-12-02)
+VLLM = _local(
+    "vllm", "vLLM", "VLLM", "http://localhost:8000/v1", PREFILLS["vllm"], OPENAI_PARAMS | {"top_k"}
+)
 
 PRESETS: tuple[ProviderSpec, ...] = (
     GROQ,
