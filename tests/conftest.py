@@ -85,6 +85,25 @@ async def gateway(groq: FakeUpstream, cerebras: FakeUpstream) -> AsyncIterator[s
         yield url
 
 
+def seeing(settings: Settings, provider: str) -> Settings:
+    """`settings` with every model of `provider` marked as taking images (the fakes' models
+    are gpt-oss, which the presets know to take text only)."""
+    providers = tuple(
+        replace(p, models=tuple(replace(m, images=True) for m in p.models))
+        if p.name == provider
+        else p
+        for p in settings.providers
+    )
+    return replace(settings, providers=providers)
+
+
+@pytest.fixture
+async def seeing_gateway(groq: FakeUpstream, cerebras: FakeUpstream) -> AsyncIterator[str]:
+    """A gateway over both fakes, Groq first, whose Groq models take images."""
+    async with running(seeing(settings_for(groq, cerebras), "groq")) as url:
+        yield url
+
+
 def parse_events(text: str) -> list[tuple[str, Any]]:
     """(event name, decoded data) for each SSE event; unnamed events are `message`."""
     events = []

@@ -168,24 +168,47 @@ def test_images_by_url_and_base64_are_image_url_parts():
     ]
 
 
+def test_a_tool_results_images_follow_the_tool_messages_in_a_user_message():
+    png = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+    turn = {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "t1",
+                "content": [
+                    {"type": "text", "text": "a screenshot"},
+                    {"type": "image", "source": png},
+                ],
+            },
+            {
+                "type": "tool_result",
+                "tool_use_id": "t2",
+                "content": [{"type": "image", "source": {"type": "url", "url": "https://e/x.png"}}],
+            },
+            {"type": "text", "text": "what do you see?"},
+        ],
+    }
+    messages = translate(body(messages=[turn])).messages
+    assert [(m.role, m.tool_call_id) for m in messages] == [
+        ("tool", "t1"),
+        ("tool", "t2"),
+        ("user", None),
+    ]
+    assert messages[0].content == "a screenshot"
+    assert messages[1].content == "(the result is in the next message)"
+    assert messages[2].content == [
+        {"type": "text", "text": "The image of tool result t1:"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "text", "text": "The image of tool result t2:"},
+        {"type": "image_url", "image_url": {"url": "https://e/x.png"}},
+        {"type": "text", "text": "what do you see?"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("turn", "param"),
     [
-        (
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": "t",
-                        "content": [
-                            {"type": "image", "source": {"type": "url", "url": "https://e/x.png"}}
-                        ],
-                    }
-                ],
-            },
-            "messages[0].content[0].content",
-        ),
         (
             {
                 "role": "user",

@@ -189,7 +189,7 @@ async def test_thinking_streams_as_a_thinking_block(gateway, groq):
     assert (sent["reasoning_effort"], sent["reasoning_format"]) == ("low", "parsed")
 
 
-async def test_an_image_goes_upstream_as_an_image_url_part(gateway, groq):
+async def test_an_image_goes_upstream_as_an_image_url_part(seeing_gateway, groq):
     turn: Any = {
         "role": "user",
         "content": [
@@ -200,12 +200,65 @@ async def test_an_image_goes_upstream_as_an_image_url_part(gateway, groq):
             },
         ],
     }
-    async with client_for(gateway) as client:
+    async with client_for(seeing_gateway) as client:
         await client.messages.create(model=GROQ, max_tokens=64, messages=[turn])
     assert groq.requests[0].body["messages"][0]["content"][1] == {
         "type": "image_url",
         "image_url": {"url": "data:image/png;base64,AA=="},
     }
+
+
+PNG: Any = {"type": "base64", "media_type": "image/png", "data": "AA=="}
+
+
+async def test_images_go_only_to_members_that_take_them(seeing_gateway, groq, cerebras):
+    # A tool result's image comes as a user message after the tool message: Groq only too.
+    looked: Any = [
+        {"role": "user", "content": "Look."},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "look", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t1",
+                    "content": [{"type": "image", "source": PNG}],
+                },
+            ],
+        },
+    ]
+    tool: Any = {"name": "look", "input_schema": {"type": "object"}}
+    async with client_for(seeing_gateway) as client:
+        shown: Any = [{"role": "user", "content": [{"type": "image", "source": PNG}]}]
+        for messages in (shown, looked):
+            await client.messages.create(
+                model="auto", max_tokens=16, messages=messages, tools=[tool]
+            )
+        await client.messages.create(model="auto", max_tokens=16, messages=HI)
+        await client.messages.create(model="auto", max_tokens=16, messages=HI)
+    assert len(groq.requests) == 3  # both image requests, and the first text one
+    assert len(cerebras.requests) == 1  # text goes round
+    sent = groq.requests[1].body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+    assert sent[3]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AA=="},
+    }
+
+
+async def test_images_on_a_route_of_text_only_models_are_a_400(gateway, groq, cerebras):
+    turn: Any = {"role": "user", "content": [{"type": "image", "source": PNG}]}
+    async with client_for(gateway) as client:
+        with pytest.raises(anthropic.BadRequestError) as info:
+            await client.messages.create(model="auto", max_tokens=16, messages=[turn])
+    message = body_of(info.value)["error"]["message"]
+    assert "images" in message
+    assert "groq/openai/gpt-oss-120b" in message
+    assert groq.requests == []
+    assert cerebras.requests == []
 
 
 @pytest.mark.parametrize(

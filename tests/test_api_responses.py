@@ -71,7 +71,7 @@ async def test_a_response_with_the_async_sdk(gateway, groq):
     assert "store" not in sent
 
 
-async def test_a_response_with_the_sync_sdk_and_message_items(gateway, groq):
+async def test_a_response_with_the_sync_sdk_and_message_items(seeing_gateway, groq):
     items: Any = [
         {"role": "developer", "content": "Answer briefly."},
         {"role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
@@ -94,8 +94,8 @@ async def test_a_response_with_the_sync_sdk_and_message_items(gateway, groq):
     ]
 
     def call() -> Any:
-        with openai.OpenAI(base_url=gateway + "/v1", api_key="x", max_retries=0) as client:
-            return client.responses.create(model=GROQ, input=items, store=False)
+        with openai.OpenAI(base_url=seeing_gateway + "/v1", api_key="x", max_retries=0) as c:
+            return c.responses.create(model=GROQ, input=items, store=False)
 
     response = await asyncio.to_thread(call)
     assert response.status == "completed"

@@ -229,3 +229,32 @@ members = ["groq/openai/gpt-oss-120b"]
 def test_an_alias_of_nothing_or_over_a_model_name_is_a_config_error(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load(tmp_path, text, GROQ_API_KEY="g")
+
+
+def test_which_models_take_images_from_the_presets_and_the_file(tmp_path):
+    settings = load(
+        tmp_path,
+        """
+[providers.cerebras]
+models = ["gpt-oss-120b", "gemma-4-31b", "qwen-3-235b"]
+
+[providers.box]
+kind = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+models = [{ name = "vision-large", images = true }, "text-small"]
+
+[providers.groq]
+models = [{ name = "openai/gpt-oss-120b", images = true }]
+""",
+        GROQ_API_KEY="g",
+        CEREBRAS_API_KEY="c",
+    )
+    images = {(p.name, m.name): m.images for p in settings.providers for m in p.models}
+    assert images == {
+        ("groq", "openai/gpt-oss-120b"): True,  # the file's word over the preset's
+        ("cerebras", "gpt-oss-120b"): False,
+        ("cerebras", "gemma-4-31b"): True,
+        ("cerebras", "qwen-3-235b"): None,  # not known: tried
+        ("box", "vision-large"): True,
+        ("box", "text-small"): None,
+    }

@@ -440,7 +440,12 @@ def _user(i: int, role: Literal["user", "system"], blocks: list[Block]) -> list[
         elif isinstance(block, ImageBlock) and role == "user":
             parts.append(_image(block))
         elif isinstance(block, ToolResultBlock) and role == "user":
-            results.append(_tool_result(i, j, block))
+            result, images = _tool_result(block)
+            results.append(result)
+            if images:  # a tool message takes text: its images follow in the user's message
+                plural = "s" if len(images) > 1 else ""
+                label = f"The image{plural} of tool result {block.tool_use_id}:"
+                parts.extend([{"type": "text", "text": label}, *images])
         else:
             raise _refuse(i, j, block, role)
     if not parts:
@@ -459,20 +464,21 @@ def _image(block: ImageBlock) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _tool_result(i: int, j: int, block: ToolResultBlock) -> Message:
+def _tool_result(block: ToolResultBlock) -> tuple[Message, list[dict[str, Any]]]:
+    """The tool message for a result, and the result's images as `image_url` parts (an
+    OpenAI-compatible tool message takes text only; the caller sends them in a user message
+    after the tool messages, so only members that take images are asked)."""
     content = block.content
+    images: list[dict[str, Any]] = []
     if content is None:
         text = ""
     elif isinstance(content, str):
         text = content
     else:
-        if any(isinstance(part, ImageBlock) for part in content):
-            raise InvalidRequest(
-                f"`messages[{i}].content[{j}].content`: images in a tool_result are not"
-                " supported (OpenAI-compatible tool messages take text).",
-                param=f"messages[{i}].content[{j}].content",
-            )
+        images = [_image(part) for part in content if isinstance(part, ImageBlock)]
         text = "\n\n".join(part.text for part in content if isinstance(part, TextBlock))
+        if images and not text:
+            text = "(the result is in the next message)"
     if block.is_error:
         text = f"Error: {text}"
-    return Message(role="tool", tool_call_id=block.tool_use_id, content=text)
+    return Message(role="tool", tool_call_id=block.tool_use_id, content=text), images

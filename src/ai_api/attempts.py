@@ -30,7 +30,7 @@ from .errors import (
 from .params import missing
 from .providers import Provider
 from .rationing import Rationing, Ticket
-from .refusals import pooled_429, refuse, too_large
+from .refusals import pooled_429, refuse, refuse_images, too_large
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
 from .tokens import text_tokens
@@ -77,6 +77,7 @@ class Ask(msgspec.Struct, frozen=True):
     required: Collection[str]
     build: Callable[[Deployment], ChatRequest]
     whole: bool = False  # the client wants the answer at once: fail over until its end
+    images: bool = False  # the messages carry images: members known not to take them are skipped
 
 
 async def open_stream(
@@ -92,6 +93,10 @@ async def open_stream(
     members = [m for m in route.order(turn) if not missing(m.deployment.spec, ask.required)]
     if not members:
         refuse(route, ask.required)
+    if ask.images:
+        members = [m for m in members if m.deployment.images is not False]
+        if not members:
+            refuse_images(route)
 
     loop = asyncio.get_running_loop()
     tries = _Tries(route, list(await rationing.plan(route, members)), bounds, loop.time())

@@ -182,7 +182,8 @@ def preset_settings(
         api_key=Secret(env.get(key_env, "").strip() or LOCAL_KEY),
         base_url=url.rstrip("/"),
         models=tuple(
-            ModelSettings(m, cap, spec.limits_for(m), spec.contexts.get(m)) for m in models
+            ModelSettings(m, cap, spec.limits_for(m), spec.contexts.get(m), spec.images.get(m))
+            for m in models
         ),
         key_env=key_env,
     )
@@ -387,7 +388,9 @@ def _provider(
         if override is not None:
             cap = override.max_tokens or m.max_tokens
             context = override.context or m.context
-            m = replace(m, max_tokens=cap, limits=override.limits(m.limits), context=context)
+            images = m.images if override.images is None else override.images
+            limits = override.limits(m.limits)
+            m = replace(m, max_tokens=cap, limits=limits, context=context, images=images)
         if not entry.guesses:
             m = replace(m, limits=tuple(lim for lim in m.limits if not lim.guess))
         resolved.append(m)

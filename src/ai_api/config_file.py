@@ -62,6 +62,7 @@ class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str
     max_tokens: int | None = None
     context: int | None = None
+    images: bool | None = None
     rpm: int | None = None
     rph: int | None = None
     rpd: int | None = None

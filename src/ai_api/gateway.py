@@ -22,7 +22,7 @@ from .http_client import HTTPClient
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
 from .routing import Route, Router, build_router
-from .schemas import Message
+from .schemas import Message, has_images
 from .settings import Settings
 from .store import MemoryLedger, SQLiteLedger, UsageLedger
 from .store.state import MemoryState, SharedState
@@ -80,6 +80,7 @@ class Gateway:
                 messages, max_tokens=max_tokens, options=options, whole=whole
             ),
             whole=whole,
+            images=has_images(messages),
         )
         return await open_stream(route, ask, self.rationing, self.bounds, self.prefills)
 

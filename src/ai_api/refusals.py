@@ -27,6 +27,17 @@ def refuse(route: Route, required: Collection[str]) -> NoReturn:
     )
 
 
+def refuse_images(route: Route) -> NoReturn:
+    """The request carries images and every member of `route` is known not to take them."""
+    names = ", ".join(d.public_name for d in route.deployments)
+    raise InvalidRequest(
+        f"The messages carry images and no model of `{route.name}` takes them ({names}):"
+        " route to a model that does, or mark one with `images = true` in the config file.",
+        param="messages",
+        code="images_not_supported",
+    )
+
+
 def too_large(
     route: Route, prompt_tokens: int, request_id: str, members: Sequence[Member]
 ) -> PayloadTooLarge:

@@ -34,6 +34,8 @@ class Deployment:
     """The provider's base URL (its health is that upstream's: another URL starts afresh)."""
     key_env: str = ""
     """The variable its key was read from (for the log line when the key is refused)."""
+    images: bool | None = None
+    """Whether its model takes image input; None: not known, so it is tried."""
     public_name: str = field(init=False)
     """`provider/model`, the name that pins this deployment."""
     origin: str = field(init=False)
@@ -196,6 +198,7 @@ def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Route
                 m.context,
                 p.base_url,
                 p.key_env or "",
+                m.images,
             )
             deployments[(p.name, m.name)] = d
             by_model.setdefault(m.name, []).append(Member(d))
@@ -236,6 +239,7 @@ def _configured(
                 p.spec.limits_for(m.model) if p.guesses else (),
                 upstream=p.base_url,
                 key_env=p.key_env or "",
+                images=p.spec.images.get(m.model),
             )
         members.append(Member(d, m.weight, m.pace))
     return Route(route.name, route.strategy, tuple(members), route.burst, route.continuation)

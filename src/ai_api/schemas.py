@@ -22,6 +22,14 @@ class Message(msgspec.Struct, frozen=True, omit_defaults=True):
     tool_call_id: str | None = None
 
 
+def has_images(messages: tuple[Message, ...]) -> bool:
+    """Whether a message carries an `image_url` part."""
+    return any(
+        isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content)
+        for m in messages
+    )
+
+
 class Usage(msgspec.Struct, frozen=True):
     """Token counts as the upstream reported them."""
 

@@ -52,6 +52,8 @@ class ModelSettings:
     max_tokens: int
     limits: tuple[Limit, ...] = ()
     context: int | None = None
+    images: bool | None = None
+    """Whether it takes image input; None: not known (tried)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,6 +141,9 @@ class ProviderSpec:
     contexts: Mapping[str, int] = field(default_factory=dict)
     """Context window in tokens by model, where known: a request too long for one member
     goes to a member with a larger window."""
+    images: Mapping[str, bool] = field(default_factory=dict)
+    """Whether a model takes image input, where known: a request with images skips a model
+    known not to (an unknown one is tried: its answer is the evidence)."""
     account_wide: bool = False
     """Whether the limits bind the whole account rather than each model."""
     charges_cap: bool = False
@@ -197,6 +200,12 @@ GROQ = ProviderSpec(
         "*": rates(rpm=30, rpd=1000, tpm=6000),
     },
     contexts={"openai/gpt-oss-120b": 131_072, "openai/gpt-oss-20b": 131_072},
+    # gpt-oss and Llama 3.1 8B are text-only models (their model cards, 2026-12-02).
+    images={
+        "openai/gpt-oss-120b": False,
+        "openai/gpt-oss-20b": False,
+        "llama-3.1-8b-instant": False,
+    },
     note="free plan: 30 RPM, 1,000 RPD, 8,000 TPM for gpt-oss-120b (Groq docs, 2026-08-08)",
 )
 
@@ -227,6 +236,9 @@ CEREBRAS = ProviderSpec(
     },
     # Smaller than the paid tiers' 131K (neurolink docs, live /v1/models, 2026-08-27).
     contexts={"gpt-oss-120b": 65_536, "gemma-4-31b": 65_536},
+    # gemma-4-31b takes images (changelog, 2026-06-29); gpt-oss and Llama 3.1 8B are
+    # text-only (their model cards, 2026-12-02).
+    images={"gpt-oss-120b": False, "llama3.1-8b": False, "gemma-4-31b": True},
     note="free tier ended 2026-08-17: one-time credit, then HTTP 402 (changelog, 2026-07-16)",
 )
 
