@@ -163,6 +163,47 @@ def test_text_and_a_function_call_of_one_answer_are_one_assistant_message():
     )
 
 
+def test_images_of_tool_outputs_follow_the_tool_messages_in_a_user_message():
+    image = {"type": "input_image", "image_url": "https://e/a.png"}
+    items = [
+        {"role": "user", "content": "look"},
+        {"type": "function_call", "call_id": "a", "name": "view", "arguments": "{}"},
+        {"type": "function_call", "call_id": "b", "name": "view", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "a", "output": [image]},
+        {
+            "type": "function_call_output",
+            "call_id": "b",
+            "output": [{"type": "input_text", "text": "two:"}, image, image],
+        },
+        {"role": "user", "content": "and?"},
+    ]
+    messages = translate(body(input=items)).messages
+    assert [(m.role, m.tool_call_id) for m in messages] == [
+        ("user", None),
+        ("assistant", None),
+        ("tool", "a"),
+        ("tool", "b"),
+        ("user", None),
+        ("user", None),
+    ]
+    assert (messages[2].content, messages[3].content) == (
+        "(the output is in the next message)",
+        "two:",
+    )
+    url = {"type": "image_url", "image_url": {"url": "https://e/a.png"}}
+    assert messages[4].content == [
+        {"type": "text", "text": "The image of the output of call a:"},
+        url,
+        {"type": "text", "text": "The images of the output of call b:"},
+        url,
+        url,
+    ]
+    # Last in the input: the images still come after the tool messages.
+    ends = translate(body(input=items[:4])).messages
+    assert ends[-1].role == "user"
+    assert ends[-1].content == messages[4].content[:2]
+
+
 def test_an_image_by_url_and_its_detail():
     part = {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "low"}
     (message,) = translate(body(input=[{"role": "user", "content": [part]}])).messages
@@ -293,11 +334,11 @@ def test_allowed_tools_keeps_only_the_tools_it_names():
                     {
                         "type": "function_call_output",
                         "call_id": "c",
-                        "output": [{"type": "input_image", "image_url": "u"}],
+                        "output": [{"type": "input_image", "file_id": "f"}],
                     }
                 ]
             },
-            "input[0].output",
+            "input[0].output[0].image_url",
         ),
     ],
 )

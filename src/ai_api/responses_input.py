@@ -143,28 +143,41 @@ def to_messages(instructions: str | None, input: str | list[dict[str, Any]]) -> 
         return tuple(out)
     if not input:
         raise InvalidRequest("`input` must hold at least one item.", param="input")
+    shown: list[dict[str, Any]] = []  # tool outputs' images, sent after the tool messages
     for i, raw in enumerate(input):
         item = _item(i, raw)
+        if shown and not isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
+            out.append(Message(role="user", content=shown))
+            shown = []
         if isinstance(item, MessageItem):
             out.append(_message(i, item))
         elif isinstance(item, FunctionCallItem | CustomToolCallItem):
-            if isinstance(item, FunctionCallItem):
-                arguments = item.arguments
-            else:  # as the custom tool was sent upstream (`responses_wire._custom`)
-                arguments = json.dumps({"input": item.input}, ensure_ascii=False)
-            _add_call(
-                out,
-                {
-                    "id": item.call_id,
-                    "type": "function",
-                    "function": {"name": _flat(item), "arguments": arguments},
-                },
-            )
+            _add_call(out, _call(item))
         elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
-            out.append(Message(role="tool", tool_call_id=item.call_id, content=_output(i, item)))
+            text, images = _output(i, item)
+            out.append(Message(role="tool", tool_call_id=item.call_id, content=text))
+            if images:  # a Chat tool message takes text: its images follow in a user message
+                plural = "s" if len(images) > 1 else ""
+                label = f"The image{plural} of the output of call {item.call_id}:"
+                shown.extend([{"type": "text", "text": label}, *images])
+    if shown:
+        out.append(Message(role="user", content=shown))
     if not out:
         raise InvalidRequest("`input` holds nothing to answer.", param="input")
     return tuple(out)
+
+
+def _call(item: FunctionCallItem | CustomToolCallItem) -> dict[str, Any]:
+    """A call item as a Chat tool call."""
+    if isinstance(item, FunctionCallItem):
+        arguments = item.arguments
+    else:  # as the custom tool was sent upstream (`responses_wire._custom`)
+        arguments = json.dumps({"input": item.input}, ensure_ascii=False)
+    return {
+        "id": item.call_id,
+        "type": "function",
+        "function": {"name": _flat(item), "arguments": arguments},
+    }
 
 
 def _add_call(out: list[Message], call: dict[str, Any]) -> None:
@@ -244,13 +257,16 @@ def _image(where: str, part: ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": url}
 
 
-def _output(i: int, item: FunctionCallOutputItem | CustomToolCallOutputItem) -> str:
+def _output(
+    i: int, item: FunctionCallOutputItem | CustomToolCallOutputItem
+) -> tuple[str, list[dict[str, Any]]]:
+    """A tool output's text, and its images as `image_url` parts."""
     if isinstance(item.output, str):
-        return item.output
-    if any(isinstance(part, ImagePart) for part in item.output):
-        raise InvalidRequest(
-            f"`input[{i}].output`: images in a function_call_output are not supported"
-            " (Chat tool messages take text).",
-            param=f"input[{i}].output",
-        )
-    return "".join(part.text for part in item.output if isinstance(part, TextPart))
+        return item.output, []
+    images = [
+        _image(f"input[{i}].output[{j}]", part)
+        for j, part in enumerate(item.output)
+        if isinstance(part, ImagePart)
+    ]
+    text = "".join(part.text for part in item.output if isinstance(part, TextPart))
+    return text or ("(the output is in the next message)" if images else ""), images
