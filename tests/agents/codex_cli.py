@@ -16,18 +16,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ai_api.server import running
 from ai_api.settings import Settings
 
 from . import npm as packages
-from .npm import CheckFailed, Unavailable
+from .npm import CheckFailed
 
 PACKAGE = "@openai/codex"
 VERSION = packages.pinned(PACKAGE)
@@ -176,32 +173,10 @@ def demo_settings() -> Settings:
 
 
 async def check_all(command: list[str]) -> list[tuple[str, str]]:
-    """Both checks against one demo gateway: (name, what Codex answered) each."""
-    with tempfile.TemporaryDirectory(prefix="ai-api-codex-") as scratch:
-        async with running(demo_settings()) as gateway:
-            plain = await check_plain_prompt(command, gateway, Path(scratch))
-            tool = await check_tool_loop(command, gateway, Path(scratch))
-    return [("plain prompt", plain), ("tool loop", tool)]
-
-
-def main() -> int:
-    npm = shutil.which("npm")
-    if npm is None:
-        print("codex_cli: npm is not on PATH", file=sys.stderr)
-        return 2
-    try:
-        command = command_in(packages.install(npm))
-        checks = asyncio.run(check_all(command))
-    except Unavailable as exc:
-        print(f"codex_cli: unavailable: {exc}", file=sys.stderr)
-        return 2
-    except CheckFailed as exc:
-        print(f"codex_cli: FAILED: {exc}", file=sys.stderr)
-        return 1
-    for name, text in checks:
-        print(f"codex {VERSION}, {name}: ok: {text[:100]}")
-    return 0
+    """Both checks against one demo gateway: (name, what the agent answered) each."""
+    checks = (("plain prompt", check_plain_prompt), ("tool loop", check_tool_loop))
+    return await packages.run_checks(command, demo_settings(), checks)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(packages.main(f"codex {VERSION}", command_in, check_all))

@@ -8,11 +8,20 @@ agents unavailable (the checks are then skipped); any other failure is a failure
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
+
+from ai_api.server import running
+from ai_api.settings import Settings
 
 AGENTS_DIR = Path(__file__).resolve().parent
 FILES = ("package.json", "package-lock.json", ".npmrc")
@@ -81,3 +90,41 @@ def version_of(command: list[str], timeout: float) -> str | None:
     except OSError:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+Check = Callable[[list[str], str, Path], Awaitable[str]]
+"""One check of an agent: (its command, the gateway's URL, a scratch folder) -> its answer."""
+
+
+async def run_checks(
+    command: list[str], settings: Settings, checks: Sequence[tuple[str, Check]]
+) -> list[tuple[str, str]]:
+    """Each check against one gateway of `settings`: (name, what the agent answered) each."""
+    with tempfile.TemporaryDirectory(prefix="ai-api-agent-") as scratch:
+        async with running(settings) as gateway:
+            return [(name, await check(command, gateway, Path(scratch))) for name, check in checks]
+
+
+def main(
+    label: str,
+    command_in: Callable[[Path], list[str]],
+    check_all: Callable[[list[str]], Coroutine[Any, Any, list[tuple[str, str]]]],
+) -> int:
+    """Install, run every check and print each; 1 if one failed, 2 if the agent is not
+    available here."""
+    npm = shutil.which("npm")
+    if npm is None:
+        print(f"{label}: npm is not on PATH", file=sys.stderr)
+        return 2
+    try:
+        command = command_in(install(npm))
+        checks = asyncio.run(check_all(command))
+    except Unavailable as exc:
+        print(f"{label}: unavailable: {exc}", file=sys.stderr)
+        return 2
+    except CheckFailed as exc:
+        print(f"{label}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    for name, text in checks:
+        print(f"{label}, {name}: ok: {text[:100]}")
+    return 0
