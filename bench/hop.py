@@ -157,7 +157,9 @@ class Client(asyncio.Protocol):
             length = int(self.buf[at + 15 : self.buf.index(b"\r\n", at)])
             if len(self.buf) >= end + 4 + length:
                 self.done.set_result(self.buf)
-        elif self.buf.endswith(b"0\r\n\r\n"):
+        elif end >= 0 and self.buf.endswith(b"\r\n0\r\n\r\n", end):
+            # The last chunk (after a chunk's or the head's CRLF: a head whose last header
+            # value ends in 0, as a request id may, is no end).
             self.done.set_result(self.buf)
 
     async def request(self) -> None:
