@@ -3,6 +3,8 @@
     .venv/bin/python bench/count.py [--mode together|separate] [--json] [--loop uvloop|asyncio]
                                     [--targets direct,pass-through,ai-api]
 
+    .venv/bin/python bench/count.py --targets direct,ai-api,ai-api-messages,ai-api-responses
+
 Timings on a shared VM move by tens of percent from one minute to the next; instruction
 counts do not (two runs of the same source agree within ~0.3 %). This runs `bench/hop.py
 --only TARGET` under valgrind's callgrind twice per target, with 100 and with 400 requests,
@@ -11,6 +13,11 @@ and divides the difference by 300: the instructions one request costs the whole 
 proxy's hop is its count less the direct one. Instructions are not time (a cache miss or a
 system call costs more than its count shows, and valgrind serialises threads), so confirm a
 gain with `bench/hop.py` or `bench/run.py`; but a change that lowers the count lowers the work.
+
+The targets `ai-api-messages` and `ai-api-responses` ask ai-api the same question (prompt,
+`max_tokens`, the same upstream answer) through `/v1/messages` and `/v1/responses`; with
+`ai-api` and `direct` beside them, each facade's hop is also given against the chat
+completions hop (what the facade's translation costs).
 
 Needs valgrind (`apt-get install valgrind`). Takes about 3 minutes, two targets at a time.
 Everything listens on 127.0.0.1; every run is bounded by its request count and a timeout.
@@ -28,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+FACADES = ("ai-api-messages", "ai-api-responses")
+TARGETS = ("direct", "pass-through", "ai-api", *FACADES)
 SMALL, LARGE = 100, 400
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
@@ -73,8 +82,8 @@ def main() -> None:
     parser.add_argument("--targets", default="direct,pass-through,ai-api")
     args = parser.parse_args()
     names = [t for t in args.targets.split(",") if t]
-    if not names or not set(names) <= {"direct", "pass-through", "ai-api"}:
-        parser.error("--targets: a comma-separated subset of direct,pass-through,ai-api")
+    if not names or not set(names) <= set(TARGETS):
+        parser.error(f"--targets: a comma-separated subset of {','.join(TARGETS)}")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed: apt-get install valgrind")
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -85,10 +94,18 @@ def main() -> None:
         hop = ""
         if "direct" in counts and name != "direct":
             hop = f"; hop {count - counts['direct']:,}"
-        print(f"  {name:<13} {count:>11,}{hop}")
+        print(f"  {name:<16} {count:>11,}{hop}")
     if {"direct", "pass-through", "ai-api"} <= counts.keys():
         ratio = (counts["ai-api"] - counts["direct"]) / (counts["pass-through"] - counts["direct"])
         print(f"  ai-api / pass-through hop: {ratio:.2f}")
+    for name in FACADES:
+        if name in counts and "ai-api" in counts:
+            whole = counts[name] / counts["ai-api"]
+            line = f"  {name} / ai-api: {whole:.3f} (whole process)"
+            if "direct" in counts:
+                hop = (counts[name] - counts["direct"]) / (counts["ai-api"] - counts["direct"])
+                line += f", {hop:.3f} (hop)"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """One proxy hop's cost, measured in one process on one event loop: a quick, steadier check.
 
     .venv/bin/python bench/hop.py [--mode together|separate] [--loop uvloop|asyncio]
-                                  [--requests 500] [--rounds 6]
+                                  [--requests 500] [--rounds 6] [--facades]
 
 The full benchmark (`bench/run.py`) runs every target in its own process, as users do; on a
 shared 2-core machine its numbers move with the scheduling of those processes. This runs the
@@ -18,6 +18,11 @@ from a fast upstream); `--mode separate` gives each event its own turn of the lo
 read and forwarded alone, as at low load). `--loop` is the event loop all of them share
 (ai-api's default, uvloop, unless told otherwise). Everything listens on 127.0.0.1; every loop
 is bounded by `--requests` and `--rounds`.
+
+`--facades` adds ai-api's two other APIs over the same upstream answer: the same prompt and
+`max_tokens` asked of `/v1/messages` (Anthropic's body) and `/v1/responses` (`input`), and
+reports each one's hop against the chat completions hop (the targets `ai-api-messages` and
+`ai-api-responses`, which `bench/count.py` counts too).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json as json_module
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -41,11 +48,9 @@ sys.path.insert(0, str(BENCH))
 from passthrough import make_app  # noqa: E402
 from upstream import RATE_HEADERS, canned_completion, canned_events  # noqa: E402
 
-PATH = b"/openai/v1/chat/completions"
-BODY = (
-    b'{"model":"openai/gpt-oss-120b","messages":[{"role":"user","content":"Say hello in one'
-    b' short sentence."}],"stream":%s}'
-)
+MODEL = "openai/gpt-oss-120b"
+PROMPT = "Say hello in one short sentence."
+MAX_TOKENS = 256
 LIMITS = "rpm = 100000000, rpd = 1000000000, tpm = 1000000000000, tpd = 10000000000000"
 
 
@@ -88,12 +93,53 @@ class Upstream(asyncio.Protocol):
         self.transport.write(b"0\r\n\r\n")
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """What a client sends to one API (its path, extra headers and body) and what a complete
+    answer of that API holds."""
+
+    path: bytes
+    headers: bytes
+    body: bytes
+    ends: bytes
+
+
+def endpoint(api: str, json: bool) -> Endpoint:
+    """The same question (prompt, `max_tokens`, streamed or not) asked of `api`: `chat`
+    (chat completions, usage asked for, as the other two always report it), `messages`
+    (Anthropic's Messages API) or `responses` (OpenAI's Responses API)."""
+    user = [{"role": "user", "content": PROMPT}]
+    stream = not json
+    if api == "messages":
+        body: dict[str, object] = {"model": MODEL, "max_tokens": MAX_TOKENS, "messages": user}
+        ends = b'"stop_reason":"end_turn"' if json else b"event: message_stop"
+        headers = b"anthropic-version: 2023-06-01\r\n"
+    elif api == "responses":
+        body = {"model": MODEL, "input": PROMPT, "max_output_tokens": MAX_TOKENS}
+        ends = b'"status":"completed"' if json else b"data: [DONE]"
+        headers = b""
+    else:
+        body = {"model": MODEL, "messages": user, "max_tokens": MAX_TOKENS}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        ends = b'"finish_reason":"stop"' if json else b"data: [DONE]"
+        headers = b""
+    body["stream"] = stream
+    path = {"messages": "/v1/messages", "responses": "/v1/responses"}.get(
+        api, "/openai/v1/chat/completions"
+    )
+    return Endpoint(path.encode(), headers, _dumps(body).encode(), ends)
+
+
+def _dumps(value: object) -> str:
+    return json_module.dumps(value, separators=(",", ":"))
+
+
 class Client(asyncio.Protocol):
     """One keep-alive connection sending the same request, one at a time."""
 
-    def __init__(self, json: bool) -> None:
-        self.json = json
-        self.body = BODY % (b"false" if json else b"true")
+    def __init__(self, to: Endpoint) -> None:
+        self.to = to
         self.buf = b""
         self.done: asyncio.Future[bytes] | None = None
         self.transport: asyncio.Transport | None = None
@@ -111,26 +157,29 @@ class Client(asyncio.Protocol):
             length = int(self.buf[at + 15 : self.buf.index(b"\r\n", at)])
             if len(self.buf) >= end + 4 + length:
                 self.done.set_result(self.buf)
-        elif self.buf.endswith(b"0\r\n\r\n"):
+        elif end >= 0 and self.buf.endswith(b"\r\n0\r\n\r\n", end):
+            # The last chunk (after a chunk's or the head's CRLF: a head whose last header
+            # value ends in 0, as a request id may, is no end).
             self.done.set_result(self.buf)
 
     async def request(self) -> None:
         assert self.transport is not None
         self.buf = b""
         self.done = asyncio.get_running_loop().create_future()
+        to = self.to
         self.transport.write(
-            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n"
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n%s"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (PATH, len(self.body), self.body)
+            % (to.path, to.headers, len(to.body), to.body)
         )
         answer = await asyncio.wait_for(self.done, timeout=10)
-        if (b'"finish_reason":"stop"' if self.json else b"data: [DONE]") not in answer:
+        if to.ends not in answer:
             raise RuntimeError(f"an incomplete answer: {answer[:300]!r}")
 
 
-async def cpu_per_request(port: int, requests: int, json: bool) -> float:
+async def cpu_per_request(port: int, to: Endpoint, requests: int) -> float:
     loop = asyncio.get_running_loop()
-    transport, client = await loop.create_connection(lambda: Client(json), "127.0.0.1", port)
+    transport, client = await loop.create_connection(lambda: Client(to), "127.0.0.1", port)
     try:
         for _ in range(20):  # warm-up
             await client.request()
@@ -180,9 +229,7 @@ async def targets(mode: str) -> AsyncIterator[dict[str, int]]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "ai-api.toml"
-            config.write_text(
-                f'[providers.groq]\nmodels = [{{ name = "openai/gpt-oss-120b", {LIMITS} }}]\n'
-            )
+            config.write_text(f'[providers.groq]\nmodels = [{{ name = "{MODEL}", {LIMITS} }}]\n')
             env = {
                 "GROQ_API_KEY": "bench",
                 "GROQ_BASE_URL": f"http://127.0.0.1:{up_port}",
@@ -203,26 +250,45 @@ async def targets(mode: str) -> AsyncIterator[dict[str, int]]:
         upstream.close()
 
 
-async def main(mode: str, requests: int, rounds: int, json: bool, only: str | None) -> None:
+FACADES = {"ai-api-messages": "messages", "ai-api-responses": "responses"}
+"""The targets that ask ai-api's other APIs the chat completions question, and their API."""
+TARGETS = ("direct", "pass-through", "ai-api", *FACADES)
+
+
+async def main(args: argparse.Namespace) -> None:
     from ai_api.server import loop_name
 
-    async with targets(mode) as ports:
-        if only is not None:  # one target, once: for an outside meter (bench/count.py)
-            await cpu_per_request(ports[only], requests, json)
+    async with targets(args.mode) as ports:
+        # name -> (port, API): the facades are ai-api's port asked through another API.
+        asked = {
+            name: (ports.get(name, ports["ai-api"]), FACADES.get(name, "chat")) for name in TARGETS
+        }
+        if args.only is not None:  # one target, once: for an outside meter (bench/count.py)
+            port, api = asked[args.only]
+            await cpu_per_request(port, endpoint(api, args.json), args.requests)
             return
-        best = {name: float("inf") for name in ports}
-        for _ in range(rounds):
-            for name, port in ports.items():
-                best[name] = min(best[name], await cpu_per_request(port, requests, json))
+        names = [n for n in asked if args.facades or n not in FACADES]
+        best = {name: float("inf") for name in names}
+        for _ in range(args.rounds):
+            for name in names:
+                port, api = asked[name]
+                cost = await cpu_per_request(port, endpoint(api, args.json), args.requests)
+                best[name] = min(best[name], cost)
     direct, through, ai_api = best["direct"], best["pass-through"], best["ai-api"]
-    kind = "json" if json else "stream"
+    kind = "json" if args.json else "stream"
     print(
-        f"{kind}, {mode}, {loop_name(asyncio.get_running_loop())}: CPU µs per request:"
+        f"{kind}, {args.mode}, {loop_name(asyncio.get_running_loop())}: CPU µs per request:"
         f" direct {direct:.0f}; pass-through hop +{through - direct:.0f};"
         f" ai-api hop +{ai_api - direct:.0f};"
         f" ai-api / pass-through hop {(ai_api - direct) / (through - direct):.2f}"
-        f" (min of {rounds} rounds of {requests})"
+        f" (min of {args.rounds} rounds of {args.requests})"
     )
+    for name in FACADES:
+        if name in best:
+            hop = best[name] - direct
+            print(
+                f"  {name} hop +{hop:.0f}: {hop / (ai_api - direct):.2f}x the chat completions hop"
+            )
 
 
 if __name__ == "__main__":
@@ -232,8 +298,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--json", action="store_true", help="clients ask for a whole answer")
+    parser.add_argument("--only", choices=TARGETS, help="drive one target, once")
     parser.add_argument(
-        "--only", choices=("direct", "pass-through", "ai-api"), help="drive one target, once"
+        "--facades", action="store_true", help="also /v1/messages and /v1/responses"
     )
     args = parser.parse_args()
     if not (1 <= args.requests <= 20_000 and 1 <= args.rounds <= 50):
@@ -241,4 +308,4 @@ if __name__ == "__main__":
     from ai_api.server import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(main(args.mode, args.requests, args.rounds, args.json, args.only))
+        runner.run(main(args))

@@ -1,17 +1,22 @@
 """The load generator: fixed concurrency over keep-alive HTTP/1.1 connections to 127.0.0.1.
 
     python3 bench/load.py --port P [--stream] [--concurrency 64] [--duration 3]
-        [--max-requests 100000] [--path /v1/chat/completions] [--model M]
+        [--max-requests 100000] [--api chat|messages|responses] [--path P] [--model M]
+        [--max-tokens N]
 
 Standard library only (a bare asyncio protocol, so that the load generator is cheap next to
-what it measures). Each of the `--concurrency` connections sends one chat completion after the
-other. The run is bounded twice: no request starts after `--duration` seconds or once
+what it measures). Each of the `--concurrency` connections sends one request after the
+other: a chat completion, or with `--api` the same question to Anthropic's Messages API
+(`/v1/messages`, with `anthropic-version`) or OpenAI's Responses API (`/v1/responses`).
+The run is bounded twice: no request starts after `--duration` seconds or once
 `--max-requests` have started, and whatever is still in flight `--grace` seconds later is
 abandoned and counted as an error; then the process exits by itself.
 
 Measured per request: latency to the last byte, and for streams the time to the first byte
-of content (the first non-empty `"content"` delta). A response is an error unless it is a
-200 that ends properly: a stream ending with `data: [DONE]`, a JSON body with `choices`.
+of content (the first non-empty `"content"` delta; a `text_delta`'s `text`, an
+`output_text.delta`'s `delta`). A response is an error unless it is a 200 that ends properly:
+a stream ending with `data: [DONE]` (`event: message_stop` for Messages), a JSON body with
+`choices` (`content`, `output`).
 
 Prints `START` when the connections are open and warmed up (one request each, not counted),
 `END` when the measured part is over, then one JSON line with the results.
@@ -28,7 +33,22 @@ import resource
 import sys
 import time
 
-_CONTENT = re.compile(rb'"content"\s*:\s*"[^"]')
+
+class Api:
+    """How one API is asked and how its answers look."""
+
+    def __init__(self, path: str, content: bytes, end: bytes, whole: bytes) -> None:
+        self.path = path
+        self.content = re.compile(content)  # the first content of a stream
+        self.end = end  # what ends a complete stream
+        self.whole = whole  # what a complete JSON answer holds
+
+
+APIS = {
+    "chat": Api("/v1/chat/completions", rb'"content"\s*:\s*"[^"]', b"[DONE]", b'"choices"'),
+    "messages": Api("/v1/messages", rb'"text"\s*:\s*"[^"]', b"message_stop", b'"content"'),
+    "responses": Api("/v1/responses", rb'"delta"\s*:\s*"[^"]', b"[DONE]", b'"output"'),
+}
 _CL = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:\s*chunked", re.IGNORECASE)
 _CLOSE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
@@ -44,8 +64,9 @@ class Failed(Exception):
 class Conn(asyncio.Protocol):
     """One keep-alive connection; `request()` resolves to (ttft or None) when a response ends."""
 
-    def __init__(self, stream: bool) -> None:
+    def __init__(self, stream: bool, api: Api) -> None:
         self.stream = stream
+        self.api = api
         self.transport: asyncio.Transport | None = None
         self.fut: asyncio.Future | None = None
         self.lost = False
@@ -107,7 +128,7 @@ class Conn(asyncio.Protocol):
         if (
             self.stream
             and self.ttft is None
-            and _CONTENT.search(buf, max(self.head_end, start - 16))
+            and self.api.content.search(buf, max(self.head_end, start - 64))
         ):
             self.ttft = clock()
             STREAMING["now"] += 1
@@ -144,14 +165,31 @@ class Conn(asyncio.Protocol):
             STREAMING["now"] -= 1
         if self.status != 200:
             fut.set_exception(Failed(f"HTTP {self.status}: {bytes(body[:160])!r}"))
-        elif self.stream and b"[DONE]" not in body[-48:]:
-            fut.set_exception(Failed(f"stream without [DONE]: {bytes(body[-160:])!r}"))
-        elif not self.stream and b'"choices"' not in body:
-            fut.set_exception(Failed(f"JSON without choices: {bytes(body[:160])!r}"))
+        elif self.stream and self.api.end not in body[-64:]:
+            fut.set_exception(Failed(f"stream without its end: {bytes(body[-160:])!r}"))
+        elif not self.stream and self.api.whole not in body:
+            fut.set_exception(Failed(f"JSON without {self.api.whole!r}: {bytes(body[:160])!r}"))
         else:
             fut.set_result(self.ttft)
         if self.close and self.transport is not None:
             self.transport.close()
+
+
+def request_body(args: argparse.Namespace) -> dict:
+    """The question: the prompt as one user message (`input` for Responses), `max_tokens`
+    (`max_output_tokens`) when given; a chat stream asks for usage, which the others send."""
+    body: dict = {"model": args.model}
+    if args.api == "responses":
+        body["input"] = args.prompt
+    else:
+        body["messages"] = [{"role": "user", "content": args.prompt}]
+    if args.max_tokens is not None:
+        body["max_output_tokens" if args.api == "responses" else "max_tokens"] = args.max_tokens
+    if args.stream:
+        body["stream"] = True
+        if args.api == "chat":
+            body["stream_options"] = {"include_usage": True}
+    return body
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -173,14 +211,12 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 async def run(args: argparse.Namespace) -> dict:
     loop = asyncio.get_running_loop()
-    body = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
-    if args.stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    raw = json.dumps(body).encode()
+    api = APIS[args.api]
+    raw = json.dumps(request_body(args)).encode()
+    extra = "anthropic-version: 2023-06-01\r\n" if args.api == "messages" else ""
     payload = (
-        f"POST {args.path} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
-        f"Authorization: Bearer {args.api_key}\r\nContent-Type: application/json\r\n"
+        f"POST {args.path or api.path} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
+        f"Authorization: Bearer {args.api_key}\r\n{extra}Content-Type: application/json\r\n"
         f"Accept: {'text/event-stream' if args.stream else 'application/json'}\r\n"
         f"Content-Length: {len(raw)}\r\n\r\n"
     ).encode() + raw
@@ -200,7 +236,9 @@ async def run(args: argparse.Namespace) -> dict:
             examples.append(f"{kind}: {detail}"[:300])
 
     async def connect() -> Conn:
-        _, conn = await loop.create_connection(lambda: Conn(args.stream), "127.0.0.1", args.port)
+        _, conn = await loop.create_connection(
+            lambda: Conn(args.stream, api), "127.0.0.1", args.port
+        )
         return conn
 
     async def one(conn: Conn, record: bool) -> Conn:
@@ -256,7 +294,7 @@ async def run(args: argparse.Namespace) -> dict:
                 except OSError as exc:
                     error("connect", repr(exc))
                     await asyncio.sleep(0.01)
-                    conn = Conn(args.stream)
+                    conn = Conn(args.stream, api)
                     conn.lost = True
         except OSError as exc:
             error("connect", repr(exc))
@@ -321,9 +359,11 @@ async def run(args: argparse.Namespace) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description="Bounded HTTP load on 127.0.0.1.")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--path", default="/v1/chat/completions")
+    p.add_argument("--api", choices=tuple(APIS), default="chat")
+    p.add_argument("--path", help="the API's own path unless given")
     p.add_argument("--model", default="openai/gpt-oss-120b")
     p.add_argument("--prompt", default="Say hello in one sentence.")
+    p.add_argument("--max-tokens", type=int)
     p.add_argument("--api-key", default="bench")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--concurrency", type=int, default=16)
@@ -337,6 +377,8 @@ def main() -> None:
     args = p.parse_args()
     if args.duration > 3600 or args.max_requests > 50_000_000:
         p.error("refusing an unbounded run")
+    if args.api == "messages" and args.max_tokens is None:
+        p.error("--api messages needs --max-tokens (the Messages API requires it)")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     result = asyncio.run(run(args))

@@ -18,9 +18,11 @@ Load comes from `bench/load.py` in a separate process: fixed concurrency, bounde
 and seconds. Targets are interleaved at every point (a, p, b, c1, c2, a, p, b, ...) and each
 point is repeated (`--rounds`); the tables give medians.
 
-Scenarios (`--only` takes a comma-separated subset): startup, stream, json, profile (py-spy on
-ai-api at streaming c=64), open1000 (1,000 streams open at once on the slow upstream), soak
-(ai-api under steady streaming load, RSS slope). Results go to `bench/results/latest.json` and
+Scenarios (`--only` takes a comma-separated subset): startup, stream, json, facades (the same
+streamed question to ai-api's `/v1/chat/completions`, `/v1/messages` and `/v1/responses`,
+interleaved, and the gateway's CPU per request through each), profile (py-spy on ai-api at
+streaming c=64), open1000 (1,000 streams open at once on the slow upstream), soak (ai-api under
+steady streaming load, RSS slope). Results go to `bench/results/latest.json` and
 `.md`; a run of every scenario also rewrites the results section of `docs/benchmarks.md`.
 """
 
@@ -65,7 +67,12 @@ RESULTS = BENCH / "results"
 CLK = os.sysconf("SC_CLK_TCK")
 START_MARK = "<!-- bench:results:start -->"
 END_MARK = "<!-- bench:results:end -->"
-SCENARIOS = ("startup", "stream", "json", "profile", "open1000", "soak")
+SCENARIOS = ("startup", "stream", "json", "facades", "profile", "open1000", "soak")
+FACADES = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
+"""The APIs of ai-api asked the same streamed question in the facades scenario, chat first."""
+FACADE_MAX_TOKENS = 256
+FACADE_LIMIT = 1.15
+"""The issue's bound: a facade's gateway CPU per streamed request against chat completions'."""
 HUGE = "rpm = 100000000, rpd = 100000000, tpm = 1000000000000, tpd = 1000000000000"
 
 
@@ -339,6 +346,8 @@ def run_load(
     model: str | None = None,
     upstream: list[Proc] = (),
     on_start=None,
+    api: str = "chat",
+    max_tokens: int | None = None,
 ) -> dict:
     pids = target.proc.pids()
     up_pids = [p for u in upstream for p in u.pids()]
@@ -365,7 +374,11 @@ def run_load(
         target.api_key,
         "--model",
         model or target.model,
+        "--api",
+        api,
     ]
+    if max_tokens is not None:
+        cmd += ["--max-tokens", str(max_tokens)]
     if stream:
         cmd.append("--stream")
     lp = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
@@ -425,6 +438,61 @@ def run_load(
 def median(values: list) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
+
+
+def measure_facades(
+    b: Target, fast: Proc, levels: list[int], rounds: int, duration: float
+) -> dict[str, dict]:
+    """The same streamed question asked of each of ai-api's APIs (`FACADES`) at each
+    concurrency, interleaved, `rounds` times (the order rotating from round to round): by
+    level, the runs and their summaries by API, and each API's median CPU per request
+    against chat completions' (and the same ratio round by round)."""
+    apis = list(FACADES)
+    out: dict[str, dict] = {}
+    for c in levels:
+        runs: dict[str, list[dict]] = {api: [] for api in apis}
+        for r in range(rounds):
+            for api in apis[r % len(apis) :] + apis[: r % len(apis)]:
+                res = run_load(
+                    b,
+                    stream=True,
+                    concurrency=c,
+                    duration=duration,
+                    max_requests=max(2000, int(duration * 20000)),
+                    grace=15,
+                    upstream=[fast],
+                    api=api,
+                    max_tokens=FACADE_MAX_TOKENS,
+                )
+                runs[api].append(res)
+                log(
+                    f"facade c={c:<4} round {r + 1} {FACADES[api]:22} {res['rps']:9.1f} req/s"
+                    f"  p50 {fmt(res['latency_ms'].get('p50'), 2):>8} ms"
+                    f"  cpu {fmt(res.get('cpu_ms_per_req'), 3)} ms/req"
+                    f"  errors {res['errors']}"
+                    + (f" {res['error_examples'][:1]}" if res["errors"] else "")
+                )
+                time.sleep(0.2)
+        summary = {api: summarize(v) for api, v in runs.items()}
+        chat = summary["chat"]["cpu"]
+        out[str(c)] = {
+            "runs": runs,
+            "summary": summary,
+            "ratio": {
+                api: summary[api]["cpu"] / chat if chat and summary[api]["cpu"] else None
+                for api in apis
+            },
+            "round_ratios": {
+                api: [
+                    x["cpu_ms_per_req"] / y["cpu_ms_per_req"]
+                    for x, y in zip(runs[api], runs["chat"], strict=True)
+                    if x.get("cpu_ms_per_req") and y.get("cpu_ms_per_req")
+                ]
+                for api in apis
+            },
+            "served": sum(x["completed"] + x["errors"] + c for v in runs.values() for x in v),
+        }
+    return out
 
 
 # ------------------------------------------------------------------------------ setup
@@ -818,6 +886,9 @@ def build_report(data: dict) -> str:
             " benchmark used during any run of the point: above ~0.1 the numbers of that point"
             " are disturbed."
         )
+    facades = data.get("facades")
+    if facades:
+        report_facades(w, facades, data["settings"]["rounds"])
     o = data.get("open1000")
     if o:
         w("")
@@ -930,6 +1001,36 @@ def build_report(data: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def report_facades(w, facades: dict[str, dict], rounds: int) -> None:
+    w("")
+    w("### Facades: the same streamed question through each of ai-api's APIs")
+    w("")
+    w(
+        "ai-api (b) asked by `bench/load.py --api chat|messages|responses`: one user message"
+        f" (`input` for Responses), `max_tokens` {FACADE_MAX_TOKENS} (`max_output_tokens`),"
+        " streamed (chat completions with `include_usage`, as the other two always report"
+        " usage), and the same upstream answer; the three interleaved in each of"
+        f" {rounds} rounds, their order rotating; medians. CPU ms/req is the ai-api process's"
+        " own user+system time over the measured window, divided by the requests completed."
+    )
+    w("")
+    w(
+        "| c | API | req/s | p50 ms | p99 ms | TTFT p50 ms | CPU ms/req | CPU against chat"
+        " | per round | errors | other load (cores) |"
+    )
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    for c, point in facades.items():
+        for api, path in FACADES.items():
+            s = point["summary"][api]
+            per_round = ", ".join(f"{x:.2f}" for x in point["round_ratios"][api])
+            w(
+                f"| {c} | `{path}` | {fmt(s['rps'], 0)} | {fmt(s['p50'], 2)} |"
+                f" {fmt(s['p99'], 2)} | {fmt(s['ttft50'], 2)} | {fmt(s['cpu'], 3)} |"
+                f" {ratio(point['ratio'][api], 1)} | {per_round if api != 'chat' else '-'} |"
+                f" {s['errors']} | {fmt(s['foreign'], 2)} |"
+            )
+
+
 def streamed_baseline(data: dict) -> tuple[float, float] | None:
     """A whole answer through ai-api (json c=1, b) less a streamed answer straight from the
     upstream (stream c=1, a), p50 and p99; None unless both points ran."""
@@ -984,6 +1085,18 @@ def check_targets(data: dict) -> list[tuple[str, str, bool | None]]:
                     f"{mode} c=1: added latency p99 < 2 ms",
                     f"{fmt(a99, 2)} ms",
                     a99 is not None and a99 < 2,
+                )
+            )
+    for c, point in (data.get("facades") or {}).items():
+        chat = point["summary"]["chat"]["cpu"]
+        for api in ("messages", "responses"):
+            cpu, r = point["summary"][api]["cpu"], point["ratio"][api]
+            out.append(
+                (
+                    f"streamed `{FACADES[api]}` c={c}: gateway CPU <= {FACADE_LIMIT:.2f} x chat"
+                    " completions'",
+                    f"{fmt(cpu, 3)} vs {fmt(chat, 3)} ms/req = {ratio(r, 1)}",
+                    None if r is None else r <= FACADE_LIMIT,
                 )
             )
     st = (data.get("startup") or {}).get("b (ai-api)")
@@ -1120,6 +1233,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, help="repetitions of each point (3; quick 2)")
     ap.add_argument("--soak", type=float, help="soak seconds (60; quick 20); 600 for the issue")
     ap.add_argument("--concurrency", default="1,16,64,256")
+    ap.add_argument(
+        "--facade-concurrency", default="1,64", help="concurrencies of the facades scenario"
+    )
     ap.add_argument("--upstream-impl", choices=("raw", "aiohttp"), default="raw")
     ap.add_argument(
         "--yardstick-loop",
@@ -1143,6 +1259,7 @@ def main() -> None:
     if duration > 120 or soak_s > 3600 or rounds > 20:
         ap.error("bounded runs only: --duration ≤ 120, --soak ≤ 3600, --rounds ≤ 20")
     levels = [int(c) for c in args.concurrency.split(",")]
+    facade_levels = [int(c) for c in args.facade_concurrency.split(",")]
     profile_s = 5.0 if quick else 10.0
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -1162,6 +1279,7 @@ def main() -> None:
             "rounds": rounds,
             "soak": soak_s,
             "levels": levels,
+            "facade_levels": facade_levels,
             "upstream_impl": args.upstream_impl,
             "coalesce": args.coalesce,
             "yardstick_loop": args.yardstick_loop,
@@ -1227,7 +1345,9 @@ def main() -> None:
             log(f"ai-api start-up: {[f'{t:.3f}' for t in times]} s; RSS {rss} MB")
 
         targets: dict[str, Target] = {"a": Target("a", "a (direct)", fast, fast_port, key)}
-        need_load = any(s in only for s in ("stream", "json", "profile", "open1000", "soak"))
+        need_load = any(
+            s in only for s in ("stream", "json", "facades", "profile", "open1000", "soak")
+        )
         if need_load:
             pt, pp = start_passthrough("passthrough", tmp, fast_port, yardstick_args)
             procs.append(pt)
@@ -1307,6 +1427,11 @@ def main() -> None:
                     point["added_ttft99"] = added(runs["b"], runs["a"], "ttft_ms", "p99")
                 data["points"][f"{mode}:{c}"] = point
                 save()
+
+        if "facades" in only:
+            data["facades"] = measure_facades(targets["b"], fast, facade_levels, rounds, duration)
+            served_b += sum(point["served"] for point in data["facades"].values())
+            save()
 
         if "profile" in only and pyspy is not None:
             data["profile"] = {}

@@ -12,6 +12,7 @@ the upstream leaves silent gets a `ping` event every `ping_interval` seconds.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -34,7 +35,7 @@ from .attempts import Opened
 from .errors import GatewayError, InvalidRequest, UpstreamProtocol
 from .gateway import GATEWAY
 from .keys import check_model
-from .schemas import decode_body
+from .schemas import Chunk, decode_body
 from .sse import encode_event
 from .tokens import prompt_tokens, text_tokens
 
@@ -78,12 +79,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
     )
     async with aclosing(opened.chunks):
         if body.stream:
+            held: list[Event] = []
+            interval = gateway.settings.ping_interval
             return await stream(
                 request,
                 opened,
                 "text/event-stream",
-                lambda response: _relay(response, opened, events, gateway.settings.ping_interval),
-                _failure,
+                lambda response: _relay(response, opened, events, interval, held),
+                lambda exc: _frame(held) + _failure(exc),
             )
         return _whole(opened, [*events.start(), *await _collect(opened, events), *events.finish()])
 
@@ -96,35 +99,77 @@ _PING = encode_event("ping", PING)
 
 
 async def _relay(
-    response: web.StreamResponse, opened: Opened, events: EventStream, ping_interval: float
+    response: web.StreamResponse,
+    opened: Opened,
+    events: EventStream,
+    ping_interval: float,
+    held: list[Event],
 ) -> bytes:
     """Write `message_start` and each block of chunks' events as they come, a block in one
     write, and a `ping` each `ping_interval` seconds the client has been sent nothing;
-    return `message_delta` and `message_stop`, to end the body with."""
-    held = events.start()
+    return the rest, `message_delta` and `message_stop`, to end the body with.
+
+    From the finish reason on, the answer is complete: its events stay in `held`, to go out
+    with the end in one write (before the error, when the upstream fails after it).
+    """
+    held.extend(events.start())
+    pings = _Pings(response, ping_interval)
     block = opened.first
-    loop = asyncio.get_running_loop()
-    quiet_until = loop.time() + ping_interval
+    finished = False
     while block is not None:
         for chunk in block:
             held.extend(events.feed(chunk))
-        if held:
+            finished = finished or chunk.finish_reason is not None
+        if held and not finished:
             await response.write(_frame(held))
             held.clear()
-            quiet_until = loop.time() + ping_interval
-        # The next block is awaited in a task of its own, so that a ping can go out while
-        # it is pending without cancelling (and so ending) the stream of chunks.
-        pending = asyncio.ensure_future(anext(opened.chunks, None))
+            pings.sent()
+        block = await pings.next_block(opened.chunks)
+    return _frame([*held, *events.finish()])
+
+
+class _Pings:
+    """The `ping` events of one stream: while the relay awaits the next block, a timer fires
+    once the client has been sent nothing for `interval` seconds, and a task of its own sends
+    a ping (the block is awaited where it is, not cancelled, which would end the stream).
+    A timer costs a block far less than awaiting it in a task with a timeout."""
+
+    def __init__(self, response: web.StreamResponse, interval: float) -> None:
+        self._response, self._interval = response, interval
+        self._loop = asyncio.get_running_loop()
+        self._quiet_until = self._loop.time() + interval
+        self._timer: asyncio.TimerHandle | None = None  # set while a block is awaited
+        self._sending: asyncio.Task[None] | None = None
+
+    def sent(self) -> None:
+        """The client has just been sent something."""
+        self._quiet_until = self._loop.time() + self._interval
+
+    async def next_block(self, chunks: AsyncIterator[list[Chunk]]) -> list[Chunk] | None:
+        """The next block of `chunks` (None: the end), pinging the client while it is due.
+        A ping that failed raises here, as the relay's own write would have."""
+        self._timer = self._loop.call_at(self._quiet_until, self._due)
         try:
-            while not (await asyncio.wait((pending,), timeout=quiet_until - loop.time()))[0]:
-                await response.write(_PING)
-                quiet_until = loop.time() + ping_interval
-            block = pending.result()
+            block = await anext(chunks, None)
         finally:
-            if not pending.done():
-                pending.cancel()
-                await asyncio.wait((pending,))
-    return _frame(events.finish())
+            self._timer.cancel()
+            self._timer = None
+            sending, self._sending = self._sending, None
+            if sending is not None and not sending.done():
+                sending.cancel()  # what it wrote went out ahead of what comes next
+                await asyncio.wait((sending,))
+        if sending is not None and not sending.cancelled():
+            sending.result()
+        return block
+
+    def _due(self) -> None:
+        self._sending = asyncio.ensure_future(self._ping())
+
+    async def _ping(self) -> None:
+        await self._response.write(_PING)
+        self.sent()
+        if self._timer is not None:  # still awaiting the block
+            self._timer = self._loop.call_at(self._quiet_until, self._due)
 
 
 def _failure(exc: GatewayError) -> bytes:

@@ -17,7 +17,6 @@ from aiohttp import web
 
 from .answers import answered_by, read_body, stream
 from .attempts import Opened
-from .errors import GatewayError
 from .gateway import GATEWAY
 from .keys import check_model
 from .responses_events import Event, EventStream, head_of
@@ -61,12 +60,13 @@ async def responses(request: web.Request) -> web.StreamResponse:
     )
     async with aclosing(opened.chunks):
         if body.stream:
+            held: list[Event] = []
             return await stream(
                 request,
                 opened,
                 "text/event-stream",
-                lambda response: _relay(response, opened, events),
-                lambda exc: _failure(events, exc),
+                lambda response: _relay(response, opened, events, held),
+                lambda exc: _frame([*held, *events.fail(exc)]) + _DONE,
             )
         await _collect(opened, events)
         final = events.finish()[-1]["response"]
@@ -79,23 +79,27 @@ def _frame(events: list[Event]) -> bytes:
     return b"".join(encode_event(event["type"], event) for event in events)
 
 
-async def _relay(response: web.StreamResponse, opened: Opened, events: EventStream) -> bytes:
+async def _relay(
+    response: web.StreamResponse, opened: Opened, events: EventStream, held: list[Event]
+) -> bytes:
     """Write `response.created`, `response.in_progress` and each block of chunks' events as
-    they come, a block in one write; return the terminal event and `[DONE]`."""
-    held = events.start()
+    they come, a block in one write; return the rest, the terminal event and `[DONE]`.
+
+    From the finish reason on, the answer is complete: its events stay in `held`, to go out
+    with the end in one write (before the error, when the upstream fails after it).
+    """
+    held.extend(events.start())
     block = opened.first
+    finished = False
     while block is not None:
         for chunk in block:
             held.extend(events.feed(chunk))
-        if held:
+            finished = finished or chunk.finish_reason is not None
+        if held and not finished:
             await response.write(_frame(held))
             held.clear()
         block = await anext(opened.chunks, None)
-    return _frame(events.finish()) + _DONE
-
-
-def _failure(events: EventStream, exc: GatewayError) -> bytes:
-    return _frame(events.fail(exc)) + _DONE
+    return _frame([*held, *events.finish()]) + _DONE
 
 
 async def _collect(opened: Opened, events: EventStream) -> None:
