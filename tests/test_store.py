@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from msgspec.structs import replace
 
-from ai_api.store import Attempt, MemoryLedger, SQLiteLedger, UsageLedger, UsageRow
+from ai_api.store import (
+    Attempt,
+    MemoryLedger,
+    RequestRecord,
+    SQLiteLedger,
+    UsageLedger,
+    UsageRow,
+)
 from ai_api.store.ledger import IN_PROGRESS, INTERRUPTED
 from ai_api.store.ledger_sql import SCHEMA_VERSION
 
@@ -36,6 +43,28 @@ def attempt(at: float, **changes: object) -> Attempt:
         estimated=False,
         ttft=0.25,
         duration=1.5,
+    )
+    return replace(base, **changes)
+
+
+def request(at: float, **changes: object) -> RequestRecord:
+    base = RequestRecord(
+        at=at,
+        request_id=f"req-{at}",
+        method="POST",
+        path="/v1/chat/completions",
+        api="openai",
+        route="auto",
+        status=200,
+        error=None,
+        provider="groq",
+        account="groq:default",
+        model="llama-3.1-8b-instant",
+        attempts=1,
+        ttft=0.25,
+        duration=1.5,
+        prompt_tokens=10,
+        completion_tokens=5,
     )
     return replace(base, **changes)
 
@@ -196,6 +225,27 @@ async def test_queries_include_attempts_not_yet_flushed(ledger: UsageLedger) -> 
     assert await ledger.usage("2026-01-01") == [row]
 
 
+@pytest.mark.parametrize("flushed", [False, True])
+async def test_requests_come_back_the_last_ones_oldest_first(
+    ledger: UsageLedger, flushed: bool
+) -> None:
+    kept = [
+        request(MIDNIGHT + 2, status=429, error="rate_limited", attempts=0, provider=None),
+        request(MIDNIGHT + 1, attempts=2, ttft=None, account=None, model=None),
+        request(MIDNIGHT + 3, api="anthropic", path="/v1/messages"),
+        request(MIDNIGHT - 9),
+    ]
+    for r in kept:
+        ledger.record_request(r)
+        ledger.record(attempt(r.at))  # attempts and requests share the queue
+    if flushed:
+        await ledger.flush()
+    assert await ledger.requests_since(MIDNIGHT, 10) == [kept[1], kept[0], kept[2]]
+    assert await ledger.requests_since(0, 2) == [kept[0], kept[2]]
+    assert await ledger.requests_since(0, 0) == []
+    assert len(await ledger.attempts_since(0)) == 4
+
+
 async def test_usage_rejects_a_malformed_day(ledger: UsageLedger) -> None:
     with pytest.raises(ValueError, match="does not match format"):
         await ledger.usage("01/01/2026")
@@ -271,6 +321,9 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -
         ledger.record(taught)
         await ledger.flush()
         assert await ledger.ceilings_since(0) == [taught]
+        ledger.record_request(request(MIDNIGHT + 2))
+        await ledger.flush()
+        assert await ledger.requests_since(0, 5) == [request(MIDNIGHT + 2)]
     finally:
         await ledger.close()
     assert stored(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

@@ -11,6 +11,7 @@ from .embeddings import embed
 from .embeddings_wire import client_answer, parse_request
 from .gateway import GATEWAY
 from .keys import check_model
+from .outcomes import routed
 
 
 def add_routes(app: web.Application) -> None:
@@ -25,7 +26,9 @@ async def embeddings(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     check_model(request, ask.model)
     route = gateway.embeddings.route(ask.model)
-    done = await embed(route, ask, gateway.ids.next(), gateway.rationing, gateway.bounds)
+    request_id = gateway.ids.next()
+    routed(route.name, request_id)
+    done = await embed(route, ask, request_id, gateway.rationing, gateway.bounds)
     body = client_answer(ask, done.deployment.model, done.vectors, done.usage)
     headers = {
         "X-AI-API-Provider": done.deployment.name,

@@ -29,6 +29,7 @@ from .errors import (
 from .gateway import GATEWAY, Gateway
 from .keys import require_key
 from .openapi import describe
+from .outcomes import Observer, Trace
 from .usage import report
 
 log = logging.getLogger("ai_api")
@@ -42,7 +43,9 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     """The gateway's HTTP API as an aiohttp application (see `gateway.build_gateway`), told
     when each request begins and ends if `connections` bounds its clients."""
     settings = gateway.settings
-    middlewares: list[Middleware] = [_front(admission(settings), connections)]
+    middlewares: list[Middleware] = [
+        _front(admission(settings), connections, gateway.observers, gateway.rationing.clock)
+    ]
     if settings.gateway_keys:
         middlewares.append(require_key(settings.gateway_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
@@ -103,35 +106,59 @@ def error_response(error: GatewayError, request: web.Request | None = None) -> w
 def _front(
     admit: Callable[[web.Request], web.StreamResponse | None],
     connections: ClientConnections | None,
+    observers: list[Observer],
+    clock: Callable[[], float],
 ) -> Middleware:
     """The one outer middleware (each layer costs every request): it tells the connection a
     request began (in which task: a drain may cut it short) and ended, admits it
-    (`ai_api.admission`), and answers errors as JSON."""
+    (`ai_api.admission`), answers errors as JSON, and tells `observers` what became of it
+    (`ai_api.outcomes`)."""
 
-    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def answer(request: web.Request, handler: Handler, trace: Trace) -> web.StreamResponse:
         try:
             early = admit(request)  # a response is a mapping, falsy when empty: test for None
             return early if early is not None else await handler(request)
         except GatewayError as exc:
+            trace.error = exc.code
             return error_response(exc, request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(_from_http_exception(request, exc), request)
+            error = _from_http_exception(request, exc)
+            trace.error = error.code
+            return error_response(error, request)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             error = GatewayError("Internal error; the server log has details.")
+            trace.error = error.code
             return error_response(error, request)
+
+    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+        trace = Trace(clock())
+        end = trace.begin()
+        status = 499  # unless an answer is made: the client left, or the drain cut it short
+        try:
+            response = await answer(request, handler, trace)
+            status = response.status
+            return response
+        finally:
+            end()
+            record = trace.record(request.method, request.path, status, clock())
+            for observe in observers:
+                try:
+                    observe(record)
+                except Exception:
+                    log.exception("an observer of requests failed")
 
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
         connection = connections.of(request) if connections is not None else None
         if connection is None:
-            return await answer(request, handler)
+            return await traced(request, handler)
         connection.request_began(asyncio.current_task())
         request[CONNECTION] = connection
         try:
-            response = await answer(request, handler)
+            response = await traced(request, handler)
         except asyncio.CancelledError:
             if not connection.took_cut():
                 raise

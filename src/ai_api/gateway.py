@@ -19,6 +19,7 @@ from .attempts import Ask, Bounds, Opened, open_stream
 from .continuation import Prefills
 from .embeddings import EmbeddingRouter, build_embeddings
 from .http_client import HTTPClient
+from .outcomes import MODEL_APIS, Observer, RequestRecord, routed
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
 from .routing import Route, Router, build_router
@@ -58,6 +59,9 @@ class Gateway:
     ids: Ids = field(default_factory=lambda: Ids())
     prefills: Prefills = field(default_factory=lambda: Prefills())
     """Which members refused a prefill, for continuations."""
+    observers: list[Observer] = field(default_factory=list)
+    """Told of each request as it ends (`ai_api.outcomes`): the ledger's requests table, and
+    whatever else is added at startup (the access log, the metrics)."""
 
     async def open(
         self,
@@ -82,6 +86,7 @@ class Gateway:
             whole=whole,
             images=has_images(messages),
         )
+        routed(route.name, ask.request_id)
         return await open_stream(route, ask, self.rationing, self.bounds, self.prefills)
 
 
@@ -120,6 +125,7 @@ async def build_gateway(
                 "usage ledger: replayed %d attempts of the last day into the budgets", replayed
             )
         yield Gateway(
+            observers=[keep_request(ledger)],
             settings=settings,
             router=router,
             embeddings=embeddings,
@@ -132,6 +138,16 @@ async def build_gateway(
                 continuation=settings.continuation == "on",
             ),
         )
+
+
+def keep_request(ledger: UsageLedger) -> Observer:
+    """The observer that keeps the ledger's record of each request to a model API."""
+
+    def keep(record: RequestRecord) -> None:
+        if record.api in MODEL_APIS:
+            ledger.record_request(record)
+
+    return keep
 
 
 async def open_state(settings: Settings) -> SharedState:

@@ -32,6 +32,7 @@ from .headroom import (
     source_of,
 )
 from .limits import DAY, KINDS, Cost, Exhaustion, Kind, Limit, period_name
+from .outcomes import attempted
 from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
@@ -308,6 +309,7 @@ class Rationing:
             window, limit = f"{learned[0]}|{learned[1]:g}", learned[2]
             attempt = msgspec.structs.replace(attempt, learned_window=window, learned_limit=limit)
         self.ledger.record(attempt)
+        attempted(attempt)
 
     @staticmethod
     def _attempt(

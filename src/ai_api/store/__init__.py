@@ -1,7 +1,14 @@
 """Usage ledger: every upstream attempt, kept in memory or in SQLite, queried to rebuild limits."""
 
-from .ledger import Attempt, UsageLedger, UsageRow
+from .ledger import Attempt, RequestRecord, UsageLedger, UsageRow
 from .memory import MemoryLedger
 from .sqlite import SQLiteLedger
 
-__all__ = ["Attempt", "MemoryLedger", "SQLiteLedger", "UsageLedger", "UsageRow"]
+__all__ = [
+    "Attempt",
+    "MemoryLedger",
+    "RequestRecord",
+    "SQLiteLedger",
+    "UsageLedger",
+    "UsageRow",
+]

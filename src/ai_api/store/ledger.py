@@ -48,6 +48,36 @@ class Attempt(msgspec.Struct, frozen=True):
         return self.error == IN_PROGRESS
 
 
+class RequestRecord(msgspec.Struct, frozen=True):
+    """What the gateway did with one client request, as it ended (`ai_api.outcomes`).
+
+    `at`: epoch seconds when it began; `api`: which API it spoke (`outcomes.api_of`);
+    `route`: the route it was sent to, None before one was chosen; `status`: what the client
+    got; `error`: the gateway's error code (also for an answer that failed after its first
+    byte, whose status stays 200), None when it was answered whole; `provider`, `account`,
+    `model`: the last member tried (the one that answered, when one did); `attempts`: the
+    upstream attempts that ended; `ttft`: seconds from `at` to the first token; `prompt_tokens`
+    and `completion_tokens`: what its attempts spent.
+    """
+
+    at: float
+    request_id: str | None
+    method: str
+    path: str
+    api: str
+    route: str | None
+    status: int
+    error: str | None
+    provider: str | None
+    account: str | None
+    model: str | None
+    attempts: int
+    ttft: float | None
+    duration: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
 IN_PROGRESS = "in_progress"
 """The `error` of an attempt recorded as it began (it is replaced when it ends); such records
 count in no total or query but `in_progress_since`."""
@@ -88,6 +118,12 @@ class UsageLedger(Protocol):
 
     def record(self, attempt: Attempt) -> None:
         """Queue an attempt; never blocks, never raises on I/O (errors are logged and retried)."""
+
+    def record_request(self, request: RequestRecord) -> None:
+        """Queue a request's record, as `record` does an attempt's."""
+
+    async def requests_since(self, since: float, limit: int) -> list[RequestRecord]:
+        """The last `limit` requests with at >= since, oldest first (queued ones too)."""
 
     async def attempts_since(self, since: float) -> list[Attempt]:
         """Every attempt with at >= since, oldest first, including ones still queued (not those

@@ -9,9 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .ledger import CLIENT_CLOSED, IN_PROGRESS, INTERRUPTED, Attempt, UsageRow
+import msgspec
 
-SCHEMA_VERSION = 2
+from .ledger import (
+    CLIENT_CLOSED,
+    IN_PROGRESS,
+    INTERRUPTED,
+    Attempt,
+    RequestRecord,
+    UsageRow,
+)
+
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 5.0
 
 _CREATE = (
@@ -49,9 +58,36 @@ def _ceilings(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX attempts_learned ON attempts (at) WHERE learned_limit IS NOT NULL")
 
 
+def _requests(conn: sqlite3.Connection) -> None:
+    """Version 3: one row per client request to a model API, as it ended (what the dashboard's
+    feed and chart read: every worker writes here)."""
+    conn.execute(
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            request_id TEXT,
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,
+            api TEXT NOT NULL,
+            route TEXT,
+            status INTEGER NOT NULL,
+            error TEXT,
+            provider TEXT,
+            account TEXT,
+            model TEXT,
+            attempts INTEGER NOT NULL,
+            ttft REAL,
+            duration REAL NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX requests_at ON requests (at)")
+
+
 # MIGRATIONS[n] brings a file from schema version n to n + 1 (a new file is made at version 1
 # and brought up to date the same way).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _ceilings}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _ceilings, 2: _requests}
 
 _COLUMNS = (
     "at, request_id, route, provider, account, model, status, error, "
@@ -62,6 +98,13 @@ _COLUMNS = (
 INSERT = f"""INSERT INTO attempts ({_COLUMNS}) VALUES ({", ".join("?" * 18)})
     ON CONFLICT (attempt_id) WHERE attempt_id IS NOT NULL DO UPDATE SET
     {", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(","))}"""
+_REQUEST_COLUMNS = (
+    "at, request_id, method, path, api, route, status, error, provider, account, model, "
+    "attempts, ttft, duration, prompt_tokens, completion_tokens"
+)
+INSERT_REQUEST = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_REQUESTS_SINCE = f"""SELECT {_REQUEST_COLUMNS} FROM requests
+    WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?"""
 _NOT_IN_PROGRESS = f"error IS NOT '{IN_PROGRESS}'"
 _SELECT_SINCE = (
     f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? AND {_NOT_IN_PROGRESS} ORDER BY at, id"
@@ -146,6 +189,17 @@ def to_row(a: Attempt) -> tuple[object, ...]:
         a.origin,
         a.attempt_id,
     )
+
+
+def request_row(r: RequestRecord) -> tuple[object, ...]:
+    """The INSERT_REQUEST parameters for a request's record."""
+    return msgspec.structs.astuple(r)
+
+
+def requests_since(conn: sqlite3.Connection, since: float, limit: int) -> list[RequestRecord]:
+    """The last `limit` stored requests with at >= since, oldest first."""
+    rows = conn.execute(_REQUESTS_SINCE, (since, limit)).fetchall()
+    return [RequestRecord(*row) for row in reversed(rows)]
 
 
 def attempts_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:

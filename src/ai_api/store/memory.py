@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from .ledger import Attempt, UsageRow, day_start, tally
+from collections import deque
+
+from .ledger import Attempt, RequestRecord, UsageRow, day_start, tally
+
+REQUESTS_KEPT = 10_000
+"""How many requests' records a memory ledger keeps (a day of attempts stays whole)."""
 
 
 class MemoryLedger:
@@ -11,6 +16,7 @@ class MemoryLedger:
     def __init__(self) -> None:
         self._attempts: list[Attempt] = []
         self._at: dict[str, int] = {}  # attempt_id -> its place in `_attempts`
+        self._requests: deque[RequestRecord] = deque(maxlen=REQUESTS_KEPT)
         self._closed = False
 
     def record(self, attempt: Attempt) -> None:
@@ -24,6 +30,18 @@ class MemoryLedger:
         if attempt.attempt_id is not None:
             self._at[attempt.attempt_id] = len(self._attempts)
         self._attempts.append(attempt)
+
+    def record_request(self, request: RequestRecord) -> None:
+        """Keep a request's record (the last REQUESTS_KEPT); RuntimeError once closed."""
+        if self._closed:
+            raise RuntimeError("MemoryLedger is closed: cannot record more requests")
+        self._requests.append(request)
+
+    async def requests_since(self, since: float, limit: int) -> list[RequestRecord]:
+        """The last `limit` requests with at >= since, oldest first."""
+        found = [r for r in self._requests if r.at >= since]
+        found.sort(key=lambda r: r.at)
+        return found[-limit:] if limit > 0 else []
 
     async def attempts_since(self, since: float) -> list[Attempt]:
         """Every attempt with at >= since, oldest first (not those in progress)."""

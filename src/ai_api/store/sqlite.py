@@ -15,11 +15,15 @@ from pathlib import Path
 from typing import Self, TypeVar
 
 from . import ledger_sql
-from .ledger import Attempt, UsageRow, day_start, tally
+from .ledger import Attempt, RequestRecord, UsageRow, day_start, tally
+
+Record = Attempt | RequestRecord
+"""What the writer's queue holds."""
 
 logger = logging.getLogger("ai_api.store")
 
 T = TypeVar("T")
+R = TypeVar("R", Attempt, RequestRecord)
 
 _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 2.0
@@ -46,7 +50,7 @@ class SQLiteLedger:
         # Guards the queue, waiters and flags; never held during I/O, so record() cannot stall.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._queue: deque[tuple[int, Attempt]] = deque()
+        self._queue: deque[tuple[int, Record]] = deque()
         self._since = 0.0
         """When the oldest attempt not yet taken into a batch was recorded (monotonic)."""
         self._seq = 0
@@ -89,6 +93,21 @@ class SQLiteLedger:
 
     def record(self, attempt: Attempt) -> None:
         """Queue an attempt for the writer; RuntimeError unless the ledger is open."""
+        self._enqueue(attempt)
+
+    def record_request(self, request: RequestRecord) -> None:
+        """Queue a request's record for the writer, like an attempt."""
+        self._enqueue(request)
+
+    async def requests_since(self, since: float, limit: int) -> list[RequestRecord]:
+        """The last `limit` requests with at >= since, oldest first (queued ones too)."""
+        stored, queued = await self._read(
+            lambda conn: ledger_sql.requests_since(conn, since, limit), RequestRecord
+        )
+        found = sorted(stored + [r for r in queued if r.at >= since], key=lambda r: r.at)
+        return found[-limit:] if limit > 0 else []
+
+    def _enqueue(self, attempt: Record) -> None:
         if self._closing:
             raise RuntimeError("SQLiteLedger is closed: cannot record more attempts")
         if self._thread is None:
@@ -113,13 +132,17 @@ class SQLiteLedger:
 
     async def attempts_since(self, since: float) -> list[Attempt]:
         """Every attempt with at >= since, oldest first, including ones still queued."""
-        stored, queued = await self._read(lambda conn: ledger_sql.attempts_since(conn, since))
+        stored, queued = await self._read(
+            lambda conn: ledger_sql.attempts_since(conn, since), Attempt
+        )
         queued = [a for a in queued if a.at >= since and not a.in_progress]
         return sorted(stored + queued, key=lambda a: a.at)
 
     async def in_progress_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since that began and have not ended (stored or queued)."""
-        stored, queued = await self._read(lambda conn: ledger_sql.in_progress_since(conn, since))
+        stored, queued = await self._read(
+            lambda conn: ledger_sql.in_progress_since(conn, since), Attempt
+        )
         ended = {a.attempt_id for a in queued if not a.in_progress}
         found = {a.attempt_id: a for a in stored if a.attempt_id not in ended}
         begun = (a for a in queued if a.in_progress and a.at >= since)
@@ -128,14 +151,16 @@ class SQLiteLedger:
 
     async def ceilings_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since that taught a ceiling, oldest first (queued too)."""
-        stored, queued = await self._read(lambda conn: ledger_sql.ceilings_since(conn, since))
+        stored, queued = await self._read(
+            lambda conn: ledger_sql.ceilings_since(conn, since), Attempt
+        )
         queued = [a for a in queued if a.at >= since and a.learned_limit is not None]
         return sorted(stored + queued, key=lambda a: a.at)
 
     async def usage(self, since_day: str) -> list[UsageRow]:
         """Per-day totals from since_day (inclusive), sorted; includes queued attempts."""
         start = day_start(since_day)
-        stored, queued = await self._read(lambda conn: ledger_sql.usage_since(conn, start))
+        stored, queued = await self._read(lambda conn: ledger_sql.usage_since(conn, start), Attempt)
         return tally(stored, (a for a in queued if a.at >= start))
 
     async def flush(self) -> None:
@@ -166,19 +191,24 @@ class SQLiteLedger:
             self._cond.notify_all()
         await asyncio.to_thread(self._thread.join)
 
-    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> tuple[T, list[Attempt]]:
+    async def _read(
+        self, query: Callable[[sqlite3.Connection], T], kind: type[R]
+    ) -> tuple[T, list[R]]:
+        """What `query` finds in the file, and the queued records of `kind` not yet in it."""
         if self._thread is None and not self._closing:
             raise RuntimeError("SQLiteLedger is not open: await ledger.open() first")
-        return await asyncio.to_thread(self._snapshot, query)
+        return await asyncio.to_thread(self._snapshot, query, kind)
 
-    def _snapshot(self, query: Callable[[sqlite3.Connection], T]) -> tuple[T, list[Attempt]]:
+    def _snapshot(
+        self, query: Callable[[sqlite3.Connection], T], kind: type[R]
+    ) -> tuple[T, list[R]]:
         conn = ledger_sql.connect(self._path)
         try:
             with self._commit_lock:
                 conn.execute("BEGIN")
                 conn.execute("SELECT 1 FROM attempts LIMIT 1").fetchall()
                 with self._cond:
-                    queued = [attempt for _, attempt in self._queue]
+                    queued = [item for _, item in self._queue if isinstance(item, kind)]
             result = query(conn)
             conn.execute("COMMIT")
         finally:
@@ -233,7 +263,7 @@ class SQLiteLedger:
                     logger.warning("usage ledger writes resumed after %d failures", failures)
                     failures = 0
 
-    def _next_batch(self) -> list[tuple[int, Attempt]] | None:
+    def _next_batch(self) -> list[tuple[int, Record]] | None:
         with self._cond:
             while not self._queue:
                 if self._stopping:
@@ -255,15 +285,21 @@ class SQLiteLedger:
             self._kick = False
             self._cond.wait_for(lambda: self._kick, timeout=delay)
 
-    def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, Attempt]]) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, Record]]) -> None:
         # An attempt that began and ended within one batch is written once, as it ended.
         last: dict[object, Attempt] = {}
-        for seq, attempt in batch:
-            last[attempt.attempt_id or seq] = attempt
+        requests: list[tuple[object, ...]] = []
+        for seq, item in batch:
+            if isinstance(item, Attempt):
+                last[item.attempt_id or seq] = item
+            else:
+                requests.append(ledger_sql.request_row(item))
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
             ledger_sql.INSERT, [ledger_sql.to_row(attempt) for attempt in last.values()]
         )
+        if requests:
+            conn.executemany(ledger_sql.INSERT_REQUEST, requests)
         with self._commit_lock:
             conn.execute("COMMIT")
             self._written(batch[-1][0])

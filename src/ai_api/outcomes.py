@@ -1,0 +1,134 @@
+"""What became of each client request: the `Trace` its attempts add to while it runs, and
+the `RequestRecord` made of it when it ends, which the access log, the metrics, the dashboard
+and the ledger's requests table all read (`Observers`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+
+from .store.ledger import Attempt, RequestRecord
+
+__all__ = ["MODEL_APIS", "Observer", "RequestRecord", "Trace", "api_of", "attempted", "routed"]
+
+Observer = Callable[[RequestRecord], None]
+"""Told of every request as it ends; cheap and synchronous (it runs on the request's path)."""
+
+_APIS = {
+    "/chat": "chat",
+    "/v1/chat/completions": "openai",
+    "/v1/messages": "anthropic",
+    "/v1/responses": "responses",
+    "/v1/embeddings": "embeddings",
+    "/v1/models": "models",
+    "/usage": "usage",
+    "/health": "health",
+    "/metrics": "metrics",
+}
+MODEL_APIS = frozenset({"chat", "openai", "anthropic", "responses", "embeddings"})
+"""The APIs whose requests ask a model: the ones the ledger keeps a record of."""
+
+_TRACE: ContextVar[Trace | None] = ContextVar("ai_api_trace", default=None)
+
+
+def api_of(path: str) -> str:
+    """The API a request path speaks: `chat` (the seed's `/chat`), `openai`, `anthropic`,
+    `responses`, `embeddings`, `count_tokens`, `models`, `usage`, `health`, `metrics`,
+    `dashboard`, else
+    `other` (a bounded set: it labels metrics)."""
+    api = _APIS.get(path)
+    if api is not None:
+        return api
+    if path.startswith("/openai/v1/"):  # Groq's layout, which the OpenAI paths also take
+        return api_of(path[7:])
+    if path.startswith("/v1/models/"):
+        return "models"
+    if path == "/v1/messages/count_tokens":
+        return "count_tokens"
+    if path == "/dashboard" or path.startswith("/dashboard/") or path.startswith("/usage/"):
+        return "dashboard"
+    return "other"
+
+
+class Trace:
+    """One request while it runs: when it began, its route and id once chosen, and what its
+    ended attempts spent. The front middleware makes one per request (`begin`); the code that
+    routes and rations it adds to it through `routed` and `attempted`, without being passed
+    it (they run in the request's task, or in tasks it started)."""
+
+    __slots__ = (
+        "at",
+        "attempts",
+        "completion",
+        "error",
+        "first",
+        "last",
+        "prompt",
+        "request_id",
+        "route",
+    )
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.route: str | None = None
+        self.request_id: str | None = None
+        self.attempts = 0
+        self.prompt = 0
+        self.completion = 0
+        self.first: Attempt | None = None  # the first attempt that gave a token
+        self.last: Attempt | None = None
+        self.error: str | None = None  # set when the request was answered with an error
+
+    def begin(self) -> Callable[[], None]:
+        """Make this the running request's trace; returns what undoes that."""
+        token = _TRACE.set(self)
+        return lambda: _TRACE.reset(token)
+
+    def record(self, method: str, path: str, status: int, now: float) -> RequestRecord:
+        """The request's record as it ends at `now`, answered with `status`."""
+        last, first = self.last, self.first
+        error = self.error
+        if error is None and last is not None and last.error is not None and status < 400:
+            error = last.error  # its answer failed (or its client left) after the first byte
+        ttft = None
+        if first is not None and first.ttft is not None:
+            ttft = max(0.0, first.at + first.ttft - self.at)
+        return RequestRecord(
+            at=self.at,
+            request_id=self.request_id,
+            method=method,
+            path=path,
+            api=api_of(path),
+            route=self.route,
+            status=status,
+            error=error,
+            provider=None if last is None else last.provider,
+            account=None if last is None else last.account,
+            model=None if last is None else last.model,
+            attempts=self.attempts,
+            ttft=ttft,
+            duration=max(0.0, now - self.at),
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+        )
+
+
+def routed(route: str, request_id: str) -> None:
+    """The running request goes to `route` under `request_id`."""
+    trace = _TRACE.get()
+    if trace is not None:
+        trace.route = route
+        trace.request_id = request_id
+
+
+def attempted(attempt: Attempt) -> None:
+    """One of the running request's attempts ended, as the ledger records it."""
+    trace = _TRACE.get()
+    if trace is None:
+        return
+    trace.attempts += 1
+    trace.prompt += attempt.prompt_tokens
+    trace.completion += attempt.completion_tokens
+    if trace.first is None and attempt.ttft is not None:
+        trace.first = attempt
+    trace.last = attempt
