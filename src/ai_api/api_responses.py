@@ -75,8 +75,22 @@ async def responses(request: web.Request) -> web.StreamResponse:
         )
 
 
+_HEADS: dict[str, bytes] = {}  # an event's first line and `data: `, per type (a few dozen)
+
+
 def _frame(events: list[Event]) -> bytes:
-    return b"".join(encode_event(event["type"], event) for event in events)
+    """The SSE frames of `events` (as `sse.encode_event` makes them), in one buffer."""
+    heads = _HEADS
+    parts = []
+    for event in events:
+        kind = event["type"]
+        head = heads.get(kind)
+        if head is None:
+            head = heads[kind] = encode_event(kind, None)[: -len(b"null\n\n")]
+        parts.append(head)
+        parts.append(_encode(event))
+        parts.append(b"\n\n")
+    return b"".join(parts)
 
 
 async def _relay(

@@ -123,10 +123,11 @@ class EventStream:
         self._chars = 0
 
     def start(self) -> list[Event]:
-        """`response.created` and `response.in_progress`."""
+        """`response.created` and `response.in_progress` (one snapshot: neither changes it)."""
+        response = self._snapshot()
         return [
-            self._event("response.created", response=self._snapshot()),
-            self._event("response.in_progress", response=self._snapshot()),
+            self._event("response.created", response=response),
+            self._event("response.in_progress", response=response),
         ]
 
     def feed(self, chunk: Chunk) -> list[Event]:
@@ -216,13 +217,27 @@ class EventStream:
         return {"item_id": self._open["id"], "output_index": len(self._done)}
 
     def _piece(self, kind: str, delta: str) -> Event:
+        # The one event of every chunk: built whole, with no merging of keyword arguments.
         self._text.append(delta)
-        where = self._place()
+        assert self._open is not None
+        seq = self._seq
+        self._seq = seq + 1
+        event = {
+            "type": kind,
+            "sequence_number": seq,
+            "item_id": self._open["id"],
+            "output_index": len(self._done),
+        }
         if kind == "response.output_text.delta":
-            return self._event(kind, **where, content_index=0, delta=delta, logprobs=[])
-        if kind == "response.reasoning_summary_text.delta":
-            return self._event(kind, **where, summary_index=0, delta=delta)
-        return self._event(kind, **where, delta=delta)
+            event["content_index"] = 0
+            event["delta"] = delta
+            event["logprobs"] = []
+        elif kind == "response.reasoning_summary_text.delta":
+            event["summary_index"] = 0
+            event["delta"] = delta
+        else:
+            event["delta"] = delta
+        return event
 
     def _enter(
         self, key: object, events: list[Event], call_id: str | None = None, name: str | None = None
