@@ -421,10 +421,15 @@ async def test_a_key_echoed_anywhere_by_an_upstream_is_redacted_everywhere(
                 body_of = {"model": "auto", "stream": True, **HELLO}
                 async with client.post(url + path, json=body_of) as response:
                     seen += json.dumps(dict(response.headers)) + await response.text()
+            async with client.get(url + "/metrics") as response:  # labels hold codes only
+                scraped = await response.text()
+            async with client.get(url + "/usage") as response:
+                scraped += await response.text()
     finally:
         await runner.cleanup()
     assert "[redacted]" in seen
-    for place in (seen, caplog.text, ledger.read_bytes().decode("latin-1")):
+    assert "ai_api.access" in caplog.text  # the access lines are among what is searched
+    for place in (seen, scraped, caplog.text, ledger.read_bytes().decode("latin-1")):
         assert key not in place
         assert key[: len(key) // 2] not in place  # not even the part before a cut
 

@@ -27,7 +27,10 @@ from .errors import (
     ShuttingDown,
 )
 from .gateway import GATEWAY, Gateway
-from .keys import require_key
+from .keys import PUBLIC, require_key
+from .logs import AccessLog
+from .metrics import Metrics
+from .metrics import add_routes as add_metrics_routes
 from .openapi import describe
 from .outcomes import Observer, Trace
 from .usage import report
@@ -47,7 +50,8 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
         _front(admission(settings), connections, gateway.observers, gateway.rationing.clock)
     ]
     if settings.gateway_keys:
-        middlewares.append(require_key(settings.gateway_keys))
+        public = PUBLIC | {"/metrics"} if settings.metrics_public else PUBLIC
+        middlewares.append(require_key(settings.gateway_keys, public))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
     app[OPENAPI] = msgspec.json.encode(describe(keys=bool(settings.gateway_keys)))
@@ -57,6 +61,9 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
     app.router.add_get("/openapi.json", openapi)
+    counts = Metrics(settings.metrics_dir)
+    gateway.observers.extend([counts.observe, AccessLog()])
+    add_metrics_routes(app, counts)
     add_routes(app)
     add_anthropic_routes(app)
     add_embeddings_routes(app)
@@ -143,10 +150,10 @@ def _front(
             return response
         finally:
             end()
-            record = trace.record(request.method, request.path, status, clock())
+            record = trace.record(request.method, request.rel_url.raw_path, status, clock())
             for observe in observers:
                 try:
-                    observe(record)
+                    observe(record, trace.ended)
                 except Exception:
                     log.exception("an observer of requests failed")
 

@@ -127,7 +127,13 @@ async def open_stream(
         else:
             return Opened(d, first, chunks, tries.attempts, rescue.continued_by if rescue else [])
         failures.append(error.message)
-        log.warning("attempt %d on %s failed: %s", tries.attempts, d.public_name, error.message)
+        log.warning(
+            "attempt %d on %s failed (%s): %s",
+            tries.attempts,
+            d.public_name,
+            error.code,
+            error.message,
+        )
         await tries.after(m, error, rationing.clock())
     if error is None:
         lost = tries.lost

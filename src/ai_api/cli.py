@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import load_settings, read_environment
 from .limits import Limit, period_name
+from .logs import configure
 from .providers import PRESETS
 from .providers.presets import LOCAL_KEY
 from .settings import SCOPES, ConfigError, GatewayKey, ProviderSettings, Settings
@@ -95,7 +96,14 @@ def _workers(settings: Settings, args: argparse.Namespace, argv: Sequence[str] |
     raw = list(argv if argv is not None else sys.argv[1:])[1:]  # without "serve"
     child = _without(raw, valued={"--workers", "--host", "--port"}, flags={"--reload"})
     stop_wait = settings.drain_grace + STOP_MARGIN
-    return run_workers(settings.workers, settings.host, settings.port, child, env, stop_wait)
+    # The workers count into one folder, which any worker's /metrics sums (`ai_api.metrics`);
+    # the counts of one run end with it.
+    counts = tempfile.mkdtemp(prefix="ai-api-metrics-")
+    env["PROMETHEUS_MULTIPROC_DIR"] = env["AI_API_METRICS_DIR"] = counts
+    try:
+        return run_workers(settings.workers, settings.host, settings.port, child, env, stop_wait)
+    finally:
+        shutil.rmtree(counts, ignore_errors=True)
 
 
 def _days(raw: str) -> int:
@@ -274,8 +282,4 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure(settings.log_level, settings.log_format)

@@ -7,7 +7,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from .rationing import Rationing
 from .routing import Route, Router, build_router
 from .schemas import Message, has_images
 from .settings import Settings
-from .store import MemoryLedger, SQLiteLedger, UsageLedger
+from .store import Attempt, MemoryLedger, SQLiteLedger, UsageLedger
 from .store.state import MemoryState, SharedState
 from .tokens import prompt_tokens
 
@@ -143,7 +143,7 @@ async def build_gateway(
 def keep_request(ledger: UsageLedger) -> Observer:
     """The observer that keeps the ledger's record of each request to a model API."""
 
-    def keep(record: RequestRecord) -> None:
+    def keep(record: RequestRecord, attempts: Sequence[Attempt]) -> None:
         if record.api in MODEL_APIS:
             ledger.record_request(record)
 

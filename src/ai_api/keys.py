@@ -34,6 +34,7 @@ _SCOPE_OF = {
     "/v1/models": "models",
     "/openai/v1/models": "models",
     "/usage": "usage",
+    "/metrics": "usage",
 }
 """The scope each path needs; a path not named here (nor under `_SCOPE_UNDER`) needs a key
 of every scope."""
@@ -53,8 +54,8 @@ KEY = web.RequestKey("gateway_key", GatewayKey)
 """Where a request keeps the `GatewayKey` it came with, when that key is held to some models."""
 
 
-def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
-    """Every path but the public ones needs a key whose scopes cover the path, sent as
+def require_key(keys: tuple[GatewayKey, ...], public: frozenset[str] = PUBLIC) -> Middleware:
+    """Every path but the `public` ones needs a key whose scopes cover the path, sent as
     `Authorization: Bearer <key>` (the OpenAI SDKs) or `x-api-key: <key>` (the Anthropic
     SDK); when both are sent, either may hold it. The request keeps its key under `KEY`."""
     accepted = [(key.secret.reveal().encode(), key) for key in keys]
@@ -62,7 +63,7 @@ def require_key(keys: tuple[GatewayKey, ...]) -> Middleware:
     @web.middleware
     async def require(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if path in PUBLIC:
+        if path in public:
             return await handler(request)
         candidates = _presented(request)
         if not candidates:

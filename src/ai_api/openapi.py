@@ -173,11 +173,20 @@ def _paths(keys: bool) -> dict[str, Schema]:
     )
     health = _operation("The active providers", _json_ok("Up.", ref("Health")), ())
     own = _operation("This document", _json_ok("OpenAPI 3.1.", OBJECT), ())
+    scrape = _operation(
+        "Counts and state in Prometheus's text format (`ai_api.metrics`)",
+        {
+            "description": "The metrics (text format 0.0.4).",
+            "content": {"text/plain": {"schema": STR}},
+        },
+        (),
+    )
     paths: dict[str, Schema] = {
         "/chat": {"post": {"operationId": "chat", **chat}},
         "/health": {"get": {"operationId": "health", **health}},
         "/usage": {"get": {"operationId": "usage", **usage}},
         "/openapi.json": {"get": {"operationId": "openapi", **own}},
+        "/metrics": {"get": {"operationId": "metrics", **scrape}},
     }
     for prefix, tag in (("/v1", ""), ("/openai/v1", "_groq_path")):
         paths[f"{prefix}/chat/completions"] = {

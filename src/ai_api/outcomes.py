@@ -4,15 +4,16 @@ and the ledger's requests table all read (`Observers`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 
 from .store.ledger import Attempt, RequestRecord
 
 __all__ = ["MODEL_APIS", "Observer", "RequestRecord", "Trace", "api_of", "attempted", "routed"]
 
-Observer = Callable[[RequestRecord], None]
-"""Told of every request as it ends; cheap and synchronous (it runs on the request's path)."""
+Observer = Callable[[RequestRecord, Sequence[Attempt]], None]
+"""Told of every request as it ends, with its attempts that ended (as the ledger records
+them); cheap and synchronous (it runs on the request's path)."""
 
 _APIS = {
     "/chat": "chat",
@@ -60,6 +61,7 @@ class Trace:
         "at",
         "attempts",
         "completion",
+        "ended",
         "error",
         "first",
         "last",
@@ -75,6 +77,7 @@ class Trace:
         self.attempts = 0
         self.prompt = 0
         self.completion = 0
+        self.ended: list[Attempt] = []
         self.first: Attempt | None = None  # the first attempt that gave a token
         self.last: Attempt | None = None
         self.error: str | None = None  # set when the request was answered with an error
@@ -127,6 +130,7 @@ def attempted(attempt: Attempt) -> None:
     if trace is None:
         return
     trace.attempts += 1
+    trace.ended.append(attempt)
     trace.prompt += attempt.prompt_tokens
     trace.completion += attempt.completion_tokens
     if trace.first is None and attempt.ttft is not None:

@@ -310,6 +310,31 @@ class Rationing:
             attempt = msgspec.structs.replace(attempt, learned_window=window, learned_limit=limit)
         self.ledger.record(attempt)
         attempted(attempt)
+        if ticket.hold.probe and verdict.healthy:
+            log.info("%s answered its probe: its circuit is closed again", d.public_name)
+        elif not verdict.healthy and verdict.may_rest and ready > now:
+            await self._tell_rest(d, verdict, ready, now, probe=ticket.hold.probe)
+
+    async def _tell_rest(
+        self, d: Deployment, verdict: Verdict, ready: float, now: float, *, probe: bool
+    ) -> None:
+        """Log, once, that a failure rested `d` until `ready`, and whether its circuit is
+        open (a failure that only rests it is told at INFO, an open circuit at WARNING)."""
+        circuit = (await self.snapshot(d)).health.circuit
+        rest = f"{ready - now:.0f} s"
+        if circuit == "closed":
+            log.info("%s rests for %s after %s", d.public_name, rest, verdict.error)
+        elif probe:
+            log.warning(
+                "%s failed its probe (%s): its circuit stays open for %s",
+                d.public_name,
+                verdict.error,
+                rest,
+            )
+        else:
+            log.warning(
+                "%s: circuit open after %s; it rests for %s", d.public_name, verdict.error, rest
+            )
 
     @staticmethod
     def _attempt(

@@ -188,6 +188,14 @@ class Settings:
     workers: int = 1
     demo: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
+    """`text` (one readable line a record) or `json` (one JSON object a line: `logs`)."""
+    metrics_public: bool = False
+    """Whether `GET /metrics` is served without a gateway key (a scraper inside the network
+    that holds none); otherwise it needs a key with the `usage` scope."""
+    metrics_dir: str = ""
+    """The folder where the worker processes of `--workers` keep their metrics for each other
+    (made and removed by the parent); empty: this process counts alone."""
     event_loop: str = "auto"
     """`uvloop`, `asyncio`, or `auto`: uvloop where it is installed (not on Windows)."""
     allowed_hosts: tuple[str, ...] = ()
@@ -264,6 +272,9 @@ KNOBS = (
     Knob("state_file", "AI_API_STATE_FILE", str, in_file=False),
     Knob("workers", "AI_API_WORKERS", int, minimum=1),
     Knob("log_level", "AI_API_LOG_LEVEL", str, upper=True),
+    Knob("log_format", "AI_API_LOG_FORMAT", str, choices=("text", "json")),
+    Knob("metrics_public", "AI_API_METRICS_PUBLIC", bool),
+    Knob("metrics_dir", "AI_API_METRICS_DIR", str, in_file=False),
     Knob("event_loop", "AI_API_EVENT_LOOP", str, choices=EVENT_LOOPS),
     Knob("allowed_hosts", "AI_API_ALLOWED_HOSTS", tuple, empty_is_value=True),
     Knob("cors_origins", "AI_API_CORS_ORIGINS", tuple, empty_is_value=True),

@@ -122,6 +122,10 @@ class UsageLedger(Protocol):
     def record_request(self, request: RequestRecord) -> None:
         """Queue a request's record, as `record` does an attempt's."""
 
+    @property
+    def queued(self) -> int:
+        """How many records wait to be written."""
+
     async def requests_since(self, since: float, limit: int) -> list[RequestRecord]:
         """The last `limit` requests with at >= since, oldest first (queued ones too)."""
 

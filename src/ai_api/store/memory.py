@@ -31,6 +31,11 @@ class MemoryLedger:
             self._at[attempt.attempt_id] = len(self._attempts)
         self._attempts.append(attempt)
 
+    @property
+    def queued(self) -> int:
+        """Nothing waits: everything is kept at once."""
+        return 0
+
     def record_request(self, request: RequestRecord) -> None:
         """Keep a request's record (the last REQUESTS_KEPT); RuntimeError once closed."""
         if self._closed:

@@ -91,6 +91,11 @@ class SQLiteLedger:
             raise
         return self
 
+    @property
+    def queued(self) -> int:
+        """Records (attempts and requests) waiting for the writer."""
+        return len(self._queue)
+
     def record(self, attempt: Attempt) -> None:
         """Queue an attempt for the writer; RuntimeError unless the ledger is open."""
         self._enqueue(attempt)
