@@ -246,6 +246,26 @@ async def test_requests_come_back_the_last_ones_oldest_first(
     assert len(await ledger.attempts_since(0)) == 4
 
 
+@pytest.mark.parametrize("flushed", [False, True])
+async def test_hours_total_each_provider_per_utc_hour(ledger: UsageLedger, flushed: bool) -> None:
+    ledger.record(attempt(MIDNIGHT + 10))
+    ledger.record(attempt(MIDNIGHT + 3599, error="rate_limit_exceeded", completion_tokens=0))
+    ledger.record(attempt(MIDNIGHT + 3600, provider="cerebras", prompt_tokens=7))
+    ledger.record(attempt(MIDNIGHT + 3700, error="client_closed"))
+    ledger.record(attempt(MIDNIGHT + 3800, error=IN_PROGRESS, attempt_id="x"))
+    ledger.record(attempt(MIDNIGHT - 1))
+    if flushed:
+        await ledger.flush()
+    rows = await ledger.hours(MIDNIGHT)
+    assert [(r.hour - MIDNIGHT, r.provider, r.requests, r.errors) for r in rows] == [
+        (0, "groq", 2, 1),
+        (3600, "cerebras", 1, 0),
+        (3600, "groq", 1, 0),
+    ]
+    assert (rows[0].prompt_tokens, rows[0].completion_tokens) == (20, 5)
+    assert rows[1].prompt_tokens == 7
+
+
 async def test_usage_rejects_a_malformed_day(ledger: UsageLedger) -> None:
     with pytest.raises(ValueError, match="does not match format"):
         await ledger.usage("01/01/2026")

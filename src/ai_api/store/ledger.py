@@ -113,6 +113,40 @@ class UsageRow:
     client_closed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class HourRow:
+    """Totals for one (UTC hour, provider): `hour` is the epoch second it starts at; counted
+    as `UsageRow` counts (`errors` leave out clients that left)."""
+
+    hour: int
+    provider: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def tally_hours(rows: Iterable[HourRow], attempts: Iterable[Attempt]) -> list[HourRow]:
+    """Hourly totals already summed plus single attempts (not in progress), by hour then
+    provider."""
+    sums: dict[tuple[int, str], list[int]] = {}
+    for row in rows:
+        counts = sums.setdefault((row.hour, row.provider), [0, 0, 0, 0])
+        counts[0] += row.requests
+        counts[1] += row.errors
+        counts[2] += row.prompt_tokens
+        counts[3] += row.completion_tokens
+    for a in attempts:
+        if a.in_progress:
+            continue
+        counts = sums.setdefault((int(a.at) // 3600 * 3600, a.provider), [0, 0, 0, 0])
+        counts[0] += 1
+        counts[1] += a.error is not None and a.error not in CLIENT_CLOSED
+        counts[2] += a.prompt_tokens
+        counts[3] += a.completion_tokens
+    return [HourRow(hour, provider, *counts) for (hour, provider), counts in sorted(sums.items())]
+
+
 class UsageLedger(Protocol):
     """A durable record of upstream attempts."""
 
@@ -141,6 +175,9 @@ class UsageLedger(Protocol):
 
     async def ceilings_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since that taught a ceiling, oldest first (queued too)."""
+
+    async def hours(self, since: float) -> list[HourRow]:
+        """Hourly totals per provider of the attempts with at >= since (queued too)."""
 
     async def in_progress_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since recorded as begun and not yet ended (queued too)."""

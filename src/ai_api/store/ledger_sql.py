@@ -16,6 +16,7 @@ from .ledger import (
     IN_PROGRESS,
     INTERRUPTED,
     Attempt,
+    HourRow,
     RequestRecord,
     UsageRow,
 )
@@ -125,6 +126,12 @@ _USAGE_SINCE = f"""
     FROM attempts WHERE at >= ? AND {_NOT_IN_PROGRESS}
     GROUP BY day, provider, account, model
 """
+_HOURS_SINCE = f"""
+    SELECT CAST(at AS INTEGER) / 3600 * 3600 AS hour, provider, count(*),
+           count(error) - {_CLOSED}, sum(prompt_tokens), sum(completion_tokens)
+    FROM attempts WHERE at >= ? AND {_NOT_IN_PROGRESS}
+    GROUP BY hour, provider
+"""
 
 
 def create_private(path: Path) -> None:
@@ -227,6 +234,12 @@ def _attempts(rows: list[tuple[Any, ...]]) -> list[Attempt]:
         Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), *r[11:])
         for r in rows
     ]
+
+
+def hours_since(conn: sqlite3.Connection, since: float) -> list[HourRow]:
+    """Stored hourly totals per provider of attempts with at >= since (unordered; the
+    `attempts_at` index finds them)."""
+    return [HourRow(*row) for row in conn.execute(_HOURS_SINCE, (since,))]
 
 
 def usage_since(conn: sqlite3.Connection, since: float) -> list[UsageRow]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .ledger import Attempt, RequestRecord, UsageRow, day_start, tally
+from .ledger import Attempt, HourRow, RequestRecord, UsageRow, day_start, tally, tally_hours
 
 REQUESTS_KEPT = 10_000
 """How many requests' records a memory ledger keeps (a day of attempts stays whole)."""
@@ -63,6 +63,10 @@ class MemoryLedger:
         """The attempts with at >= since that taught a ceiling, oldest first."""
         taught = (a for a in self._attempts if a.at >= since and a.learned_limit is not None)
         return sorted(taught, key=lambda a: a.at)
+
+    async def hours(self, since: float) -> list[HourRow]:
+        """Hourly totals per provider of the attempts with at >= since."""
+        return tally_hours((), (a for a in self._attempts if a.at >= since))
 
     async def usage(self, since_day: str) -> list[UsageRow]:
         """Per-day totals from since_day (inclusive), ordered by day, provider, account, model."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Self, TypeVar
 
 from . import ledger_sql
-from .ledger import Attempt, RequestRecord, UsageRow, day_start, tally
+from .ledger import Attempt, HourRow, RequestRecord, UsageRow, day_start, tally, tally_hours
 
 Record = Attempt | RequestRecord
 """What the writer's queue holds."""
@@ -161,6 +161,11 @@ class SQLiteLedger:
         )
         queued = [a for a in queued if a.at >= since and a.learned_limit is not None]
         return sorted(stored + queued, key=lambda a: a.at)
+
+    async def hours(self, since: float) -> list[HourRow]:
+        """Hourly totals per provider of the attempts with at >= since (queued ones too)."""
+        stored, queued = await self._read(lambda conn: ledger_sql.hours_since(conn, since), Attempt)
+        return tally_hours(stored, (a for a in queued if a.at >= since))
 
     async def usage(self, since_day: str) -> list[UsageRow]:
         """Per-day totals from since_day (inclusive), sorted; includes queued attempts."""
