@@ -18,6 +18,8 @@ from .api_embeddings import add_routes as add_embeddings_routes
 from .api_openai import add_routes
 from .api_responses import add_routes as add_responses_routes
 from .connections import CONNECTION, ClientConnections
+from .dashboard import PAGES
+from .dashboard import add_routes as add_dashboard_routes
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -50,7 +52,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
         _front(admission(settings), connections, gateway.observers, gateway.rationing.clock)
     ]
     if settings.gateway_keys:
-        public = PUBLIC | {"/metrics"} if settings.metrics_public else PUBLIC
+        public = PUBLIC | PAGES | ({"/metrics"} if settings.metrics_public else set())
         middlewares.append(require_key(settings.gateway_keys, public))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
@@ -64,6 +66,7 @@ def create_app(gateway: Gateway, connections: ClientConnections | None = None) -
     counts = Metrics(settings.metrics_dir)
     gateway.observers.extend([counts.observe, AccessLog()])
     add_metrics_routes(app, counts)
+    add_dashboard_routes(app)
     add_routes(app)
     add_anthropic_routes(app)
     add_embeddings_routes(app)

@@ -38,7 +38,7 @@ _SCOPE_OF = {
 }
 """The scope each path needs; a path not named here (nor under `_SCOPE_UNDER`) needs a key
 of every scope."""
-_SCOPE_UNDER = {"/v1/models/": "models", "/openai/v1/models/": "models"}
+_SCOPE_UNDER = {"/v1/models/": "models", "/openai/v1/models/": "models", "/usage/": "usage"}
 """The scope of the paths under each prefix (one model, `/v1/models/{id}`)."""
 
 
