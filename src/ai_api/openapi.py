@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from .dashboard import PAGES
 from .keys import PUBLIC
 from .openapi_anthropic import anthropic_components
 from .openapi_embeddings import (
@@ -89,10 +90,15 @@ def _secure(path: str, operation: Schema, keys: bool) -> Schema:
     no security requirement (`ai_api.keys.PUBLIC`, or no keys set)."""
     shapes = operation["x-error-shapes"]
     done = {name: value for name, value in operation.items() if name != "x-error-shapes"}
-    if keys and path not in PUBLIC:
+    if keys and not served_without_key(path):
         responses = {**operation["responses"], "401": _error(401, tuple(shapes))}
         return {**done, "responses": dict(sorted(responses.items()))}
     return {**done, "security": []}
+
+
+def served_without_key(path: str) -> bool:
+    """Whether the operation at `path` (a template) needs no gateway key."""
+    return path in PUBLIC or path in PAGES or path == "/dashboard/{name}"
 
 
 def _json_ok(description: str, schema: Schema) -> Schema:
@@ -187,6 +193,7 @@ def _paths(keys: bool) -> dict[str, Schema]:
         "/usage": {"get": {"operationId": "usage", **usage}},
         "/openapi.json": {"get": {"operationId": "openapi", **own}},
         "/metrics": {"get": {"operationId": "metrics", **scrape}},
+        **_dashboard_paths(),
     }
     for prefix, tag in (("/v1", ""), ("/openai/v1", "_groq_path")):
         paths[f"{prefix}/chat/completions"] = {
@@ -201,6 +208,68 @@ def _paths(keys: bool) -> dict[str, Schema]:
     return {
         path: {method: _secure(path, operation, keys) for method, operation in item.items()}
         for path, item in paths.items()
+    }
+
+
+def _dashboard_paths() -> dict[str, Schema]:
+    """The dashboard's page, its files, and the JSON and events it reads (`ai_api.dashboard`)."""
+    html = {"description": "The page.", "content": {"text/html": {"schema": STR}}}
+    asset = _operation("The page's script or style", {"description": "The file."}, (404,))
+    asset["parameters"] = [
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"enum": ["app.js", "app.css"]},
+        }
+    ]
+    home = _operation("To the dashboard", {"description": "Unused."}, ())
+    home["responses"] = {"302": {"description": "To `/dashboard`."}}
+    hours = _operation(
+        "Hourly requests, errors and tokens per provider",
+        _json_ok("Oldest hour first.", ref("HourlyUsage")),
+        (400,),
+    )
+    hours["parameters"] = [
+        {
+            "name": "hours",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 168, "default": 24},
+        }
+    ]
+    last = _operation(
+        "The last requests to the model APIs, oldest first",
+        _json_ok(
+            "As the ledger keeps them.",
+            {
+                "type": "object",
+                "required": ["requests"],
+                "properties": {"requests": {"type": "array", "items": ref("RequestRecord")}},
+            },
+        ),
+        (400,),
+    )
+    last["parameters"] = [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+        }
+    ]
+    feed = _operation(
+        "Requests as they end (`event: request`) and today's usage (`event: usage`)",
+        {"description": "Server-Sent Events.", "content": {"text/event-stream": {"schema": STR}}},
+        (),
+    )
+    return {
+        "/": {"get": {"operationId": "home", **home}},
+        "/dashboard": {
+            "get": {"operationId": "dashboard", **_operation("The dashboard", html, ())}
+        },
+        "/dashboard/{name}": {"get": {"operationId": "dashboard_file", **asset}},
+        "/usage/hours": {"get": {"operationId": "usage_hours", **hours}},
+        "/usage/requests": {"get": {"operationId": "usage_requests", **last}},
+        "/usage/requests/stream": {"get": {"operationId": "usage_requests_stream", **feed}},
     }
 
 

@@ -334,4 +334,44 @@ _RESPONSE_SCHEMAS: dict[str, Schema] = {
 
 def components() -> dict[str, Schema]:
     """Every schema the document refers to, by name."""
-    return {**_request_schemas(), **_RESPONSE_SCHEMAS, "Error": _error_schema()}
+    from .store.ledger import RequestRecord
+
+    return {
+        **_request_schemas(),
+        **_RESPONSE_SCHEMAS,
+        **struct_schemas(RequestRecord),
+        "Error": _error_schema(),
+        "HourlyUsage": _HOURLY,
+    }
+
+
+_HOURLY = {
+    "type": "object",
+    "required": ["now", "since", "hours"],
+    "properties": {
+        "now": {"type": "number"},
+        "since": INT,
+        "hours": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "hour",
+                    "provider",
+                    "requests",
+                    "errors",
+                    "prompt_tokens",
+                    "completion_tokens",
+                ],
+                "properties": {
+                    "hour": INT,
+                    "provider": STR,
+                    "requests": INT,
+                    "errors": INT,
+                    "prompt_tokens": INT,
+                    "completion_tokens": INT,
+                },
+            },
+        },
+    },
+}
