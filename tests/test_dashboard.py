@@ -1,0 +1,170 @@
+"""The dashboard: its data endpoints over real HTTP, and the page in a real headless Chromium
+(Debian's, driven by Playwright) over a gateway of the fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from ai_api.fakes import FakeUpstream, Fault
+from ai_api.server import running
+from ai_api.settings import GatewayKey, Secret, Settings
+
+from .conftest import settings_for
+
+GATEWAY_KEY = "gw-dashboard-test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+HI = [{"role": "user", "content": "hi"}]
+
+
+def keyed(*fakes: FakeUpstream, tmp_path: Path) -> Settings:
+    keys = (GatewayKey("AI_API_KEYS", Secret(GATEWAY_KEY)),)
+    return settings_for(*fakes, limits=True, gateway_keys=keys, ledger=str(tmp_path / "u.db"))
+
+
+async def events(response: aiohttp.ClientResponse, wanted: int) -> list[tuple[str, object]]:
+    """The first `wanted` named events of an SSE answer."""
+    found: list[tuple[str, object]] = []
+    buffer = ""
+    while len(found) < wanted:
+        chunk = await asyncio.wait_for(response.content.readany(), 10)
+        assert chunk, "the feed ended"
+        buffer += chunk.decode()
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            lines = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+            if "event" in lines:
+                found.append((lines["event"], json.loads(lines["data"])))
+    return found
+
+
+async def test_the_data_endpoints_tell_what_was_sent(
+    groq: FakeUpstream, cerebras: FakeUpstream, client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with running(keyed(groq, cerebras, tmp_path=tmp_path)) as url:
+        async with client.get(url + "/dashboard") as r:  # the page needs no key
+            assert r.status == 200
+            assert r.content_type == "text/html"
+            page = await r.text()
+        for asset in ("/dashboard/app.js", "/dashboard/app.css"):
+            async with client.get(url + asset) as r:
+                assert r.status == 200
+        async with client.get(url + "/", allow_redirects=False) as r:
+            assert (r.status, r.headers["Location"]) == (302, "/dashboard")
+        async with client.get(url + "/usage/requests") as r:  # the data does
+            assert r.status == 401
+        async with client.get(url + "/usage/requests/stream", headers=AUTH) as feed:
+            assert feed.headers["Content-Type"] == "text/event-stream"
+            [(kind, _)] = await events(feed, 1)  # the usage of today comes first
+            assert kind == "usage"
+            chat = url + "/v1/chat/completions"
+            for _ in range(2):
+                async with client.post(chat, json={"messages": HI}, headers=AUTH) as r:
+                    assert r.status == 200
+            told = await events(feed, 2)
+        async with client.get(url + "/usage/requests?limit=5", headers=AUTH) as r:
+            last = (await r.json())["requests"]
+        async with client.get(url + "/usage/hours?hours=2", headers=AUTH) as r:
+            hours = await r.json()
+        async with client.get(url + "/usage/hours?hours=0", headers=AUTH) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["param"] == "hours"
+    assert '<script src="/dashboard/app.js">' in page
+    assert [kind for kind, _ in told] == ["request", "request"]
+    assert [r["provider"] for _, r in told] == ["groq", "cerebras"]  # type: ignore[index]
+    assert [r["provider"] for r in last] == ["groq", "cerebras"]
+    assert all(r["status"] == 200 and r["attempts"] == 1 for r in last)
+    assert sorted((h["provider"], h["requests"]) for h in hours["hours"]) == [
+        ("cerebras", 1),
+        ("groq", 1),
+    ]
+    assert sum(h["completion_tokens"] for h in hours["hours"]) == sum(
+        r["completion_tokens"] for r in last
+    )
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser test needs Debian's chromium (.ci/run installs it)"
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield await browser.new_page(viewport={"width": 1100, "height": 1300})
+        finally:
+            await browser.close()
+
+
+async def test_the_page_asks_for_the_key_and_shows_requests_live(
+    groq: FakeUpstream,
+    cerebras: FakeUpstream,
+    client: aiohttp.ClientSession,
+    page: Page,
+    tmp_path: Path,
+) -> None:
+    async with running(keyed(groq, cerebras, tmp_path=tmp_path)) as url:
+        await page.goto(url + "/dashboard")
+        await expect(page.locator("#key-form")).to_be_visible()
+        await page.fill("#key", "not-the-key")
+        await page.click("#key-form button")
+        await expect(page.locator("#key-error")).to_contain_text("not valid")
+        await page.fill("#key", GATEWAY_KEY)
+        await page.click("#key-form button")
+        await expect(page.locator("#status")).to_have_text("live")
+        await expect(page.locator("#key-form")).to_be_hidden()
+        groq_budget = page.locator(".budget", has_text="openai/gpt-oss-120b").first
+        await expect(groq_budget).to_contain_text("requests / ")
+        await expect(groq_budget).to_contain_text("built-in")  # where its limits come from
+        cerebras_budget = page.locator(".budget", has_text="gpt-oss-120b").filter(
+            has_text="cerebras"
+        )
+        await expect(cerebras_budget).to_contain_text("tokens / ")
+        for member in ("groq/openai/gpt-oss-120b", "cerebras/gpt-oss-120b"):
+            await expect(page.locator(f'.member[data-member="{member}"]')).to_have_count(1)
+
+        chat = url + "/v1/chat/completions"
+        async with client.post(chat, json={"messages": HI}, headers=AUTH) as r:  # Groq
+            assert r.status == 200
+        cerebras.add_fault(Fault(status=503, retry_after=60))  # its turn: Groq takes over
+        async with client.post(chat, json={"messages": HI}, headers=AUTH) as r:
+            assert r.headers["X-AI-API-Provider"] == "groq"
+        groq.add_fault(Fault(status=429, retry_after=60))
+        async with client.post(chat, json={"messages": HI}, headers=AUTH) as r:
+            assert r.status == 429  # Groq's 429, Cerebras resting
+        async with client.post(chat, json={"messages": HI}, headers=AUTH) as r:
+            assert r.status == 429  # every member out: no attempt
+
+        rows = page.locator("#requests tbody tr")
+        await expect(rows).to_have_count(4, timeout=10_000)
+        newest = rows.nth(0)
+        await expect(newest).to_have_attribute("data-status", "429")
+        await expect(newest).to_have_attribute("data-attempts", "0")
+        await expect(newest).to_contain_text("rate_limit_exceeded")
+        failover = rows.nth(2)
+        await expect(failover).to_have_attribute("data-status", "200")
+        await expect(failover).to_have_attribute("data-attempts", "2")
+        await expect(failover).to_have_attribute("data-member", "groq/openai/gpt-oss-120b")
+        await expect(rows.nth(3)).to_have_attribute("data-attempts", "1")
+        # The rests show on the members once the next usage event comes.
+        await expect(page.locator('.member[data-member="cerebras/gpt-oss-120b"]')).to_contain_text(
+            "rests until", timeout=10_000
+        )
+        await expect(page.locator("#chart .error-mark")).to_have_count(1, timeout=20_000)
+        await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        if target := os.environ.get("AI_API_DASHBOARD_SCREENSHOT"):  # the README's picture
+            await page.screenshot(path=target, full_page=True, type="jpeg", quality=40)
+
+        await page.set_viewport_size({"width": 375, "height": 800})
+        await page.reload()
+        await expect(page.locator("#status")).to_have_text("live")  # the key was kept
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375
+        await page.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
