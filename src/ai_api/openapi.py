@@ -96,6 +96,12 @@ def _secure(path: str, operation: Schema, keys: bool) -> Schema:
     return {**done, "security": []}
 
 
+def _whole_query(name: str, most: int, default: int) -> Schema:
+    """A query parameter of a whole number from 1 to `most`."""
+    schema = {"type": "integer", "minimum": 1, "maximum": most, "default": default}
+    return {"name": name, "in": "query", "schema": schema}
+
+
 def served_without_key(path: str) -> bool:
     """Whether the operation at `path` (a template) needs no gateway key."""
     return path in PUBLIC or path in PAGES or path == "/dashboard/{name}"
@@ -156,13 +162,7 @@ def _paths(keys: bool) -> dict[str, Schema]:
         _json_ok("The report.", ref("UsageReport")),
         (400,),
     )
-    usage["parameters"] = [
-        {
-            "name": "days",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 7},
-        }
-    ]
+    usage["parameters"] = [_whole_query("days", 366, 7)]
     one_model = model_operation(
         _operation("One routable model", model_ok(), (404,), ANTHROPIC_ERROR)
     )
@@ -230,13 +230,7 @@ def _dashboard_paths() -> dict[str, Schema]:
         _json_ok("Oldest hour first.", ref("HourlyUsage")),
         (400,),
     )
-    hours["parameters"] = [
-        {
-            "name": "hours",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 168, "default": 24},
-        }
-    ]
+    hours["parameters"] = [_whole_query("hours", 168, 24)]
     last = _operation(
         "The last requests to the model APIs, oldest first",
         _json_ok(
@@ -249,13 +243,7 @@ def _dashboard_paths() -> dict[str, Schema]:
         ),
         (400,),
     )
-    last["parameters"] = [
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-        }
-    ]
+    last["parameters"] = [_whole_query("limit", 500, 50)]
     feed = _operation(
         "Requests as they end (`event: request`) and today's usage (`event: usage`)",
         {"description": "Server-Sent Events.", "content": {"text/event-stream": {"schema": STR}}},
