@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +19,8 @@ from ai_api.server import running
 from ai_api.settings import GatewayKey, Secret, Settings
 
 from .conftest import KEYS, settings_for
-from .test_cli import HELLO, ai_api
-from .test_metrics import counted_by, fresh, metrics_folder
+from .test_cli import ai_api
+from .test_metrics import answered_by_both, fresh
 from .test_server import gateway_env
 
 GATEWAY_KEY = "gw-dashboard-test-key-0123456789"
@@ -178,20 +177,7 @@ async def test_every_worker_shows_every_workers_requests(tmp_path: Path) -> None
     async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.0) as groq:
         env = gateway_env(groq, tmp_path / "usage.sqlite3")
         async with ai_api("--workers", "2", cwd=tmp_path, env=env) as (process, url):
-            assert process.stderr is not None
-            pids: set[int] = set()
-            while len(pids) < 2:
-                line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-                if match := re.search(r"worker (\d+) listening on", line):
-                    pids.add(int(match.group(1)))
-            folder = await asyncio.to_thread(metrics_folder, min(pids))
-            sent, both = 0, False
-            while sent < 10 or (sent < 60 and not both):  # until both workers answered some
-                status, _ = await fresh("POST", url + "/chat", json=HELLO)
-                assert status == 200
-                sent += 1
-                both = await asyncio.to_thread(counted_by, folder, pids)
-            assert both
+            sent, _ = await answered_by_both(process, url, 10)
             await asyncio.sleep(0.3)  # each worker's ledger writes within 50 ms of a record
             seen = []
             for _ in range(6):  # fresh connections: both workers answer these too

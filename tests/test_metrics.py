@@ -4,7 +4,6 @@ the workers of `serve --workers 2` too."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ai_api.settings import GatewayKey, Secret
 from .conftest import KEYS, settings_for
 from .test_cli import HELLO, ai_api
 from .test_server import gateway_env
+from .test_workers import worker_pids
 
 GATEWAY_KEY = "gw-metrics-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
@@ -145,26 +145,29 @@ async def fresh(method: str, url: str, **options: object) -> tuple[int, str]:
         return r.status, await r.text()
 
 
+async def answered_by_both(
+    process: asyncio.subprocess.Process, url: str, least: int
+) -> tuple[int, Path]:
+    """Send `/chat` requests on fresh connections, at least `least`, until both workers of
+    `serve --workers 2` have answered some (each has counted into the metrics folder); how
+    many were sent, and that folder."""
+    pids = await asyncio.wait_for(worker_pids(process, 2), timeout=30)
+    folder = await asyncio.to_thread(metrics_folder, min(pids))
+    sent, both = 0, False
+    while sent < least or (sent < 60 and not both):
+        status, _ = await fresh("POST", url + "/chat", json=HELLO)
+        assert status == 200
+        sent += 1
+        both = await asyncio.to_thread(counted_by, folder, pids)
+    assert both
+    return sent, folder
+
+
 async def test_the_workers_scrapes_sum_every_worker(tmp_path: Path) -> None:
     async with FakeUpstream("groq", api_key=KEYS["groq"], token_delay=0.0) as groq:
         env = gateway_env(groq, tmp_path / "usage.sqlite3")
         async with ai_api("--workers", "2", cwd=tmp_path, env=env) as (process, url):
-            assert process.stderr is not None
-            pids: set[int] = set()
-            while len(pids) < 2:
-                line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-                if match := re.search(r"worker (\d+) listening on", line):
-                    pids.add(int(match.group(1)))
-            folder = await asyncio.to_thread(metrics_folder, min(pids))
-            sent = 0
-            while sent < 20 or (
-                sent < 60 and not await asyncio.to_thread(counted_by, folder, pids)
-            ):
-                status, _ = await fresh("POST", url + "/chat", json=HELLO)
-                assert status == 200
-                sent += 1
-                both = await asyncio.to_thread(counted_by, folder, pids)
-            assert both
+            sent, folder = await answered_by_both(process, url, 20)
             scraped = []
             for _ in range(6):
                 status, text = await fresh("GET", url + "/metrics")

@@ -45,7 +45,8 @@ def add_routes(app: web.Application) -> None:
     app[STATIC] = {name: (static / name).read_bytes() for name in _FILES}
     app.router.add_get("/", home)
     app.router.add_get("/dashboard", page)
-    app.router.add_get("/dashboard/{name:app\\.(?:js|css)}", asset)
+    for name in ("app.js", "app.css"):
+        app.router.add_get(f"/dashboard/{name}", asset)
     app.router.add_get("/usage/hours", hours)
     app.router.add_get("/usage/requests", requests)
     app.router.add_get("/usage/requests/stream", stream)
@@ -63,7 +64,7 @@ async def page(request: web.Request) -> web.Response:
 
 async def asset(request: web.Request) -> web.Response:
     """`GET /dashboard/app.js` and `app.css`."""
-    return _file(request, request.match_info["name"])
+    return _file(request, request.path.rsplit("/", 1)[1])
 
 
 def _file(request: web.Request, name: str) -> web.Response:

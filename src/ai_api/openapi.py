@@ -104,7 +104,7 @@ def _whole_query(name: str, most: int, default: int) -> Schema:
 
 def served_without_key(path: str) -> bool:
     """Whether the operation at `path` (a template) needs no gateway key."""
-    return path in PUBLIC or path in PAGES or path == "/dashboard/{name}"
+    return path in PUBLIC or path in PAGES
 
 
 def _json_ok(description: str, schema: Schema) -> Schema:
@@ -214,15 +214,8 @@ def _paths(keys: bool) -> dict[str, Schema]:
 def _dashboard_paths() -> dict[str, Schema]:
     """The dashboard's page, its files, and the JSON and events it reads (`ai_api.dashboard`)."""
     html = {"description": "The page.", "content": {"text/html": {"schema": STR}}}
-    asset = _operation("The page's script or style", {"description": "The file."}, (404,))
-    asset["parameters"] = [
-        {
-            "name": "name",
-            "in": "path",
-            "required": True,
-            "schema": {"enum": ["app.js", "app.css"]},
-        }
-    ]
+    script = {"description": "The script.", "content": {"text/javascript": {"schema": STR}}}
+    style = {"description": "The style.", "content": {"text/css": {"schema": STR}}}
     home = _operation("To the dashboard", {"description": "Unused."}, ())
     home["responses"] = {"302": {"description": "To `/dashboard`."}}
     hours = _operation(
@@ -254,7 +247,12 @@ def _dashboard_paths() -> dict[str, Schema]:
         "/dashboard": {
             "get": {"operationId": "dashboard", **_operation("The dashboard", html, ())}
         },
-        "/dashboard/{name}": {"get": {"operationId": "dashboard_file", **asset}},
+        "/dashboard/app.js": {
+            "get": {"operationId": "dashboard_js", **_operation("Its script", script, ())}
+        },
+        "/dashboard/app.css": {
+            "get": {"operationId": "dashboard_css", **_operation("Its style", style, ())}
+        },
         "/usage/hours": {"get": {"operationId": "usage_hours", **hours}},
         "/usage/requests": {"get": {"operationId": "usage_requests", **last}},
         "/usage/requests/stream": {"get": {"operationId": "usage_requests_stream", **feed}},

@@ -57,29 +57,13 @@ class Trace:
     routes and rations it adds to it through `routed` and `attempted`, without being passed
     it (they run in the request's task, or in tasks it started)."""
 
-    __slots__ = (
-        "at",
-        "attempts",
-        "completion",
-        "ended",
-        "error",
-        "first",
-        "last",
-        "prompt",
-        "request_id",
-        "route",
-    )
+    __slots__ = ("at", "ended", "error", "request_id", "route")
 
     def __init__(self, at: float) -> None:
         self.at = at
         self.route: str | None = None
         self.request_id: str | None = None
-        self.attempts = 0
-        self.prompt = 0
-        self.completion = 0
-        self.ended: list[Attempt] = []
-        self.first: Attempt | None = None  # the first attempt that gave a token
-        self.last: Attempt | None = None
+        self.ended: list[Attempt] = []  # as the ledger records them, in the order they ended
         self.error: str | None = None  # set when the request was answered with an error
 
     def begin(self) -> Callable[[], None]:
@@ -89,7 +73,9 @@ class Trace:
 
     def record(self, method: str, path: str, status: int, now: float) -> RequestRecord:
         """The request's record as it ends at `now`, answered with `status`."""
-        last, first = self.last, self.first
+        ended = self.ended
+        last = ended[-1] if ended else None
+        first = next((a for a in ended if a.ttft is not None), None)  # gave the first token
         error = self.error
         if error is None and last is not None and last.error is not None and status < 400:
             error = last.error  # its answer failed (or its client left) after the first byte
@@ -108,11 +94,11 @@ class Trace:
             provider=None if last is None else last.provider,
             account=None if last is None else last.account,
             model=None if last is None else last.model,
-            attempts=self.attempts,
+            attempts=len(ended),
             ttft=ttft,
             duration=max(0.0, now - self.at),
-            prompt_tokens=self.prompt,
-            completion_tokens=self.completion,
+            prompt_tokens=sum(a.prompt_tokens for a in ended),
+            completion_tokens=sum(a.completion_tokens for a in ended),
         )
 
 
@@ -127,12 +113,5 @@ def routed(route: str, request_id: str) -> None:
 def attempted(attempt: Attempt) -> None:
     """One of the running request's attempts ended, as the ledger records it."""
     trace = _TRACE.get()
-    if trace is None:
-        return
-    trace.attempts += 1
-    trace.ended.append(attempt)
-    trace.prompt += attempt.prompt_tokens
-    trace.completion += attempt.completion_tokens
-    if trace.first is None and attempt.ttft is not None:
-        trace.first = attempt
-    trace.last = attempt
+    if trace is not None:
+        trace.ended.append(attempt)
