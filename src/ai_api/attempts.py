@@ -78,6 +78,7 @@ class Ask(msgspec.Struct, frozen=True):
     build: Callable[[Deployment], ChatRequest]
     whole: bool = False  # the client wants the answer at once: fail over until its end
     images: bool = False  # the messages carry images: members known not to take them are skipped
+    prefer: str | None = None  # the member that served this conversation (`ai_api.affinity`)
 
 
 async def open_stream(
@@ -99,7 +100,9 @@ async def open_stream(
             refuse_images(route)
 
     loop = asyncio.get_running_loop()
-    tries = _Tries(route, list(await rationing.plan(route, members)), bounds, loop.time())
+    tries = _Tries(
+        route, list(await rationing.plan(route, members, ask.prefer)), bounds, loop.time()
+    )
     failures: list[str] = []
     error: UpstreamError | None = None
     while tries.queue:

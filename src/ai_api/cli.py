@@ -171,7 +171,13 @@ def _provider_lines(p: ProviderSettings) -> list[str]:
         key = f"{p.key_env} not set"
     else:
         key = f"{p.key_env}={p.api_key.masked()}"
+    if len(p.keys) > 1:
+        key = f"{len(p.keys)} keys"
     lines = [f"  {p.name} ({p.spec.label}) {p.base_url}  {key}"]
+    if len(p.keys) > 1:
+        for k in p.keys:
+            account = f", account {k.account}" if k.account else ", its own budget"
+            lines.append(f"    key {k.label} from {k.key_env}{account}")
     if p.trust is not None:
         shown = {"ca_bundle": p.trust.ca_bundle, "client_cert": p.trust.client_cert}
         lines.append("    tls: " + ", ".join(f"{k}={v}" for k, v in shown.items() if v))

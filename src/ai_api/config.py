@@ -7,6 +7,7 @@ that both the file and a variable can set are `settings`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from .config_file import (
     KeyEntry,
     MemberEntry,
     ModelEntry,
+    PoolKeyEntry,
     ProviderEntry,
     RouteEntry,
     read_file,
@@ -34,10 +36,12 @@ from .settings import (
     Knob,
     MemberSettings,
     ModelSettings,
+    PoolKey,
     ProviderSettings,
     RouteSettings,
     Secret,
     Settings,
+    key_label,
 )
 from .trust import TrustStore, tls_context
 
@@ -147,7 +151,7 @@ def preset_active(spec: ProviderSpec, env: Mapping[str, str]) -> bool:
     """A preset is active when its key is set, or for a local server, when its model is."""
     if spec.key_env is None:
         return bool(env.get(f"{spec.env_prefix}_MODEL", "").strip())
-    return bool(env.get(spec.key_env, "").strip())
+    return bool(split_keys(env.get(spec.key_env)))
 
 
 def preset_settings(
@@ -159,8 +163,10 @@ def preset_settings(
     base_url: str | None = None,
     models: tuple[str, ...] | None = None,
     max_tokens: int | None = None,
+    keys: tuple[PoolKey, ...] | None = None,
 ) -> ProviderSettings:
-    """A provider from its spec, the `<PREFIX>_*` variables and explicit overrides."""
+    """A provider from its spec, the `<PREFIX>_*` variables and explicit overrides. Its key
+    variable may hold several keys, separated by commas (a pool); `keys` overrides it."""
     prefix = spec.env_prefix
     key_env = key_env or spec.key_env or f"{prefix}_API_KEY"
     cap = max_tokens or number(env, f"{prefix}_MAX_TOKENS", spec.default_max_tokens, int, minimum=1)
@@ -175,21 +181,54 @@ def preset_settings(
             url = url.format_map(env)
         except KeyError as exc:
             raise ConfigError(f"{spec.label} needs {exc.args[0]} for its URL.") from None
+    if keys is None:
+        keys = pool_of([(key_env, secret, "", None) for secret in split_keys(env.get(key_env))])
     return ProviderSettings(
         name=name or spec.name,
         spec=spec,
         # Local servers take any key; clients must send one, so send a placeholder.
-        api_key=Secret(env.get(key_env, "").strip() or LOCAL_KEY),
+        api_key=keys[0].secret if keys else Secret(_one_key(env.get(key_env)) or LOCAL_KEY),
         base_url=url.rstrip("/"),
         models=tuple(
             ModelSettings(m, cap, spec.limits_for(m), spec.contexts.get(m), spec.images.get(m))
             for m in models
         ),
         key_env=key_env,
+        keys=keys,
     )
 
 
+def split_keys(raw: str | None) -> list[str]:
+    """The keys a provider's variable holds: one, or several separated by commas."""
+    return [key.strip() for key in (raw or "").split(",") if key.strip()]
+
+
+def _one_key(raw: str | None) -> str:
+    keys = split_keys(raw)
+    return keys[0] if keys else ""
+
+
+def pool_of(given: list[tuple[str, str, str, str | None]]) -> tuple[PoolKey, ...]:
+    """The pool of (variable, key, account, label) entries: () for fewer than two keys (one
+    key is no pool: its names stay the provider's own); `ConfigError` for a key given twice
+    or two keys with one label."""
+    if len(given) < 2:
+        return ()
+    keys: dict[str, PoolKey] = {}
+    seen: set[str] = set()
+    for variable, secret, account, label in given:
+        if secret in seen:
+            raise ConfigError(f"{variable}: a key is listed twice.")
+        seen.add(secret)
+        label = label or key_label(secret)
+        if label in keys:
+            raise ConfigError(f"{variable}: two keys are labelled {label!r}; give each a label.")
+        keys[label] = PoolKey(label, Secret(secret), account, variable)
+    return tuple(keys.values())
+
+
 N = TypeVar("N", int, float)
+_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 def choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
@@ -357,10 +396,10 @@ def _provider(
         raise ConfigError(f"providers.{name}: kind 'openai' needs base_url and models.")
     if entry.prefill is not None:
         spec = replace(spec, prefill=PREFILLS.get(entry.prefill))
-    key_env = entry.api_key_env or spec.key_env
-    if key_env and not env.get(key_env, "").strip():
-        problems.append(f"providers.{name}: {key_env} is not set; provider inactive")
+    found = _entry_keys(name, entry, spec.key_env, env, problems)
+    if found is None:
         return None
+    key_env, keys = found
     if spec.local and entry.models is None and not preset_active(spec, env):
         problems.append(f"providers.{name}: no model; set models or {spec.env_prefix}_MODEL")
         return None
@@ -381,6 +420,7 @@ def _provider(
         base_url=entry.base_url,
         models=models,
         max_tokens=entry.max_tokens,
+        keys=keys,
     )
     resolved = []
     for m in settings.models:
@@ -402,6 +442,53 @@ def _provider(
         guesses=entry.guesses,
         trust=_trust(name, entry, root),
     )
+
+
+def _entry_keys(
+    name: str,
+    entry: ProviderEntry,
+    preset_env: str | None,
+    env: Mapping[str, str],
+    problems: list[str],
+) -> tuple[str | None, tuple[PoolKey, ...] | None] | None:
+    """The provider's key variable and, for `api_key_env = [...]`, its keys (None: read from
+    the variable); None (and a problem) when no key is set."""
+    if isinstance(entry.api_key_env, list):
+        keys = _listed_keys(name, entry.api_key_env, env, problems)
+        return None if keys is None else (keys[0].key_env, keys)
+    key_env = entry.api_key_env or preset_env
+    if key_env and not split_keys(env.get(key_env)):
+        problems.append(f"providers.{name}: {key_env} is not set; provider inactive")
+        return None
+    return key_env, None
+
+
+def _listed_keys(
+    name: str, listed: list[str | PoolKeyEntry], env: Mapping[str, str], problems: list[str]
+) -> tuple[PoolKey, ...] | None:
+    """`api_key_env = [...]`: the pool of the variables set (each may hold several keys), or
+    None (and a problem) when none is; a variable not set is a problem, its key left out."""
+    given: list[tuple[str, str, str, str | None]] = []
+    for item in listed:
+        entry = item if isinstance(item, PoolKeyEntry) else PoolKeyEntry(env=item)
+        secrets = split_keys(env.get(entry.env))
+        if not secrets:
+            problems.append(f"providers.{name}: {entry.env} is not set; its key left out")
+        if entry.label is not None and len(secrets) > 1:
+            raise ConfigError(f"providers.{name}: {entry.env} holds several keys; one label.")
+        if entry.label is not None and not _LABEL.fullmatch(entry.label):
+            raise ConfigError(
+                f"providers.{name}: label {entry.label!r}: use 1-32 letters, digits, '.', '_'"
+                " or '-'."
+            )
+        given += [(entry.env, s, entry.account or "", entry.label) for s in secrets]
+    if not given:
+        problems.append(f"providers.{name}: none of its key variables is set; provider inactive")
+        return None
+    if len(given) == 1:
+        variable, secret, account, label = given[0]
+        return (PoolKey(label or "", Secret(secret), account, variable),)
+    return pool_of(given)
 
 
 def _trust(name: str, entry: ProviderEntry, root: Path) -> TrustStore | None:
@@ -460,4 +547,5 @@ def _route(
         members=tuple(members),
         burst=entry.burst,
         continuation=entry.continuation,
+        sticky=entry.sticky,
     )

@@ -53,7 +53,7 @@ import msgspec
 
 from .limits import Limit
 from .providers.presets import RATES, rates
-from .settings import KNOBS, ConfigError, Knob, Strategy
+from .settings import KNOBS, ConfigError, Knob, Sticky, Strategy
 
 
 class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -79,6 +79,15 @@ class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return tuple(lim for lim in builtin if (lim.kind, lim.period) not in keys) + given
 
 
+class PoolKeyEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One key of a provider's `api_key_env` list: its variable, and optionally the account
+    it shares a budget with and the label it is shown by."""
+
+    env: str
+    account: str | None = None
+    label: str | None = None
+
+
 class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """`[providers.NAME]`."""
 
@@ -86,7 +95,9 @@ class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
     account: str | None = None
     base_url: str | None = None
-    api_key_env: str | None = None
+    api_key_env: str | list[str | PoolKeyEntry] | None = None
+    """The variable of its key (which may hold several, separated by commas), or a list of
+    them (a pool of keys)."""
     models: list[str | ModelEntry] | None = None
     max_tokens: int | None = None
     prefill: Literal["trailing", "mistral", "vllm", "none"] | None = None
@@ -116,6 +127,7 @@ class RouteEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     strategy: Strategy = "round-robin"
     burst: float = 0.1
     continuation: bool = True
+    sticky: Sticky = "keys"
 
 
 def _knob_type(knob: Knob) -> Any:

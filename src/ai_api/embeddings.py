@@ -25,7 +25,7 @@ from .errors import InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
 from .providers import Embedder, Provider
 from .rationing import Rationing, Ticket
 from .refusals import pooled_429, too_large
-from .routing import Deployment, Member, Route
+from .routing import Deployment, Member, Route, instance_name, pool_deployments
 from .schemas import Usage
 from .settings import ProviderSettings, Settings
 from .verdicts import Retry, retry_of
@@ -72,7 +72,7 @@ class EmbeddingRouter:
                 code="model_not_found",
                 param="model",
             )
-        made = Route(name, "fallback", (Member(_deployment(p, model, self.providers)),))
+        made = Route(name, "fallback", _pool(p, model, self.providers))
         if len(self._made) < MAX_MADE:  # clients choose these names: keep only so many
             self._made[name] = made
         return made
@@ -83,22 +83,13 @@ class EmbeddingRouter:
 
     def deployments(self) -> list[Deployment]:
         """Every listed deployment, once."""
-        found = {d.public_name: d for r in self.routes.values() for d in r.deployments}
+        found = {d.member: d for r in self.routes.values() for d in r.deployments}
         return list(found.values())
 
 
-def _deployment(p: ProviderSettings, model: str, providers: Mapping[str, Provider]) -> Deployment:
+def _pool(p: ProviderSettings, model: str, providers: Mapping[str, Provider]) -> tuple[Member, ...]:
     limits = p.spec.embedding_limits(model) if p.guesses else ()
-    return Deployment(
-        providers[p.name],
-        p.spec,
-        model,
-        0,
-        p.account,
-        limits,
-        upstream=p.base_url,
-        key_env=p.key_env or "",
-    )
+    return tuple(map(Member, pool_deployments(p, model, providers, max_tokens=0, limits=limits)))
 
 
 def build_embeddings(settings: Settings, providers: Mapping[str, Provider]) -> EmbeddingRouter:
@@ -108,14 +99,16 @@ def build_embeddings(settings: Settings, providers: Mapping[str, Provider]) -> E
     open_ended: dict[str, ProviderSettings] = {}
     for p in settings.providers:
         offer = p.spec.embeddings
-        if offer is None or not isinstance(providers.get(p.name), Embedder):
+        first = providers.get(instance_name(p.name, p.pool[0].label))
+        if offer is None or not isinstance(first, Embedder):
             continue
         if not offer.models:
             open_ended[p.name] = p
         for model in offer.models:
-            d = _deployment(p, model, providers)
-            routes[d.public_name] = Route(d.public_name, "fallback", (Member(d),))
-            by_model.setdefault(model, []).append(Member(d))
+            pool = _pool(p, model, providers)
+            name = pool[0].deployment.public_name
+            routes[name] = Route(name, "fallback", pool)
+            by_model.setdefault(model, []).extend(pool)
     for model, members in by_model.items():
         routes.setdefault(model, Route(model, "round-robin", tuple(members)))
     return EmbeddingRouter(routes, open_ended, providers)

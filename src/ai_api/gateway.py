@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .affinity import Affinity, conversation
 from .attempts import Ask, Bounds, Opened, open_stream
 from .continuation import Prefills
 from .embeddings import EmbeddingRouter, build_embeddings
@@ -22,7 +23,7 @@ from .http_client import HTTPClient
 from .outcomes import MODEL_APIS, Observer, RequestRecord, routed
 from .providers import OpenAICompatible, Provider
 from .rationing import Rationing
-from .routing import Route, Router, build_router
+from .routing import Route, Router, build_router, instance_name
 from .schemas import Message, has_images
 from .settings import Settings
 from .store import Attempt, MemoryLedger, SQLiteLedger, UsageLedger
@@ -59,6 +60,8 @@ class Gateway:
     ids: Ids = field(default_factory=lambda: Ids())
     prefills: Prefills = field(default_factory=lambda: Prefills())
     """Which members refused a prefill, for continuations."""
+    affinity: Affinity = field(default_factory=lambda: Affinity())
+    """Which member served each conversation (`Route.sticky`)."""
     observers: list[Observer] = field(default_factory=list)
     """Told of each request as it ends (`ai_api.outcomes`): the ledger's requests table, and
     whatever else is added at startup (the access log, the metrics)."""
@@ -75,6 +78,9 @@ class Gateway:
         """Start the answer to `messages` on `route` (see `attempts.open_stream`); `whole`:
         the client wants it at once, so failures until its end may go to another member."""
         fields: Collection[str] = options.keys() if options else ()
+        digest = None
+        if route.sticky == "members" or (route.sticky == "keys" and route.pooled):
+            digest = conversation(route.name, messages)
         ask = Ask(
             request_id=self.ids.next(),
             prompt_tokens=prompt_tokens(messages),
@@ -85,9 +91,13 @@ class Gateway:
             ),
             whole=whole,
             images=has_images(messages),
+            prefer=None if digest is None else self.affinity.member(digest),
         )
         routed(route.name, ask.request_id)
-        return await open_stream(route, ask, self.rationing, self.bounds, self.prefills)
+        opened = await open_stream(route, ask, self.rationing, self.bounds, self.prefills)
+        if digest is not None:
+            self.affinity.served(digest, opened.deployment.member)
+        return opened
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -174,12 +184,13 @@ def make_providers(
     client: HTTPClient,
     clock: Callable[[], float],
 ) -> dict[str, Provider]:
-    """One provider object per configured provider, sharing one HTTP client."""
+    """One provider object per key of each configured provider (`routing.instance_name`),
+    sharing one HTTP client."""
     return {
-        p.name: OpenAICompatible(
+        instance_name(p.name, key.label): OpenAICompatible(
             p.spec,
             name=p.name,
-            api_key=p.api_key.reveal(),
+            api_key=key.secret.reveal(),
             base_url=p.base_url,
             client=client.trusting(p.trust),
             read_timeout=settings.read_timeout,
@@ -188,4 +199,5 @@ def make_providers(
             clock=clock,
         )
         for p in settings.providers
+        for key in p.pool
     }

@@ -77,6 +77,15 @@ def daily_share(windows: Iterable[WindowState]) -> float:
     return min(shares, default=1.0)
 
 
+def headroom_share(windows: Iterable[WindowState]) -> float:
+    """The smallest remaining share of any window whose limit and use are known (what the
+    keys of a pool are ordered by); 1.0 when none is."""
+    shares = [
+        max(0.0, w.remaining) / w.limit for w in windows if w.limit and w.remaining is not None
+    ]
+    return min(shares, default=1.0)
+
+
 def ahead_of_pace(windows: Iterable[WindowState], now: float, burst: float) -> bool:
     """Whether today's spending passed the elapsed share of the UTC day plus `burst`."""
     elapsed = (now % DAY) / DAY

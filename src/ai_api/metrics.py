@@ -54,14 +54,16 @@ class Metrics:
         )
         self.attempts = Counter(
             "ai_api_upstream_attempts",
-            "Attempts on upstream members, by outcome: ok, or the gateway's error code.",
-            ["provider", "model", "outcome"],
+            "Attempts on upstream members, by outcome: ok, or the gateway's error code (`key`:"
+            " the label of the key, for a provider with several).",
+            ["provider", "model", "key", "outcome"],
             registry=r,
         )
         self.tokens = Counter(
             "ai_api_tokens",
-            "Tokens spent, by member and kind (prompt or completion).",
-            ["provider", "model", "kind"],
+            "Tokens spent, by member, key (for a provider with several) and kind (prompt or"
+            " completion).",
+            ["provider", "model", "key", "kind"],
             registry=r,
         )
         self.ttft = Histogram(
@@ -99,11 +101,12 @@ class Metrics:
             self.requests, record.api, route, record.provider or "", record.model or "", status
         ).inc()
         for a in attempts:
-            child(self.attempts, a.provider, a.model, a.error or "ok").inc()
+            key = a.key or ""
+            child(self.attempts, a.provider, a.model, key, a.error or "ok").inc()
             if a.prompt_tokens:
-                child(self.tokens, a.provider, a.model, "prompt").inc(a.prompt_tokens)
+                child(self.tokens, a.provider, a.model, key, "prompt").inc(a.prompt_tokens)
             if a.completion_tokens:
-                child(self.tokens, a.provider, a.model, "completion").inc(a.completion_tokens)
+                child(self.tokens, a.provider, a.model, key, "completion").inc(a.completion_tokens)
         if record.ttft is not None:
             child(self.ttft, record.api, route).observe(record.ttft)
         child(self.duration, record.api, route).observe(record.duration)
@@ -149,16 +152,16 @@ async def state_families(
     circuit = GaugeMetricFamily(
         "ai_api_circuit_state",
         "1 for the state each member's circuit is in (closed, open, half-open).",
-        labels=["member", "account", "state"],
+        labels=["member", "key", "account", "state"],
     )
     cooldown = GaugeMetricFamily(
         "ai_api_cooldown_until_seconds",
         "Until when (Unix time) a member rests; 0 when it does not.",
-        labels=["member", "account"],
+        labels=["member", "key", "account"],
     )
     seen: set[str] = set()
     now = rationing.clock()
-    for d in sorted(deployments, key=lambda d: d.public_name):
+    for d in sorted(deployments, key=lambda d: (d.public_name, d.key)):
         snapshot = await rationing.snapshot(d)
         account, model = d.budget_key.split("|", 1)
         if d.budget_key not in seen:
@@ -172,9 +175,9 @@ async def state_families(
                     remaining.add_metric(labels, max(0.0, w.remaining))
         for state in ("closed", "open", "half-open"):
             value = 1.0 if snapshot.health.circuit == state else 0.0
-            circuit.add_metric([d.public_name, account, state], value)
+            circuit.add_metric([d.public_name, d.key, account, state], value)
         rest = snapshot.ready_at if snapshot.ready_at > now else 0.0
-        cooldown.add_metric([d.public_name, account], rest)
+        cooldown.add_metric([d.public_name, d.key, account], rest)
     depth = GaugeMetricFamily(
         "ai_api_ledger_queue_depth",
         "Records waiting to be written to the usage ledger (in the process that answered).",

@@ -99,6 +99,7 @@ class Trace:
             duration=max(0.0, now - self.at),
             prompt_tokens=sum(a.prompt_tokens for a in ended),
             completion_tokens=sum(a.completion_tokens for a in ended),
+            key=None if last is None else last.key,
         )
 
 

@@ -28,6 +28,7 @@ from .headroom import (
     ahead_of_pace,
     contradicts,
     daily_share,
+    headroom_share,
     held_to,
     source_of,
 )
@@ -79,6 +80,15 @@ class Ticket:
         return (self.chars + 3) // 4
 
 
+def key_name(d: Deployment) -> str:
+    """The key `d` uses, by name: `provider`, or `provider#label` for a key of a pool."""
+    return f"{d.name}#{d.key}" if d.key else d.name
+
+
+def _same_pool(a: Member, b: Member) -> bool:
+    return a.deployment.public_name == b.deployment.public_name
+
+
 def end_of(verdict: Verdict, tokens: int) -> End:
     """What `verdict` does to the shared state, the hold settled to `tokens`."""
     health: Literal["succeeded", "failed", "released"] = "released"
@@ -118,6 +128,9 @@ class Rationing:
         self._held: dict[tuple[str, bool], tuple[Limit, ...]] = {}
         self._ids = itertools.count(1)
         self._stopping = False
+        self._spin = itertools.count()
+        self.refused: dict[str, float] = {}
+        """Keys a provider refused (`key_name`), until when they are out of rotation."""
 
     def limits(self, deployment: Deployment, guesses: bool = True) -> tuple[Limit, ...]:
         """The limits `deployment` is held to now (`guesses`: the preset's count, unless the
@@ -157,17 +170,30 @@ class Rationing:
         """This request's turn on `route` (shared by every process)."""
         return await self.state.turn(route.name) if route.rotates else 0
 
-    async def plan(self, route: Route, members: Sequence[Member]) -> Sequence[Member]:
-        """`members` in the order to try them: on the `budget` route the largest remaining
-        share of a daily limit first; paced members ahead of the day's pace last.
+    async def plan(
+        self, route: Route, members: Sequence[Member], prefer: str | None = None
+    ) -> Sequence[Member]:
+        """`members` in the order to try them: the keys of a pool by their headroom (the
+        member `prefer` names first: it served this conversation), keys the provider refused
+        left out; on the `budget` route the largest remaining share of a daily limit first;
+        paced members ahead of the day's pace last.
 
-        Health and headroom are not looked at here: `begin` checks both, atomically, as it
-        claims and reserves, and says when a member without them will have them again.
+        Keys refused (401/403) are left out unless every member's was (then their rests say
+        when). Health and headroom are not otherwise looked at here: `begin` checks both,
+        atomically, as it claims and reserves, and says when a member without them will have
+        them again.
         """
+        now = self.clock()
+        if self.refused:
+            usable = [m for m in members if self.refused.get(key_name(m.deployment), 0.0) <= now]
+            members = usable or members
+        if route.pooled:
+            members = await self._keys_ordered(members, prefer)
+        if prefer is not None and route.sticky == "members":
+            members = sorted(members, key=lambda m: m.deployment.member != prefer)
         budget = route.strategy == "budget"
         if not budget and not any(m.pace for m in members):
             return members
-        now = self.clock()
         ready: list[tuple[float, Member]] = []
         paced: list[Member] = []
         for member in members:
@@ -182,6 +208,31 @@ class Rationing:
         if budget:
             ready.sort(key=lambda item: -item[0])
         return [m for _, m in ready] + paced
+
+    async def _keys_ordered(self, members: Sequence[Member], prefer: str | None) -> list[Member]:
+        """Within each run of one pool's keys: `prefer` first, then the most headroom (keys
+        with as much take turns)."""
+        ordered: list[Member] = []
+        start = 0
+        for end in range(1, len(members) + 1):
+            if end < len(members) and _same_pool(members[end], members[start]):
+                continue
+            run = list(members[start:end])
+            if len(run) > 1:
+                # Keys with the same headroom (one account's, or none known yet) take turns.
+                spin = next(self._spin) % len(run)
+                run = run[spin:] + run[:spin]
+                shares = {}
+                for m in run:
+                    d = m.deployment
+                    windows = (await self.snapshot(d)).windows
+                    shares[d.member] = headroom_share(windows)
+                run.sort(
+                    key=lambda m: (m.deployment.member != prefer, -shares[m.deployment.member])
+                )
+            ordered += run
+            start = end
+        return ordered
 
     async def begin(
         self,
@@ -249,13 +300,30 @@ class Rationing:
                 d.spec.env_prefix,
             )
         elif verdict.alarm is Alarm.KEY_REFUSED:
-            log.error(
-                "%s refused the key (HTTP %d): check %s",
-                d.name,
-                verdict.status,
-                d.key_env or d.spec.key_env or "its API key variable",
-            )
+            self._refuse_key(d, verdict, now)
         await self._close(ticket, verdict, usage, now)
+
+    def _refuse_key(self, d: Deployment, verdict: Verdict, now: float) -> None:
+        """The provider refused `d`'s key: out of rotation for every model until its rest
+        ends (told once, naming the key by its label, never by any part of it)."""
+        name = key_name(d)
+        told = self.refused.get(name, 0.0) > now
+        self.refused[name] = verdict.rest_until or now
+        if told:
+            return
+        variable = d.key_env or d.spec.key_env or "its API key variable"
+        if d.key:
+            log.error(
+                "%s refused its key %s (HTTP %d): that key is out of rotation for %.0f s;"
+                " check it in %s",
+                d.name,
+                d.key,
+                verdict.status,
+                self.refused[name] - now,
+                variable,
+            )
+        else:
+            log.error("%s refused the key (HTTP %d): check %s", d.name, verdict.status, variable)
 
     def stop(self) -> None:
         """The gateway is ending the attempts still running (its drain's grace ran out): one
@@ -367,6 +435,7 @@ class Rationing:
             cooldown_until=ready or None,
             origin=d.origin or None,
             attempt_id=ticket.attempt_id,
+            key=d.key or None,
         )
 
     async def _ceiling(
@@ -421,10 +490,10 @@ class Rationing:
 
     async def recall(self, deployments: Iterable[Deployment]) -> int:
         """The ceilings the ledger holds from recent 429s, learned again (after a restart)."""
-        by_name = {(d.name, d.model): d for d in deployments}
+        by_name = {(d.name, d.model, d.key): d for d in deployments}
         count = 0
         for a in await self.ledger.ceilings_since(self.clock() - CEILING_MEMORY):
-            d = by_name.get((a.provider, a.model))
+            d = by_name.get((a.provider, a.model, a.key or ""))
             if d is None or a.learned_window is None or a.learned_limit is None:
                 continue
             name, _, period = a.learned_window.partition("|")
@@ -443,10 +512,10 @@ class Rationing:
         await self.recall(deployments)
         memory = self.state if isinstance(self.state, MemoryState) else None
         now = self.clock()
-        by_key = {(d.name, d.model): d for d in deployments}
+        by_key = {(d.name, d.model, d.key): d for d in deployments}
         attempts = await self.ledger.attempts_since(now - DAY)
         for a in attempts:
-            d = by_key.get((a.provider, a.model))
+            d = by_key.get((a.provider, a.model, a.key or ""))
             if d is None:
                 continue
             if a.error is None and not a.estimated:

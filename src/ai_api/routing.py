@@ -11,7 +11,7 @@ from .errors import NotFound
 from .limits import Limit
 from .providers import Provider, ProviderSpec
 from .schemas import ChatRequest, Message
-from .settings import ProviderSettings, RouteSettings, Settings, Strategy
+from .settings import ProviderSettings, RouteSettings, Settings, Sticky, Strategy
 
 DEFAULT_ROUTE = "auto"
 
@@ -36,12 +36,15 @@ class Deployment:
     """The variable its key was read from (for the log line when the key is refused)."""
     images: bool | None = None
     """Whether its model takes image input; None: not known, so it is tried."""
+    key: str = ""
+    """The label of its key when its provider has several (a pool), else ""."""
     public_name: str = field(init=False)
     """`provider/model`, the name that pins this deployment."""
     origin: str = field(init=False)
     """A short digest of `upstream` (never the URL, which may carry a secret); "" without."""
     member: str = field(init=False)
-    """Its key for cooldowns and circuits: `provider/model@origin`."""
+    """Its key for cooldowns and circuits: `provider/model@origin` (`provider#key/...` for a
+    key of a pool)."""
     budget_key: str = field(init=False)
     """`account|model` whose budget this deployment spends; `*` for account-wide limits."""
     guessed: bool = field(init=False)
@@ -49,13 +52,14 @@ class Deployment:
 
     def __post_init__(self) -> None:
         name = self.provider.name
+        keyed = f"{name}#{self.key}" if self.key else name
         model = "*" if self.spec.account_wide else self.model
         object.__setattr__(self, "public_name", f"{name}/{self.model}")
         origin = hashlib.sha256(self.upstream.encode()).hexdigest()[:12] if self.upstream else ""
         object.__setattr__(self, "origin", origin)
-        member = f"{name}/{self.model}@{origin}" if origin else f"{name}/{self.model}"
+        member = f"{keyed}/{self.model}@{origin}" if origin else f"{keyed}/{self.model}"
         object.__setattr__(self, "member", member)
-        object.__setattr__(self, "budget_key", f"{self.account or name}|{model}")
+        object.__setattr__(self, "budget_key", f"{self.account or keyed}|{model}")
         object.__setattr__(self, "guessed", any(lim.guess for lim in self.limits))
 
     @property
@@ -110,10 +114,22 @@ class Route:
     burst: float = 0.1
     continuation: bool = True
     """Whether a stream whose member fails mid-answer may go on on the next member."""
+    sticky: Sticky = "keys"
+    """Where a conversation goes back to the member that served it (`ai_api.affinity`)."""
+    pools: tuple[tuple[Member, ...], ...] = ()
+    """The members grouped by `provider/model`: the keys of one pool together. The strategy
+    turns over pools; within one the rationing orders the keys by headroom."""
     _sequence: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        self._sequence = _smooth_weighted(tuple(m.weight for m in self.members))
+        pools: list[list[Member]] = []
+        for m in self.members:
+            if pools and pools[-1][0].deployment.public_name == m.deployment.public_name:
+                pools[-1].append(m)
+            else:
+                pools.append([m])
+        self.pools = tuple(tuple(pool) for pool in pools)
+        self._sequence = _smooth_weighted(tuple(pool[0].weight for pool in self.pools))
 
     @property
     def deployments(self) -> tuple[Deployment, ...]:
@@ -121,21 +137,30 @@ class Route:
         return tuple(m.deployment for m in self.members)
 
     @property
+    def pooled(self) -> bool:
+        """Whether any member is a pool of several keys."""
+        return len(self.pools) < len(self.members)
+
+    @property
     def rotates(self) -> bool:
         """Whether each request takes the next turn (round-robin and weighted routes)."""
-        return self.strategy in ("round-robin", "weighted") and len(self.members) > 1
+        return self.strategy in ("round-robin", "weighted") and len(self.pools) > 1
 
     def order(self, turn: int = 0) -> list[Member]:
         """The members in the order request number `turn` considers them."""
-        members = self.members
         if not self.rotates:
-            return list(members)
+            return list(self.members)
+        pools = self.pools
         if self.strategy == "weighted":
             first = self._sequence[turn % len(self._sequence)]
-            rest = sorted((m for i, m in enumerate(members) if i != first), key=lambda m: -m.weight)
-            return [members[first], *rest]
-        start = turn % len(members)
-        return [*members[start:], *members[:start]]
+            rest = sorted(
+                (p for i, p in enumerate(pools) if i != first), key=lambda p: -p[0].weight
+            )
+            ordered = [pools[first], *rest]
+        else:
+            start = turn % len(pools)
+            ordered = [*pools[start:], *pools[:start]]
+        return [m for pool in ordered for m in pool]
 
 
 def _smooth_weighted(weights: tuple[int, ...]) -> tuple[int, ...]:
@@ -160,7 +185,7 @@ class Router:
 
     def deployments(self) -> list[Deployment]:
         """Every deployment of every route, once each."""
-        unique = {d.public_name: d for r in self.routes.values() for d in r.deployments}
+        unique = {d.member: d for r in self.routes.values() for d in r.deployments}
         return list(unique.values())
 
     def route(self, model: str | None) -> Route:
@@ -181,35 +206,67 @@ class Router:
         return route.name if route is not None else model or DEFAULT_ROUTE
 
 
+def instance_name(provider: str, key: str) -> str:
+    """The name of one key's provider object: `provider`, or `provider#label` in a pool."""
+    return f"{provider}#{key}" if key else provider
+
+
+def pool_deployments(
+    p: ProviderSettings,
+    model: str,
+    providers: Mapping[str, Provider],
+    *,
+    max_tokens: int,
+    limits: tuple[Limit, ...],
+    context: int | None = None,
+    images: bool | None = None,
+) -> tuple[Deployment, ...]:
+    """`p` serving `model`: one deployment per key of its pool (its one key's alone)."""
+    return tuple(
+        Deployment(
+            providers[instance_name(p.name, k.label)],
+            p.spec,
+            model,
+            max_tokens,
+            k.account or p.account,
+            limits,
+            context,
+            p.base_url,
+            k.key_env or p.key_env or "",
+            images,
+            k.label,
+        )
+        for k in p.pool
+    )
+
+
 def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Router:
     """Every public name: the configured routes, `auto`, each `provider/model`, and each
-    upstream model name served by the providers that list it (round-robin)."""
-    deployments: dict[tuple[str, str], Deployment] = {}
+    upstream model name served by the providers that list it (round-robin). A provider with
+    several keys serves each name with all of them (a pool)."""
+    deployments: dict[tuple[str, str], tuple[Deployment, ...]] = {}
     by_model: dict[str, list[Member]] = {}
     for p in settings.providers:
         for m in p.models:
-            d = Deployment(
-                providers[p.name],
-                p.spec,
+            pool = pool_deployments(
+                p,
                 m.name,
-                m.max_tokens,
-                p.account,
-                m.limits,
-                m.context,
-                p.base_url,
-                p.key_env or "",
-                m.images,
+                providers,
+                max_tokens=m.max_tokens,
+                limits=m.limits,
+                context=m.context,
+                images=m.images,
             )
-            deployments[(p.name, m.name)] = d
-            by_model.setdefault(m.name, []).append(Member(d))
+            deployments[(p.name, m.name)] = pool
+            by_model.setdefault(m.name, []).extend(Member(d) for d in pool)
     routes = {name: Route(name, "round-robin", tuple(ms)) for name, ms in by_model.items()}
     routes.update(
         {
-            d.public_name: Route(d.public_name, "fallback", (Member(d),))
-            for d in deployments.values()
+            pool[0].public_name: Route(pool[0].public_name, "fallback", tuple(map(Member, pool)))
+            for pool in deployments.values()
         }
     )
-    auto = tuple(Member(deployments[(p.name, p.model)]) for p in settings.providers)
+    auto = tuple(Member(d) for p in settings.providers for d in deployments[(p.name, p.model)])
     routes[DEFAULT_ROUTE] = Route(DEFAULT_ROUTE, "round-robin", auto)
     by_name = {p.name: p for p in settings.providers}
     for r in settings.routes:
@@ -221,25 +278,29 @@ def build_router(settings: Settings, providers: Mapping[str, Provider]) -> Route
 
 def _configured(
     route: RouteSettings,
-    deployments: Mapping[tuple[str, str], Deployment],
+    deployments: Mapping[tuple[str, str], tuple[Deployment, ...]],
     by_name: Mapping[str, ProviderSettings],
     providers: Mapping[str, Provider],
 ) -> Route:
     members = []
     for m in route.members:
-        d = deployments.get((m.provider, m.model))
-        if d is None:  # a model the provider does not list: its defaults apply
+        pool = deployments.get((m.provider, m.model))
+        if pool is None:  # a model the provider does not list: its defaults apply
             p = by_name[m.provider]
-            d = Deployment(
-                providers[p.name],
-                p.spec,
+            pool = pool_deployments(
+                p,
                 m.model,
-                p.models[0].max_tokens,
-                p.account,
-                p.spec.limits_for(m.model) if p.guesses else (),
-                upstream=p.base_url,
-                key_env=p.key_env or "",
+                providers,
+                max_tokens=p.models[0].max_tokens,
+                limits=p.spec.limits_for(m.model) if p.guesses else (),
                 images=p.spec.images.get(m.model),
             )
-        members.append(Member(d, m.weight, m.pace))
-    return Route(route.name, route.strategy, tuple(members), route.burst, route.continuation)
+        members += [Member(d, m.weight, m.pace) for d in pool]
+    return Route(
+        route.name,
+        route.strategy,
+        tuple(members),
+        route.burst,
+        route.continuation,
+        route.sticky,
+    )

@@ -3,6 +3,7 @@ the config file's `[server]` table and the environment can both set (read by `ai
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -57,17 +58,40 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolKey:
+    """One key of a provider that has several (a pool): each is tried as a member of its own."""
+
+    label: str
+    """How the ledger, `/usage`, the dashboard, `/metrics` and the logs name it: a digest of the
+    key (stable whatever the order of the list), or the label the config file gives."""
+    secret: Secret
+    account: str = ""
+    """Keys with the same account share one budget; "" (the default): its own."""
+    key_env: str = ""
+    """The variable it was read from."""
+
+
+def key_label(secret: str) -> str:
+    """A key's stable short label: six hex digits of its SHA-256 (never any of the key)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:6]
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     """One active provider: its spec, key, upstream root and models (the first is its default)."""
 
     name: str
     spec: ProviderSpec
     api_key: Secret
+    """Its key (the first of `keys` for a pool)."""
     base_url: str
     models: tuple[ModelSettings, ...]
     key_env: str | None = None
     account: str = ""
     """Providers with the same account share one budget (keys of one organisation)."""
+    keys: tuple[PoolKey, ...] = ()
+    """Its keys when it has several: each a member of its own (its own budget unless it names
+    an account, its own cooldowns and circuit); () for one key (`api_key`)."""
     guesses: bool = True
     """Whether the preset's built-in limits apply (to models not listed too)."""
     trust: TrustStore | None = None
@@ -79,12 +103,20 @@ class ProviderSettings:
         return self.account or self.name
 
     @property
+    def pool(self) -> tuple[PoolKey, ...]:
+        """Every key it may use: `keys`, or its one key (labelled "")."""
+        return self.keys or (PoolKey("", self.api_key, self.account, self.key_env or ""),)
+
+    @property
     def model(self) -> str:
         """The default model: the one the `auto` route uses."""
         return self.models[0].name
 
 
 Strategy = Literal["round-robin", "fallback", "weighted", "budget"]
+Sticky = Literal["keys", "members", "off"]
+"""Where a conversation goes back to the member that served it: among the keys of a pool (the
+default: the route's turn still picks the provider), across the route's members, or nowhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +145,7 @@ class RouteSettings:
     """For paced members: the share of a day's quota usable ahead of the day's pace."""
     continuation: bool = True
     """Whether a stream whose member fails mid-answer goes on on the next member."""
+    sticky: Sticky = "keys"
 
 
 SCOPES = frozenset({"chat", "models", "usage"})

@@ -7,7 +7,7 @@ from typing import Any
 
 from .headroom import daily_share, source_of
 from .limits import DAY, period_name
-from .rationing import Rationing
+from .rationing import Rationing, key_name
 from .routing import Deployment
 from .store.ledger import day_of
 
@@ -20,7 +20,7 @@ async def report(
     rows = await rationing.ledger.usage(day_of(now - (days - 1) * DAY))
     budgets: dict[str, dict[str, Any]] = {}
     members = []
-    for d in sorted(deployments, key=lambda d: d.public_name):
+    for d in sorted(deployments, key=lambda d: (d.public_name, d.key)):
         key = d.budget_key
         account, model = key.split("|", 1)
         snapshot = await rationing.snapshot(d)
@@ -46,9 +46,11 @@ async def report(
         members.append(
             {
                 "name": d.public_name,
+                "key": d.key or None,
                 "account": account,
                 "circuit": snapshot.health.circuit,
                 "cooldown_seconds": max(0.0, round(snapshot.ready_at - now, 1)),
+                "key_refused": rationing.refused.get(key_name(d), 0.0) > now,
             }
         )
     return {
@@ -59,6 +61,7 @@ async def report(
                 "provider": r.provider,
                 "account": r.account,
                 "model": r.model,
+                "key": r.key or None,
                 "requests": r.requests,
                 "errors": r.errors,
                 "client_closed": r.client_closed,
@@ -82,7 +85,7 @@ def render(data: dict[str, Any]) -> str:
     )
     for r in data["days"]:
         tokens = r["prompt_tokens"] + r["completion_tokens"]
-        name = f"{r['provider']}/{r['model']}"
+        name = f"{r['provider']}/{r['model']}" + (f" #{r['key']}" if r.get("key") else "")
         lines.append(
             f"  {r['day']:<10}  {name:<44} {r['requests']:>8} {r['errors']:>6}"
             f" {r['client_closed']:>5} {tokens:>10}"
@@ -106,5 +109,8 @@ def render(data: dict[str, Any]) -> str:
     lines.append("Members:")
     for m in data["members"]:
         rest = f", cooling down {m['cooldown_seconds']:g} s" if m["cooldown_seconds"] else ""
-        lines.append(f"  {m['name']}: circuit {m['circuit']}{rest}")
+        if m.get("key_refused"):
+            rest += ", key refused"
+        name = m["name"] + (f" #{m['key']}" if m.get("key") else "")
+        lines.append(f"  {name}: circuit {m['circuit']}{rest}")
     return "\n".join(lines)

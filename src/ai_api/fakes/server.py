@@ -13,6 +13,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -37,6 +38,8 @@ _JSON = "application/json"
 _MAX_BODY = 16 * 1024 * 1024
 # Stands in for a limit the provider does not publish: never reached, never reported.
 _UNLIMITED = 10**12
+# The allowances of the key of the request being answered (each request runs in its own task).
+_BOOK: ContextVar[RateBook | None] = ContextVar("fake_book", default=None)
 
 
 @dataclass(eq=False)
@@ -63,13 +66,17 @@ class FakeUpstream:
     `/api/v1/chat/completions`, a Gemini-like `/v1beta/openai/chat/completions`).
     `answer_text`, when set, is every answer (and what a prefill continues), whatever the
     request: fakes that all say one text let a test check an answer stitched from two.
+    `api_key` may map each of several keys to its account: each account has its own allowances
+    (`books`), reported to and enforced on its keys; `revoke` makes a key refused from then
+    on; `by_key` counts the chat requests each key made. `models` and `withdrawn` start as
+    the flavor's; `withdraw` retires a model from the list and answers it as retired.
     """
 
     def __init__(
         self,
         flavor: str | Flavor,
         *,
-        api_key: str | None = None,
+        api_key: str | Mapping[str, str] | None = None,
         token_delay: float = 0.0,
         answer_tokens: int = 20,
         host: str = "127.0.0.1",
@@ -79,7 +86,8 @@ class FakeUpstream:
         enforce_limits: bool = False,
     ) -> None:
         base = self.flavor = FLAVORS[flavor] if isinstance(flavor, str) else flavor
-        self.api_key = api_key
+        self.api_key = api_key if isinstance(api_key, str) else None
+        accounts = api_key if isinstance(api_key, Mapping) else None
         self.token_delay = token_delay
         self.answer_tokens = answer_tokens
         self.host = host
@@ -89,12 +97,13 @@ class FakeUpstream:
         self.answer_text: str | None = None
         self.requests: list[SeenRequest] = []
         self.hits: Counter[str] = Counter()
-        self.limits = RateBook(
-            _UNLIMITED if base.requests_limit is None else base.requests_limit,
-            _UNLIMITED if base.tokens_limit is None else base.tokens_limit,
-            clock,
-            request_window=base.request_window,
-        )
+        self.accounts = dict(accounts or {})
+        self.books = {name: self._book(clock) for name in dict.fromkeys(self.accounts.values())}
+        self.limits = self._book(clock)
+        self.revoked: set[str] = set()
+        self.by_key: Counter[str] = Counter()
+        self.models = list(base.models)
+        self.withdrawn = dict(base.withdrawn)
         self._clock = clock
         self._port = port
         self._faults: deque[Fault] = deque()
@@ -104,6 +113,35 @@ class FakeUpstream:
         self._rng = random.Random()
         self._fingerprint = f"fp_{self._rng.getrandbits(40):010x}"
         self._created = int(time.time())
+
+    def _book(self, clock: Callable[[], float]) -> RateBook:
+        base = self.flavor
+        return RateBook(
+            _UNLIMITED if base.requests_limit is None else base.requests_limit,
+            _UNLIMITED if base.tokens_limit is None else base.tokens_limit,
+            clock,
+            request_window=base.request_window,
+        )
+
+    def revoke(self, key: str) -> None:
+        """Refuse `key` from now on (401), as a provider does a key revoked in its console."""
+        self.revoked.add(key)
+
+    def withdraw(self, model: str) -> None:
+        """Stop listing `model` and answer it as the flavor answers a retired model."""
+        code = next(iter(self.flavor.withdrawn.values()), "model_not_found")
+        self.models = [m for m in self.models if m != model]
+        self.withdrawn[model] = code
+
+    def restore(self, model: str) -> None:
+        """List and serve `model` again."""
+        self.withdrawn.pop(model, None)
+        if model not in self.models:
+            self.models.append(model)
+
+    def _spent(self) -> RateBook:
+        """The allowances of the running request's key (the fake's own without accounts)."""
+        return _BOOK.get() or self.limits
 
     @property
     def port(self) -> int:
@@ -188,7 +226,7 @@ class FakeUpstream:
 
     def _headers(self, request_id: str) -> dict[str, str]:
         headers = {"x-request-id": request_id, **self.flavor.wire.STATIC_HEADERS}
-        headers.update(self.flavor.rate_headers(self.limits.snapshot()))
+        headers.update(self.flavor.rate_headers(self._spent().snapshot()))
         return headers
 
     def _request_id(self) -> str:
@@ -210,16 +248,27 @@ class FakeUpstream:
         return self._json(spec.status, self.flavor.error_body(spec), retry_after)
 
     def _authorized(self, request: web.Request) -> bool:
+        """Whether the request's key is accepted; the running request spends its account's
+        allowances from here on."""
         value = request.headers.get("Authorization", "")
+        key = value.removeprefix("Bearer ")
+        if key in self.revoked or not value.startswith("Bearer "):
+            return False
+        if self.accounts:
+            account = self.accounts.get(key)
+            if account is None:
+                return False
+            _BOOK.set(self.books[account])
+            return True
         if self.api_key is None:
-            return value.startswith("Bearer ") and len(value) > len("Bearer ")
-        return value == f"Bearer {self.api_key}"
+            return bool(key)
+        return key == self.api_key
 
     async def _models(self, request: web.Request) -> web.Response:
         self.hits[f"GET {request.path}"] += 1
         if not self._authorized(request):
             return self._error(self.flavor.error(401))
-        data = [self.flavor.wire.model_entry(m, self._created) for m in self.flavor.models]
+        data = [self.flavor.wire.model_entry(m, self._created) for m in self.models]
         return self._json(200, {"object": "list", "data": data})
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -253,7 +302,7 @@ class FakeUpstream:
         answer = embeddings_answer({"input": body["inputs"]} if features else body, model)
         if fault.status is not None or isinstance(answer, Violation):
             return self._error(*self._embeddings_refusal(fault, answer, model))
-        self.limits.charge(answer["usage"]["total_tokens"])
+        self._spent().charge(answer["usage"]["total_tokens"])
         return self._json(200, as_features(answer, body["inputs"]) if features else answer)
 
     def _embeddings_refusal(
@@ -311,6 +360,7 @@ class FakeUpstream:
             return exchange.drop()
         if not self._authorized(exchange.request):
             return self._error(self.flavor.error(401))
+        self.by_key[exchange.request.headers["Authorization"].removeprefix("Bearer ")] += 1
         body = await self._body(exchange)
         if isinstance(body, web.Response):
             return body
@@ -350,12 +400,12 @@ class FakeUpstream:
         plan = make_plan(body, self.flavor.label, rules, count, call_id, self.answer_text)
         cost = plan.usage.total_tokens
         if self.enforce_limits:
-            wait = self.limits.shortfall(cost)
+            wait = self._spent().shortfall(cost)
             if wait > 0:
                 retry = float(int(wait) + 1)
                 spec = self.flavor.error(429, retry_after=retry, model=model, requested=cost)
                 return self._error(spec, retry)
-        self.limits.charge(cost)
+        self._spent().charge(cost)
         reply = self._reply(model)
         headers = self._headers(reply.request_id)
         if plan.stream:
@@ -370,9 +420,9 @@ class FakeUpstream:
         if not isinstance(model, str) or not model:
             required = Violation("model", "`model` is required and must be a string.")
             return self.flavor.refusal(required)
-        if model in self.flavor.withdrawn:
-            return self.flavor.error(code=self.flavor.withdrawn[model], model=model)
-        if model not in self.flavor.models:
+        if model in self.withdrawn:
+            return self.flavor.error(code=self.withdrawn[model], model=model)
+        if model not in self.models:
             return self.flavor.error(404, code="model_not_found", model=model)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:

@@ -82,15 +82,18 @@ function renderUsage(usage) {
   $("budgets").replaceChildren(cards);
   const members = el("div", { class: "cards" });
   for (const m of usage.members) {
-    const rest =
+    let rest =
       m.cooldown_seconds > 0
         ? `rests until ${time(usage.now + m.cooldown_seconds)} UTC (${Math.ceil(m.cooldown_seconds)} s)`
         : "ready";
+    if (m.key_refused) rest = "key refused by the provider: out of rotation";
+    if (m.withdrawn) rest = "withdrawn by the provider: not tried";
+    const name = m.key ? `${m.name} · key ${m.key}` : m.name;
     members.append(
       el(
         "div",
-        { class: "card member", "data-member": m.name },
-        el("h3", {}, m.name),
+        { class: "card member", "data-member": m.name, "data-key": m.key || "" },
+        el("h3", {}, name),
         el("span", { class: `state-${m.circuit}` }, `circuit ${m.circuit}`),
         ` · ${rest}`,
       ),
@@ -189,7 +192,9 @@ function addRequest(r) {
   const key = `${r.at}|${r.request_id}|${r.path}`;
   if (seen.has(key)) return;
   seen.add(key);
-  const member = r.provider ? `${r.provider}/${r.model}` : "–";
+  let member = r.provider ? `${r.provider}/${r.model}` : "–";
+  if (r.key) member += ` · key ${r.key}`;
+  if (r.cache === "hit") member += " · cache hit";
   const failed = r.status >= 400 || r.error;
   const row = el(
     "tr",

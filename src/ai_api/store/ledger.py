@@ -41,6 +41,8 @@ class Attempt(msgspec.Struct, frozen=True):
     learned_limit: int | None = None
     origin: str | None = None
     attempt_id: str | None = None
+    key: str | None = None
+    """The label of the key it used when its provider has several (a pool)."""
 
     @property
     def in_progress(self) -> bool:
@@ -76,6 +78,12 @@ class RequestRecord(msgspec.Struct, frozen=True):
     duration: float
     prompt_tokens: int
     completion_tokens: int
+    key: str | None = None
+    """The label of the key of the last member tried, when its provider has several."""
+    cache: str | None = None
+    """What the answer cache did: `hit` (no provider was asked; the tokens are what the
+    answer cost when it was kept), `miss` (asked, and kept if it ended well), None: not
+    looked at."""
 
 
 IN_PROGRESS = "in_progress"
@@ -111,6 +119,8 @@ class UsageRow:
     completion_tokens: int
     estimated_requests: int
     client_closed: int = 0
+    key: str = ""
+    """The label of the key, for a provider with several ("" otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +211,9 @@ def day_start(day: str) -> float:
 
 def tally(rows: Iterable[UsageRow], attempts: Iterable[Attempt]) -> list[UsageRow]:
     """Totals of rows already summed plus single attempts, merged by key and sorted."""
-    sums: dict[tuple[str, str, str, str], list[int]] = {}
+    sums: dict[tuple[str, str, str, str, str], list[int]] = {}
     for row in rows:
-        key = (row.day, row.provider, row.account, row.model)
+        key = (row.day, row.provider, row.account, row.model, row.key)
         counts = sums.setdefault(key, [0, 0, 0, 0, 0, 0])
         counts[0] += row.requests
         counts[1] += row.errors
@@ -214,7 +224,13 @@ def tally(rows: Iterable[UsageRow], attempts: Iterable[Attempt]) -> list[UsageRo
     for attempt in attempts:
         if attempt.in_progress:
             continue
-        key = (day_of(attempt.at), attempt.provider, attempt.account, attempt.model)
+        key = (
+            day_of(attempt.at),
+            attempt.provider,
+            attempt.account,
+            attempt.model,
+            attempt.key or "",
+        )
         counts = sums.setdefault(key, [0, 0, 0, 0, 0, 0])
         counts[0] += 1
         closed = attempt.error in CLIENT_CLOSED
@@ -223,4 +239,7 @@ def tally(rows: Iterable[UsageRow], attempts: Iterable[Attempt]) -> list[UsageRo
         counts[3] += attempt.completion_tokens
         counts[4] += attempt.estimated
         counts[5] += closed
-    return [UsageRow(*key, *counts) for key, counts in sorted(sums.items())]
+    return [
+        UsageRow(day, provider, account, model, c[0], c[1], c[2], c[3], c[4], c[5], label)
+        for (day, provider, account, model, label), c in sorted(sums.items())
+    ]

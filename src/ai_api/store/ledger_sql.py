@@ -21,7 +21,7 @@ from .ledger import (
     UsageRow,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 5.0
 
 _CREATE = (
@@ -86,24 +86,36 @@ def _requests(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX requests_at ON requests (at)")
 
 
+def _keys(conn: sqlite3.Connection) -> None:
+    """Version 4: the key of a provider with several (a pool) an attempt and a request used,
+    and what the answer cache did for a request."""
+    conn.execute("ALTER TABLE attempts ADD COLUMN key TEXT")
+    conn.execute("ALTER TABLE requests ADD COLUMN key TEXT")
+    conn.execute("ALTER TABLE requests ADD COLUMN cache TEXT")
+
+
 # MIGRATIONS[n] brings a file from schema version n to n + 1 (a new file is made at version 1
 # and brought up to date the same way).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _ceilings, 2: _requests}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _ceilings,
+    2: _requests,
+    3: _keys,
+}
 
 _COLUMNS = (
     "at, request_id, route, provider, account, model, status, error, "
     "prompt_tokens, completion_tokens, estimated, ttft, duration, cooldown_until, "
-    "learned_window, learned_limit, origin, attempt_id"
+    "learned_window, learned_limit, origin, attempt_id, key"
 )
 # An attempt's record when it ends replaces the one made when it began.
-INSERT = f"""INSERT INTO attempts ({_COLUMNS}) VALUES ({", ".join("?" * 18)})
+INSERT = f"""INSERT INTO attempts ({_COLUMNS}) VALUES ({", ".join("?" * 19)})
     ON CONFLICT (attempt_id) WHERE attempt_id IS NOT NULL DO UPDATE SET
     {", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(","))}"""
 _REQUEST_COLUMNS = (
     "at, request_id, method, path, api, route, status, error, provider, account, model, "
-    "attempts, ttft, duration, prompt_tokens, completion_tokens"
+    "attempts, ttft, duration, prompt_tokens, completion_tokens, key, cache"
 )
-INSERT_REQUEST = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+INSERT_REQUEST = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 _REQUESTS_SINCE = f"""SELECT {_REQUEST_COLUMNS} FROM requests
     WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?"""
 _NOT_IN_PROGRESS = f"error IS NOT '{IN_PROGRESS}'"
@@ -122,9 +134,9 @@ _CLOSED = (
 _USAGE_SINCE = f"""
     SELECT date(CAST(at AS INTEGER), 'unixepoch') AS day, provider, account, model,
            count(*), count(error) - {_CLOSED}, sum(prompt_tokens), sum(completion_tokens),
-           sum(estimated), {_CLOSED}
+           sum(estimated), {_CLOSED}, coalesce(key, '') AS label
     FROM attempts WHERE at >= ? AND {_NOT_IN_PROGRESS}
-    GROUP BY day, provider, account, model
+    GROUP BY day, provider, account, model, label
 """
 _HOURS_SINCE = f"""
     SELECT CAST(at AS INTEGER) / 3600 * 3600 AS hour, provider, count(*),
@@ -195,6 +207,7 @@ def to_row(a: Attempt) -> tuple[object, ...]:
         a.learned_limit,
         a.origin,
         a.attempt_id,
+        a.key,
     )
 
 
