@@ -47,10 +47,10 @@ async def models(request: web.Request) -> web.Response:
     """Every routable model name, in the OpenAI list format, the embedding models' too
     (Anthropic's, chat models only, at `/v1/models` for a request with `anthropic-version`)."""
     if request.path == "/v1/models" and "anthropic-version" in request.headers:
-        chat = request.app[GATEWAY].router.routes
+        chat = _answerable(request, request.app[GATEWAY].router.routes)
         names = sorted(visible(request, {n: r.name for n, r in chat.items()}), key=_order)
         return anthropic_models(request, names)
-    routes = _catalogue(request)
+    routes = _answerable(request, _catalogue(request))
     names = sorted(visible(request, {n: r.name for n, r in routes.items()}), key=_order)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, routes[name])}
@@ -62,12 +62,18 @@ async def models(request: web.Request) -> web.Response:
 async def model(request: web.Request) -> web.Response:
     """One routable model (the openai SDK's `models.retrieve`; Anthropic's shape for a request
     with `anthropic-version`). A name the request's key may not use is a 404, as it is missing
-    from the key's list."""
+    from the key's list; so is one that cannot answer now (`Gateway.answerable`)."""
     name = request.match_info["model"]
     anthropic = request.path.startswith("/v1/") and "anthropic-version" in request.headers
     route = (request.app[GATEWAY].router.routes if anthropic else _catalogue(request)).get(name)
     if route is None or not visible(request, {name: route.name}):
         raise NotFound(f"The model `{name}` does not exist.", code="model_not_found", param="model")
+    if not request.app[GATEWAY].answerable(route):
+        raise NotFound(
+            f"The model `{name}` cannot answer now: its provider no longer lists it.",
+            code="model_not_found",
+            param="model",
+        )
     if anthropic:
         return web.json_response(anthropic_model(name))
     entry = {"id": name, "object": "model", "created": 0, "owned_by": _owner(name, route)}
@@ -78,6 +84,12 @@ def _catalogue(request: web.Request) -> dict[str, Route]:
     """The chat routes and the embedding routes by name (a chat name wins a clash)."""
     gateway = request.app[GATEWAY]
     return {**gateway.embeddings.routes, **gateway.router.routes}
+
+
+def _answerable(request: web.Request, routes: dict[str, Route]) -> dict[str, Route]:
+    """The routes with a member that can answer now (`Gateway.answerable`)."""
+    gateway = request.app[GATEWAY]
+    return {name: route for name, route in routes.items() if gateway.answerable(route)}
 
 
 def _order(name: str) -> tuple[int, str]:

@@ -30,7 +30,7 @@ from .errors import (
 from .params import missing
 from .providers import Provider
 from .rationing import Rationing, Ticket
-from .refusals import pooled_429, refuse, refuse_images, too_large
+from .refusals import pooled_429, refuse, refuse_images, refuse_withdrawn, too_large
 from .routing import Deployment, Member, Route
 from .schemas import ChatRequest, Chunk, Usage
 from .tokens import text_tokens
@@ -79,6 +79,24 @@ class Ask(msgspec.Struct, frozen=True):
     whole: bool = False  # the client wants the answer at once: fail over until its end
     images: bool = False  # the messages carry images: members known not to take them are skipped
     prefer: str | None = None  # the member that served this conversation (`ai_api.affinity`)
+    gone: Collection[tuple[str, str]] = ()  # (provider, model) withdrawn: not tried (`catalogue`)
+
+
+def _candidates(route: Route, members: list[Member], ask: Ask) -> list[Member]:
+    """The members that may take `ask`: they take its fields, their provider still lists
+    their model, they take its images; refused in the API's shape when none does."""
+    members = [m for m in members if not missing(m.deployment.spec, ask.required)]
+    if not members:
+        refuse(route, ask.required)
+    if ask.gone:
+        members = [m for m in members if (m.deployment.name, m.deployment.model) not in ask.gone]
+        if not members:
+            refuse_withdrawn(route)
+    if ask.images:
+        members = [m for m in members if m.deployment.images is not False]
+        if not members:
+            refuse_images(route)
+    return members
 
 
 async def open_stream(
@@ -90,14 +108,7 @@ async def open_stream(
 ) -> Opened:
     """Start the answer; raise the last failure (naming every attempt) or a pooled 429.
     `prefills`: what is known of the members' prefill dialects, for continuations."""
-    turn = await rationing.turn(route)
-    members = [m for m in route.order(turn) if not missing(m.deployment.spec, ask.required)]
-    if not members:
-        refuse(route, ask.required)
-    if ask.images:
-        members = [m for m in members if m.deployment.images is not False]
-        if not members:
-            refuse_images(route)
+    members = _candidates(route, route.order(await rationing.turn(route)), ask)
 
     loop = asyncio.get_running_loop()
     tries = _Tries(

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import load_settings, read_environment
 from .limits import Limit, period_name
@@ -17,6 +18,9 @@ from .logs import configure
 from .providers import PRESETS
 from .providers.presets import LOCAL_KEY
 from .settings import SCOPES, ConfigError, GatewayKey, ProviderSettings, Settings
+
+if TYPE_CHECKING:
+    from .catalogue import Catalogue
 
 NO_PROVIDERS = """\
 ai-api: no provider is configured.
@@ -39,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(describe(settings))
         return 1 if settings.problems or not settings.providers else 0
+    if args.command == "models":
+        return asyncio.run(_models(settings))
     if args.command == "usage":
         found = bool(settings.ledger) and Path(settings.ledger).is_file()
         if not found:
@@ -212,6 +218,61 @@ async def _usage(settings: Settings, days: int, as_json: bool, found: bool) -> i
     return 0
 
 
+async def _models(settings: Settings) -> int:
+    """Read each provider's model list now and print what it serves, which of those this
+    gateway routes, and what it routes that the provider no longer lists (exit 1 then)."""
+    import dataclasses
+
+    from .gateway import build_gateway
+
+    local = dataclasses.replace(
+        settings, ledger="", redis_url=None, state_file="", catalogue_every=0
+    )
+    async with build_gateway(local) as gateway:
+        await gateway.catalogue.refresh()
+        print(catalogue_text(settings, gateway.catalogue))
+        return 1 if gateway.catalogue.gone else 0
+
+
+def catalogue_text(settings: Settings, catalogue: Catalogue) -> str:
+    """`ai-api models`: per provider, its listed models, the routed ones marked with their
+    free-tier facts as the presets date them, and the configured ones it no longer lists."""
+    lines = []
+    for p in settings.providers:
+        configured = {m.name: m for m in p.models}
+        listed = catalogue.listed.get(p.name)
+        head = f"{p.name} ({p.spec.label})"
+        if not p.spec.catalogue:
+            lines.append(f"{head}: no authoritative model list; routes {', '.join(configured)}")
+            continue
+        if listed is None:
+            lines.append(f"{head}: its model list could not be read (see the log)")
+            continue
+        lines.append(f"{head}: lists {len(listed)} models")
+        for name in sorted(listed):
+            m = configured.get(name)
+            if m is None:
+                lines.append(f"    {name}")
+                continue
+            facts = [f"max_tokens {m.max_tokens}"]
+            if m.context:
+                facts.append(f"context {m.context}")
+            if m.images is not None:
+                facts.append("images" if m.images else "text only")
+            if m.limits:
+                facts.append(limits_text(m.limits))
+            lines.append(f"  * {name}  routed as {p.name}/{name}: {'; '.join(facts)}")
+        for name in configured:
+            if (p.name, name) in catalogue.gone:
+                lines.append(f"  ! {name}  configured but no longer listed: routed around")
+        if p.spec.note:
+            lines.append(f"    free tier: {p.spec.note}")
+    if not lines:
+        lines.append("No provider is active: set an API key (see .env.example).")
+    lines.append("* routed by this gateway; ! withdrawn by its provider (not tried)")
+    return "\n".join(lines)
+
+
 def _without(args: Sequence[str], *, valued: set[str], flags: set[str]) -> list[str]:
     """`args` less the options named (and the values of the `valued` ones)."""
     kept: list[str] = []
@@ -282,6 +343,9 @@ def _parser() -> argparse.ArgumentParser:
         "--days", type=_days, default=7, help="days of history, 1 to 366 (default 7)"
     )
     usage.add_argument("--json", action="store_true", help="print the /usage JSON instead")
+    commands.add_parser(
+        "models", parents=[common], help="what each provider lists now, and what is routed"
+    )
     config = commands.add_parser("config", parents=[common], help="inspect the configuration")
     config.add_argument("action", choices=["check"], help="check: validate and print it")
     return parser

@@ -17,12 +17,13 @@ from aiohttp import web
 
 from .affinity import Affinity, conversation
 from .attempts import Ask, Bounds, Opened, open_stream
+from .catalogue import Catalogue, sources_of, watching
 from .continuation import Prefills
 from .embeddings import EmbeddingRouter, build_embeddings
 from .http_client import HTTPClient
 from .outcomes import MODEL_APIS, Observer, RequestRecord, routed
 from .providers import OpenAICompatible, Provider
-from .rationing import Rationing
+from .rationing import Rationing, key_name
 from .routing import Route, Router, build_router, instance_name
 from .schemas import Message, has_images
 from .settings import Settings
@@ -57,6 +58,8 @@ class Gateway:
     bounds: Bounds
     embeddings: EmbeddingRouter
     """The embedding model names and their routes (`POST /v1/embeddings`)."""
+    catalogue: Catalogue
+    """What each provider lists now (`ai_api.catalogue`)."""
     ids: Ids = field(default_factory=lambda: Ids())
     prefills: Prefills = field(default_factory=lambda: Prefills())
     """Which members refused a prefill, for continuations."""
@@ -65,6 +68,16 @@ class Gateway:
     observers: list[Observer] = field(default_factory=list)
     """Told of each request as it ends (`ai_api.outcomes`): the ledger's requests table, and
     whatever else is added at startup (the access log, the metrics)."""
+
+    def answerable(self, route: Route) -> bool:
+        """Whether `route` has a member that can answer now: a model its provider lists, on
+        a key it has not refused."""
+        now = self.rationing.clock()
+        refused = self.rationing.refused
+        return any(
+            not self.catalogue.withdrawn(d) and refused.get(key_name(d), 0.0) <= now
+            for d in route.deployments
+        )
 
     async def open(
         self,
@@ -92,6 +105,7 @@ class Gateway:
             whole=whole,
             images=has_images(messages),
             prefer=None if digest is None else self.affinity.member(digest),
+            gone=self.catalogue.gone,
         )
         routed(route.name, ask.request_id)
         opened = await open_stream(route, ask, self.rationing, self.bounds, self.prefills)
@@ -129,6 +143,11 @@ async def build_gateway(
         providers = make_providers(settings, client, clock)
         router = build_router(settings, providers)
         embeddings = build_embeddings(settings, providers)
+        listers = {
+            p.name: providers[instance_name(p.name, p.pool[0].label)] for p in settings.providers
+        }
+        catalogue = Catalogue(sources_of(router.deployments(), listers), clock)
+        await stack.enter_async_context(watching(catalogue, settings.catalogue_every))
         replayed = await rationing.rebuild([*router.deployments(), *embeddings.deployments()])
         if replayed:
             log.info(
@@ -139,6 +158,7 @@ async def build_gateway(
             settings=settings,
             router=router,
             embeddings=embeddings,
+            catalogue=catalogue,
             rationing=rationing,
             bounds=Bounds(
                 max_attempts=settings.max_attempts,

@@ -47,7 +47,7 @@ class Endpoints(Protocol):
     """What makes endpoints: an `HTTPClient`, or a view of one bound to a trust store."""
 
     def endpoint(self, url: str, headers: Mapping[str, str]) -> Endpoint:
-        """POSTs to `url` with `headers`."""
+        """POSTs to `url` with `headers` (or GETs it)."""
         ...
 
 
@@ -175,7 +175,13 @@ class Endpoint:
 
     async def post(self, body: bytes) -> Response:
         """Send `body`; the response once its status and headers are in."""
-        request = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+        return await self._send(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
+
+    async def get(self) -> Response:
+        """GET the URL (with the same headers, no body); the response once its head is in."""
+        return await self._send(b"GET" + self._head.removeprefix(b"POST") + b"0\r\n\r\n")
+
+    async def _send(self, request: bytes) -> Response:
         origin = self._origin
         connection = origin.take(asyncio.get_running_loop().time())
         if connection is None:

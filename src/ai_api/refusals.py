@@ -8,7 +8,7 @@ import math
 from collections.abc import Collection, Sequence
 from typing import NoReturn
 
-from .errors import InvalidRequest, NoProviders, PayloadTooLarge, RateLimited
+from .errors import InvalidRequest, NoProviders, NotFound, PayloadTooLarge, RateLimited
 from .rationing import Rationing
 from .routing import Member, Route
 
@@ -35,6 +35,17 @@ def refuse_images(route: Route) -> NoReturn:
         " route to a model that does, or mark one with `images = true` in the config file.",
         param="messages",
         code="images_not_supported",
+    )
+
+
+def refuse_withdrawn(route: Route) -> NoReturn:
+    """Every member of `route` is a model its provider no longer lists (`ai_api.catalogue`)."""
+    names = ", ".join(sorted({d.public_name for d in route.deployments}))
+    raise NotFound(
+        f"The model `{route.name}` cannot answer now: its providers no longer list {names}"
+        " (withdrawn). Pick another model; GET /v1/models lists the ones that can answer.",
+        code="model_not_found",
+        param="model",
     )
 
 

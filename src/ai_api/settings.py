@@ -251,6 +251,9 @@ class Settings:
     upstream_connections: int = 512
     """Open connections to one provider's origin at most (per worker); past it a request waits
     for one to come back, within the connect timeout."""
+    catalogue_every: float = 21600.0
+    """Seconds between readings of each provider's model list (`ai_api.catalogue`); 0: the
+    lists are never read (nothing is taken for withdrawn but what a provider answers)."""
     trust_env: bool = True
     """Whether the proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`)
     apply to calls to providers, as in httpx and the OpenAI SDK (aiohttp's default is off)."""
@@ -318,5 +321,6 @@ KNOBS = (
     Knob("drain_grace", "AI_API_DRAIN_GRACE", float, minimum=0),
     Knob("upstream_connections", "AI_API_UPSTREAM_CONNECTIONS", int, minimum=1),
     Knob("trust_env", "AI_API_TRUST_ENV", bool),
+    Knob("catalogue_every", "AI_API_CATALOGUE_EVERY", float, minimum=0),
 )
 """Every such setting, once: `config` reads the variables and the file through it."""

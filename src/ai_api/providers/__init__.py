@@ -2,7 +2,7 @@
 
 from .openai_compat import OpenAICompatible
 from .presets import CEREBRAS, GROQ, PRESETS, Embeddings, ProviderSpec
-from .protocol import Answer, Embedded, Embedder, Provider
+from .protocol import Answer, Embedded, Embedder, Lister, Provider
 
 __all__ = [
     "CEREBRAS",
@@ -12,6 +12,7 @@ __all__ = [
     "Embedded",
     "Embedder",
     "Embeddings",
+    "Lister",
     "OpenAICompatible",
     "Provider",
     "ProviderSpec",

@@ -90,6 +90,18 @@ class _Watch:
             self._handle = None
 
 
+_LIST_TIMEOUT = 30.0
+"""The longest a model list may take when no total timeout is set."""
+
+
+class _Listed(msgspec.Struct):
+    id: str
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_Listed]
+
+
 class OpenAICompatible:
     """A provider speaking the OpenAI chat-completions wire format over one shared HTTP client
     (`client`: it, or a view of it that trusts the provider's own CAs)."""
@@ -119,6 +131,7 @@ class OpenAICompatible:
         self._base_url = base_url.rstrip("/")
         self._json_headers = {**headers, "Accept": "application/json"}
         self._embeddings: dict[str, Endpoint] = {}
+        self._models: Endpoint | None = None
         # What error texts are cleaned of; a local server's placeholder key ("local") is no
         # secret, and removing it would mangle "localhost" in its errors.
         self._key = "" if api_key == LOCAL_KEY else api_key
@@ -175,6 +188,37 @@ class OpenAICompatible:
         finally:
             if response is not None:
                 response.release()
+
+    async def models(self) -> list[str]:
+        """The model ids its `GET …/models` lists (Gemini's `models/` prefix taken off), within
+        the read and total timeouts. Failures: `UpstreamError`."""
+        if self._models is None:
+            path = self.spec.chat_path.removesuffix("/chat/completions") + "/models"
+            self._models = self._client.endpoint(self._base_url + path, self._json_headers)
+        response: Response | None = None
+        try:
+            async with asyncio.timeout(self._total_timeout or _LIST_TIMEOUT):
+                response = await self._models.get()
+                if response.status >= 400:
+                    raise self._status_error(
+                        response.status, await response.read(partial=True), response
+                    )
+                data = await response.read(self._max_answer_bytes + 1)
+        except UpstreamError as exc:
+            exc.redact(self._redact)
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout(self.name, "no model list within the timeouts") from exc
+        except (BadResponse, OSError) as exc:
+            raise self._failure(exc, response is not None) from exc
+        finally:
+            if response is not None:
+                response.release()
+        try:
+            listed = msgspec.json.decode(data, type=_ModelList)
+        except msgspec.DecodeError as exc:
+            raise UpstreamProtocol(self.name, "its model list is not an OpenAI list") from exc
+        return [m.id.removeprefix("models/") for m in listed.data]
 
     def _embeddings_endpoint(self, model: str) -> Endpoint:
         """Where `model`'s embeddings are asked for (one endpoint a model, made once)."""

@@ -155,6 +155,10 @@ class ProviderSpec:
     for the whole answer again and keeps it only if it begins with the part already sent."""
     embeddings: Embeddings | None = None
     """Its embeddings endpoint, if it has one."""
+    catalogue: bool = True
+    """Whether its `GET …/models` (beside its chat path) lists every chat model it serves, by
+    the names requests use: then a configured model missing from it is taken as withdrawn
+    (`ai_api.catalogue`). False where no such list is documented, or names differ."""
     note: str = ""
 
     def limits_for(self, model: str) -> tuple[Limit, ...]:
@@ -362,6 +366,9 @@ COHERE = ProviderSpec(
     params=OPENAI_PARAMS - {"user", "parallel_tool_calls"},
     max_tokens_field="max_tokens",
     limits={"*": rates(rpm=20, rpmonth=1000)},
+    # Its compatibility API documents no model list (Cohere's own /v1/models is another
+    # shape) (compatibility API docs, as of 2026-12-03).
+    catalogue=False,
     embeddings=Embeddings(
         models=(
             "embed-v4.0",
@@ -384,6 +391,9 @@ HUGGINGFACE = ProviderSpec(
     base_url="https://router.huggingface.co/v1",
     chat_path="/chat/completions",
     default_model="openai/gpt-oss-120b",
+    # Its /v1/models lists models without the `:provider` and `:fastest` suffixes requests may
+    # use: a name missing from it is not withdrawn (router docs, as of 2026-12-03).
+    catalogue=False,
     embeddings=Embeddings(
         # Not an OpenAI endpoint: the feature-extraction pipeline of hf-inference, per model.
         models=(),
@@ -403,6 +413,9 @@ CLOUDFLARE = ProviderSpec(
     base_url="https://api.cloudflare.com/client/v4/accounts/{CLOUDFLARE_ACCOUNT_ID}/ai/v1",
     chat_path="/chat/completions",
     default_model="@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+    # Its models are searched at /ai/models/search, not listed beside the chat path (Workers
+    # AI API docs, as of 2026-12-03).
+    catalogue=False,
     params=SAMPLING - {"user"} | TOOLS,
     max_tokens_field="max_tokens",
     embeddings=Embeddings(

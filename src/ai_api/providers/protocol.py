@@ -57,3 +57,18 @@ class Embedder(Protocol):
     async def embed(self, model: str, body: Mapping[str, Any]) -> Embedded:
         """The upstream's answer to the JSON `body` for `model`, read whole."""
         ...
+
+
+@runtime_checkable
+class Lister(Protocol):
+    """An upstream that lists the models it serves (`GET …/models`, `ai_api.catalogue`).
+
+    `models` raises `ai_api.errors.UpstreamError` (or a subclass) for every upstream failure.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def models(self) -> list[str]:
+        """The ids of the models it lists now."""
+        ...
