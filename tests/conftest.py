@@ -61,7 +61,11 @@ async def cerebras() -> AsyncIterator[FakeUpstream]:
 
 def settings_for(*fakes: FakeUpstream, limits: bool = False, **overrides: Any) -> Settings:
     """Settings with one provider per fake, in the order given, on a free port, with an
-    in-memory ledger; without the presets' free-tier limits unless `limits`."""
+    in-memory ledger; without the presets' free-tier limits unless `limits`; without reading
+    the providers' model lists unless `catalogue_every` is given (a list read at start opens a
+    connection that the first request would reuse, which tests of first attempts must not
+    have: `test_catalogue` reads them)."""
+    overrides.setdefault("catalogue_every", 0.0)
     providers = []
     for fake in fakes:
         spec = PRESETS_BY_NAME[fake.flavor.name]

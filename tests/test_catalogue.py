@@ -51,7 +51,7 @@ async def test_a_model_withdrawn_before_start_is_noticed_and_routed_around(
 ):
     caplog.set_level("INFO", "ai_api.catalogue")
     groq.withdraw(GONE)
-    async with running(settings_for(groq, cerebras)) as url:
+    async with running(settings_for(groq, cerebras, catalogue_every=3600)) as url:
         names = await listed(client, url)
         status, _, body = await ask(client, url, f"groq/{GONE}")
         same = await ask(client, url, GONE)  # the bare name: served by Groq only
@@ -110,7 +110,7 @@ async def test_a_model_withdrawn_mid_run_is_noticed_and_comes_back(groq, cerebra
 
 async def test_a_list_that_cannot_be_read_takes_nothing_out(groq, cerebras, client):
     await groq.stop()
-    async with running(settings_for(groq, cerebras)) as url:
+    async with running(settings_for(groq, cerebras, catalogue_every=3600)) as url:
         names = await listed(client, url)
     assert f"groq/{GONE}" in names  # unknown is not withdrawn: evidence beats guesses
 

@@ -50,11 +50,14 @@ async def read_body(request: web.Request) -> bytes:
 
 def answered_by(opened: Opened) -> dict[str, str]:
     """The headers that say who answered, after how many attempts."""
-    return {
+    headers = {
         "X-AI-API-Provider": opened.deployment.name,
         "X-AI-API-Model": opened.deployment.model,
         "X-AI-API-Attempts": str(opened.attempts),
     }
+    if opened.cache is not None:
+        headers["X-AI-API-Cache"] = opened.cache
+    return headers
 
 
 async def stream(

@@ -32,6 +32,7 @@ from .anthropic_events import (
 )
 from .anthropic_wire import CountTokensBody, MessagesBody, Tool, to_messages, translate
 from .attempts import Opened
+from .cache import HEADER as CACHE_HEADER
 from .errors import GatewayError, InvalidRequest, UpstreamProtocol
 from .gateway import GATEWAY
 from .keys import check_model
@@ -68,6 +69,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         max_tokens=wanted.max_tokens,
         options=wanted.options,
         whole=not body.stream,
+        cache=request.headers.get(CACHE_HEADER),
     )
     ids = gateway.ids
     events = EventStream(

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .answers import read_body, stream
 from .attempts import Opened
+from .cache import HEADER as CACHE_HEADER
 from .errors import InvalidRequest
 from .gateway import GATEWAY
 from .keys import check_model
@@ -36,7 +37,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         )
     body = decode_chat_body(await read_body(request))
     check_model(request, DEFAULT_ROUTE)
-    opened = await gateway.open(gateway.router.route(None), body.to_messages())
+    opened = await gateway.open(
+        gateway.router.route(None), body.to_messages(), cache=request.headers.get(CACHE_HEADER)
+    )
     first, chunks = opened.first, opened.chunks
     async with aclosing(chunks):
         if fmt == "text":

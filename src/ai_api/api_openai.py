@@ -19,6 +19,7 @@ from .answers import answered_by, read_body, stream
 from .anthropic_events import anthropic_model
 from .api_anthropic import models as anthropic_models
 from .attempts import Opened
+from .cache import HEADER as CACHE_HEADER
 from .errors import GatewayError, NotFound
 from .gateway import GATEWAY
 from .keys import check_model, visible
@@ -110,7 +111,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     route = gateway.router.route(body.model)
     cap = body.max_completion_tokens or body.max_tokens
     opened = await gateway.open(
-        route, body.messages, max_tokens=cap, options=options, whole=not body.stream
+        route,
+        body.messages,
+        max_tokens=cap,
+        options=options,
+        whole=not body.stream,
+        cache=request.headers.get(CACHE_HEADER),
     )
     async with aclosing(opened.chunks):
         if body.stream:

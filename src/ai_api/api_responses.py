@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .answers import answered_by, read_body, stream
 from .attempts import Opened
+from .cache import HEADER as CACHE_HEADER
 from .gateway import GATEWAY
 from .keys import check_model
 from .responses_events import Event, EventStream, head_of
@@ -47,6 +48,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         max_tokens=wanted.max_tokens,
         options=wanted.options,
         whole=not body.stream,
+        cache=request.headers.get(CACHE_HEADER),
     )
     ids = gateway.ids
     head = head_of(f"resp_{ids.next()}", opened.deployment.model, body, wanted)

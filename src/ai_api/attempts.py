@@ -66,6 +66,9 @@ class Opened:
     continued_by: list[str] = field(default_factory=list)
     """The providers that went on with the answer after its member failed mid-stream (filled
     as it streams)."""
+    cache: str | None = None
+    """`hit`: replayed from the answer cache (no provider asked); `miss`: asked, and kept if it
+    ends well; None: the cache was not looked at."""
 
 
 class Ask(msgspec.Struct, frozen=True):
@@ -131,7 +134,7 @@ async def open_stream(
         try:
             first = await anext(chunks, None)
             if ask.whole and first is not None:
-                chunks = _replay([chunk async for chunk in chunks])
+                chunks = replay([chunk async for chunk in chunks])
         except UpstreamError as exc:
             error = exc
             await chunks.aclose()
@@ -221,7 +224,8 @@ class _Tries:
             self.queue.insert(0, failed)
 
 
-async def _replay(blocks: list[list[Chunk]]) -> AsyncGenerator[list[Chunk], None]:
+async def replay(blocks: list[list[Chunk]]) -> AsyncGenerator[list[Chunk], None]:
+    """`blocks` as a stream (a whole answer read ahead, or one the cache kept)."""
     for block in blocks:
         yield block
 

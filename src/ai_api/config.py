@@ -548,4 +548,6 @@ def _route(
         burst=entry.burst,
         continuation=entry.continuation,
         sticky=entry.sticky,
+        cache=entry.cache,
+        cache_sampled=entry.cache_sampled,
     )

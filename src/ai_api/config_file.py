@@ -128,6 +128,8 @@ class RouteEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     burst: float = 0.1
     continuation: bool = True
     sticky: Sticky = "keys"
+    cache: bool = False
+    cache_sampled: bool = False
 
 
 def _knob_type(knob: Knob) -> Any:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .affinity import Affinity, conversation
 from .attempts import Ask, Bounds, Opened, open_stream
+from .cache import AnswerCache, key_of, mode_of
 from .catalogue import Catalogue, sources_of, watching
 from .continuation import Prefills
 from .embeddings import EmbeddingRouter, build_embeddings
@@ -28,6 +29,7 @@ from .routing import Route, Router, build_router, instance_name
 from .schemas import Message, has_images
 from .settings import Settings
 from .store import Attempt, MemoryLedger, SQLiteLedger, UsageLedger
+from .store.cache import AnswerStore, MemoryAnswers
 from .store.state import MemoryState, SharedState
 from .tokens import prompt_tokens
 
@@ -60,6 +62,8 @@ class Gateway:
     """The embedding model names and their routes (`POST /v1/embeddings`)."""
     catalogue: Catalogue
     """What each provider lists now (`ai_api.catalogue`)."""
+    cache: AnswerCache
+    """The answers kept for requests asked again (`ai_api.cache`)."""
     ids: Ids = field(default_factory=lambda: Ids())
     prefills: Prefills = field(default_factory=lambda: Prefills())
     """Which members refused a prefill, for continuations."""
@@ -87,15 +91,27 @@ class Gateway:
         max_tokens: int | None = None,
         options: dict[str, Any] | None = None,
         whole: bool = False,
+        cache: str | None = None,
     ) -> Opened:
         """Start the answer to `messages` on `route` (see `attempts.open_stream`); `whole`:
-        the client wants it at once, so failures until its end may go to another member."""
+        the client wants it at once, so failures until its end may go to another member.
+        `cache`: the request's `X-AI-API-Cache` header (`ai_api.cache`): a kept answer is
+        replayed, and a new one kept, as it and the route say."""
+        request_id = self.ids.next()
+        routed(route.name, request_id)
+        mode = mode_of(cache, route, options)
+        key = None
+        if mode != "skip":
+            key = key_of(route.name, messages, max_tokens, options)
+            hit = await self.cache.hit(key) if mode == "use" else None
+            if hit is not None:
+                return hit
         fields: Collection[str] = options.keys() if options else ()
         digest = None
         if route.sticky == "members" or (route.sticky == "keys" and route.pooled):
             digest = conversation(route.name, messages)
         ask = Ask(
-            request_id=self.ids.next(),
+            request_id=request_id,
             prompt_tokens=prompt_tokens(messages),
             max_tokens=max_tokens,
             required=fields,
@@ -107,11 +123,10 @@ class Gateway:
             prefer=None if digest is None else self.affinity.member(digest),
             gone=self.catalogue.gone,
         )
-        routed(route.name, ask.request_id)
         opened = await open_stream(route, ask, self.rationing, self.bounds, self.prefills)
         if digest is not None:
             self.affinity.served(digest, opened.deployment.member)
-        return opened
+        return opened if key is None else self.cache.keeping(key, opened)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -148,6 +163,8 @@ async def build_gateway(
         }
         catalogue = Catalogue(sources_of(router.deployments(), listers), clock)
         await stack.enter_async_context(watching(catalogue, settings.catalogue_every))
+        answers = await open_answers(settings, clock)
+        stack.push_async_callback(answers.close)
         replayed = await rationing.rebuild([*router.deployments(), *embeddings.deployments()])
         if replayed:
             log.info(
@@ -159,6 +176,7 @@ async def build_gateway(
             router=router,
             embeddings=embeddings,
             catalogue=catalogue,
+            cache=AnswerCache(answers, router.deployments),
             rationing=rationing,
             bounds=Bounds(
                 max_attempts=settings.max_attempts,
@@ -178,6 +196,21 @@ def keep_request(ledger: UsageLedger) -> Observer:
             ledger.record_request(record)
 
     return keep
+
+
+async def open_answers(settings: Settings, clock: Callable[[], float]) -> AnswerStore:
+    """Where the answer cache keeps its entries: Redis when instances share one, else a table
+    of the ledger's file (shared by the workers of one machine), else this process's memory."""
+    size, ttl = settings.cache_max_bytes, settings.cache_ttl
+    if settings.redis_url is not None:
+        from .store.cache import RedisAnswers
+
+        return RedisAnswers(settings.redis_url.reveal(), size, ttl, clock)
+    if settings.ledger:
+        from .store.cache import SQLiteAnswers
+
+        return await SQLiteAnswers(Path(settings.ledger), size, ttl, clock).open()
+    return MemoryAnswers(size, ttl, clock)
 
 
 async def open_state(settings: Settings) -> SharedState:

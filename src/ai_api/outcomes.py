@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from .store.ledger import Attempt, RequestRecord
+
+if TYPE_CHECKING:
+    from .routing import Deployment
 
 __all__ = ["MODEL_APIS", "Observer", "RequestRecord", "Trace", "api_of", "attempted", "routed"]
 
@@ -57,7 +61,7 @@ class Trace:
     routes and rations it adds to it through `routed` and `attempted`, without being passed
     it (they run in the request's task, or in tasks it started)."""
 
-    __slots__ = ("at", "ended", "error", "request_id", "route")
+    __slots__ = ("at", "cache", "ended", "error", "hit", "request_id", "route")
 
     def __init__(self, at: float) -> None:
         self.at = at
@@ -65,6 +69,8 @@ class Trace:
         self.request_id: str | None = None
         self.ended: list[Attempt] = []  # as the ledger records them, in the order they ended
         self.error: str | None = None  # set when the request was answered with an error
+        self.cache: str | None = None  # what the answer cache did (`ai_api.cache`)
+        self.hit: Attempt | None = None  # a cache hit: who gave the answer kept, what it cost
 
     def begin(self) -> Callable[[], None]:
         """Make this the running request's trace; returns what undoes that."""
@@ -74,7 +80,9 @@ class Trace:
     def record(self, method: str, path: str, status: int, now: float) -> RequestRecord:
         """The request's record as it ends at `now`, answered with `status`."""
         ended = self.ended
-        last = ended[-1] if ended else None
+        # What the answer cost: its attempts, or for a cache hit the answer it replayed.
+        spent = ended or ([self.hit] if self.hit is not None else [])
+        last = spent[-1] if spent else None
         first = next((a for a in ended if a.ttft is not None), None)  # gave the first token
         error = self.error
         if error is None and last is not None and last.error is not None and status < 400:
@@ -97,9 +105,10 @@ class Trace:
             attempts=len(ended),
             ttft=ttft,
             duration=max(0.0, now - self.at),
-            prompt_tokens=sum(a.prompt_tokens for a in ended),
-            completion_tokens=sum(a.completion_tokens for a in ended),
+            prompt_tokens=sum(a.prompt_tokens for a in spent),
+            completion_tokens=sum(a.completion_tokens for a in spent),
             key=None if last is None else last.key,
+            cache=self.cache,
         )
 
 
@@ -109,6 +118,33 @@ def routed(route: str, request_id: str) -> None:
     if trace is not None:
         trace.route = route
         trace.request_id = request_id
+
+
+def cached(outcome: str, d: Deployment | None = None, prompt: int = 0, completion: int = 0) -> None:
+    """The answer cache's `outcome` for the running request: `miss`, or `hit` with the
+    member whose answer was kept and what that answer cost (the tokens the hit saved)."""
+    trace = _TRACE.get()
+    if trace is None:
+        return
+    trace.cache = outcome
+    if d is not None:
+        account = d.budget_key.split("|", 1)[0]
+        trace.hit = Attempt(
+            trace.at,
+            trace.request_id or "",
+            trace.route or "",
+            d.name,
+            account,
+            d.model,
+            200,
+            None,
+            prompt,
+            completion,
+            False,
+            None,
+            0.0,
+            key=d.key or None,
+        )
 
 
 def attempted(attempt: Attempt) -> None:

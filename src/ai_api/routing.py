@@ -116,6 +116,10 @@ class Route:
     """Whether a stream whose member fails mid-answer may go on on the next member."""
     sticky: Sticky = "keys"
     """Where a conversation goes back to the member that served it (`ai_api.affinity`)."""
+    cache: bool = False
+    """Whether its answers are kept and replayed unless a request says otherwise."""
+    cache_sampled: bool = False
+    """Whether a request with `temperature > 0` may be cached too."""
     pools: tuple[tuple[Member, ...], ...] = ()
     """The members grouped by `provider/model`: the keys of one pool together. The strategy
     turns over pools; within one the rationing orders the keys by headroom."""
@@ -303,4 +307,6 @@ def _configured(
         route.burst,
         route.continuation,
         route.sticky,
+        route.cache,
+        route.cache_sampled,
     )

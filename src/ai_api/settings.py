@@ -146,6 +146,10 @@ class RouteSettings:
     continuation: bool = True
     """Whether a stream whose member fails mid-answer goes on on the next member."""
     sticky: Sticky = "keys"
+    cache: bool = False
+    """Whether its answers are kept and replayed (`ai_api.cache`) without the header asking."""
+    cache_sampled: bool = False
+    """Whether requests with `temperature > 0` are cached too."""
 
 
 SCOPES = frozenset({"chat", "models", "usage"})
@@ -251,6 +255,10 @@ class Settings:
     upstream_connections: int = 512
     """Open connections to one provider's origin at most (per worker); past it a request waits
     for one to come back, within the connect timeout."""
+    cache_max_bytes: int = 64 * 1024 * 1024
+    """The answer cache's bound in bytes (the oldest entries go first past it)."""
+    cache_ttl: float = 86400.0
+    """Seconds an answer stays in the cache."""
     catalogue_every: float = 21600.0
     """Seconds between readings of each provider's model list (`ai_api.catalogue`); 0: the
     lists are never read (nothing is taken for withdrawn but what a provider answers)."""
@@ -322,5 +330,7 @@ KNOBS = (
     Knob("upstream_connections", "AI_API_UPSTREAM_CONNECTIONS", int, minimum=1),
     Knob("trust_env", "AI_API_TRUST_ENV", bool),
     Knob("catalogue_every", "AI_API_CATALOGUE_EVERY", float, minimum=0),
+    Knob("cache_max_bytes", "AI_API_CACHE_MAX_BYTES", int, minimum=1024),
+    Knob("cache_ttl", "AI_API_CACHE_TTL", float, minimum=0.001),
 )
 """Every such setting, once: `config` reads the variables and the file through it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -9,7 +10,7 @@ from .headroom import daily_share, source_of
 from .limits import DAY, period_name
 from .rationing import Rationing, key_name
 from .routing import Deployment
-from .store.ledger import day_of
+from .store.ledger import day_of, day_start
 
 
 async def report(
@@ -73,6 +74,9 @@ async def report(
         ],
         "budgets": list(budgets.values()),
         "members": members,
+        "cache": dataclasses.asdict(
+            await rationing.ledger.cache_since(day_start(day_of(now - (days - 1) * DAY)))
+        ),
     }
 
 
@@ -105,6 +109,13 @@ def render(data: dict[str, Any]) -> str:
             or "no known limits"
         )
         lines.append(f"  {b['account']}/{b['model']}: {share} of the day left; {windows}")
+    cache = data.get("cache") or {}
+    if cache.get("hits") or cache.get("misses"):
+        saved = cache["prompt_tokens_saved"] + cache["completion_tokens_saved"]
+        lines.append("")
+        lines.append(
+            f"Answer cache: {cache['hits']} hits, {cache['misses']} misses; {saved} tokens saved"
+        )
     lines.append("")
     lines.append("Members:")
     for m in data["members"]:

@@ -136,6 +136,32 @@ class HourRow:
     completion_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class CacheTotals:
+    """What the answer cache did for the requests recorded since some time: the hits, the
+    misses (asked and kept if whole), and the tokens the hits saved (what their answers cost
+    when they were kept)."""
+
+    hits: int = 0
+    misses: int = 0
+    prompt_tokens_saved: int = 0
+    completion_tokens_saved: int = 0
+
+
+def tally_cache(totals: CacheTotals, requests: Iterable[RequestRecord]) -> CacheTotals:
+    """`totals` plus what the cache did for `requests`."""
+    hits, misses = totals.hits, totals.misses
+    prompt, completion = totals.prompt_tokens_saved, totals.completion_tokens_saved
+    for r in requests:
+        if r.cache == "hit":
+            hits += 1
+            prompt += r.prompt_tokens
+            completion += r.completion_tokens
+        elif r.cache == "miss":
+            misses += 1
+    return CacheTotals(hits, misses, prompt, completion)
+
+
 def tally_hours(rows: Iterable[HourRow], attempts: Iterable[Attempt]) -> list[HourRow]:
     """Hourly totals already summed plus single attempts (not in progress), by hour then
     provider."""
@@ -182,6 +208,9 @@ class UsageLedger(Protocol):
 
         Includes queued attempts.
         """
+
+    async def cache_since(self, since: float) -> CacheTotals:
+        """What the answer cache did for the requests with at >= since (queued too)."""
 
     async def ceilings_since(self, since: float) -> list[Attempt]:
         """The attempts with at >= since that taught a ceiling, oldest first (queued too)."""

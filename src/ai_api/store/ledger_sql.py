@@ -16,6 +16,7 @@ from .ledger import (
     IN_PROGRESS,
     INTERRUPTED,
     Attempt,
+    CacheTotals,
     HourRow,
     RequestRecord,
     UsageRow,
@@ -118,6 +119,11 @@ _REQUEST_COLUMNS = (
 INSERT_REQUEST = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 _REQUESTS_SINCE = f"""SELECT {_REQUEST_COLUMNS} FROM requests
     WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?"""
+_CACHE_SINCE = """SELECT count(CASE WHEN cache = 'hit' THEN 1 END),
+    count(CASE WHEN cache = 'miss' THEN 1 END),
+    coalesce(sum(CASE WHEN cache = 'hit' THEN prompt_tokens END), 0),
+    coalesce(sum(CASE WHEN cache = 'hit' THEN completion_tokens END), 0)
+    FROM requests WHERE at >= ?"""
 _NOT_IN_PROGRESS = f"error IS NOT '{IN_PROGRESS}'"
 _SELECT_SINCE = (
     f"SELECT {_COLUMNS} FROM attempts WHERE at >= ? AND {_NOT_IN_PROGRESS} ORDER BY at, id"
@@ -220,6 +226,12 @@ def requests_since(conn: sqlite3.Connection, since: float, limit: int) -> list[R
     """The last `limit` stored requests with at >= since, oldest first."""
     rows = conn.execute(_REQUESTS_SINCE, (since, limit)).fetchall()
     return [RequestRecord(*row) for row in reversed(rows)]
+
+
+def cache_since(conn: sqlite3.Connection, since: float) -> CacheTotals:
+    """What the answer cache did for the stored requests with at >= since."""
+    row = conn.execute(_CACHE_SINCE, (since,)).fetchone()
+    return CacheTotals(*row)
 
 
 def attempts_since(conn: sqlite3.Connection, since: float) -> list[Attempt]:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections import deque
 
-from .ledger import Attempt, HourRow, RequestRecord, UsageRow, day_start, tally, tally_hours
+from .ledger import (
+    Attempt,
+    CacheTotals,
+    HourRow,
+    RequestRecord,
+    UsageRow,
+    day_start,
+    tally,
+    tally_cache,
+    tally_hours,
+)
 
 REQUESTS_KEPT = 10_000
 """How many requests' records a memory ledger keeps (a day of attempts stays whole)."""
@@ -47,6 +57,10 @@ class MemoryLedger:
         found = [r for r in self._requests if r.at >= since]
         found.sort(key=lambda r: r.at)
         return found[-limit:] if limit > 0 else []
+
+    async def cache_since(self, since: float) -> CacheTotals:
+        """What the answer cache did for the requests kept with at >= since."""
+        return tally_cache(CacheTotals(), (r for r in self._requests if r.at >= since))
 
     async def attempts_since(self, since: float) -> list[Attempt]:
         """Every attempt with at >= since, oldest first (not those in progress)."""

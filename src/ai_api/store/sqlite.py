@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Self, TypeVar
 
 from . import ledger_sql
-from .ledger import Attempt, HourRow, RequestRecord, UsageRow, day_start, tally, tally_hours
+from .ledger import (
+    Attempt,
+    CacheTotals,
+    HourRow,
+    RequestRecord,
+    UsageRow,
+    day_start,
+    tally,
+    tally_cache,
+    tally_hours,
+)
 
 Record = Attempt | RequestRecord
 """What the writer's queue holds."""
@@ -103,6 +113,13 @@ class SQLiteLedger:
     def record_request(self, request: RequestRecord) -> None:
         """Queue a request's record for the writer, like an attempt."""
         self._enqueue(request)
+
+    async def cache_since(self, since: float) -> CacheTotals:
+        """What the answer cache did for the requests with at >= since (queued ones too)."""
+        stored, queued = await self._read(
+            lambda conn: ledger_sql.cache_since(conn, since), RequestRecord
+        )
+        return tally_cache(stored, (r for r in queued if r.at >= since))
 
     async def requests_since(self, since: float, limit: int) -> list[RequestRecord]:
         """The last `limit` requests with at >= since, oldest first (queued ones too)."""

@@ -1,0 +1,283 @@
+"""Where the answer cache keeps its entries (`ai_api.cache`): this process's memory, a table
+of the SQLite ledger file (shared by the workers of one machine), or Redis (shared by
+instances). Each is bounded by age (`ttl` seconds) and by size (`max_bytes`, the oldest
+entries go first); an entry larger than a tenth of that is not kept.
+
+A store that fails is a miss, never a failed request: errors are logged once and the
+request is answered by a provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from .ledger_sql import connect, create_private
+
+log = logging.getLogger("ai_api.store")
+
+TIMEOUT = 2.0
+"""The longest one lookup or write may take before it counts as a miss (or is dropped)."""
+
+
+class AnswerStore(Protocol):
+    """Bytes by key, bounded by age and size."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The entry kept under `key` and younger than the age bound, else None."""
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Keep `value` under `key` (replacing), evicting the oldest entries past the bound."""
+
+    async def delete(self, key: str) -> None:
+        """Drop the entry under `key`, if any."""
+
+    async def close(self) -> None:
+        """Release what it holds."""
+
+
+class MemoryAnswers:
+    """This process's answers, least recently kept first."""
+
+    def __init__(self, max_bytes: int, ttl: float, clock: Callable[[], float] = time.time) -> None:
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.clock = clock
+        self.size = 0
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] < self.clock() - self.ttl:
+            await self.delete(key)
+            return None
+        return entry[1]
+
+    async def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes // 10:
+            return
+        await self.delete(key)
+        self._entries[key] = (self.clock(), value)
+        self.size += len(value)
+        while self.size > self.max_bytes:
+            _, (_, old) = self._entries.popitem(last=False)
+            self.size -= len(old)
+
+    async def delete(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.size -= len(entry[1])
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS answers (
+        key TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        size INTEGER NOT NULL,
+        body BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS answers_at ON answers (at)",
+)
+
+
+class SQLiteAnswers:
+    """Answers in a table of their own in the ledger's file (WAL: the workers of one machine
+    read and write it at once), through one connection in a thread of its own."""
+
+    def __init__(
+        self, path: Path, max_bytes: int, ttl: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.clock = clock
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ai-api-cache")
+        self._conn: sqlite3.Connection | None = None
+        self._failing = False
+
+    async def open(self) -> SQLiteAnswers:
+        await self._run(self._create)
+        return self
+
+    def _create(self) -> None:
+        create_private(self.path)
+        conn = self._conn = connect(self.path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        for statement in _SCHEMA:
+            conn.execute(statement)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.OperationalError("the answer cache's table is not open")
+        return self._conn
+
+    async def _run(self, call: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                result = await loop.run_in_executor(self._thread, call)
+        except (sqlite3.Error, OSError, TimeoutError) as exc:
+            if not self._failing:
+                log.warning("the answer cache's table cannot be used (%s): misses meanwhile", exc)
+            self._failing = True
+            return None
+        self._failing = False
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        since = self.clock() - self.ttl
+
+        def read() -> bytes | None:
+            row = (
+                self._db()
+                .execute("SELECT body FROM answers WHERE key = ? AND at >= ?", (key, since))
+                .fetchone()
+            )
+            return None if row is None else bytes(row[0])
+
+        result: bytes | None = await self._run(read)
+        return result
+
+    async def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes // 10:
+            return
+        now = self.clock()
+
+        def write() -> None:
+            conn = self._db()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO answers (key, at, size, body) VALUES (?, ?, ?, ?)",
+                    (key, now, len(value), value),
+                )
+                conn.execute("DELETE FROM answers WHERE at < ?", (now - self.ttl,))
+                total = conn.execute("SELECT coalesce(sum(size), 0) FROM answers").fetchone()[0]
+                while total > self.max_bytes:
+                    oldest = conn.execute(
+                        "SELECT key, size FROM answers ORDER BY at LIMIT 64"
+                    ).fetchall()
+                    for old, size in oldest:
+                        conn.execute("DELETE FROM answers WHERE key = ?", (old,))
+                        total -= size
+                        if total <= self.max_bytes:
+                            break
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def delete(self, key: str) -> None:
+        await self._run(lambda: self._db().execute("DELETE FROM answers WHERE key = ?", (key,)))
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, shut)
+        self._thread.shutdown(wait=False)
+
+
+# KEYS: the entry, the index (entry -> when kept), the sizes (entry -> bytes), the total.
+# ARGV: the entry's suffix, its value, now, ttl, max_bytes. The index and sizes name entries
+# by suffix; expired entries leave the index and the total here too.
+_PUT = """
+local prefix = ARGV[6]
+local now, ttl, max = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local function drop(suffix)
+  local size = tonumber(redis.call('HGET', KEYS[3], suffix) or '0')
+  redis.call('DEL', prefix .. suffix)
+  redis.call('HDEL', KEYS[3], suffix)
+  redis.call('ZREM', KEYS[2], suffix)
+  redis.call('DECRBY', KEYS[4], size)
+end
+drop(ARGV[1])
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl)) do drop(old) end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', math.floor(ttl * 1000))
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], string.len(ARGV[2]))
+local total = redis.call('INCRBY', KEYS[4], string.len(ARGV[2]))
+while total > max do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #oldest == 0 then break end
+  drop(oldest[1])
+  total = tonumber(redis.call('GET', KEYS[4]) or '0')
+end
+return total
+"""
+
+
+class RedisAnswers:
+    """Answers in Redis, shared by every instance that uses it: each entry with its own
+    expiry, and an index that evicts the oldest past the size bound (one script, atomic)."""
+
+    def __init__(
+        self,
+        url: str,
+        max_bytes: int,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+        prefix: str = "ai-api:cache:",
+    ) -> None:
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.clock = clock
+        self.prefix = prefix
+        self._put = self._redis.register_script(_PUT)
+        self._failing = False
+
+    async def _run(self, call: Callable[[], Any]) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                result = await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            if not self._failing:
+                log.warning(
+                    "the answer cache's Redis cannot be used (%s): misses meanwhile",
+                    type(exc).__name__,
+                )
+            self._failing = True
+            return None
+        self._failing = False
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        result: bytes | None = await self._run(lambda: self._redis.get(self.prefix + key))
+        return result
+
+    async def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes // 10:
+            return
+        p = self.prefix
+        keys = [p + key, p + "#index", p + "#sizes", p + "#total"]
+        args: list[bytes | str | float] = [key, value, self.clock(), self.ttl, self.max_bytes, p]
+        await self._run(lambda: self._put(keys=keys, args=args))
+
+    async def delete(self, key: str) -> None:
+        await self._run(lambda: self._redis.delete(self.prefix + key))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
