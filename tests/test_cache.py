@@ -246,3 +246,25 @@ async def test_the_memory_store_keeps_to_its_size(size: int):
     assert await store.get("k0") is None  # the oldest went first
     await store.put("big", bytes(size))  # over a tenth of the bound: not kept
     assert await store.get("big") is None
+
+
+async def test_metrics_count_hits_misses_and_the_tokens_saved(groq, client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with running(settings_for(groq, catalogue_every=3600)) as url:
+        first = await ask(client, url)
+        for _ in range(2):
+            await ask(client, url)
+        async with client.get(url + "/metrics") as response:
+            text = await response.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    route = ("route", MODEL)
+    assert samples[("ai_api_cache_requests_total", (("outcome", "hit"), route))] == 2
+    assert samples[("ai_api_cache_requests_total", (("outcome", "miss"), route))] == 1
+    completion = json.loads(first[2])["usage"]["completion_tokens"]
+    saved = samples[("ai_api_cache_tokens_saved_total", (("kind", "completion"),))]
+    assert saved == 2 * completion

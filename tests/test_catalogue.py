@@ -56,6 +56,13 @@ async def test_a_model_withdrawn_before_start_is_noticed_and_routed_around(
         status, _, body = await ask(client, url, f"groq/{GONE}")
         same = await ask(client, url, GONE)  # the bare name: served by Groq only
         other = await ask(client, url, "groq/openai/gpt-oss-120b")
+        async with client.get(url + "/metrics") as response:
+            metrics = await response.text()
+        async with client.get(url + "/usage") as response:
+            members = (await response.json())["members"]
+    assert f'ai_api_model_withdrawn{{model="{GONE}",provider="groq"}} 1.0' in metrics
+    assert [m["withdrawn"] for m in members if m["name"] == f"groq/{GONE}"] == [True]
+    assert not any(m["withdrawn"] for m in members if m["name"] != f"groq/{GONE}")
     assert groq.hits["GET /openai/v1/models"] >= 1
     assert cerebras.hits["GET /v1/models"] >= 1
     assert f"groq/{GONE}" not in names

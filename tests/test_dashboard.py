@@ -185,3 +185,45 @@ async def test_every_worker_shows_every_workers_requests(tmp_path: Path) -> None
                 assert status == 200
                 seen.append(len(json.loads(text)["requests"]))
     assert seen == [sent] * 6
+
+
+async def test_the_page_shows_pooled_keys_withdrawn_models_and_cache_hits(
+    client: aiohttp.ClientSession, page: Page, tmp_path: Path
+) -> None:
+    from ai_api.config import preset_settings
+    from ai_api.providers import GROQ
+    from ai_api.settings import key_label
+
+    one, two = "gsk_dash_pool_one_0123456789", "gsk_dash_pool_two_0123456789"
+    async with FakeUpstream("groq", api_key={one: "a", two: "b"}) as fake:
+        fake.withdraw("llama-3.1-8b-instant")
+        p = preset_settings(GROQ, {"GROQ_API_KEY": f"{one},{two}"}, base_url=fake.base_url)
+        keys = (GatewayKey("AI_API_KEYS", Secret(GATEWAY_KEY)),)
+        settings = Settings(
+            providers=(p,), port=0, ledger=str(tmp_path / "u.db"), gateway_keys=keys
+        )
+        async with running(settings) as url:
+            body = {"model": "groq/openai/gpt-oss-120b", "messages": HI}
+            headers = {**AUTH, "X-AI-API-Cache": "use"}
+            for _ in range(2):
+                async with client.post(
+                    url + "/v1/chat/completions", json=body, headers=headers
+                ) as r:
+                    assert r.status == 200
+            await page.goto(url + "/dashboard")
+            await page.fill("#key", GATEWAY_KEY)
+            await page.click("#key-form button")
+            await expect(page.locator("#status")).to_have_text("live")
+            for key in (one, two):
+                label = key_label(key)
+                member = page.locator(
+                    f'.member[data-member="groq/openai/gpt-oss-120b"][data-key="{label}"]'
+                )
+                await expect(member).to_contain_text(f"key {label}")
+            gone = page.locator('.member[data-member="groq/llama-3.1-8b-instant"]').first
+            await expect(gone).to_contain_text("withdrawn by the provider")
+            await expect(page.locator("#cache")).to_contain_text("1 hits, 1 misses")
+            await expect(page.locator("#requests tr", has_text="cache hit")).to_have_count(1)
+            text = await page.content()
+    assert one not in text  # the page names the keys by their labels only
+    assert two not in text

@@ -92,7 +92,9 @@ async def usage(request: web.Request) -> web.Response:
     raw = request.query.get("days", "7")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 366:
         raise InvalidRequest("`days` must be a whole number from 1 to 366.", param="days")
-    data = await report(gateway.rationing, gateway.router.deployments(), int(raw))
+    data = await report(
+        gateway.rationing, gateway.router.deployments(), int(raw), gateway.catalogue.gone
+    )
     return web.json_response(data)
 
 

@@ -176,7 +176,7 @@ async def _tell(
     for key in [k for k, at in sent.items() if at < since]:
         del sent[key]
     if now - last_usage >= USAGE_EVERY:
-        data = await report(rationing, gateway.router.deployments(), 1)
+        data = await report(rationing, gateway.router.deployments(), 1, gateway.catalogue.gone)
         frames.append(b"event: usage\ndata: " + _encode(data) + b"\n\n")
         last_usage = now
     if not frames and now - last_write >= PING_EVERY:

@@ -12,7 +12,7 @@ names from the configuration and bounded codes, never a key or a message.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -66,6 +66,18 @@ class Metrics:
             ["provider", "model", "key", "kind"],
             registry=r,
         )
+        self.cache = Counter(
+            "ai_api_cache_requests",
+            "Requests the answer cache looked at, by outcome: hit (no provider asked) or miss.",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.saved = Counter(
+            "ai_api_cache_tokens_saved",
+            "Tokens the answer cache's hits did not spend, by kind (prompt or completion).",
+            ["kind"],
+            registry=r,
+        )
         self.ttft = Histogram(
             "ai_api_time_to_first_token_seconds",
             "From a request's arrival to its answer's first token.",
@@ -107,6 +119,11 @@ class Metrics:
                 child(self.tokens, a.provider, a.model, key, "prompt").inc(a.prompt_tokens)
             if a.completion_tokens:
                 child(self.tokens, a.provider, a.model, key, "completion").inc(a.completion_tokens)
+        if record.cache is not None:
+            child(self.cache, route, record.cache).inc()
+            if record.cache == "hit":
+                child(self.saved, "prompt").inc(record.prompt_tokens)
+                child(self.saved, "completion").inc(record.completion_tokens)
         if record.ttft is not None:
             child(self.ttft, record.api, route).observe(record.ttft)
         child(self.duration, record.api, route).observe(record.duration)
@@ -134,10 +151,28 @@ class _Now:
 
 
 async def state_families(
-    rationing: Rationing, deployments: Iterable[Deployment], queued: int
+    rationing: Rationing,
+    deployments: Iterable[Deployment],
+    queued: int,
+    gone: Collection[tuple[str, str]] = (),
 ) -> list[Metric]:
-    """What is now: headroom and limit per window, circuit and cooldown per member, the
-    ledger's queue, the build."""
+    """What is now: headroom and limit per window, circuit and cooldown per member, the keys
+    refused and the models withdrawn (`gone`), the ledger's queue, the build."""
+    withdrawn = GaugeMetricFamily(
+        "ai_api_model_withdrawn",
+        "1 for each configured model its provider no longer lists (routed around).",
+        labels=["provider", "model"],
+    )
+    for provider, model in sorted(gone):
+        withdrawn.add_metric([provider, model], 1.0)
+    refused = GaugeMetricFamily(
+        "ai_api_key_refused_until_seconds",
+        "Until when (Unix time) a key its provider refused is out of rotation.",
+        labels=["key"],
+    )
+    for name, until in sorted(rationing.refused.items()):
+        if until > rationing.clock():
+            refused.add_metric([name], until)
     remaining = GaugeMetricFamily(
         "ai_api_window_remaining",
         "What a budget's window has left (requests or tokens); absent when unknown.",
@@ -187,7 +222,7 @@ async def state_families(
         "ai_api_build_info", "The running ai-api's version.", labels=["version"]
     )
     build.add_metric([_version()], 1.0)
-    return [remaining, limit, circuit, cooldown, depth, build]
+    return [remaining, limit, circuit, cooldown, withdrawn, refused, depth, build]
 
 
 def _version() -> str:
@@ -203,7 +238,9 @@ async def metrics(request: web.Request) -> web.Response:
     counted = request.app[METRICS].counted()
     rationing = gateway.rationing
     deployments = [*gateway.router.deployments(), *gateway.embeddings.deployments()]
-    families = await state_families(rationing, deployments, rationing.ledger.queued)
+    families = await state_families(
+        rationing, deployments, rationing.ledger.queued, gateway.catalogue.gone
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Now(families))
     body = counted + generate_latest(registry)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from .headroom import daily_share, source_of
@@ -14,9 +14,14 @@ from .store.ledger import day_of, day_start
 
 
 async def report(
-    rationing: Rationing, deployments: Iterable[Deployment], days: int = 7
+    rationing: Rationing,
+    deployments: Iterable[Deployment],
+    days: int = 7,
+    gone: Collection[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """Per-day totals from the ledger, the headroom of every budget, the health of every member."""
+    """Per-day totals from the ledger, the headroom of every budget, the health of every
+    member (`gone`: the (provider, model) pairs the catalogue found withdrawn), and what the
+    answer cache saved."""
     now = rationing.clock()
     rows = await rationing.ledger.usage(day_of(now - (days - 1) * DAY))
     budgets: dict[str, dict[str, Any]] = {}
@@ -52,6 +57,7 @@ async def report(
                 "circuit": snapshot.health.circuit,
                 "cooldown_seconds": max(0.0, round(snapshot.ready_at - now, 1)),
                 "key_refused": rationing.refused.get(key_name(d), 0.0) > now,
+                "withdrawn": (d.name, d.model) in gone,
             }
         )
     return {
@@ -122,6 +128,8 @@ def render(data: dict[str, Any]) -> str:
         rest = f", cooling down {m['cooldown_seconds']:g} s" if m["cooldown_seconds"] else ""
         if m.get("key_refused"):
             rest += ", key refused"
+        if m.get("withdrawn"):
+            rest += ", withdrawn by its provider"
         name = m["name"] + (f" #{m['key']}" if m.get("key") else "")
         lines.append(f"  {name}: circuit {m['circuit']}{rest}")
     return "\n".join(lines)

@@ -80,6 +80,10 @@ function renderUsage(usage) {
     cards.append(card);
   }
   $("budgets").replaceChildren(cards);
+  const c = usage.cache || { hits: 0, misses: 0, prompt_tokens_saved: 0, completion_tokens_saved: 0 };
+  $("cache").textContent =
+    `Answer cache today: ${c.hits} hits, ${c.misses} misses, ` +
+    `${num(c.prompt_tokens_saved + c.completion_tokens_saved)} tokens saved`;
   const members = el("div", { class: "cards" });
   for (const m of usage.members) {
     let rest =
