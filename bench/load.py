@@ -214,6 +214,7 @@ async def run(args: argparse.Namespace) -> dict:
     api = APIS[args.api]
     raw = json.dumps(request_body(args)).encode()
     extra = "anthropic-version: 2023-06-01\r\n" if args.api == "messages" else ""
+    extra += "".join(f"{header}\r\n" for header in args.header)
     payload = (
         f"POST {args.path or api.path} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
         f"Authorization: Bearer {args.api_key}\r\n{extra}Content-Type: application/json\r\n"
@@ -365,6 +366,9 @@ def main() -> None:
     p.add_argument("--prompt", default="Say hello in one sentence.")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--api-key", default="bench")
+    p.add_argument(
+        "--header", action="append", default=[], help="`Name: value`, sent with every request"
+    )
     p.add_argument("--stream", action="store_true")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument(

@@ -20,7 +20,8 @@ point is repeated (`--rounds`); the tables give medians.
 
 Scenarios (`--only` takes a comma-separated subset): startup, stream, json, facades (the same
 streamed question to ai-api's `/v1/chat/completions`, `/v1/messages` and `/v1/responses`,
-interleaved, and the gateway's CPU per request through each), profile (py-spy on ai-api at
+interleaved, and the gateway's CPU per request through each), cache (the same question as an
+answer-cache miss and as a hit, streamed and whole), profile (py-spy on ai-api at
 streaming c=64), open1000 (1,000 streams open at once on the slow upstream), soak (ai-api under
 steady streaming load, RSS slope). Results go to `bench/results/latest.json` and
 `.md`; a run of every scenario also rewrites the results section of `docs/benchmarks.md`.
@@ -67,7 +68,9 @@ RESULTS = BENCH / "results"
 CLK = os.sysconf("SC_CLK_TCK")
 START_MARK = "<!-- bench:results:start -->"
 END_MARK = "<!-- bench:results:end -->"
-SCENARIOS = ("startup", "stream", "json", "facades", "profile", "open1000", "soak")
+SCENARIOS = ("startup", "stream", "json", "facades", "cache", "profile", "open1000", "soak")
+CACHE_MODES = {"miss": "X-AI-API-Cache: refresh", "hit": "X-AI-API-Cache: use"}
+"""The cache scenario's two rows: asked upstream every time (and kept), or answered from it."""
 FACADES = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 """The APIs of ai-api asked the same streamed question in the facades scenario, chat first."""
 FACADE_MAX_TOKENS = 256
@@ -348,6 +351,7 @@ def run_load(
     on_start=None,
     api: str = "chat",
     max_tokens: int | None = None,
+    headers: tuple[str, ...] = (),
 ) -> dict:
     pids = target.proc.pids()
     up_pids = [p for u in upstream for p in u.pids()]
@@ -381,6 +385,8 @@ def run_load(
         cmd += ["--max-tokens", str(max_tokens)]
     if stream:
         cmd.append("--stream")
+    for header in headers:
+        cmd += ["--header", header]
     lp = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     hard = duration + grace + timeout + 60
     watchdog = threading.Timer(hard, lp.kill)
@@ -493,6 +499,75 @@ def measure_facades(
             "served": sum(x["completed"] + x["errors"] + c for v in runs.values() for x in v),
         }
     return out
+
+
+def measure_cache(
+    b: Target, fast: Proc, levels: list[int], rounds: int, duration: float
+) -> dict[str, dict]:
+    """The same question to ai-api with `X-AI-API-Cache: refresh` (every request asks the
+    upstream and keeps its answer: a miss) and `use` (after the first, every request is a
+    hit), streamed and whole, interleaved, `rounds` times: by point, the runs, their
+    summaries and the hit's CPU per request against the miss's."""
+    out: dict[str, dict] = {}
+    for stream in (True, False):
+        for c in levels:
+            runs: dict[str, list[dict]] = {mode: [] for mode in CACHE_MODES}
+            for r in range(rounds):
+                modes = list(CACHE_MODES) if r % 2 == 0 else list(reversed(CACHE_MODES))
+                for mode in modes:
+                    res = run_load(
+                        b,
+                        stream=stream,
+                        concurrency=c,
+                        duration=duration,
+                        max_requests=max(2000, int(duration * 20000)),
+                        grace=15,
+                        upstream=[fast],
+                        headers=(CACHE_MODES[mode],),
+                    )
+                    runs[mode].append(res)
+                    log(
+                        f"cache {'stream' if stream else 'json  '} c={c:<4} round {r + 1}"
+                        f" {mode:4} {res['rps']:9.1f} req/s"
+                        f"  p50 {fmt(res['latency_ms'].get('p50'), 2):>8} ms"
+                        f"  cpu {fmt(res.get('cpu_ms_per_req'), 3)} ms/req"
+                        f"  errors {res['errors']}"
+                    )
+                    time.sleep(0.2)
+            summary = {mode: summarize(v) for mode, v in runs.items()}
+            miss, hit = summary["miss"]["cpu"], summary["hit"]["cpu"]
+            out[f"{'stream' if stream else 'json'}:{c}"] = {
+                "runs": runs,
+                "summary": summary,
+                "ratio": hit / miss if hit and miss else None,
+                "served": sum(x["completed"] + x["errors"] + c for v in runs.values() for x in v),
+            }
+    return out
+
+
+def report_cache(w, cache: dict[str, dict], rounds: int) -> None:
+    w("")
+    w("### The answer cache: a hit against a miss")
+    w("")
+    w(
+        "ai-api (b) asked the same question again and again with `X-AI-API-Cache: refresh`"
+        " (every request goes to the upstream and its answer is kept: a miss) and with"
+        " `X-AI-API-Cache: use` (after the first request, every one is a hit: no provider is"
+        f" asked), interleaved in each of {rounds} rounds; the cache is the ledger file's"
+        " table, as by default; medians. CPU ms/req is the ai-api process's own."
+    )
+    w("")
+    w("| mode | c | row | req/s | p50 ms | p99 ms | CPU ms/req | hit CPU against miss | errors |")
+    w("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for point, result in cache.items():
+        mode, c = point.split(":")
+        for row in CACHE_MODES:
+            s = result["summary"][row]
+            share = ratio(result["ratio"], 1) if row == "hit" else "-"
+            w(
+                f"| {mode} | {c} | {row} | {fmt(s['rps'], 0)} | {fmt(s['p50'], 2)} |"
+                f" {fmt(s['p99'], 2)} | {fmt(s['cpu'], 3)} | {share} | {s['errors']} |"
+            )
 
 
 # ------------------------------------------------------------------------------ setup
@@ -889,6 +964,9 @@ def build_report(data: dict) -> str:
     facades = data.get("facades")
     if facades:
         report_facades(w, facades, data["settings"]["rounds"])
+    cache = data.get("cache")
+    if cache:
+        report_cache(w, cache, data["settings"]["rounds"])
     o = data.get("open1000")
     if o:
         w("")
@@ -1346,7 +1424,7 @@ def main() -> None:
 
         targets: dict[str, Target] = {"a": Target("a", "a (direct)", fast, fast_port, key)}
         need_load = any(
-            s in only for s in ("stream", "json", "facades", "profile", "open1000", "soak")
+            s in only for s in ("stream", "json", "facades", "cache", "profile", "open1000", "soak")
         )
         if need_load:
             pt, pp = start_passthrough("passthrough", tmp, fast_port, yardstick_args)
@@ -1431,6 +1509,11 @@ def main() -> None:
         if "facades" in only:
             data["facades"] = measure_facades(targets["b"], fast, facade_levels, rounds, duration)
             served_b += sum(point["served"] for point in data["facades"].values())
+            save()
+
+        if "cache" in only:
+            data["cache"] = measure_cache(targets["b"], fast, facade_levels, rounds, duration)
+            served_b += sum(point["served"] for point in data["cache"].values())
             save()
 
         if "profile" in only and pyspy is not None:

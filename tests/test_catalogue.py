@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -151,8 +150,3 @@ async def test_ai_api_models_prints_what_each_provider_lists_and_routes(groq, ce
     assert "cerebras (Cerebras): lists 3 models" in out
     assert "* gpt-oss-120b" in out
     assert KEYS["groq"] not in out + done.stderr
-
-
-def test_models_is_a_documented_command() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert "ai-api models" in readme

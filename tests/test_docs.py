@@ -36,3 +36,12 @@ def test_every_server_setting_is_in_the_readme_tables_and_the_server_keys(name):
         assert f"`{knob.env}`" in text or knob.env in ("HOST", "PORT"), knob.env
         if knob.in_file:
             assert f"`{knob.name}`" in text, knob.name
+
+
+@pytest.mark.parametrize("name", ["README.md", "README.es.md"])
+def test_the_pools_the_catalogue_and_the_cache_are_documented(name):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    for needle in ("ai-api models", "X-AI-API-Cache: use", "api_key_env = [", 'sticky = "keys"'):
+        assert needle in text, needle
+    for option in ("cache_sampled", "`sticky`", "ai_api_cache_requests_total"):
+        assert option in text, option
