@@ -112,6 +112,8 @@ def test_every_server_setting_is_read_from_its_variable_and_the_file(tmp_path, k
     raw, value = (knob.choices[-1],) * 2 if knob.choices else SAMPLES[knob.kind]
     if knob.upper:
         raw, value = "debug", "DEBUG"
+    if knob.kind is int and knob.minimum is not None and value < knob.minimum:
+        raw, value = str(int(knob.minimum)), int(knob.minimum)  # the smallest it takes
     assert getattr(load(tmp_path, "", **{knob.env: raw}), knob.name) == value
     if knob.in_file:
         given = {str: repr(raw), tuple: repr(list(ORIGINS)), bool: "false"}.get(knob.kind, raw)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,10 +90,6 @@ class _Watch:
             self._handle = None
 
 
-_LIST_TIMEOUT = 30.0
-"""The longest a model list may take when no total timeout is set."""
-
-
 class _Listed(msgspec.Struct):
     id: str
 
@@ -162,11 +158,32 @@ class OpenAICompatible:
         body, each within the read timeout, and the exchange within the total timeout.
         Failures: `UpstreamError`."""
         endpoint = self._embeddings_endpoint(model)
+        reading, data = await self._whole(lambda: endpoint.post(msgspec.json.encode(body)))
+        rate = reading if reading.windows or reading.retry_at is not None else None
+        return Embedded(rate, data)
+
+    async def models(self) -> list[str]:
+        """The model ids its `GET …/models` lists (Gemini's `models/` prefix taken off), within
+        the read and total timeouts. Failures: `UpstreamError`."""
+        if self._models is None:
+            path = self.spec.chat_path.removesuffix("/chat/completions") + "/models"
+            self._models = self._client.endpoint(self._base_url + path, self._json_headers)
+        _, data = await self._whole(self._models.get)
+        try:
+            listed = msgspec.json.decode(data, type=_ModelList)
+        except msgspec.DecodeError as exc:
+            raise UpstreamProtocol(self.name, "its model list is not an OpenAI list") from exc
+        return [m.id.removeprefix("models/") for m in listed.data]
+
+    async def _whole(self, send: Callable[[], Awaitable[Response]]) -> tuple[RateReading, bytes]:
+        """`send`'s response read whole: its head's rate reading and its body. The head, then
+        the body, each within the read timeout, and the exchange within the total timeout.
+        Failures: `UpstreamError`."""
         response: Response | None = None
         try:
             async with asyncio.timeout(self._total_timeout):
                 async with asyncio.timeout(self._read_timeout):
-                    response = await endpoint.post(msgspec.json.encode(body))
+                    response = await send()
                 now = self._clock()
                 reading = read_headers(self.spec.rate_style, response.headers, now, now)
                 async with asyncio.timeout(self._read_timeout):
@@ -176,8 +193,7 @@ class OpenAICompatible:
                     data = await response.read(self._max_answer_bytes + 1)
             if len(data) > self._max_answer_bytes:
                 raise UpstreamProtocol(self.name, "the answer is over max_answer_bytes")
-            rate = reading if reading.windows or reading.retry_at is not None else None
-            return Embedded(rate, data)
+            return reading, data
         except UpstreamError as exc:
             exc.redact(self._redact)
             raise
@@ -188,37 +204,6 @@ class OpenAICompatible:
         finally:
             if response is not None:
                 response.release()
-
-    async def models(self) -> list[str]:
-        """The model ids its `GET …/models` lists (Gemini's `models/` prefix taken off), within
-        the read and total timeouts. Failures: `UpstreamError`."""
-        if self._models is None:
-            path = self.spec.chat_path.removesuffix("/chat/completions") + "/models"
-            self._models = self._client.endpoint(self._base_url + path, self._json_headers)
-        response: Response | None = None
-        try:
-            async with asyncio.timeout(self._total_timeout or _LIST_TIMEOUT):
-                response = await self._models.get()
-                if response.status >= 400:
-                    raise self._status_error(
-                        response.status, await response.read(partial=True), response
-                    )
-                data = await response.read(self._max_answer_bytes + 1)
-        except UpstreamError as exc:
-            exc.redact(self._redact)
-            raise
-        except TimeoutError as exc:
-            raise UpstreamTimeout(self.name, "no model list within the timeouts") from exc
-        except (BadResponse, OSError) as exc:
-            raise self._failure(exc, response is not None) from exc
-        finally:
-            if response is not None:
-                response.release()
-        try:
-            listed = msgspec.json.decode(data, type=_ModelList)
-        except msgspec.DecodeError as exc:
-            raise UpstreamProtocol(self.name, "its model list is not an OpenAI list") from exc
-        return [m.id.removeprefix("models/") for m in listed.data]
 
     def _embeddings_endpoint(self, model: str) -> Endpoint:
         """Where `model`'s embeddings are asked for (one endpoint a model, made once)."""
