@@ -24,7 +24,7 @@ from .embeddings import EmbeddingRouter, build_embeddings
 from .http_client import HTTPClient
 from .outcomes import MODEL_APIS, Observer, RequestRecord, routed
 from .providers import OpenAICompatible, Provider
-from .rationing import Rationing, key_name
+from .rationing import Rationing
 from .routing import Route, Router, build_router, instance_name
 from .schemas import Message, has_images
 from .settings import Settings
@@ -79,8 +79,7 @@ class Gateway:
         now = self.rationing.clock()
         refused = self.rationing.refused
         return any(
-            not self.catalogue.withdrawn(d) and refused.get(key_name(d), 0.0) <= now
-            for d in route.deployments
+            not self.catalogue.withdrawn(d) and not refused.out(d, now) for d in route.deployments
         )
 
     async def open(

@@ -170,9 +170,8 @@ async def state_families(
         "Until when (Unix time) a key its provider refused is out of rotation.",
         labels=["key"],
     )
-    for name, until in sorted(rationing.refused.items()):
-        if until > rationing.clock():
-            refused.add_metric([name], until)
+    for name, until in rationing.refused.items(rationing.clock()):
+        refused.add_metric([name], until)
     remaining = GaugeMetricFamily(
         "ai_api_window_remaining",
         "What a budget's window has left (requests or tokens); absent when unknown.",

@@ -34,6 +34,7 @@ from .headroom import (
 )
 from .limits import DAY, KINDS, Cost, Exhaustion, Kind, Limit, period_name
 from .outcomes import attempted
+from .pools import Refusals, keys_first, runs
 from .ratelimits import RateReading
 from .routing import Deployment, Member, Route
 from .schemas import Usage
@@ -80,15 +81,6 @@ class Ticket:
         return (self.chars + 3) // 4
 
 
-def key_name(d: Deployment) -> str:
-    """The key `d` uses, by name: `provider`, or `provider#label` for a key of a pool."""
-    return f"{d.name}#{d.key}" if d.key else d.name
-
-
-def _same_pool(a: Member, b: Member) -> bool:
-    return a.deployment.public_name == b.deployment.public_name
-
-
 def end_of(verdict: Verdict, tokens: int) -> End:
     """What `verdict` does to the shared state, the hold settled to `tokens`."""
     health: Literal["succeeded", "failed", "released"] = "released"
@@ -129,8 +121,8 @@ class Rationing:
         self._ids = itertools.count(1)
         self._stopping = False
         self._spin = itertools.count()
-        self.refused: dict[str, float] = {}
-        """Keys a provider refused (`key_name`), until when they are out of rotation."""
+        self.refused = Refusals()
+        """Keys a provider refused, until when they are out of rotation."""
 
     def limits(self, deployment: Deployment, guesses: bool = True) -> tuple[Limit, ...]:
         """The limits `deployment` is held to now (`guesses`: the preset's count, unless the
@@ -185,7 +177,7 @@ class Rationing:
         """
         now = self.clock()
         if self.refused:
-            usable = [m for m in members if self.refused.get(key_name(m.deployment), 0.0) <= now]
+            usable = [m for m in members if not self.refused.out(m.deployment, now)]
             members = usable or members
         if route.pooled:
             members = await self._keys_ordered(members, prefer)
@@ -210,28 +202,19 @@ class Rationing:
         return [m for _, m in ready] + paced
 
     async def _keys_ordered(self, members: Sequence[Member], prefer: str | None) -> list[Member]:
-        """Within each run of one pool's keys: `prefer` first, then the most headroom (keys
-        with as much take turns)."""
+        """Within each run of one pool's keys: `prefer` first, then the most headroom; keys
+        with as much (one account's, or none known yet) take turns."""
         ordered: list[Member] = []
-        start = 0
-        for end in range(1, len(members) + 1):
-            if end < len(members) and _same_pool(members[end], members[start]):
-                continue
-            run = list(members[start:end])
+        for run in runs(members):
             if len(run) > 1:
-                # Keys with the same headroom (one account's, or none known yet) take turns.
                 spin = next(self._spin) % len(run)
                 run = run[spin:] + run[:spin]
-                shares = {}
-                for m in run:
-                    d = m.deployment
-                    windows = (await self.snapshot(d)).windows
-                    shares[d.member] = headroom_share(windows)
-                run.sort(
-                    key=lambda m: (m.deployment.member != prefer, -shares[m.deployment.member])
-                )
+                shares = {
+                    m.deployment.member: headroom_share((await self.snapshot(m.deployment)).windows)
+                    for m in run
+                }
+                run = keys_first(run, prefer, shares)
             ordered += run
-            start = end
         return ordered
 
     async def begin(
@@ -300,30 +283,8 @@ class Rationing:
                 d.spec.env_prefix,
             )
         elif verdict.alarm is Alarm.KEY_REFUSED:
-            self._refuse_key(d, verdict, now)
+            self.refused.refuse(d, verdict.status, verdict.rest_until or now, now)
         await self._close(ticket, verdict, usage, now)
-
-    def _refuse_key(self, d: Deployment, verdict: Verdict, now: float) -> None:
-        """The provider refused `d`'s key: out of rotation for every model until its rest
-        ends (told once, naming the key by its label, never by any part of it)."""
-        name = key_name(d)
-        told = self.refused.get(name, 0.0) > now
-        self.refused[name] = verdict.rest_until or now
-        if told:
-            return
-        variable = d.key_env or d.spec.key_env or "its API key variable"
-        if d.key:
-            log.error(
-                "%s refused its key %s (HTTP %d): that key is out of rotation for %.0f s;"
-                " check it in %s",
-                d.name,
-                d.key,
-                verdict.status,
-                self.refused[name] - now,
-                variable,
-            )
-        else:
-            log.error("%s refused the key (HTTP %d): check %s", d.name, verdict.status, variable)
 
     def stop(self) -> None:
         """The gateway is ending the attempts still running (its drain's grace ran out): one

@@ -8,7 +8,7 @@ from typing import Any
 
 from .headroom import daily_share, source_of
 from .limits import DAY, period_name
-from .rationing import Rationing, key_name
+from .rationing import Rationing
 from .routing import Deployment
 from .store.ledger import day_of, day_start
 
@@ -56,7 +56,7 @@ async def report(
                 "account": account,
                 "circuit": snapshot.health.circuit,
                 "cooldown_seconds": max(0.0, round(snapshot.ready_at - now, 1)),
-                "key_refused": rationing.refused.get(key_name(d), 0.0) > now,
+                "key_refused": rationing.refused.out(d, now),
                 "withdrawn": (d.name, d.model) in gone,
             }
         )
