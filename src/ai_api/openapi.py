@@ -67,11 +67,27 @@ def _error(status: int, shapes: tuple[str, ...] = OPENAI_ERROR) -> Schema:
     return response
 
 
+_CACHE = {
+    "name": "X-AI-API-Cache",
+    "in": "header",
+    "description": "The answer cache: `use` (a kept answer, or ask and keep), `refresh` (ask and"
+    " keep), `skip`; without it, what the route's `cache` says.",
+    "schema": {"enum": ["use", "refresh", "skip"]},
+}
+"""The request header of every API that asks a model for an answer (`ai_api.cache`)."""
+
+
 def _answer_headers() -> Schema:
-    return {
+    headers: Schema = {
         name: {"description": text, "required": True, "schema": STR}
         for name, text in _ANSWER_HEADERS.items()
     }
+    headers["X-AI-API-Cache"] = {
+        "description": "`hit`: replayed from the answer cache (no provider asked); `miss`: asked"
+        " and kept if it ends well; absent: the cache was not looked at.",
+        "schema": {"enum": ["hit", "miss"]},
+    }
+    return headers
 
 
 def _operation(
@@ -121,6 +137,7 @@ def _paths(keys: bool) -> dict[str, Schema]:
         },
     }
     completions = _operation("A chat completion from the route `model` names", stream_ok, _ANSWERS)
+    completions["parameters"] = [_CACHE]
     completions["requestBody"] = {
         "required": True,
         "content": {
@@ -146,7 +163,8 @@ def _paths(keys: bool) -> dict[str, Schema]:
         _ANSWERS,
     )
     chat["parameters"] = [
-        {"name": "format", "in": "query", "schema": {"enum": ["sse", "text"], "default": "sse"}}
+        {"name": "format", "in": "query", "schema": {"enum": ["sse", "text"], "default": "sse"}},
+        _CACHE,
     ]
     chat["requestBody"] = {
         "required": True,
@@ -288,6 +306,7 @@ def _messages_paths() -> dict[str, Schema]:
     messages = _operation(
         "A message from the route `model` names", ok, (*_ANSWERS, 529), ANTHROPIC_ERROR
     )
+    messages["parameters"] = [_CACHE]
     messages["requestBody"] = {
         "required": True,
         "content": {
@@ -322,6 +341,7 @@ def _responses_paths() -> dict[str, Schema]:
         "content": {JSON: {"schema": ref("Response")}, SSE: {"schema": ref("ResponsesEvent")}},
     }
     operation = _operation("A response from the route `model` names", ok, _ANSWERS)
+    operation["parameters"] = [_CACHE]
     operation["requestBody"] = {
         "required": True,
         "content": {
