@@ -268,3 +268,27 @@ async def test_metrics_count_hits_misses_and_the_tokens_saved(groq, client):
     completion = json.loads(first[2])["usage"]["completion_tokens"]
     saved = samples[("ai_api_cache_tokens_saved_total", (("kind", "completion"),))]
     assert saved == 2 * completion
+
+
+async def test_the_workers_of_one_machine_share_the_cache(groq, tmp_path: Path):
+    from .test_cli import ai_api
+    from .test_metrics import answered_by_both, fresh
+    from .test_server import gateway_env
+
+    env = gateway_env(groq, tmp_path / "usage.sqlite3")
+    async with ai_api("--workers", "2", cwd=tmp_path, env=env) as (process, url):
+        await answered_by_both(process, url, 4)  # both workers take connections
+        before = chats(groq)
+        outcomes = []
+        for _ in range(10):  # each on a connection of its own: the workers take turns
+            body = {"model": MODEL, "messages": HI}
+            status, text = await fresh(
+                "POST",
+                url + "/v1/chat/completions",
+                json=body,
+                headers={"X-AI-API-Cache": "use"},
+            )
+            assert status == 200
+            outcomes.append(json.loads(text)["choices"][0]["message"]["content"])
+    assert chats(groq) - before == 1  # one miss; the nine others were hits, in either worker
+    assert len(set(outcomes)) == 1
