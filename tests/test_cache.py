@@ -292,3 +292,19 @@ async def test_the_workers_of_one_machine_share_the_cache(groq, tmp_path: Path):
             outcomes.append(json.loads(text)["choices"][0]["message"]["content"])
     assert chats(groq) - before == 1  # one miss; the nine others were hits, in either worker
     assert len(set(outcomes)) == 1
+
+
+async def test_the_original_chat_contract_takes_the_header_too(groq, cerebras, client):
+    async with running(settings_for(groq, cerebras)) as url:
+        answers = []
+        for _ in range(3):
+            async with client.post(
+                url + "/chat", json={"messages": HI}, headers={"X-AI-API-Cache": "use"}
+            ) as r:
+                answers.append((r.headers.get("X-AI-API-Cache"), r.headers["X-AI-API-Provider"]))
+                answers.append(await r.text())
+    assert [answers[0][0], answers[2][0], answers[4][0]] == ["miss", "hit", "hit"]
+    assert answers[1] == answers[3] == answers[5]  # the same events, replayed
+    # A hit is the provider that gave the answer: the round-robin turn was not taken.
+    assert answers[0][1] == answers[2][1] == answers[4][1]
+    assert chats(groq) + cerebras.hits["POST /v1/chat/completions"] == 1
