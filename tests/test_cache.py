@@ -308,3 +308,38 @@ async def test_the_original_chat_contract_takes_the_header_too(groq, cerebras, c
     # A hit is the provider that gave the answer: the round-robin turn was not taken.
     assert answers[0][1] == answers[2][1] == answers[4][1]
     assert chats(groq) + cerebras.hits["POST /v1/chat/completions"] == 1
+
+
+async def test_the_file_and_redis_stores_keep_to_their_size_and_age(tmp_path: Path):
+    from ai_api.store.cache import AnswerStore, RedisAnswers, SQLiteAnswers
+
+    clock = FakeClock()
+    async with running_redis() as redis:
+        shared = RedisAnswers(redis.url, 4096, 60.0, clock)
+        stores: list[AnswerStore] = [
+            await SQLiteAnswers(tmp_path / "ledger.sqlite3", 4096, 60.0, clock).open(),
+            shared,
+        ]
+        try:
+            for store in stores:
+                for i in range(50):
+                    clock.advance(0.01)
+                    await store.put(f"k{i}", bytes([i]) * 300)
+                assert await store.get("k49") == bytes([49]) * 300
+                assert await store.get("k0") is None  # the oldest went first
+                kept = [i for i in range(50) if await store.get(f"k{i}") is not None]
+                assert 300 * len(kept) <= 4096
+                assert kept == list(range(50 - len(kept), 50))
+                await store.delete("k49")
+                assert await store.get("k49") is None
+                await store.put("big", bytes(4096))  # over a tenth of the bound: not kept
+                assert await store.get("big") is None
+                clock.advance(61)
+                assert await store.get("k48") is None  # too old
+            # The total counts what the index holds: within the bound, and 0 once all is gone.
+            for i in range(50):
+                await shared.delete(f"k{i}")
+            assert await shared._redis.get("ai-api:cache:#total") == b"0"
+        finally:
+            for store in stores:
+                await store.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from ai_api.config import load_settings
 from ai_api.fakes import FakeUpstream
 from ai_api.server import running
 
@@ -150,3 +151,26 @@ async def test_ai_api_models_prints_what_each_provider_lists_and_routes(groq, ce
     assert "cerebras (Cerebras): lists 3 models" in out
     assert "* gpt-oss-120b" in out
     assert KEYS["groq"] not in out + done.stderr
+
+
+async def test_an_endpoint_reads_its_list_only_when_told_and_variants_count(client, tmp_path):
+    async with FakeUpstream("openai") as fake:  # lists generic-large and generic-small
+        path = tmp_path / "ai-api.toml"
+        table = (
+            "[providers.box]\nkind = 'openai'\nbase_url = '{url}/v1'\n"
+            "models = ['generic-large:latest', 'generic-small', 'generic-gone']\n{extra}"
+        )
+        path.write_text(table.format(url=fake.base_url, extra=""))
+        settings = load_settings({}, path).with_overrides(port=0, ledger="")
+        async with running(settings) as url:
+            unread = await listed(client, url)
+        assert fake.hits["GET /v1/models"] == 0  # an unknown server's list is opt-in
+        assert "box/generic-gone" in unread
+        path.write_text(table.format(url=fake.base_url, extra="catalogue = true\n"))
+        settings = load_settings({}, path).with_overrides(port=0, ledger="")
+        async with running(settings) as url:
+            read = await listed(client, url)
+    assert fake.hits["GET /v1/models"] == 1
+    assert "box/generic-gone" not in read
+    assert "box/generic-large:latest" in read  # a variant of a listed model
+    assert "box/generic-small" in read

@@ -3,6 +3,7 @@ requests table keeps it, over real HTTP to the fakes."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -127,3 +128,33 @@ async def test_an_answer_that_fails_after_its_first_byte_is_200_with_an_error(
     assert cut.status == 200
     assert cut.error is not None
     assert cut.ttft is not None
+
+
+async def test_what_waits_for_a_whole_answer_runs_only_for_one() -> None:
+    from ai_api.outcomes import Trace, when_answered
+
+    ran: list[str] = []
+
+    def keep(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            ran.append(name)
+
+        return run
+
+    assert when_answered(keep("no request")) is False  # no trace: the caller decides
+    for status, error, expected in (
+        (200, None, ["whole"]),
+        (200, "bad_tool_input", []),
+        (502, None, []),
+    ):
+        ran.clear()
+        trace = Trace(0.0)
+        end = trace.begin()
+        try:
+            assert when_answered(keep("whole")) is True
+            trace.error = error
+            await trace.settle(status)
+        finally:
+            end()
+        assert ran == expected, (status, error)
+        assert trace.keeps == []

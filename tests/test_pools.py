@@ -236,3 +236,18 @@ sticky = "off"
             async with client.post(url + "/v1/chat/completions", json=body) as response:
                 assert response.status == 200
     assert sorted(fake.by_key.values()) == [1, 1, 1]  # spread by headroom instead
+
+
+async def test_a_403_rests_only_its_member_not_the_key(fake, client):
+    from ai_api.fakes import Fault
+
+    fake.add_fault(Fault(status=403, message="This prompt was flagged."))
+    async with running(pooled(fake, f"{KA},{KB},{KC}")) as url:
+        statuses = [await ask(client, url, distinct(i)) for i in range(6)]
+        report = await get(client, url, "/usage")
+    assert statuses == [200] * 6  # the 403 failed over to another key
+    assert not any(m["key_refused"] for m in report["members"])
+    # The key that got it still answers other models' requests: its members elsewhere are ready.
+    other = [m for m in report["members"] if m["name"] != f"groq/{MODEL}"]
+    assert other
+    assert all(m["cooldown_seconds"] == 0 for m in other)

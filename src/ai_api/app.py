@@ -129,7 +129,10 @@ def _front(
     async def answer(request: web.Request, handler: Handler, trace: Trace) -> web.StreamResponse:
         try:
             early = admit(request)  # a response is a mapping, falsy when empty: test for None
-            return early if early is not None else await handler(request)
+            response = early if early is not None else await handler(request)
+            if trace.keeps:  # before a whole body is sent: the next request finds it kept
+                await trace.settle(response.status)
+            return response
         except GatewayError as exc:
             trace.error = exc.code
             return error_response(exc, request)

@@ -16,6 +16,7 @@ left. Entries are bounded by age and by size (`store.cache`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -26,7 +27,7 @@ import msgspec
 
 from .attempts import Opened, replay
 from .errors import InvalidRequest
-from .outcomes import cached
+from .outcomes import cached, when_answered
 from .routing import Deployment, Route
 from .schemas import Chunk, Message
 from .store.cache import AnswerStore
@@ -149,4 +150,8 @@ class AnswerCache:
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
         entry = Kept(opened.deployment.member, blocks, prompt, completion)
-        await self.store.put(key, _encode(entry))
+        # Kept once the API answered whole with it (a Messages answer whose tool arguments
+        # are not JSON fails after its stream ended: it must not be replayed).
+        write = functools.partial(self.store.put, key, _encode(entry))
+        if not when_answered(write):
+            await write()

@@ -80,16 +80,22 @@ class Catalogue:
                 "%s: its model list could not be read (%s): nothing changed", source.name, code
             )
             return
+        except Exception:  # a bug must not stop the readings for good
+            log.exception("%s: reading its model list failed: nothing changed", source.name)
+            return
         self.read_at[source.name] = self.clock()
         if not models:  # an empty list says nothing of what it serves
             return
         self.listed[source.name] = tuple(models)
-        served = set(models)
+        # A variant (`:latest`, `:nitro`, `:free`) counts as its model's: only a model absent
+        # in every form is taken out.
+        served = set(models) | {m.partition(":")[0] for m in models}
         for model in source.configured:
             key = (source.name, model)
-            if model not in served and key not in self.gone:
+            listed = model in served or model.partition(":")[0] in served
+            if not listed and key not in self.gone:
                 self.gone.add(key)
-                offered = ", ".join(sorted(served)[:8])
+                offered = ", ".join(sorted(models)[:8])
                 log.warning(
                     "%s no longer lists %s: it is out of rotation until it does. Remove it from"
                     " your configuration or set %s to a listed model (%s%s)",
@@ -99,7 +105,7 @@ class Catalogue:
                     offered,
                     ", ..." if len(served) > 8 else "",
                 )
-            elif model in served and key in self.gone:
+            elif listed and key in self.gone:
                 self.gone.discard(key)
                 log.info("%s lists %s again: it is back in rotation", source.name, model)
 

@@ -350,20 +350,29 @@ def _secret(env: Mapping[str, str], name: str | None) -> Secret | None:
     return Secret(value) if value else None
 
 
-def _provider(
-    name: str, entry: ProviderEntry, env: Mapping[str, str], problems: list[str], root: Path
-) -> ProviderSettings | None:
+def _spec(name: str, entry: ProviderEntry) -> ProviderSpec:
+    """The provider's spec: its kind's preset (the generic one for `openai`), as the entry
+    changes it (`prefill`, `catalogue`); `ConfigError` for an unknown kind."""
     kind = entry.kind or (name if preset(name) else None)
     spec = preset(kind) if kind else None
     if spec is None:
         known = "openai (any OpenAI-compatible endpoint) or a preset name"
         raise ConfigError(f"providers.{name}: unknown kind {kind!r}; use {known}.")
-    if not entry.enabled:
-        return None
-    if spec is GENERIC and not (entry.base_url and entry.models):
+    if spec is GENERIC and entry.enabled and not (entry.base_url and entry.models):
         raise ConfigError(f"providers.{name}: kind 'openai' needs base_url and models.")
     if entry.prefill is not None:
         spec = replace(spec, prefill=PREFILLS.get(entry.prefill))
+    if entry.catalogue is not None:
+        spec = replace(spec, catalogue=entry.catalogue)
+    return spec
+
+
+def _provider(
+    name: str, entry: ProviderEntry, env: Mapping[str, str], problems: list[str], root: Path
+) -> ProviderSettings | None:
+    spec = _spec(name, entry)
+    if not entry.enabled:
+        return None
     found = entry_keys(name, entry, spec.key_env, env, problems)
     if found is None:
         return None

@@ -102,6 +102,9 @@ class ProviderEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_tokens: int | None = None
     prefill: Literal["trailing", "mistral", "vllm", "none"] | None = None
     """How it continues a partial answer (see `presets.PREFILLS`); `none`: it is asked anew."""
+    catalogue: bool | None = None
+    """Whether its model list is read and a configured model missing from it taken as withdrawn
+    (`ai_api.catalogue`); None: the preset's choice."""
     guesses: bool = True
     """Whether the preset's built-in limits (guesses about a free tier) apply; false: only
     the configured ones and what the provider reports or a 429 teaches."""

@@ -4,7 +4,7 @@ and the ledger's requests table all read (`Observers`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -61,7 +61,7 @@ class Trace:
     routes and rations it adds to it through `routed` and `attempted`, without being passed
     it (they run in the request's task, or in tasks it started)."""
 
-    __slots__ = ("at", "cache", "ended", "error", "hit", "request_id", "route")
+    __slots__ = ("at", "cache", "ended", "error", "hit", "keeps", "request_id", "route")
 
     def __init__(self, at: float) -> None:
         self.at = at
@@ -71,11 +71,22 @@ class Trace:
         self.error: str | None = None  # set when the request was answered with an error
         self.cache: str | None = None  # what the answer cache did (`ai_api.cache`)
         self.hit: Attempt | None = None  # a cache hit: who gave the answer kept, what it cost
+        self.keeps: list[Callable[[], Awaitable[None]]] = []  # done once answered (`settle`)
 
     def begin(self) -> Callable[[], None]:
         """Make this the running request's trace; returns what undoes that."""
         token = _TRACE.set(self)
         return lambda: _TRACE.reset(token)
+
+    async def settle(self, status: int) -> None:
+        """The handler answered with `status`: if that is the whole answer (no error, and its
+        last attempt ended well), do what waited for it (keep it in the answer cache)."""
+        keeps, self.keeps = self.keeps, []
+        last = self.ended[-1] if self.ended else None
+        if status >= 400 or self.error is not None or (last is not None and last.error):
+            return
+        for keep in keeps:
+            await keep()
 
     def record(self, method: str, path: str, status: int, now: float) -> RequestRecord:
         """The request's record as it ends at `now`, answered with `status`."""
@@ -145,6 +156,16 @@ def cached(outcome: str, d: Deployment | None = None, prompt: int = 0, completio
             0.0,
             key=d.key or None,
         )
+
+
+def when_answered(keep: Callable[[], Awaitable[None]]) -> bool:
+    """Run `keep` once the running request is answered whole (`Trace.settle`); False when no
+    request is running (the caller decides then)."""
+    trace = _TRACE.get()
+    if trace is None:
+        return False
+    trace.keeps.append(keep)
+    return True
 
 
 def attempted(attempt: Attempt) -> None:

@@ -282,8 +282,18 @@ class Rationing:
                 d.model,
                 d.spec.env_prefix,
             )
-        elif verdict.alarm is Alarm.KEY_REFUSED:
+        elif verdict.alarm is Alarm.KEY_REFUSED and verdict.status == 401:
+            # The key itself is bad: out for every model. A 402 or 403 may be about one model
+            # or one prompt (a paid model, moderation): only this member rests.
             self.refused.refuse(d, verdict.status, verdict.rest_until or now, now)
+        elif verdict.alarm is Alarm.KEY_REFUSED:
+            log.error(
+                "%s refused %s (HTTP %d): check %s",
+                d.name,
+                d.model,
+                verdict.status,
+                d.key_env or d.spec.key_env or "its API key variable",
+            )
         await self._close(ticket, verdict, usage, now)
 
     def stop(self) -> None:

@@ -452,6 +452,9 @@ def _local(
         max_tokens_field="max_tokens",
         prefill=prefill,
         embeddings=Embeddings(models=(), note="whatever embedding model the server has loaded"),
+        # Local servers name models their own way (Ollama lists `llama3.2:latest` and takes
+        # `llama3.2`; llama.cpp lists its file and takes any name): their lists are not read.
+        catalogue=False,
         note="local server: no limits but your hardware",
     )
 
@@ -490,6 +493,7 @@ GENERIC = ProviderSpec(
     chat_path="/chat/completions",
     default_model=None,
     embeddings=Embeddings(models=(), dimensions_field="dimensions"),
+    catalogue=False,  # an unknown server's list may name its models its own way: opt in
     note="any OpenAI-compatible endpoint declared in the config file",
 )
 """The kind `openai` in a config file: an endpoint with no preset, described there."""

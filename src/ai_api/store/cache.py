@@ -25,6 +25,8 @@ log = logging.getLogger("ai_api.store")
 
 TIMEOUT = 2.0
 """The longest one lookup or write may take before it counts as a miss (or is dropped)."""
+LOCK_WAIT = 1.0
+"""The longest the SQLite table's connections wait for the file's lock (under `TIMEOUT`)."""
 
 
 class AnswerStore(Protocol):
@@ -95,7 +97,9 @@ _SCHEMA = (
 
 class SQLiteAnswers:
     """Answers in a table of their own in the ledger's file (WAL: the workers of one machine
-    read and write it at once), through one connection in a thread of its own."""
+    read and write it at once). Lookups and writes each have a connection and a thread of
+    their own, so a lookup never waits behind a write that waits for the file's lock; and
+    that wait is shorter than `TIMEOUT`, so a write gives up rather than hangs."""
 
     def __init__(
         self, path: Path, max_bytes: int, ttl: float, clock: Callable[[], float] = time.time
@@ -104,35 +108,47 @@ class SQLiteAnswers:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.clock = clock
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ai-api-cache")
-        self._conn: sqlite3.Connection | None = None
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="ai-api-cache-read")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="ai-api-cache-write")
+        self._conns: dict[ThreadPoolExecutor, sqlite3.Connection] = {}
         self._failing = False
 
     async def open(self) -> SQLiteAnswers:
-        await self._run(self._create)
+        await self._run(self._create, self._writer)
+        await self._run(lambda: self._connect(self._reader), self._reader)
         return self
+
+    def _connect(self, thread: ThreadPoolExecutor) -> sqlite3.Connection:
+        conn = self._conns[thread] = connect(self.path)
+        conn.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT * 1000)}")
+        return conn
 
     def _create(self) -> None:
         create_private(self.path)
-        conn = self._conn = connect(self.path)
+        conn = self._connect(self._writer)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         for statement in _SCHEMA:
             conn.execute(statement)
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
+    def _db(self, thread: ThreadPoolExecutor) -> sqlite3.Connection:
+        conn = self._conns.get(thread)
+        if conn is None:
             raise sqlite3.OperationalError("the answer cache's table is not open")
-        return self._conn
+        return conn
 
-    async def _run(self, call: Callable[[], Any]) -> Any:
+    async def _run(self, call: Callable[[], Any], thread: ThreadPoolExecutor) -> Any:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(TIMEOUT):
-                result = await loop.run_in_executor(self._thread, call)
+                result = await loop.run_in_executor(thread, call)
         except (sqlite3.Error, OSError, TimeoutError) as exc:
             if not self._failing:
-                log.warning("the answer cache's table cannot be used (%s): misses meanwhile", exc)
+                log.warning(
+                    "the answer cache's table cannot be used (%s: %s): misses meanwhile",
+                    type(exc).__name__,
+                    exc,
+                )
             self._failing = True
             return None
         self._failing = False
@@ -143,13 +159,13 @@ class SQLiteAnswers:
 
         def read() -> bytes | None:
             row = (
-                self._db()
+                self._db(self._reader)
                 .execute("SELECT body FROM answers WHERE key = ? AND at >= ?", (key, since))
                 .fetchone()
             )
             return None if row is None else bytes(row[0])
 
-        result: bytes | None = await self._run(read)
+        result: bytes | None = await self._run(read, self._reader)
         return result
 
     async def put(self, key: str, value: bytes) -> None:
@@ -158,7 +174,7 @@ class SQLiteAnswers:
         now = self.clock()
 
         def write() -> None:
-            conn = self._db()
+            conn = self._db(self._writer)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
@@ -181,36 +197,52 @@ class SQLiteAnswers:
                 conn.execute("ROLLBACK")
                 raise
 
-        await self._run(write)
+        await self._run(write, self._writer)
 
     async def delete(self, key: str) -> None:
-        await self._run(lambda: self._db().execute("DELETE FROM answers WHERE key = ?", (key,)))
+        await self._run(
+            lambda: self._db(self._writer).execute("DELETE FROM answers WHERE key = ?", (key,)),
+            self._writer,
+        )
 
     async def close(self) -> None:
-        def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._thread, shut)
-        self._thread.shutdown(wait=False)
+        loop = asyncio.get_running_loop()
+        for thread in (self._reader, self._writer):
+            conn = self._conns.pop(thread, None)
+            if conn is not None:
+                await loop.run_in_executor(thread, conn.close)
+            thread.shutdown(wait=False)
 
 
 # KEYS: the entry, the index (entry -> when kept), the sizes (entry -> bytes), the total.
-# ARGV: the entry's suffix, its value, now, ttl, max_bytes. The index and sizes name entries
-# by suffix; expired entries leave the index and the total here too.
-_PUT = """
-local prefix = ARGV[6]
-local now, ttl, max = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local function drop(suffix)
+# ARGV (of _PUT): the entry's suffix, its value, now, ttl, max_bytes, the prefix. The index
+# and sizes name entries by suffix; expired entries leave the index and the total here too.
+_DROP_FUNCTION = """
+local function drop(prefix, suffix)
   local size = tonumber(redis.call('HGET', KEYS[3], suffix) or '0')
   redis.call('DEL', prefix .. suffix)
   redis.call('HDEL', KEYS[3], suffix)
   redis.call('ZREM', KEYS[2], suffix)
   redis.call('DECRBY', KEYS[4], size)
 end
-drop(ARGV[1])
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl)) do drop(old) end
+"""
+# _GET: the same KEYS; ARGV: the entry's suffix, the oldest time kept (an entry older is a
+# miss on the gateway's clock, which Redis's own expiry does not follow).
+_GET = """
+local at = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not at or tonumber(at) < tonumber(ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])
+"""
+# _DROP: the same KEYS; ARGV: the entry's suffix, the prefix.
+_DROP = _DROP_FUNCTION + "drop(ARGV[2], ARGV[1])\nreturn 1\n"
+_PUT = (
+    _DROP_FUNCTION
+    + """
+local prefix = ARGV[6]
+local now, ttl, max = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local function drop_one(suffix) drop(prefix, suffix) end
+drop_one(ARGV[1])
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl)) do drop_one(old) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', math.floor(ttl * 1000))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], string.len(ARGV[2]))
@@ -218,11 +250,12 @@ local total = redis.call('INCRBY', KEYS[4], string.len(ARGV[2]))
 while total > max do
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)
   if #oldest == 0 then break end
-  drop(oldest[1])
+  drop_one(oldest[1])
   total = tonumber(redis.call('GET', KEYS[4]) or '0')
 end
 return total
 """
+)
 
 
 class RedisAnswers:
@@ -245,6 +278,8 @@ class RedisAnswers:
         self.clock = clock
         self.prefix = prefix
         self._put = self._redis.register_script(_PUT)
+        self._drop = self._redis.register_script(_DROP)
+        self._get = self._redis.register_script(_GET)
         self._failing = False
 
     async def _run(self, call: Callable[[], Any]) -> Any:
@@ -265,19 +300,32 @@ class RedisAnswers:
         return result
 
     async def get(self, key: str) -> bytes | None:
-        result: bytes | None = await self._run(lambda: self._redis.get(self.prefix + key))
+        since = self.clock() - self.ttl
+        result: bytes | None = await self._run(
+            lambda: self._get(keys=self._keys(key), args=[key, since])
+        )
         return result
 
     async def put(self, key: str, value: bytes) -> None:
         if len(value) > self.max_bytes // 10:
             return
-        p = self.prefix
-        keys = [p + key, p + "#index", p + "#sizes", p + "#total"]
-        args: list[bytes | str | float] = [key, value, self.clock(), self.ttl, self.max_bytes, p]
-        await self._run(lambda: self._put(keys=keys, args=args))
+        args: list[bytes | str | float] = [
+            key,
+            value,
+            self.clock(),
+            self.ttl,
+            self.max_bytes,
+            self.prefix,
+        ]
+        await self._run(lambda: self._put(keys=self._keys(key), args=args))
 
     async def delete(self, key: str) -> None:
-        await self._run(lambda: self._redis.delete(self.prefix + key))
+        await self._run(lambda: self._drop(keys=self._keys(key), args=[key, self.prefix]))
+
+    def _keys(self, key: str) -> list[str]:
+        """The entry, the index, the sizes and the total (the scripts' KEYS)."""
+        p = self.prefix
+        return [p + key, p + "#index", p + "#sizes", p + "#total"]
 
     async def close(self) -> None:
         await self._redis.aclose()
