@@ -69,8 +69,13 @@ CLK = os.sysconf("SC_CLK_TCK")
 START_MARK = "<!-- bench:results:start -->"
 END_MARK = "<!-- bench:results:end -->"
 SCENARIOS = ("startup", "stream", "json", "facades", "cache", "profile", "open1000", "soak")
-CACHE_MODES = {"miss": "X-AI-API-Cache: refresh", "hit": "X-AI-API-Cache: use"}
-"""The cache scenario's two rows: asked upstream every time (and kept), or answered from it."""
+CACHE_MODES = {
+    "plain": None,
+    "miss": "X-AI-API-Cache: refresh",
+    "hit": "X-AI-API-Cache: use",
+}
+"""The cache scenario's rows: the cache not asked (the baseline), asked upstream every time
+and kept (a miss), or answered from it (a hit)."""
 FACADES = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 """The APIs of ai-api asked the same streamed question in the facades scenario, chat first."""
 FACADE_MAX_TOKENS = 256
@@ -504,17 +509,19 @@ def measure_facades(
 def measure_cache(
     b: Target, fast: Proc, levels: list[int], rounds: int, duration: float
 ) -> dict[str, dict]:
-    """The same question to ai-api with `X-AI-API-Cache: refresh` (every request asks the
-    upstream and keeps its answer: a miss) and `use` (after the first, every request is a
-    hit), streamed and whole, interleaved, `rounds` times: by point, the runs, their
-    summaries and the hit's CPU per request against the miss's."""
+    """The same question to ai-api without the cache (plain), with `X-AI-API-Cache: refresh`
+    (every request asks the upstream and keeps its answer: a miss) and `use` (after the
+    first, every request is a hit), streamed and whole, interleaved (the order rotating),
+    `rounds` times: by point, the runs, their summaries and the hit's CPU per request against
+    the miss's and the plain request's."""
     out: dict[str, dict] = {}
     for stream in (True, False):
         for c in levels:
             runs: dict[str, list[dict]] = {mode: [] for mode in CACHE_MODES}
             for r in range(rounds):
-                modes = list(CACHE_MODES) if r % 2 == 0 else list(reversed(CACHE_MODES))
-                for mode in modes:
+                order = list(CACHE_MODES)
+                for mode in order[r % len(order) :] + order[: r % len(order)]:
+                    header = CACHE_MODES[mode]
                     res = run_load(
                         b,
                         stream=stream,
@@ -523,7 +530,7 @@ def measure_cache(
                         max_requests=max(2000, int(duration * 20000)),
                         grace=15,
                         upstream=[fast],
-                        headers=(CACHE_MODES[mode],),
+                        headers=() if header is None else (header,),
                     )
                     runs[mode].append(res)
                     log(
@@ -535,11 +542,12 @@ def measure_cache(
                     )
                     time.sleep(0.2)
             summary = {mode: summarize(v) for mode, v in runs.items()}
-            miss, hit = summary["miss"]["cpu"], summary["hit"]["cpu"]
+            plain, miss, hit = (summary[m]["cpu"] for m in ("plain", "miss", "hit"))
             out[f"{'stream' if stream else 'json'}:{c}"] = {
                 "runs": runs,
                 "summary": summary,
                 "ratio": hit / miss if hit and miss else None,
+                "ratio_plain": hit / plain if hit and plain else None,
                 "served": sum(x["completed"] + x["errors"] + c for v in runs.values() for x in v),
             }
     return out
@@ -550,23 +558,28 @@ def report_cache(w, cache: dict[str, dict], rounds: int) -> None:
     w("### The answer cache: a hit against a miss")
     w("")
     w(
-        "ai-api (b) asked the same question again and again with `X-AI-API-Cache: refresh`"
-        " (every request goes to the upstream and its answer is kept: a miss) and with"
-        " `X-AI-API-Cache: use` (after the first request, every one is a hit: no provider is"
-        f" asked), interleaved in each of {rounds} rounds; the cache is the ledger file's"
-        " table, as by default; medians. CPU ms/req is the ai-api process's own."
+        "ai-api (b) asked the same question again and again without the cache header (plain),"
+        " with `X-AI-API-Cache: refresh` (every request goes to the upstream and its answer is"
+        " kept: a miss) and with `X-AI-API-Cache: use` (after the first request, every one is"
+        f" a hit: no provider is asked), interleaved in each of {rounds} rounds; the cache is"
+        " the ledger file's table, as by default; medians. CPU ms/req is the ai-api process's"
+        " own."
     )
     w("")
-    w("| mode | c | row | req/s | p50 ms | p99 ms | CPU ms/req | hit CPU against miss | errors |")
-    w("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    w(
+        "| mode | c | row | req/s | p50 ms | p99 ms | CPU ms/req | hit CPU against miss"
+        " | against plain | errors |"
+    )
+    w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for point, result in cache.items():
         mode, c = point.split(":")
         for row in CACHE_MODES:
             s = result["summary"][row]
             share = ratio(result["ratio"], 1) if row == "hit" else "-"
+            plain = ratio(result["ratio_plain"], 1) if row == "hit" else "-"
             w(
                 f"| {mode} | {c} | {row} | {fmt(s['rps'], 0)} | {fmt(s['p50'], 2)} |"
-                f" {fmt(s['p99'], 2)} | {fmt(s['cpu'], 3)} | {share} | {s['errors']} |"
+                f" {fmt(s['p99'], 2)} | {fmt(s['cpu'], 3)} | {share} | {plain} | {s['errors']} |"
             )
 
 

@@ -112,6 +112,7 @@ class SQLiteAnswers:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ai-api-cache-write")
         self._conns: dict[ThreadPoolExecutor, sqlite3.Connection] = {}
         self._failing = False
+        self._total: int | None = None  # the table's bytes as the writer last knew them
 
     async def open(self) -> SQLiteAnswers:
         await self._run(self._create, self._writer)
@@ -177,12 +178,19 @@ class SQLiteAnswers:
             conn = self._db(self._writer)
             conn.execute("BEGIN IMMEDIATE")
             try:
+                old = conn.execute("SELECT size FROM answers WHERE key = ?", (key,)).fetchone()
                 conn.execute(
                     "INSERT OR REPLACE INTO answers (key, at, size, body) VALUES (?, ?, ?, ?)",
                     (key, now, len(value), value),
                 )
-                conn.execute("DELETE FROM answers WHERE at < ?", (now - self.ttl,))
-                total = conn.execute("SELECT coalesce(sum(size), 0) FROM answers").fetchone()[0]
+                expired = conn.execute("DELETE FROM answers WHERE at < ?", (now - self.ttl,))
+                total = self._total
+                if total is not None and not expired.rowcount:
+                    total += len(value) - (old[0] if old else 0)
+                # Counted again from the table when unknown, after expiry, and before evicting
+                # (the other workers write it too): a sum over every row, not at every write.
+                if total is None or expired.rowcount or total > self.max_bytes:
+                    total = conn.execute("SELECT coalesce(sum(size), 0) FROM answers").fetchone()[0]
                 while total > self.max_bytes:
                     oldest = conn.execute(
                         "SELECT key, size FROM answers ORDER BY at LIMIT 64"
@@ -193,17 +201,20 @@ class SQLiteAnswers:
                         if total <= self.max_bytes:
                             break
                 conn.execute("COMMIT")
+                self._total = total
             except BaseException:
                 conn.execute("ROLLBACK")
+                self._total = None
                 raise
 
         await self._run(write, self._writer)
 
     async def delete(self, key: str) -> None:
-        await self._run(
-            lambda: self._db(self._writer).execute("DELETE FROM answers WHERE key = ?", (key,)),
-            self._writer,
-        )
+        def drop() -> None:
+            self._db(self._writer).execute("DELETE FROM answers WHERE key = ?", (key,))
+            self._total = None  # counted again at the next write
+
+        await self._run(drop, self._writer)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
