@@ -343,3 +343,17 @@ async def test_the_file_and_redis_stores_keep_to_their_size_and_age(tmp_path: Pa
         finally:
             for store in stores:
                 await store.close()
+
+
+async def test_a_cache_that_cannot_be_reached_is_a_miss_not_a_failure(groq, client, caplog):
+    caplog.set_level("WARNING", "ai_api.store")
+    async with running_redis() as redis:
+        shared = replace(settings_for(groq), redis_url=Secret(redis.url))
+        async with running(shared) as url:
+            await redis.stop()
+            answers = [await ask(client, url) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200] * 3
+    assert [h["X-AI-API-Cache"] for _, h, _ in answers] == ["miss"] * 3
+    assert chats(groq) == 3
+    told = [r for r in caplog.records if "answer cache's Redis cannot be used" in r.getMessage()]
+    assert len(told) == 1  # once an outage

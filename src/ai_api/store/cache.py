@@ -45,6 +45,25 @@ class AnswerStore(Protocol):
         """Release what it holds."""
 
 
+class _Outage:
+    """Whether a store is failing: the first failure of an outage is logged, the others not."""
+
+    __slots__ = ("failing", "where")
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.failing = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.failing:
+            log.warning(
+                "the answer cache's %s cannot be used (%s): misses meanwhile",
+                self.where,
+                type(exc).__name__,
+            )
+        self.failing = True
+
+
 class MemoryAnswers:
     """This process's answers, least recently kept first."""
 
@@ -111,7 +130,7 @@ class SQLiteAnswers:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="ai-api-cache-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ai-api-cache-write")
         self._conns: dict[ThreadPoolExecutor, sqlite3.Connection] = {}
-        self._failing = False
+        self._outage = _Outage("table")
         self._total: int | None = None  # the table's bytes as the writer last knew them
 
     async def open(self) -> SQLiteAnswers:
@@ -144,15 +163,9 @@ class SQLiteAnswers:
             async with asyncio.timeout(TIMEOUT):
                 result = await loop.run_in_executor(thread, call)
         except (sqlite3.Error, OSError, TimeoutError) as exc:
-            if not self._failing:
-                log.warning(
-                    "the answer cache's table cannot be used (%s: %s): misses meanwhile",
-                    type(exc).__name__,
-                    exc,
-                )
-            self._failing = True
+            self._outage.failed(exc)
             return None
-        self._failing = False
+        self._outage.failing = False
         return result
 
     async def get(self, key: str) -> bytes | None:
@@ -291,7 +304,7 @@ class RedisAnswers:
         self._put = self._redis.register_script(_PUT)
         self._drop = self._redis.register_script(_DROP)
         self._get = self._redis.register_script(_GET)
-        self._failing = False
+        self._outage = _Outage("Redis")
 
     async def _run(self, call: Callable[[], Any]) -> Any:
         from redis.exceptions import RedisError
@@ -300,14 +313,9 @@ class RedisAnswers:
             async with asyncio.timeout(TIMEOUT):
                 result = await call()
         except (RedisError, OSError, TimeoutError) as exc:
-            if not self._failing:
-                log.warning(
-                    "the answer cache's Redis cannot be used (%s): misses meanwhile",
-                    type(exc).__name__,
-                )
-            self._failing = True
+            self._outage.failed(exc)
             return None
-        self._failing = False
+        self._outage.failing = False
         return result
 
     async def get(self, key: str) -> bytes | None:
