@@ -357,3 +357,26 @@ async def test_a_cache_that_cannot_be_reached_is_a_miss_not_a_failure(groq, clie
     assert chats(groq) == 3
     told = [r for r in caplog.records if "answer cache's Redis cannot be used" in r.getMessage()]
     assert len(told) == 1  # once an outage
+
+
+async def test_messages_and_responses_streams_replay_to_their_last_event(groq, client):
+    headers = {"X-AI-API-Cache": "use", "anthropic-version": "2023-06-01"}
+    messages = {"model": MODEL, "max_tokens": 64, "messages": HI, "stream": True}
+    responses = {"model": MODEL, "input": "What is a cache?", "stream": True}
+    seen = []
+    async with running(settings_for(groq)) as url:
+        for path, body, last in (
+            ("/v1/messages", messages, "event: message_stop"),
+            ("/v1/responses", responses, "event: response.completed"),
+        ):
+            for _ in range(2):
+                async with client.post(url + path, json=body, headers=headers) as r:
+                    text = await r.text()
+                    seen.append((path, r.headers["X-AI-API-Cache"], last in text))
+    assert seen == [
+        ("/v1/messages", "miss", True),
+        ("/v1/messages", "hit", True),
+        ("/v1/responses", "miss", True),
+        ("/v1/responses", "hit", True),
+    ]
+    assert chats(groq) == 2
